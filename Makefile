@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: run test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@ $(STAMP)
+
+run: $(STAMP)
+	mkdir -p data
+	$(VENV)/bin/csms serve --config config.toml
+
+test: $(TEST_STAMP)
+	bash scripts/ensure-redis.sh
+	$(PY) -m ruff check csms billing web tests bench
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/ocpp_load.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

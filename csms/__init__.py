@@ -1,0 +1,1 @@
+"""OCPP central system: hub, charging domain, store."""

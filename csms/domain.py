@@ -1,0 +1,126 @@
+"""Version-neutral charging domain types shared by the hub, the store and the surfaces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    """RFC 3339 UTC with a `Z`, millisecond precision (what OCPP and our APIs emit)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an OCPP dateTime; naive values are taken as UTC."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@dataclass(slots=True)
+class Connector:
+    connector_id: int
+    status: str
+    error_code: str = "NoError"
+    info: str | None = None
+    vendor_error_code: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Station:
+    id: str
+    password_hash: str | None = None
+    vendor: str | None = None
+    model: str | None = None
+    serial_number: str | None = None
+    firmware_version: str | None = None
+    connected: bool = False
+    last_seen: datetime | None = None
+    last_boot_at: datetime | None = None
+    provisioned: bool = False
+    connectors: list[Connector] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class IdTag:
+    id_tag: str
+    status: str = "Accepted"  # Accepted | Blocked | Expired | Invalid
+    expiry_date: datetime | None = None
+    parent_id_tag: str | None = None
+
+
+@dataclass(slots=True)
+class Transaction:
+    transaction_id: int
+    station_id: str
+    connector_id: int
+    id_tag: str
+    meter_start: int
+    started_at: datetime
+    reservation_id: int | None = None
+    meter_stop: int | None = None
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
+    stop_id_tag: str | None = None
+    last_energy_wh: int | None = None  # latest Energy.Active.Import.Register reading, Wh
+    last_energy_at: datetime | None = None
+    session_id: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.stopped_at is None
+
+    @property
+    def energy_wh(self) -> int:
+        """Energy so far (active) or delivered (stopped), from the transaction's own readings."""
+        end = self.meter_stop if self.meter_stop is not None else self.last_energy_wh
+        if end is None:
+            return 0
+        return max(0, end - self.meter_start)
+
+
+@dataclass(slots=True)
+class MeterValue:
+    station_id: str
+    connector_id: int
+    transaction_id: int | None
+    timestamp: datetime
+    value: str
+    measurand: str = ENERGY_REGISTER
+    unit: str | None = "Wh"
+    context: str | None = None
+    phase: str | None = None
+    location: str | None = None
+    format: str | None = None
+
+
+@dataclass(slots=True)
+class OrphanStop:
+    """A StopTransaction for a transaction the CSMS does not know (recorded, never refused)."""
+
+    station_id: str
+    transaction_id: int
+    meter_stop: int
+    stopped_at: datetime
+    reason: str | None = None
+    id_tag: str | None = None
+    received_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class LoggedFrame:
+    station_id: str
+    direction: str  # "in" (station -> CSMS) | "out" (CSMS -> station)
+    frame: str
+    at: datetime

@@ -1,0 +1,145 @@
+"""The store port: domain-level operations the hub and the surfaces need.
+
+Every state change is one atomic operation in the backend (a SQL transaction or a
+`find_one_and_update`-style conditional update), never a read followed by a write in the caller.
+Adapters: `csms.store.sqlite.SqliteStore`, `csms.store.mongo.MongoStore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from csms.domain import IdTag, LoggedFrame, MeterValue, OrphanStop, Station, Transaction
+
+
+class StoreError(Exception):
+    """The backend failed or refused an operation."""
+
+
+class Store(Protocol):
+    # lifecycle -----------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and create the schema/indexes if missing (idempotent)."""
+
+    async def close(self) -> None: ...
+
+    # stations ------------------------------------------------------------------------------
+    async def provision_station(self, station_id: str, password_hash: str | None) -> Station:
+        """Create or update a provisioned station (password hash None: no password)."""
+
+    async def get_station(self, station_id: str) -> Station | None: ...
+
+    async def list_stations(self) -> list[Station]: ...
+
+    async def register_boot(
+        self,
+        station_id: str,
+        *,
+        vendor: str,
+        model: str,
+        serial_number: str | None,
+        firmware_version: str | None,
+        at: datetime,
+    ) -> Station:
+        """Record BootNotification data; creates the station row if unknown."""
+
+    async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
+        """Mark connected/disconnected and update last_seen; creates the row if unknown."""
+
+    async def mark_all_disconnected(self) -> None:
+        """At start-up: no station is connected to a process that just started."""
+
+    async def touch_station(self, station_id: str, at: datetime) -> None:
+        """Update last_seen (Heartbeat and any other message)."""
+
+    async def set_connector_status(
+        self,
+        station_id: str,
+        connector_id: int,
+        *,
+        status: str,
+        error_code: str,
+        info: str | None = None,
+        vendor_error_code: str | None = None,
+        at: datetime,
+    ) -> None:
+        """Upsert one connector's status (connector 0 is the station itself)."""
+
+    # id tags -------------------------------------------------------------------------------
+    async def upsert_id_tag(self, tag: IdTag) -> IdTag: ...
+
+    async def get_id_tag(self, id_tag: str) -> IdTag | None: ...
+
+    async def list_id_tags(self) -> list[IdTag]: ...
+
+    # transactions --------------------------------------------------------------------------
+    async def next_transaction_id(self) -> int:
+        """Atomically allocate the next positive transaction id (never reused)."""
+
+    async def start_transaction(
+        self,
+        station_id: str,
+        connector_id: int,
+        id_tag: str,
+        meter_start: int,
+        started_at: datetime,
+        reservation_id: int | None = None,
+    ) -> tuple[Transaction, bool]:
+        """Open a transaction; returns (transaction, created).
+
+        A retry with the same (station, connector, id_tag, meter_start, started_at) returns the
+        existing transaction and created=False, so a station that resends StartTransaction gets
+        the same transactionId.
+        """
+
+    async def stop_transaction(
+        self,
+        station_id: str,
+        transaction_id: int,
+        *,
+        meter_stop: int,
+        stopped_at: datetime,
+        reason: str | None,
+        id_tag: str | None,
+    ) -> tuple[Transaction | None, bool]:
+        """Close a transaction; returns (transaction, changed).
+
+        A repeat leaves the first stop in place and returns changed=False. A stop for an unknown
+        transaction id is recorded as an `OrphanStop` and returns (None, changed) where changed is
+        False when the same orphan stop was already recorded.
+        """
+
+    async def get_transaction(self, transaction_id: int) -> Transaction | None: ...
+
+    async def list_transactions(
+        self, *, station_id: str | None = None, active: bool | None = None, limit: int = 100
+    ) -> list[Transaction]:
+        """Newest first."""
+
+    async def active_transaction(self, station_id: str, connector_id: int) -> Transaction | None:
+        ...
+
+    async def link_session(self, transaction_id: int, session_id: str) -> None:
+        """Bind a billing session id to a transaction (set once; a repeat is a no-op)."""
+
+    async def list_orphan_stops(self, station_id: str | None = None) -> list[OrphanStop]: ...
+
+    # meter values --------------------------------------------------------------------------
+    async def append_meter_values(self, values: Sequence[MeterValue]) -> None:
+        """Store sampled values; for each transaction keep the latest energy register.
+
+        The latest register is the Energy.Active.Import.Register (Wh, unphased or summed) with the
+        newest timestamp; an older reading arriving late does not move it back.
+        """
+
+    async def list_meter_values(self, transaction_id: int) -> list[MeterValue]:
+        """Oldest first."""
+
+    # message log ---------------------------------------------------------------------------
+    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int) -> None:
+        """Append OCPP frames, keeping at most `keep` newest frames per station."""
+
+    async def list_frames(self, station_id: str, limit: int = 100) -> list[LoggedFrame]:
+        """Newest first."""
