@@ -77,6 +77,8 @@ class PagarmeSettings(_Section):
     webhook_user: str = ""
     webhook_password: str = ""
     timeout: float = Field(15, gt=0)
+    # Text on the card statement: Pagar.me allows 13 characters (PSP) or 22 (gateway accounts).
+    statement_descriptor: str = Field("EV CHARGING", min_length=1, max_length=22)
 
 
 class BillingSettings(_Section):
@@ -84,6 +86,8 @@ class BillingSettings(_Section):
     currency: str = Field("BRL", pattern=r"^[A-Z]{3}$")
     tariff: TariffSettings = TariffSettings()
     pagarme: PagarmeSettings = PagarmeSettings()
+    # SQLite file where the sandbox gateway keeps its charges (survives restarts).
+    sandbox_path: str = "data/sandbox_gateway.db"
 
 
 class MailSettings(_Section):

@@ -19,9 +19,16 @@ def isoformat(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class InvalidTimestamp(ValueError):
+    """A dateTime field that is not ISO 8601."""
+
+
 def parse_timestamp(text: str) -> datetime:
     """Parse an OCPP dateTime; naive values are taken as UTC."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, AttributeError) as exc:
+        raise InvalidTimestamp(f"not an ISO 8601 date-time: {text!r}") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)

@@ -52,7 +52,7 @@ class Store(Protocol):
         """At start-up: no station is connected to a process that just started."""
 
     async def touch_station(self, station_id: str, at: datetime) -> None:
-        """Update last_seen (Heartbeat and any other message)."""
+        """Update last_seen (Heartbeat and any other message); an unknown station stays unknown."""
 
     async def set_connector_status(
         self,
@@ -65,7 +65,10 @@ class Store(Protocol):
         vendor_error_code: str | None = None,
         at: datetime,
     ) -> None:
-        """Upsert one connector's status (connector 0 is the station itself)."""
+        """Upsert one connector's status (connector 0 is the station itself).
+
+        Creates the station row (provisioned=False) if unknown.
+        """
 
     # id tags -------------------------------------------------------------------------------
     async def upsert_id_tag(self, tag: IdTag) -> IdTag: ...
@@ -108,7 +111,8 @@ class Store(Protocol):
 
         A repeat leaves the first stop in place and returns changed=False. A stop for an unknown
         transaction id is recorded as an `OrphanStop` and returns (None, changed) where changed is
-        False when the same orphan stop was already recorded.
+        False when the same orphan stop was already recorded. A transaction of another station
+        counts as unknown: recorded as an orphan stop, the other station's transaction untouched.
         """
 
     async def get_transaction(self, transaction_id: int) -> Transaction | None: ...
@@ -139,7 +143,10 @@ class Store(Protocol):
 
     # message log ---------------------------------------------------------------------------
     async def append_frames(self, frames: Sequence[LoggedFrame], keep: int) -> None:
-        """Append OCPP frames, keeping at most `keep` newest frames per station."""
+        """Append OCPP frames, keeping at most `keep` newest frames per station.
+
+        "Newest" is append order; keep <= 0 stores nothing (and clears the named stations' log).
+        """
 
     async def list_frames(self, station_id: str, limit: int = 100) -> list[LoggedFrame]:
         """Newest first."""

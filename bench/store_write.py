@@ -1,0 +1,74 @@
+"""How many append_meter_values calls/s the SQLite store sustains under concurrency.
+
+1000 concurrent callers (one per simulated station, each with its own open transaction) loop
+appending one energy reading per call for DURATION seconds; every call awaits durability.
+
+    PYTHONPATH=. .venv/bin/python bench/store_write.py [--callers 1000] [--duration 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from csms.domain import MeterValue, utcnow
+from csms.store.sqlite import SqliteStore
+
+
+async def caller(
+    store: SqliteStore, station: str, tx_id: int, deadline: float, latencies: list[float]
+) -> int:
+    calls = 0
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline:
+        value = MeterValue(station, 1, tx_id, utcnow(), str(1000 + calls))
+        began = loop.time()
+        await store.append_meter_values([value])
+        latencies.append(loop.time() - began)
+        calls += 1
+    return calls
+
+
+async def main(callers: int, duration: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(str(Path(tmp) / "bench.db"))
+        await store.open()
+        try:
+            started = await asyncio.gather(
+                *(
+                    store.start_transaction(f"CP{n:04d}", 1, "TAG", 0, utcnow())
+                    for n in range(callers)
+                )
+            )
+            latencies: list[float] = []
+            loop = asyncio.get_running_loop()
+            begin = time.perf_counter()
+            deadline = loop.time() + duration
+            counts = await asyncio.gather(
+                *(
+                    caller(store, tx.station_id, tx.transaction_id, deadline, latencies)
+                    for tx, _ in started
+                )
+            )
+            elapsed = time.perf_counter() - begin
+        finally:
+            await store.close()
+    total = sum(counts)
+    quantiles = statistics.quantiles(latencies, n=100)
+    print(
+        f"append_meter_values: {total} calls in {elapsed:.2f}s with {callers} callers"
+        f" = {total / elapsed:.0f} calls/s"
+        f" (latency p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--callers", type=int, default=1000)
+    parser.add_argument("--duration", type=float, default=5.0)
+    args = parser.parse_args()
+    asyncio.run(main(args.callers, args.duration))

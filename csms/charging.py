@@ -1,0 +1,166 @@
+"""Charging domain service: what happens when a station boots, authorizes, charges and meters.
+
+Version-neutral: the OCPP 1.6 handlers (and later 2.0.1) map their payloads to these calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from csms.config import OcppSettings
+from csms.domain import ENERGY_REGISTER, MeterValue, Transaction, parse_timestamp, utcnow
+from csms.hooks import Authorization, ChargingHooks
+from csms.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class ChargingService:
+    def __init__(self, store: Store, settings: OcppSettings,
+                 hooks: Sequence[ChargingHooks] = ()) -> None:
+        self.store = store
+        self.settings = settings
+        self.hooks: list[ChargingHooks] = list(hooks)
+
+    # station lifecycle -----------------------------------------------------------------------
+    async def boot(self, station_id: str, *, vendor: str, model: str,
+                   serial_number: str | None, firmware_version: str | None) -> None:
+        await self.store.register_boot(station_id, vendor=vendor, model=model,
+                                       serial_number=serial_number,
+                                       firmware_version=firmware_version, at=utcnow())
+
+    async def heartbeat(self, station_id: str) -> None:
+        await self.store.touch_station(station_id, utcnow())
+
+    async def connector_status(self, station_id: str, connector_id: int, *, status: str,
+                               error_code: str, info: str | None,
+                               vendor_error_code: str | None, timestamp: str | None) -> None:
+        at = parse_timestamp(timestamp) if timestamp else utcnow()
+        await self.store.set_connector_status(station_id, connector_id, status=status,
+                                              error_code=error_code, info=info,
+                                              vendor_error_code=vendor_error_code, at=at)
+        for hook in self.hooks:
+            await hook.connector_status(station_id, connector_id, status, error_code)
+
+    async def connected(self, station_id: str) -> None:
+        await self.store.set_connected(station_id, True, utcnow())
+        for hook in self.hooks:
+            await hook.station_connected(station_id)
+
+    async def disconnected(self, station_id: str) -> None:
+        await self.store.set_connected(station_id, False, utcnow())
+        for hook in self.hooks:
+            await hook.station_disconnected(station_id)
+
+    # authorization ---------------------------------------------------------------------------
+    async def _id_tag_status(self, id_tag: str) -> Authorization:
+        tag = await self.store.get_id_tag(id_tag)
+        if tag is None:
+            return Authorization("Accepted" if self.settings.accept_unknown_id_tags else "Invalid")
+        status = tag.status
+        if status == "Accepted" and tag.expiry_date is not None and tag.expiry_date <= utcnow():
+            status = "Expired"
+        return Authorization(status, tag.expiry_date, tag.parent_id_tag)
+
+    async def authorize(self, station_id: str, id_tag: str) -> Authorization:
+        result = await self._id_tag_status(id_tag)
+        for hook in self.hooks:
+            result = await hook.authorize(station_id, id_tag, result)
+        return result
+
+    # transactions ----------------------------------------------------------------------------
+    async def start_transaction(self, station_id: str, *, connector_id: int, id_tag: str,
+                                meter_start: int, timestamp: str,
+                                reservation_id: int | None) -> tuple[Transaction, Authorization]:
+        """Record the transaction whatever the idTag status (the station decides to go on or
+        stop per its StopTransactionOnInvalidId); a retried start gets the same id."""
+        result = await self._id_tag_status(id_tag)
+        transaction, created = await self.store.start_transaction(
+            station_id, connector_id, id_tag, meter_start, parse_timestamp(timestamp),
+            reservation_id)
+        for hook in self.hooks:
+            result = await hook.transaction_started(transaction, created, result)
+        return transaction, result
+
+    async def stop_transaction(self, station_id: str, *, transaction_id: int, meter_stop: int,
+                               timestamp: str, reason: str | None, id_tag: str | None,
+                               transaction_data: list[dict[str, Any]] | None,
+                               ) -> Authorization | None:
+        """Always accepted: a station retries a refused stop for ever. Unknown ids are kept."""
+        known = await self.store.get_transaction(transaction_id)
+        if known is not None and known.station_id != station_id:
+            log.warning("%s: StopTransaction for transaction %s of station %s; recorded as orphan",
+                        station_id, transaction_id, known.station_id)
+        if transaction_data:
+            connector_id = known.connector_id if known else 0
+            tx_id = transaction_id if known and known.station_id == station_id else None
+            values = sampled_values(station_id, connector_id, tx_id, transaction_data)
+            if values:
+                await self.store.append_meter_values(values)
+        transaction, changed = await self.store.stop_transaction(
+            station_id, transaction_id, meter_stop=meter_stop,
+            stopped_at=parse_timestamp(timestamp), reason=reason, id_tag=id_tag)
+        if transaction is not None:
+            for hook in self.hooks:
+                await hook.transaction_stopped(transaction, changed)
+        if id_tag is None:
+            return None
+        return await self._id_tag_status(id_tag)
+
+    async def meter_values(self, station_id: str, *, connector_id: int,
+                           transaction_id: int | None,
+                           meter_value: list[dict[str, Any]]) -> None:
+        transaction = None
+        if transaction_id is not None:
+            transaction = await self.store.get_transaction(transaction_id)
+            if transaction is None or transaction.station_id != station_id:
+                log.warning("%s: MeterValues for unknown transaction %s", station_id,
+                            transaction_id)
+                transaction = None
+        values = sampled_values(station_id, connector_id,
+                                transaction.transaction_id if transaction else None, meter_value)
+        if values:
+            await self.store.append_meter_values(values)
+        if transaction is not None and any(v.measurand == ENERGY_REGISTER for v in values):
+            transaction = await self.store.get_transaction(transaction.transaction_id)
+        for hook in self.hooks:
+            await hook.meter_values(transaction, values)
+
+
+def sampled_values(station_id: str, connector_id: int, transaction_id: int | None,
+                   meter_values: Iterable[dict[str, Any]]) -> list[MeterValue]:
+    """Flatten OCPP 1.6 meterValue[] (snake_case keys) into stored values.
+
+    Defaults per the 1.6 spec: measurand Energy.Active.Import.Register, unit Wh. Energy in kWh
+    is converted to Wh so every stored energy value has one unit.
+    """
+    values: list[MeterValue] = []
+    for entry in meter_values:
+        at: datetime = parse_timestamp(entry["timestamp"])
+        for sample in entry.get("sampled_value", []):
+            measurand = sample.get("measurand") or ENERGY_REGISTER
+            unit = sample.get("unit") or "Wh"
+            raw = str(sample["value"])
+            value = raw
+            if unit in ("kWh", "kvarh") and sample.get("format", "Raw") == "Raw":
+                try:
+                    value = _decimal_text(Decimal(raw) * 1000)
+                    unit = unit[1:]
+                except InvalidOperation:
+                    pass
+            values.append(MeterValue(
+                station_id=station_id, connector_id=connector_id,
+                transaction_id=transaction_id, timestamp=at, value=value,
+                measurand=measurand, unit=unit, context=sample.get("context"),
+                phase=sample.get("phase"), location=sample.get("location"),
+                format=sample.get("format")))
+    return values
+
+
+def _decimal_text(amount: Decimal) -> str:
+    text = format(amount.normalize(), "f")
+    return text

@@ -1,0 +1,171 @@
+"""`csms` command line: serve, worker, simulate, station and idtag administration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from csms.config import ConfigError, Settings, load_settings
+from csms.domain import IdTag, isoformat
+
+DEFAULT_CONFIG = "config.toml"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    import os
+
+    path = args.config
+    if path == DEFAULT_CONFIG and not os.path.exists(path):
+        path = None  # no file: built-in defaults plus environment
+    return load_settings(path)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from csms.app import create_app
+
+    settings = _settings(args)
+    app = create_app(settings)
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    web.run_app(app, host=host, port=port, access_log=None, shutdown_timeout=10,
+                print=lambda _: print(f"csms listening on http://{host}:{port} "
+                                      f"(OCPP at ws://{host}:{port}/ocpp/<stationId>)",
+                                      flush=True))
+    return 0
+
+
+async def _with_store(settings: Settings, work):  # type: ignore[no-untyped-def]
+    from csms.store.factory import make_store
+
+    store = make_store(settings.store)
+    await store.open()
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def _station_add(args: argparse.Namespace) -> int:
+    from csms.passwords import hash_password
+
+    settings = _settings(args)
+    hashed = hash_password(args.password) if args.password else None
+
+    async def work(store):  # type: ignore[no-untyped-def]
+        return await store.provision_station(args.id, hashed)
+
+    station = asyncio.run(_with_store(settings, work))
+    print(f"station {station.id} provisioned"
+          + (" with a password" if station.password_hash else " without a password"))
+    return 0
+
+
+def _station_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(store):  # type: ignore[no-untyped-def]
+        return await store.list_stations()
+
+    stations = asyncio.run(_with_store(settings, work))
+    print(f"{'ID':<24} {'PROVISIONED':<11} {'PASSWORD':<8} {'VENDOR':<16} {'MODEL':<16} LAST SEEN")
+    for s in stations:
+        print(f"{s.id:<24} {'yes' if s.provisioned else 'no':<11} "
+              f"{'yes' if s.password_hash else 'no':<8} {s.vendor or '-':<16} "
+              f"{s.model or '-':<16} {isoformat(s.last_seen) or '-'}")
+    return 0
+
+
+def _idtag_add(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    expiry = None
+    if args.expiry:
+        expiry = datetime.fromisoformat(args.expiry.replace("Z", "+00:00"))
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=UTC)
+
+    async def work(store):  # type: ignore[no-untyped-def]
+        return await store.upsert_id_tag(IdTag(args.id_tag, args.status, expiry, args.parent))
+
+    tag = asyncio.run(_with_store(settings, work))
+    print(f"idTag {tag.id_tag}: {tag.status}")
+    return 0
+
+
+def _idtag_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(store):  # type: ignore[no-untyped-def]
+        return await store.list_id_tags()
+
+    tags = asyncio.run(_with_store(settings, work))
+    print(f"{'ID TAG':<22} {'STATUS':<9} {'EXPIRES':<26} PARENT")
+    for t in tags:
+        print(f"{t.id_tag:<22} {t.status:<9} {isoformat(t.expiry_date) or '-':<26} "
+              f"{t.parent_id_tag or '-'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="csms", description="OCPP central system")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", default=DEFAULT_CONFIG, help="TOML config file")
+        return p
+
+    serve = with_config(sub.add_parser("serve", help="HTTP + OCPP on one port"))
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=_serve)
+
+    station = sub.add_parser("station", help="provision stations")
+    station_sub = station.add_subparsers(dest="station_command", required=True)
+    add = with_config(station_sub.add_parser("add", help="provision a station"))
+    add.add_argument("id")
+    add.add_argument("--password", help="HTTP Basic password the station must send")
+    add.set_defaults(func=_station_add)
+    with_config(station_sub.add_parser("list", help="list stations")).set_defaults(
+        func=_station_list)
+
+    idtag = sub.add_parser("idtag", help="manage id tags (RFID cards)")
+    idtag_sub = idtag.add_subparsers(dest="idtag_command", required=True)
+    tag_add = with_config(idtag_sub.add_parser("add", help="add or update an id tag"))
+    tag_add.add_argument("id_tag")
+    tag_add.add_argument("--status", default="Accepted",
+                         choices=["Accepted", "Blocked", "Expired", "Invalid"])
+    tag_add.add_argument("--expiry", help="ISO 8601 expiry date-time")
+    tag_add.add_argument("--parent", help="parent id tag")
+    tag_add.set_defaults(func=_idtag_add)
+    with_config(idtag_sub.add_parser("list", help="list id tags")).set_defaults(
+        func=_idtag_list)
+
+    try:
+        from csms import simulator
+    except ImportError:  # pragma: no cover - the simulator module is optional while building
+        simulator = None  # type: ignore[assignment]
+    if simulator is not None and hasattr(simulator, "register"):
+        simulator.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"csms: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

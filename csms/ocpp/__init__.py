@@ -1,0 +1,1 @@
+"""OCPP-J edge: websocket endpoint, station authentication, the hub and per-version handlers."""

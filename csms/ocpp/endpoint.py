@@ -1,0 +1,82 @@
+"""`GET /ocpp/{stationId}`: authenticate the station, negotiate the subprotocol, hand over.
+
+Subprotocol policy (OCPP-J 1.6 §3.1.2): a client offering subprotocols none of which we speak
+gets the handshake completed without a Sec-WebSocket-Protocol header and the connection closed at
+once. A client offering none at all is accepted as OCPP 1.6 (some real chargers send no header),
+unless `ocpp.require_subprotocol` is true, in which case it is treated like a mismatch.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+
+from aiohttp import WSCloseCode, web
+
+from csms.keys import HUB, METRICS, SETTINGS, STORE
+from csms.passwords import verify_password
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_SUBPROTOCOLS = ("ocpp1.6",)
+# chargeBoxIdentity: printable, no slash; 1.6 limits identities to 48 characters in practice.
+STATION_ID = re.compile(r"^[A-Za-z0-9._:\-*+|@~]{1,48}$")
+
+
+def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        user, sep, password = base64.b64decode(encoded.strip()).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
+
+
+def _offered(request: web.Request) -> list[str]:
+    header = request.headers.get("Sec-WebSocket-Protocol", "")
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
+async def ocpp_websocket(request: web.Request) -> web.StreamResponse:
+    app = request.config_dict
+    settings = app[SETTINGS].ocpp
+    metrics = app[METRICS]
+    station_id = request.match_info["station_id"]
+    if not STATION_ID.match(station_id):
+        metrics.connections.labels("bad_id").inc()
+        raise web.HTTPBadRequest(text="invalid station id")
+
+    station = await app[STORE].get_station(station_id)
+    provisioned = station is not None and station.provisioned
+    if not provisioned and not settings.allow_unknown_stations:
+        metrics.connections.labels("unknown").inc()
+        log.warning("%s: refused, station is not provisioned", station_id)
+        raise web.HTTPNotFound(text="unknown station")
+    if station is not None and station.password_hash:
+        credentials = _basic_credentials(request)
+        if credentials is None or credentials[0] != station_id or \
+                not verify_password(credentials[1], station.password_hash):
+            metrics.connections.labels("unauthorized").inc()
+            log.warning("%s: refused, wrong or missing credentials", station_id)
+            raise web.HTTPUnauthorized(
+                text="station credentials required",
+                headers={"WWW-Authenticate": 'Basic realm="ocpp", charset="UTF-8"'})
+
+    offered = _offered(request)
+    agreed = next((p for p in offered if p in SUPPORTED_SUBPROTOCOLS), None)
+    ws = web.WebSocketResponse(protocols=SUPPORTED_SUBPROTOCOLS, autoping=True,
+                               max_msg_size=1024 * 1024)
+    await ws.prepare(request)
+    if agreed is None and (offered or settings.require_subprotocol):
+        metrics.connections.labels("subprotocol").inc()
+        log.warning("%s: refused, offered subprotocols %s", station_id, offered or "none")
+        await ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=b"unsupported subprotocol")
+        return ws
+    metrics.connections.labels("accepted").inc()
+    await app[HUB].serve(station_id, ws)
+    return ws

@@ -1,0 +1,923 @@
+"""SQLite adapter of the store port (the embedded default), on aiosqlite.
+
+Writes go through a group-commit writer: every write is a plain synchronous function of a
+`sqlite3.Connection`, queued with a future. One writer task takes everything queued, runs it in the
+writer connection's thread inside ONE `BEGIN IMMEDIATE` transaction (each op in its own SAVEPOINT,
+so a failing op fails only its own caller), commits once and then resolves the futures. A caller
+still returns only once its write is durable, but a burst of concurrent writes costs one commit and
+one thread round trip. Reads use a second connection (WAL lets it read while the writer writes).
+
+Datetimes are stored as fixed-width ISO-8601 UTC text (microseconds, `+00:00`), so text order is
+time order and SQL can compare them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from csms.domain import (
+    ENERGY_REGISTER,
+    Connector,
+    IdTag,
+    LoggedFrame,
+    MeterValue,
+    OrphanStop,
+    Station,
+    Transaction,
+    utcnow,
+)
+from csms.store.base import StoreError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], Any]
+
+SCHEMA_VERSION = 1
+MAX_BATCH = 2000  # ops per group commit; bounds one transaction's size and latency
+BUSY_TIMEOUT_MS = 5000
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS stations (
+    id               TEXT PRIMARY KEY,
+    password_hash    TEXT,
+    vendor           TEXT,
+    model            TEXT,
+    serial_number    TEXT,
+    firmware_version TEXT,
+    connected        INTEGER NOT NULL DEFAULT 0,
+    last_seen        TEXT,
+    last_boot_at     TEXT,
+    provisioned      INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS connectors (
+    station_id        TEXT NOT NULL REFERENCES stations(id) ON DELETE CASCADE,
+    connector_id      INTEGER NOT NULL,
+    status            TEXT NOT NULL,
+    error_code        TEXT NOT NULL,
+    info              TEXT,
+    vendor_error_code TEXT,
+    updated_at        TEXT,
+    PRIMARY KEY (station_id, connector_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS id_tags (
+    id_tag        TEXT PRIMARY KEY,
+    status        TEXT NOT NULL,
+    expiry_date   TEXT,
+    parent_id_tag TEXT
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('transaction_id', 0);
+CREATE TABLE IF NOT EXISTS transactions (
+    transaction_id INTEGER PRIMARY KEY,
+    station_id     TEXT NOT NULL,
+    connector_id   INTEGER NOT NULL,
+    id_tag         TEXT NOT NULL,
+    meter_start    INTEGER NOT NULL,
+    started_at     TEXT NOT NULL,
+    reservation_id INTEGER,
+    meter_stop     INTEGER,
+    stopped_at     TEXT,
+    stop_reason    TEXT,
+    stop_id_tag    TEXT,
+    last_energy_wh INTEGER,
+    last_energy_at TEXT,
+    session_id     TEXT,
+    UNIQUE (station_id, connector_id, id_tag, meter_start, started_at)
+);
+CREATE INDEX IF NOT EXISTS transactions_station
+    ON transactions (station_id, transaction_id);
+CREATE INDEX IF NOT EXISTS transactions_active
+    ON transactions (station_id, connector_id) WHERE stopped_at IS NULL;
+CREATE TABLE IF NOT EXISTS orphan_stops (
+    id             INTEGER PRIMARY KEY,
+    station_id     TEXT NOT NULL,
+    transaction_id INTEGER NOT NULL,
+    meter_stop     INTEGER NOT NULL,
+    stopped_at     TEXT NOT NULL,
+    reason         TEXT,
+    id_tag         TEXT,
+    received_at    TEXT NOT NULL,
+    UNIQUE (station_id, transaction_id, meter_stop, stopped_at)
+);
+CREATE TABLE IF NOT EXISTS meter_values (
+    id             INTEGER PRIMARY KEY,
+    station_id     TEXT NOT NULL,
+    connector_id   INTEGER NOT NULL,
+    transaction_id INTEGER,
+    timestamp      TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    measurand      TEXT,
+    unit           TEXT,
+    context        TEXT,
+    phase          TEXT,
+    location       TEXT,
+    format         TEXT
+);
+CREATE INDEX IF NOT EXISTS meter_values_transaction
+    ON meter_values (transaction_id, timestamp);
+-- seq is a per-station sequence; a station's rows always form one contiguous seq range, so
+-- trimming to the newest `keep` is one index range delete.
+CREATE TABLE IF NOT EXISTS frames (
+    station_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    direction  TEXT NOT NULL,
+    frame      TEXT NOT NULL,
+    at         TEXT NOT NULL,
+    PRIMARY KEY (station_id, seq)
+) WITHOUT ROWID;
+"""
+
+# user_version -> script bringing the schema to that version
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
+
+# conversions ------------------------------------------------------------------------------------
+
+
+def _ts(moment: datetime) -> str:
+    """Fixed-width UTC text; naive datetimes are taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _ts_opt(moment: datetime | None) -> str | None:
+    return None if moment is None else _ts(moment)
+
+
+def _dt(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _dt_req(text: str) -> datetime:
+    moment = _dt(text)
+    assert moment is not None
+    return moment
+
+
+def energy_wh(value: MeterValue) -> int | None:
+    """The reading in whole Wh if it is an unphased energy register, else None."""
+    if value.measurand != ENERGY_REGISTER or value.phase is not None:
+        return None
+    try:
+        amount = Decimal(value.value.strip())
+    except (InvalidOperation, AttributeError):
+        return None
+    if not amount.is_finite():
+        return None
+    if value.unit == "kWh":
+        amount *= 1000
+    elif value.unit not in (None, "Wh"):
+        return None
+    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+_STATION_COLUMNS = (
+    "id, password_hash, vendor, model, serial_number, firmware_version, connected, last_seen,"
+    " last_boot_at, provisioned"
+)
+_CONNECTOR_COLUMNS = (
+    "station_id, connector_id, status, error_code, info, vendor_error_code, updated_at"
+)
+_TX_COLUMNS = (
+    "transaction_id, station_id, connector_id, id_tag, meter_start, started_at, reservation_id,"
+    " meter_stop, stopped_at, stop_reason, stop_id_tag, last_energy_wh, last_energy_at, session_id"
+)
+_MV_COLUMNS = (
+    "station_id, connector_id, transaction_id, timestamp, value, measurand, unit, context, phase,"
+    " location, format"
+)
+
+
+def _connector(row: sqlite3.Row) -> Connector:
+    return Connector(
+        connector_id=row["connector_id"],
+        status=row["status"],
+        error_code=row["error_code"],
+        info=row["info"],
+        vendor_error_code=row["vendor_error_code"],
+        updated_at=_dt(row["updated_at"]),
+    )
+
+
+def _station(row: sqlite3.Row, connectors: list[Connector]) -> Station:
+    return Station(
+        id=row["id"],
+        password_hash=row["password_hash"],
+        vendor=row["vendor"],
+        model=row["model"],
+        serial_number=row["serial_number"],
+        firmware_version=row["firmware_version"],
+        connected=bool(row["connected"]),
+        last_seen=_dt(row["last_seen"]),
+        last_boot_at=_dt(row["last_boot_at"]),
+        provisioned=bool(row["provisioned"]),
+        connectors=connectors,
+    )
+
+
+def _transaction(row: sqlite3.Row) -> Transaction:
+    return Transaction(
+        transaction_id=row["transaction_id"],
+        station_id=row["station_id"],
+        connector_id=row["connector_id"],
+        id_tag=row["id_tag"],
+        meter_start=row["meter_start"],
+        started_at=_dt_req(row["started_at"]),
+        reservation_id=row["reservation_id"],
+        meter_stop=row["meter_stop"],
+        stopped_at=_dt(row["stopped_at"]),
+        stop_reason=row["stop_reason"],
+        stop_id_tag=row["stop_id_tag"],
+        last_energy_wh=row["last_energy_wh"],
+        last_energy_at=_dt(row["last_energy_at"]),
+        session_id=row["session_id"],
+    )
+
+
+def _id_tag(row: sqlite3.Row) -> IdTag:
+    return IdTag(
+        id_tag=row["id_tag"],
+        status=row["status"],
+        expiry_date=_dt(row["expiry_date"]),
+        parent_id_tag=row["parent_id_tag"],
+    )
+
+
+# synchronous queries (run in a connection's thread) ------------------------------------------
+
+
+def _load_station(conn: sqlite3.Connection, station_id: str) -> Station | None:
+    row = conn.execute(
+        f"SELECT {_STATION_COLUMNS} FROM stations WHERE id = ?", (station_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    connectors = [
+        _connector(c)
+        for c in conn.execute(
+            f"SELECT {_CONNECTOR_COLUMNS} FROM connectors WHERE station_id = ?"
+            " ORDER BY connector_id",
+            (station_id,),
+        )
+    ]
+    return _station(row, connectors)
+
+
+def _load_transaction(conn: sqlite3.Connection, transaction_id: int) -> Transaction | None:
+    row = conn.execute(
+        f"SELECT {_TX_COLUMNS} FROM transactions WHERE transaction_id = ?", (transaction_id,)
+    ).fetchone()
+    return None if row is None else _transaction(row)
+
+
+def _ensure_station(conn: sqlite3.Connection, station_id: str) -> None:
+    conn.execute("INSERT OR IGNORE INTO stations (id) VALUES (?)", (station_id,))
+
+
+def _allocate_transaction_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "UPDATE counters SET value = value + 1 WHERE name = 'transaction_id' RETURNING value"
+    ).fetchone()
+    return int(row[0])
+
+
+def _run_batch(conn: sqlite3.Connection, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
+    """Run ops in one transaction, each in its own savepoint; commit once.
+
+    Returns (ok, result-or-exception) per op. Raises if BEGIN or COMMIT fails (then nothing of
+    the batch is durable).
+    """
+    outcomes: list[tuple[bool, Any]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for op in ops:
+            conn.execute("SAVEPOINT op")
+            try:
+                result = op(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                outcomes.append((False, exc))
+            else:
+                conn.execute("RELEASE op")
+                outcomes.append((True, result))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return outcomes
+
+
+def _read_snapshot(conn: sqlite3.Connection, op: Op) -> Any:
+    """Run a read in one read transaction, so multi-statement reads see one snapshot."""
+    conn.execute("BEGIN")
+    try:
+        return op(conn)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _store_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.Error):
+        error = StoreError(f"sqlite: {exc}")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+class SqliteStore:
+    """`Store` on a SQLite file, WAL mode, group-committed writes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]] | None] | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # plumbing ---------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(raw_connection)` in the connection's own thread: one round trip.
+
+        aiosqlite has no public API for this; `_execute` and `_conn` are what every aiosqlite
+        method itself uses (stable since 0.1x).
+        """
+        return await conn._execute(lambda: fn(conn._conn))
+
+    async def _connect(self, *, query_only: bool) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(
+            self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        conn.row_factory = sqlite3.Row
+
+        def setup(raw: sqlite3.Connection) -> None:
+            raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            raw.execute("PRAGMA journal_mode = WAL")
+            raw.execute("PRAGMA synchronous = NORMAL")
+            raw.execute("PRAGMA foreign_keys = ON")
+            if query_only:
+                raw.execute("PRAGMA query_only = ON")
+
+        await self._in_thread(conn, setup)
+        return conn
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        writer = await self._connect(query_only=False)
+        try:
+            await self._in_thread(writer, _migrate)
+            reader = await self._connect(query_only=True)
+        except BaseException as exc:
+            await writer.close()
+            raise _store_error(exc) from exc
+        self._writer, self._reader = writer, reader
+        self._closing = False
+        self._queue = asyncio.Queue()
+        self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    async def close(self) -> None:
+        if self._writer is None or self._closing:
+            return
+        self._closing = True
+        assert self._queue is not None and self._writer_task is not None
+        self._queue.put_nowait(None)  # drains everything queued before it, then stops
+        await self._writer_task
+        assert self._reader is not None
+        await self._reader.close()
+        await self._writer.close()
+        self._writer = self._reader = None
+        self._queue = self._writer_task = None
+
+    async def _write_loop(self) -> None:
+        assert self._queue is not None and self._writer is not None
+        queue, writer = self._queue, self._writer
+        stopping = False
+        while not stopping:
+            item = await queue.get()
+            batch: list[tuple[Op, asyncio.Future[Any]]] = []
+            while True:
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+                if len(batch) >= MAX_BATCH or queue.empty():
+                    break
+                item = queue.get_nowait()
+            if not batch:
+                continue
+            ops = [op for op, _ in batch]
+            try:
+                outcomes = await self._in_thread(writer, lambda raw, ops=ops: _run_batch(raw, ops))
+            except BaseException as exc:
+                log.exception("sqlite group commit of %d writes failed", len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(_store_error(exc))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():  # caller was cancelled; its write still happened
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(_store_error(value))
+
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._queue is None or self._closing:
+            raise StoreError("store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((op, future))
+        return await future
+
+    async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._reader is None or self._closing:
+            raise StoreError("store is not open")
+        try:
+            return await self._in_thread(self._reader, lambda raw: _read_snapshot(raw, op))
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite: {exc}") from exc
+
+    # stations ---------------------------------------------------------------------------------
+
+    async def provision_station(self, station_id: str, password_hash: str | None) -> Station:
+        def op(conn: sqlite3.Connection) -> Station:
+            conn.execute(
+                "INSERT INTO stations (id, password_hash, provisioned) VALUES (?, ?, 1)"
+                " ON CONFLICT (id) DO UPDATE SET"
+                " password_hash = excluded.password_hash, provisioned = 1",
+                (station_id, password_hash),
+            )
+            station = _load_station(conn, station_id)
+            assert station is not None
+            return station
+
+        return await self._write(op)
+
+    async def get_station(self, station_id: str) -> Station | None:
+        return await self._read(lambda conn: _load_station(conn, station_id))
+
+    async def list_stations(self) -> list[Station]:
+        def op(conn: sqlite3.Connection) -> list[Station]:
+            connectors: dict[str, list[Connector]] = {}
+            for row in conn.execute(
+                f"SELECT {_CONNECTOR_COLUMNS} FROM connectors ORDER BY station_id, connector_id"
+            ):
+                connectors.setdefault(row["station_id"], []).append(_connector(row))
+            return [
+                _station(row, connectors.get(row["id"], []))
+                for row in conn.execute(f"SELECT {_STATION_COLUMNS} FROM stations ORDER BY id")
+            ]
+
+        return await self._read(op)
+
+    async def register_boot(
+        self,
+        station_id: str,
+        *,
+        vendor: str,
+        model: str,
+        serial_number: str | None,
+        firmware_version: str | None,
+        at: datetime,
+    ) -> Station:
+        def op(conn: sqlite3.Connection) -> Station:
+            conn.execute(
+                "INSERT INTO stations"
+                " (id, vendor, model, serial_number, firmware_version, last_boot_at, last_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET vendor = excluded.vendor,"
+                " model = excluded.model, serial_number = excluded.serial_number,"
+                " firmware_version = excluded.firmware_version,"
+                " last_boot_at = excluded.last_boot_at, last_seen = excluded.last_seen",
+                (station_id, vendor, model, serial_number, firmware_version, _ts(at), _ts(at)),
+            )
+            station = _load_station(conn, station_id)
+            assert station is not None
+            return station
+
+        return await self._write(op)
+
+    async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO stations (id, connected, last_seen) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET"
+                " connected = excluded.connected, last_seen = excluded.last_seen",
+                (station_id, int(connected), _ts(at)),
+            )
+
+        await self._write(op)
+
+    async def mark_all_disconnected(self) -> None:
+        await self._write(
+            lambda conn: conn.execute("UPDATE stations SET connected = 0 WHERE connected != 0")
+        )
+
+    async def touch_station(self, station_id: str, at: datetime) -> None:
+        """Update last_seen; an unknown station is left unknown (no row is created)."""
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE stations SET last_seen = ? WHERE id = ?", (_ts(at), station_id)
+            )
+        )
+
+    async def set_connector_status(
+        self,
+        station_id: str,
+        connector_id: int,
+        *,
+        status: str,
+        error_code: str,
+        info: str | None = None,
+        vendor_error_code: str | None = None,
+        at: datetime,
+    ) -> None:
+        """Upsert one connector's status; creates the station row if unknown."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            _ensure_station(conn, station_id)
+            conn.execute(
+                f"INSERT INTO connectors ({_CONNECTOR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (station_id, connector_id) DO UPDATE SET"
+                " status = excluded.status, error_code = excluded.error_code,"
+                " info = excluded.info, vendor_error_code = excluded.vendor_error_code,"
+                " updated_at = excluded.updated_at",
+                (station_id, connector_id, status, error_code, info, vendor_error_code, _ts(at)),
+            )
+
+        await self._write(op)
+
+    # id tags ----------------------------------------------------------------------------------
+
+    async def upsert_id_tag(self, tag: IdTag) -> IdTag:
+        def op(conn: sqlite3.Connection) -> IdTag:
+            row = conn.execute(
+                "INSERT INTO id_tags (id_tag, status, expiry_date, parent_id_tag)"
+                " VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (id_tag) DO UPDATE SET status = excluded.status,"
+                " expiry_date = excluded.expiry_date, parent_id_tag = excluded.parent_id_tag"
+                " RETURNING id_tag, status, expiry_date, parent_id_tag",
+                (tag.id_tag, tag.status, _ts_opt(tag.expiry_date), tag.parent_id_tag),
+            ).fetchone()
+            return _id_tag(row)
+
+        return await self._write(op)
+
+    async def get_id_tag(self, id_tag: str) -> IdTag | None:
+        def op(conn: sqlite3.Connection) -> IdTag | None:
+            row = conn.execute(
+                "SELECT id_tag, status, expiry_date, parent_id_tag FROM id_tags WHERE id_tag = ?",
+                (id_tag,),
+            ).fetchone()
+            return None if row is None else _id_tag(row)
+
+        return await self._read(op)
+
+    async def list_id_tags(self) -> list[IdTag]:
+        return await self._read(
+            lambda conn: [
+                _id_tag(row)
+                for row in conn.execute(
+                    "SELECT id_tag, status, expiry_date, parent_id_tag FROM id_tags ORDER BY id_tag"
+                )
+            ]
+        )
+
+    # transactions -----------------------------------------------------------------------------
+
+    async def next_transaction_id(self) -> int:
+        return await self._write(_allocate_transaction_id)
+
+    async def start_transaction(
+        self,
+        station_id: str,
+        connector_id: int,
+        id_tag: str,
+        meter_start: int,
+        started_at: datetime,
+        reservation_id: int | None = None,
+    ) -> tuple[Transaction, bool]:
+        key = (station_id, connector_id, id_tag, meter_start, _ts(started_at))
+
+        def op(conn: sqlite3.Connection) -> tuple[Transaction, bool]:
+            row = conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
+                " AND connector_id = ? AND id_tag = ? AND meter_start = ? AND started_at = ?",
+                key,
+            ).fetchone()
+            if row is not None:
+                return _transaction(row), False
+            transaction_id = _allocate_transaction_id(conn)
+            row = conn.execute(
+                "INSERT INTO transactions (transaction_id, station_id, connector_id, id_tag,"
+                " meter_start, started_at, reservation_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                f" RETURNING {_TX_COLUMNS}",
+                (transaction_id, *key, reservation_id),
+            ).fetchone()
+            return _transaction(row), True
+
+        return await self._write(op)
+
+    async def stop_transaction(
+        self,
+        station_id: str,
+        transaction_id: int,
+        *,
+        meter_stop: int,
+        stopped_at: datetime,
+        reason: str | None,
+        id_tag: str | None,
+    ) -> tuple[Transaction | None, bool]:
+        """Close a transaction; see `Store.stop_transaction`.
+
+        A transaction that belongs to another station counts as unknown for this station (it is
+        recorded as an orphan stop and the other station's transaction is left alone).
+        """
+
+        def op(conn: sqlite3.Connection) -> tuple[Transaction | None, bool]:
+            changed = conn.execute(
+                "UPDATE transactions SET meter_stop = ?, stopped_at = ?, stop_reason = ?,"
+                " stop_id_tag = ? WHERE transaction_id = ? AND station_id = ?"
+                " AND stopped_at IS NULL",
+                (meter_stop, _ts(stopped_at), reason, id_tag, transaction_id, station_id),
+            ).rowcount
+            tx = _load_transaction(conn, transaction_id)
+            if tx is not None and tx.station_id == station_id:
+                return tx, changed == 1
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO orphan_stops (station_id, transaction_id, meter_stop,"
+                " stopped_at, reason, id_tag, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    station_id,
+                    transaction_id,
+                    meter_stop,
+                    _ts(stopped_at),
+                    reason,
+                    id_tag,
+                    _ts(utcnow()),
+                ),
+            ).rowcount
+            return None, inserted == 1
+
+        return await self._write(op)
+
+    async def get_transaction(self, transaction_id: int) -> Transaction | None:
+        return await self._read(lambda conn: _load_transaction(conn, transaction_id))
+
+    async def list_transactions(
+        self, *, station_id: str | None = None, active: bool | None = None, limit: int = 100
+    ) -> list[Transaction]:
+        where: list[str] = []
+        params: list[Any] = []
+        if station_id is not None:
+            where.append("station_id = ?")
+            params.append(station_id)
+        if active is True:
+            where.append("stopped_at IS NULL")
+        elif active is False:
+            where.append("stopped_at IS NOT NULL")
+        sql = f"SELECT {_TX_COLUMNS} FROM transactions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY transaction_id DESC LIMIT ?"
+        params.append(max(0, limit))
+        return await self._read(
+            lambda conn: [_transaction(row) for row in conn.execute(sql, params)]
+        )
+
+    async def active_transaction(self, station_id: str, connector_id: int) -> Transaction | None:
+        def op(conn: sqlite3.Connection) -> Transaction | None:
+            row = conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
+                " AND connector_id = ? AND stopped_at IS NULL"
+                " ORDER BY transaction_id DESC LIMIT 1",
+                (station_id, connector_id),
+            ).fetchone()
+            return None if row is None else _transaction(row)
+
+        return await self._read(op)
+
+    async def link_session(self, transaction_id: int, session_id: str) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE transactions SET session_id = ?"
+                " WHERE transaction_id = ? AND session_id IS NULL",
+                (session_id, transaction_id),
+            )
+        )
+
+    async def list_orphan_stops(self, station_id: str | None = None) -> list[OrphanStop]:
+        sql = (
+            "SELECT station_id, transaction_id, meter_stop, stopped_at, reason, id_tag,"
+            " received_at FROM orphan_stops"
+        )
+        params: tuple[Any, ...] = ()
+        if station_id is not None:
+            sql += " WHERE station_id = ?"
+            params = (station_id,)
+        sql += " ORDER BY id"
+
+        def op(conn: sqlite3.Connection) -> list[OrphanStop]:
+            return [
+                OrphanStop(
+                    station_id=row["station_id"],
+                    transaction_id=row["transaction_id"],
+                    meter_stop=row["meter_stop"],
+                    stopped_at=_dt_req(row["stopped_at"]),
+                    reason=row["reason"],
+                    id_tag=row["id_tag"],
+                    received_at=_dt(row["received_at"]),
+                )
+                for row in conn.execute(sql, params)
+            ]
+
+        return await self._read(op)
+
+    # meter values -----------------------------------------------------------------------------
+
+    async def append_meter_values(self, values: Sequence[MeterValue]) -> None:
+        if not values:
+            return
+        rows = [
+            (
+                v.station_id,
+                v.connector_id,
+                v.transaction_id,
+                _ts(v.timestamp),
+                v.value,
+                v.measurand,
+                v.unit,
+                v.context,
+                v.phase,
+                v.location,
+                v.format,
+            )
+            for v in values
+        ]
+        # newest energy register per (transaction, station) within this call; later wins ties
+        latest: dict[tuple[int, str], tuple[str, int]] = {}
+        for v, row in zip(values, rows, strict=True):
+            if v.transaction_id is None:
+                continue
+            wh = energy_wh(v)
+            if wh is None:
+                continue
+            key = (v.transaction_id, v.station_id)
+            if key not in latest or latest[key][0] <= row[3]:
+                latest[key] = (row[3], wh)
+        updates = [(wh, at, tx, station, at) for (tx, station), (at, wh) in latest.items()]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                f"INSERT INTO meter_values ({_MV_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.executemany(
+                "UPDATE transactions SET last_energy_wh = ?, last_energy_at = ?"
+                " WHERE transaction_id = ? AND station_id = ?"
+                " AND (last_energy_at IS NULL OR last_energy_at < ?)",
+                updates,
+            )
+
+        await self._write(op)
+
+    async def list_meter_values(self, transaction_id: int) -> list[MeterValue]:
+        def op(conn: sqlite3.Connection) -> list[MeterValue]:
+            return [
+                MeterValue(
+                    station_id=row["station_id"],
+                    connector_id=row["connector_id"],
+                    transaction_id=row["transaction_id"],
+                    timestamp=_dt_req(row["timestamp"]),
+                    value=row["value"],
+                    measurand=row["measurand"],
+                    unit=row["unit"],
+                    context=row["context"],
+                    phase=row["phase"],
+                    location=row["location"],
+                    format=row["format"],
+                )
+                for row in conn.execute(
+                    f"SELECT {_MV_COLUMNS} FROM meter_values WHERE transaction_id = ?"
+                    " ORDER BY timestamp, id",
+                    (transaction_id,),
+                )
+            ]
+
+        return await self._read(op)
+
+    # message log ------------------------------------------------------------------------------
+
+    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int) -> None:
+        """Append frames; keep at most `keep` newest (by append order) per station.
+
+        keep <= 0 stores nothing and clears the log of the stations named in `frames`.
+        """
+        if not frames:
+            return
+        by_station: dict[str, list[LoggedFrame]] = {}
+        for frame in frames:
+            by_station.setdefault(frame.station_id, []).append(frame)
+
+        def op(conn: sqlite3.Connection) -> None:
+            for station_id, station_frames in by_station.items():
+                if keep <= 0:
+                    conn.execute("DELETE FROM frames WHERE station_id = ?", (station_id,))
+                    continue
+                top = conn.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM frames WHERE station_id = ?",
+                    (station_id,),
+                ).fetchone()[0]
+                # only the newest `keep` of this call can survive
+                kept = station_frames[-keep:]
+                first = top + len(station_frames) - len(kept) + 1
+                conn.executemany(
+                    "INSERT INTO frames (station_id, seq, direction, frame, at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    _frame_rows(station_id, first, kept),
+                )
+                last = top + len(station_frames)
+                conn.execute(
+                    "DELETE FROM frames WHERE station_id = ? AND seq <= ?",
+                    (station_id, last - keep),
+                )
+
+        await self._write(op)
+
+    async def list_frames(self, station_id: str, limit: int = 100) -> list[LoggedFrame]:
+        def op(conn: sqlite3.Connection) -> list[LoggedFrame]:
+            return [
+                LoggedFrame(
+                    station_id=station_id,
+                    direction=row["direction"],
+                    frame=row["frame"],
+                    at=_dt_req(row["at"]),
+                )
+                for row in conn.execute(
+                    "SELECT direction, frame, at FROM frames WHERE station_id = ?"
+                    " ORDER BY seq DESC LIMIT ?",
+                    (station_id, max(0, limit)),
+                )
+            ]
+
+        return await self._read(op)
+
+
+def _frame_rows(
+    station_id: str, first: int, frames: Iterable[LoggedFrame]
+) -> Iterable[tuple[str, int, str, str, str]]:
+    for seq, frame in enumerate(frames, start=first):
+        yield station_id, seq, frame.direction, frame.frame, _ts(frame.at)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema to SCHEMA_VERSION (PRAGMA user_version), one transaction per step."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"database schema version {version} is newer than this build ({SCHEMA_VERSION})"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(_MIGRATIONS[target]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.rollback()
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a schema script into statements (executescript would commit implicitly)."""
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,56 @@
+"""Fixtures shared by the suite: settings on a temp dir, the app on a real port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ocpp.messages
+import pytest
+from aiohttp.test_utils import TestServer
+
+from csms.app import create_app
+from csms.config import Settings, load_settings
+
+ocpp.messages.ASYNC_VALIDATION = False
+
+
+def make_settings(tmp_path: Path, **env: str) -> Settings:
+    environ = {
+        "CSMS_STORE__SQLITE_PATH": str(tmp_path / "csms.db"),
+        "CSMS_MAIL__OUTBOX_DIR": str(tmp_path / "outbox"),
+        "CSMS_OCPP__COMMAND_TIMEOUT": "3",
+    }
+    environ.update(env)
+    return load_settings(None, environ)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def start_server(aiohttp_server: Any) -> Callable[..., Any]:
+    """Start the full app for `settings` on a real port; returns the TestServer."""
+
+    async def start(settings: Settings) -> TestServer:
+        return await aiohttp_server(create_app(settings))
+
+    return start
+
+
+@pytest.fixture
+async def server(start_server: Callable[..., Any], settings: Settings) -> TestServer:
+    return await start_server(settings)
+
+
+@pytest.fixture
+def ws_url(server: TestServer) -> str:
+    return f"ws://{server.host}:{server.port}/ocpp"
+
+
+@pytest.fixture
+def http_url(server: TestServer) -> str:
+    return f"http://{server.host}:{server.port}"

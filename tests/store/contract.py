@@ -1,0 +1,594 @@
+"""Backend-independent contract of the store port (`csms.store.base.Store`).
+
+A backend runs it by subclassing `StoreContract` in its own test module and providing a `store`
+fixture that yields an opened, empty store (and closes it afterwards):
+
+    class TestMongoStore(StoreContract):
+        pass
+
+Timestamps here have millisecond precision, the finest every backend keeps (BSON dates).
+Listings whose order the port does not define (stations, id tags, orphan stops) are compared
+as sets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+
+from csms.domain import ENERGY_REGISTER, IdTag, LoggedFrame, MeterValue
+from csms.store.base import Store
+
+T0 = datetime(2026, 3, 1, 10, 0, 0, 123000, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    """T0 plus `seconds` (millisecond precision)."""
+    return T0 + timedelta(milliseconds=round(seconds * 1000))
+
+
+def assert_utc(moment: datetime | None) -> None:
+    assert moment is not None
+    assert moment.utcoffset() == timedelta(0), moment
+
+
+def energy(
+    tx: int | None,
+    value: str,
+    ts: datetime,
+    *,
+    station: str = "CP1",
+    unit: str | None = "Wh",
+    measurand: str = ENERGY_REGISTER,
+    phase: str | None = None,
+) -> MeterValue:
+    return MeterValue(
+        station_id=station,
+        connector_id=1,
+        transaction_id=tx,
+        timestamp=ts,
+        value=value,
+        measurand=measurand,
+        unit=unit,
+        context="Sample.Periodic",
+        phase=phase,
+        location="Outlet",
+        format="Raw",
+    )
+
+
+def frame(station: str, n: int, direction: str = "in") -> LoggedFrame:
+    return LoggedFrame(station_id=station, direction=direction, frame=f'[2,"{n}"]', at=at(n))
+
+
+async def start(
+    store: Store,
+    station: str = "CP1",
+    connector: int = 1,
+    *,
+    tag: str = "TAG",
+    meter: int = 1000,
+    when: datetime = T0,
+) -> int:
+    tx, created = await store.start_transaction(station, connector, tag, meter, when)
+    assert created
+    return tx.transaction_id
+
+
+async def stop(store: Store, station: str, tx: int, meter: int, when: datetime, reason=None):
+    return await store.stop_transaction(
+        station, tx, meter_stop=meter, stopped_at=when, reason=reason, id_tag=None
+    )
+
+
+class StoreContract:
+    """Tests every backend of the store port must pass (needs a `store` fixture)."""
+
+    # lifecycle ----------------------------------------------------------------------------------
+
+    async def test_open_is_idempotent(self, store: Store) -> None:
+        await store.open()
+        assert await store.list_stations() == []
+
+    # stations -----------------------------------------------------------------------------------
+
+    async def test_unknown_station_is_none(self, store: Store) -> None:
+        assert await store.get_station("nope") is None
+        assert await store.list_stations() == []
+
+    async def test_provision_creates_and_updates_password(self, store: Store) -> None:
+        station = await store.provision_station("CP1", "hash-1")
+        assert station.id == "CP1"
+        assert station.provisioned is True
+        assert station.password_hash == "hash-1"
+        assert station.connected is False
+        assert station.connectors == []
+
+        again = await store.provision_station("CP1", None)
+        assert again.provisioned is True
+        assert again.password_hash is None
+        fetched = await store.get_station("CP1")
+        assert fetched is not None and fetched.password_hash is None and fetched.provisioned
+
+    async def test_register_boot_creates_unprovisioned_station(self, store: Store) -> None:
+        station = await store.register_boot(
+            "CP1", vendor="ACME", model="X1", serial_number="S1", firmware_version="1.0", at=at(1)
+        )
+        assert station.id == "CP1"
+        assert station.provisioned is False
+        assert station.password_hash is None
+        assert (station.vendor, station.model) == ("ACME", "X1")
+        assert (station.serial_number, station.firmware_version) == ("S1", "1.0")
+        assert station.last_boot_at == at(1)
+        assert_utc(station.last_boot_at)
+
+        again = await store.register_boot(
+            "CP1", vendor="ACME", model="X2", serial_number=None, firmware_version="2.0", at=at(9)
+        )
+        assert again.model == "X2"
+        assert again.serial_number is None
+        assert again.firmware_version == "2.0"
+        assert again.last_boot_at == at(9)
+        assert await store.get_station("CP1") == again
+
+    async def test_boot_keeps_provisioning_and_provisioning_keeps_boot(self, store: Store) -> None:
+        await store.provision_station("CP1", "h")
+        await store.register_boot(
+            "CP1", vendor="V", model="M", serial_number=None, firmware_version=None, at=at(1)
+        )
+        station = await store.provision_station("CP1", "h2")
+        assert station.provisioned is True
+        assert station.password_hash == "h2"
+        assert (station.vendor, station.model, station.last_boot_at) == ("V", "M", at(1))
+
+    async def test_set_connected_creates_and_toggles(self, store: Store) -> None:
+        await store.set_connected("CP1", True, at(1))
+        station = await store.get_station("CP1")
+        assert station is not None
+        assert station.connected is True
+        assert station.provisioned is False
+        assert station.last_seen == at(1)
+        assert_utc(station.last_seen)
+
+        await store.set_connected("CP1", False, at(2))
+        station = await store.get_station("CP1")
+        assert station is not None
+        assert station.connected is False
+        assert station.last_seen == at(2)
+
+    async def test_mark_all_disconnected(self, store: Store) -> None:
+        for name in ("A", "B", "C"):
+            await store.set_connected(name, True, at(1))
+        await store.set_connected("C", False, at(2))
+        await store.mark_all_disconnected()
+        stations = await store.list_stations()
+        assert {s.id for s in stations} == {"A", "B", "C"}
+        assert not any(s.connected for s in stations)
+
+    async def test_touch_station_updates_last_seen(self, store: Store) -> None:
+        await store.set_connected("CP1", True, at(1))
+        await store.touch_station("CP1", at(5))
+        station = await store.get_station("CP1")
+        assert station is not None
+        assert station.last_seen == at(5)
+        assert station.connected is True
+        await store.touch_station("unknown", at(5))  # must not raise
+
+    async def test_connector_status_upsert_and_order(self, store: Store) -> None:
+        await store.set_connected("CP1", True, at(0))
+        await store.set_connector_status(
+            "CP1", 2, status="Available", error_code="NoError", at=at(1)
+        )
+        await store.set_connector_status(
+            "CP1", 0, status="Available", error_code="NoError", at=at(1)
+        )
+        await store.set_connector_status(
+            "CP1",
+            1,
+            status="Faulted",
+            error_code="GroundFailure",
+            info="rcd",
+            vendor_error_code="E42",
+            at=at(2),
+        )
+        station = await store.get_station("CP1")
+        assert station is not None
+        assert [c.connector_id for c in station.connectors] == [0, 1, 2]
+        faulted = station.connectors[1]
+        assert (faulted.status, faulted.error_code) == ("Faulted", "GroundFailure")
+        assert (faulted.info, faulted.vendor_error_code) == ("rcd", "E42")
+        assert faulted.updated_at == at(2)
+        assert_utc(faulted.updated_at)
+
+        await store.set_connector_status(
+            "CP1", 1, status="Available", error_code="NoError", at=at(3)
+        )
+        station = await store.get_station("CP1")
+        assert station is not None
+        assert len(station.connectors) == 3
+        fixed = station.connectors[1]
+        assert (fixed.status, fixed.error_code, fixed.info, fixed.vendor_error_code) == (
+            "Available",
+            "NoError",
+            None,
+            None,
+        )
+        assert fixed.updated_at == at(3)
+
+    async def test_connector_status_creates_station(self, store: Store) -> None:
+        await store.set_connector_status(
+            "CP9", 1, status="Charging", error_code="NoError", at=at(1)
+        )
+        station = await store.get_station("CP9")
+        assert station is not None
+        assert station.provisioned is False
+        assert [(c.connector_id, c.status) for c in station.connectors] == [(1, "Charging")]
+
+    async def test_list_stations_includes_connectors(self, store: Store) -> None:
+        await store.provision_station("B", None)
+        await store.set_connected("A", True, at(1))
+        await store.set_connector_status("A", 1, status="Available", error_code="NoError", at=at(1))
+        await store.set_connector_status("B", 2, status="Preparing", error_code="NoError", at=at(1))
+        await store.set_connector_status("B", 1, status="Charging", error_code="NoError", at=at(1))
+        stations = {s.id: s for s in await store.list_stations()}
+        assert set(stations) == {"A", "B"}
+        assert [c.connector_id for c in stations["A"].connectors] == [1]
+        assert [(c.connector_id, c.status) for c in stations["B"].connectors] == [
+            (1, "Charging"),
+            (2, "Preparing"),
+        ]
+        assert stations["B"].provisioned and not stations["A"].provisioned
+
+    # id tags ------------------------------------------------------------------------------------
+
+    async def test_id_tags(self, store: Store) -> None:
+        assert await store.get_id_tag("T1") is None
+        created = await store.upsert_id_tag(IdTag("T1"))
+        assert created == IdTag("T1", "Accepted", None, None)
+        expiry = datetime(2027, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=-3)))
+        updated = await store.upsert_id_tag(IdTag("T1", "Blocked", expiry, "PARENT"))
+        assert updated.status == "Blocked"
+        assert updated.expiry_date == expiry
+        assert_utc(updated.expiry_date)
+        assert updated.parent_id_tag == "PARENT"
+        assert await store.get_id_tag("T1") == updated
+        await store.upsert_id_tag(IdTag("T0", "Expired"))
+        tags = {t.id_tag: t for t in await store.list_id_tags()}
+        assert set(tags) == {"T0", "T1"}
+        assert tags["T0"].status == "Expired"
+        assert tags["T1"] == updated
+
+    # transactions -------------------------------------------------------------------------------
+
+    async def test_next_transaction_id_starts_at_one_and_never_repeats(self, store: Store) -> None:
+        first = await store.next_transaction_id()
+        second = await store.next_transaction_id()
+        assert first == 1
+        assert second == 2
+        tx_id = await start(store)
+        assert tx_id not in (first, second)
+        assert tx_id > 0
+        assert await store.next_transaction_id() not in (first, second, tx_id)
+
+    async def test_start_transaction(self, store: Store) -> None:
+        tx, created = await store.start_transaction("CP1", 2, "TAG", 1500, at(1), reservation_id=7)
+        assert created is True
+        assert tx.transaction_id >= 1
+        assert (tx.station_id, tx.connector_id, tx.id_tag) == ("CP1", 2, "TAG")
+        assert (tx.meter_start, tx.started_at, tx.reservation_id) == (1500, at(1), 7)
+        assert_utc(tx.started_at)
+        assert tx.active
+        assert tx.meter_stop is None and tx.stopped_at is None
+        assert tx.last_energy_wh is None and tx.last_energy_at is None
+        assert tx.session_id is None
+        assert tx.energy_wh == 0
+        assert await store.get_transaction(tx.transaction_id) == tx
+
+    async def test_start_transaction_retry_returns_same(self, store: Store) -> None:
+        tx, created = await store.start_transaction("CP1", 1, "TAG", 1000, at(1))
+        assert created
+        again, created_again = await store.start_transaction("CP1", 1, "TAG", 1000, at(1))
+        assert created_again is False
+        assert again == tx
+        # the same instant in another zone is the same key
+        shifted = at(1).astimezone(timezone(timedelta(hours=5, minutes=30)))
+        third, created_third = await store.start_transaction("CP1", 1, "TAG", 1000, shifted)
+        assert (third.transaction_id, created_third) == (tx.transaction_id, False)
+        # any part of the key different: a new transaction
+        for args in (
+            ("CP2", 1, "TAG", 1000, at(1)),
+            ("CP1", 2, "TAG", 1000, at(1)),
+            ("CP1", 1, "TAG2", 1000, at(1)),
+            ("CP1", 1, "TAG", 1001, at(1)),
+            ("CP1", 1, "TAG", 1000, at(2)),
+        ):
+            other, other_created = await store.start_transaction(*args)
+            assert other_created, args
+            assert other.transaction_id != tx.transaction_id
+        assert len(await store.list_transactions()) == 6
+
+    async def test_stop_transaction(self, store: Store) -> None:
+        tx_id = await start(store, meter=1000)
+        tx, changed = await store.stop_transaction(
+            "CP1", tx_id, meter_stop=4500, stopped_at=at(60), reason="Local", id_tag="TAG"
+        )
+        assert changed is True
+        assert tx is not None
+        assert (tx.meter_stop, tx.stopped_at, tx.stop_reason, tx.stop_id_tag) == (
+            4500,
+            at(60),
+            "Local",
+            "TAG",
+        )
+        assert_utc(tx.stopped_at)
+        assert not tx.active
+        assert tx.energy_wh == 3500
+        assert await store.get_transaction(tx_id) == tx
+        assert await store.list_orphan_stops() == []
+
+    async def test_stop_repeat_keeps_first_stop(self, store: Store) -> None:
+        tx_id = await start(store)
+        first, changed = await stop(store, "CP1", tx_id, 2000, at(10), "Local")
+        assert changed
+        again, changed_again = await stop(store, "CP1", tx_id, 9999, at(99), "Remote")
+        assert changed_again is False
+        assert again == first
+        assert again is not None and again.meter_stop == 2000 and again.stop_reason == "Local"
+
+    async def test_stop_unknown_transaction_records_orphan(self, store: Store) -> None:
+        tx, changed = await store.stop_transaction(
+            "CP1", 4242, meter_stop=777, stopped_at=at(5), reason="EVDisconnected", id_tag="T"
+        )
+        assert (tx, changed) == (None, True)
+        tx, changed = await store.stop_transaction(
+            "CP1", 4242, meter_stop=777, stopped_at=at(5), reason="EVDisconnected", id_tag="T"
+        )
+        assert (tx, changed) == (None, False)
+        orphans = await store.list_orphan_stops()
+        assert len(orphans) == 1
+        orphan = orphans[0]
+        assert (orphan.station_id, orphan.transaction_id, orphan.meter_stop) == ("CP1", 4242, 777)
+        assert (orphan.stopped_at, orphan.reason, orphan.id_tag) == (at(5), "EVDisconnected", "T")
+        assert_utc(orphan.stopped_at)
+        assert_utc(orphan.received_at)
+        assert await store.get_transaction(4242) is None
+
+    async def test_orphan_stops_dedup_key_and_filter(self, store: Store) -> None:
+        assert (await stop(store, "CP1", 1, 10, at(1)))[1] is True
+        assert (await stop(store, "CP1", 1, 11, at(1)))[1] is True  # other meter_stop
+        assert (await stop(store, "CP1", 1, 10, at(2)))[1] is True  # other stopped_at
+        assert (await stop(store, "CP2", 1, 10, at(1)))[1] is True  # other station
+        assert (await stop(store, "CP1", 2, 10, at(1)))[1] is True  # other transaction
+        assert (await stop(store, "CP1", 1, 10, at(1)))[1] is False  # repeat
+        assert len(await store.list_orphan_stops()) == 5
+        cp2 = await store.list_orphan_stops("CP2")
+        assert [(o.station_id, o.transaction_id) for o in cp2] == [("CP2", 1)]
+        assert await store.list_orphan_stops("CP3") == []
+
+    async def test_stop_from_other_station_does_not_close(self, store: Store) -> None:
+        tx_id = await start(store, "CP1")
+        tx, changed = await stop(store, "EVIL", tx_id, 99999, at(5))
+        assert (tx, changed) == (None, True)
+        own = await store.get_transaction(tx_id)
+        assert own is not None and own.active
+        assert [o.station_id for o in await store.list_orphan_stops()] == ["EVIL"]
+
+    async def test_get_unknown_transaction(self, store: Store) -> None:
+        assert await store.get_transaction(1) is None
+        assert await store.list_transactions() == []
+
+    async def test_list_transactions(self, store: Store) -> None:
+        a1 = await start(store, "A", 1, when=at(1))
+        b1 = await start(store, "B", 1, when=at(2))
+        a2 = await start(store, "A", 2, when=at(3))
+        await stop(store, "A", a1, 2000, at(4))
+        assert [t.transaction_id for t in await store.list_transactions()] == [a2, b1, a1]
+        listed = await store.list_transactions(station_id="A")
+        assert [t.transaction_id for t in listed] == [a2, a1]
+        listed = await store.list_transactions(active=True)
+        assert [t.transaction_id for t in listed] == [a2, b1]
+        listed = await store.list_transactions(active=False)
+        assert [t.transaction_id for t in listed] == [a1]
+        listed = await store.list_transactions(station_id="A", active=True)
+        assert [t.transaction_id for t in listed] == [a2]
+        assert [t.transaction_id for t in await store.list_transactions(limit=2)] == [a2, b1]
+        assert await store.list_transactions(station_id="C") == []
+
+    async def test_active_transaction(self, store: Store) -> None:
+        assert await store.active_transaction("CP1", 1) is None
+        tx_id = await start(store, "CP1", 1)
+        other = await start(store, "CP1", 2)
+        active = await store.active_transaction("CP1", 1)
+        assert active is not None and active.transaction_id == tx_id
+        assert await store.active_transaction("CP2", 1) is None
+        await stop(store, "CP1", tx_id, 2000, at(9))
+        assert await store.active_transaction("CP1", 1) is None
+        still = await store.active_transaction("CP1", 2)
+        assert still is not None and still.transaction_id == other
+
+    async def test_link_session_sets_once(self, store: Store) -> None:
+        tx_id = await start(store)
+        await store.link_session(tx_id, "sess-1")
+        await store.link_session(tx_id, "sess-2")
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None and tx.session_id == "sess-1"
+        await store.link_session(999999, "sess-x")  # unknown: no error
+        assert await store.get_transaction(999999) is None
+
+    # meter values -------------------------------------------------------------------------------
+
+    async def test_meter_values_round_trip_oldest_first(self, store: Store) -> None:
+        tx_id = await start(store)
+        later = energy(tx_id, "1300", at(20))
+        earlier = energy(tx_id, "1100", at(10))
+        power = MeterValue("CP1", 1, tx_id, at(15), "7.2", "Power.Active.Import", "kW")
+        await store.append_meter_values([later, earlier])
+        await store.append_meter_values([power])
+        await store.append_meter_values([])
+        values = await store.list_meter_values(tx_id)
+        assert values == [earlier, power, later]
+        for value in values:
+            assert_utc(value.timestamp)
+        assert await store.list_meter_values(tx_id + 1) == []
+
+    async def test_meter_values_update_latest_energy(self, store: Store) -> None:
+        tx_id = await start(store, meter=1000)
+        await store.append_meter_values([energy(tx_id, "1200", at(10))])
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None
+        assert (tx.last_energy_wh, tx.last_energy_at) == (1200, at(10))
+        assert_utc(tx.last_energy_at)
+        assert tx.energy_wh == 200
+
+        await store.append_meter_values([energy(tx_id, "1500", at(20))])
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None and (tx.last_energy_wh, tx.last_energy_at) == (1500, at(20))
+
+    async def test_late_older_reading_does_not_move_energy_back(self, store: Store) -> None:
+        tx_id = await start(store, meter=1000)
+        await store.append_meter_values([energy(tx_id, "1500", at(20))])
+        await store.append_meter_values([energy(tx_id, "1200", at(10))])
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None and (tx.last_energy_wh, tx.last_energy_at) == (1500, at(20))
+        assert len(await store.list_meter_values(tx_id)) == 2  # still stored
+
+    async def test_newest_in_one_call_wins_regardless_of_order(self, store: Store) -> None:
+        tx_id = await start(store, meter=0)
+        await store.append_meter_values(
+            [
+                energy(tx_id, "300", at(30)),
+                energy(tx_id, "100", at(10)),
+                energy(tx_id, "200", at(20)),
+            ]
+        )
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None and (tx.last_energy_wh, tx.last_energy_at) == (300, at(30))
+
+    async def test_only_unphased_energy_register_counts(self, store: Store) -> None:
+        tx_id = await start(store, meter=0)
+        await store.append_meter_values(
+            [
+                energy(tx_id, "999", at(50), phase="L1"),
+                energy(tx_id, "888", at(50), measurand="Energy.Active.Export.Register"),
+                energy(tx_id, "777", at(50), measurand="Power.Active.Import", unit="W"),
+                energy(tx_id, "not-a-number", at(50)),
+            ]
+        )
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None and tx.last_energy_wh is None and tx.last_energy_at is None
+        assert len(await store.list_meter_values(tx_id)) == 4
+
+    async def test_energy_in_kwh_and_fractions_round_to_wh(self, store: Store) -> None:
+        tx_id = await start(store, meter=0)
+        await store.append_meter_values([energy(tx_id, "1.2345", at(1), unit="kWh")])
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None and tx.last_energy_wh == 1235  # 1234.5 Wh, half up
+        await store.append_meter_values([energy(tx_id, "2000.4", at(2))])
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None and tx.last_energy_wh == 2000
+        await store.append_meter_values([energy(tx_id, "3000", at(3), unit=None)])
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None and tx.last_energy_wh == 3000
+        # the raw reading is stored as sent
+        stored = await store.list_meter_values(tx_id)
+        assert [(v.value, v.unit) for v in stored] == [
+            ("1.2345", "kWh"),
+            ("2000.4", "Wh"),
+            ("3000", None),
+        ]
+
+    async def test_readings_only_touch_their_transaction(self, store: Store) -> None:
+        one = await start(store, "CP1", 1)
+        two = await start(store, "CP1", 2)
+        await store.append_meter_values([energy(one, "5000", at(5))])
+        tx_two = await store.get_transaction(two)
+        assert tx_two is not None and tx_two.last_energy_wh is None
+        # unknown or absent transaction ids are stored without error
+        await store.append_meter_values([energy(None, "1", at(1)), energy(987654, "2", at(2))])
+        assert await store.get_transaction(987654) is None
+
+    # frames -------------------------------------------------------------------------------------
+
+    async def test_frames_newest_first_with_limit(self, store: Store) -> None:
+        await store.append_frames([frame("CP1", 1), frame("CP1", 2, "out")], keep=100)
+        await store.append_frames([frame("CP1", 3), frame("CP2", 1)], keep=100)
+        listed = await store.list_frames("CP1")
+        assert listed == [frame("CP1", 3), frame("CP1", 2, "out"), frame("CP1", 1)]
+        assert_utc(listed[0].at)
+        assert await store.list_frames("CP1", limit=2) == [frame("CP1", 3), frame("CP1", 2, "out")]
+        assert await store.list_frames("CP2") == [frame("CP2", 1)]
+        assert await store.list_frames("CP3") == []
+        await store.append_frames([], keep=100)
+
+    async def test_frames_capped_per_station(self, store: Store) -> None:
+        for n in range(1, 11):
+            await store.append_frames([frame("CP1", n)], keep=3)
+        await store.append_frames([frame("CP2", n) for n in range(1, 3)], keep=3)
+        assert [f.frame for f in await store.list_frames("CP1")] == [
+            frame("CP1", n).frame for n in (10, 9, 8)
+        ]
+        assert len(await store.list_frames("CP2")) == 2
+        # one call bigger than keep
+        await store.append_frames([frame("CP2", n) for n in range(3, 9)], keep=4)
+        assert [f.frame for f in await store.list_frames("CP2")] == [
+            frame("CP2", n).frame for n in (8, 7, 6, 5)
+        ]
+        assert len(await store.list_frames("CP1")) == 3
+
+    async def test_frames_keep_zero_stores_nothing(self, store: Store) -> None:
+        await store.append_frames([frame("CP1", 1)], keep=0)
+        assert await store.list_frames("CP1") == []
+
+    # concurrency --------------------------------------------------------------------------------
+
+    async def test_concurrent_distinct_starts_get_distinct_ids(self, store: Store) -> None:
+        results = await asyncio.gather(
+            *(
+                store.start_transaction(f"CP{n % 20}", n // 20 + 1, "TAG", n, at(n))
+                for n in range(200)
+            )
+        )
+        ids = [tx.transaction_id for tx, _ in results]
+        assert all(created for _, created in results)
+        assert len(set(ids)) == 200
+        assert len(await store.list_transactions(limit=1000)) == 200
+
+    async def test_concurrent_identical_starts_make_one_transaction(self, store: Store) -> None:
+        results = await asyncio.gather(
+            *(store.start_transaction("CP1", 1, "TAG", 100, at(1)) for _ in range(50))
+        )
+        assert sum(created for _, created in results) == 1
+        assert len({tx.transaction_id for tx, _ in results}) == 1
+        assert len(await store.list_transactions()) == 1
+
+    async def test_concurrent_stop_repeats_change_once(self, store: Store) -> None:
+        tx_id = await start(store)
+        results = await asyncio.gather(
+            *(stop(store, "CP1", tx_id, 2000 + n, at(10 + n)) for n in range(30))
+        )
+        assert sum(changed for _, changed in results) == 1
+        winner = next(tx for tx, changed in results if changed)
+        assert winner is not None
+        for tx, _ in results:
+            assert tx is not None and tx.meter_stop == winner.meter_stop
+        stored = await store.get_transaction(tx_id)
+        assert stored is not None and stored.meter_stop == winner.meter_stop
+
+    async def test_concurrent_orphan_stop_repeats_record_once(self, store: Store) -> None:
+        results = await asyncio.gather(*(stop(store, "CP1", 77, 5, at(1)) for _ in range(30)))
+        assert sum(changed for _, changed in results) == 1
+        assert len(await store.list_orphan_stops()) == 1
+
+    async def test_concurrent_next_transaction_id(self, store: Store) -> None:
+        ids = await asyncio.gather(*(store.next_transaction_id() for _ in range(100)))
+        assert sorted(ids) == list(range(1, 101))
+
+    async def test_concurrent_readings_keep_newest_energy(self, store: Store) -> None:
+        tx_id = await start(store, meter=0)
+        order = [37, 5, 99, 12, 64, 0, 81, 50, 23, 70]
+        await asyncio.gather(
+            *(store.append_meter_values([energy(tx_id, str(n * 10), at(n))]) for n in order)
+        )
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None and (tx.last_energy_wh, tx.last_energy_at) == (990, at(99))
+        assert len(await store.list_meter_values(tx_id)) == len(order)

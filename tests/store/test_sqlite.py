@@ -1,0 +1,141 @@
+"""The store contract on SQLite, plus SQLite-specific behaviour (files, schema, group commit)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from csms.domain import MeterValue
+from csms.store.base import Store, StoreError
+from csms.store.sqlite import SCHEMA_VERSION, SqliteStore
+from tests.store.contract import StoreContract, at, energy, frame, start, stop
+
+
+@pytest_asyncio.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(str(tmp_path / "csms.db"))
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+class TestSqliteStore(StoreContract):
+    pass
+
+
+def test_satisfies_port() -> None:
+    store: Store = SqliteStore("unused.db")  # type-checks against the Protocol
+    for name in Store.__dict__:
+        if not name.startswith("_"):
+            assert callable(getattr(store, name)), name
+
+
+async def test_creates_parent_dir_and_wal_schema(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "csms.db"
+    store = SqliteStore(str(path))
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = str(tmp_path / "csms.db")
+    store = SqliteStore(path)
+    await store.open()
+    await store.provision_station("CP1", "hash")
+    await store.set_connector_status("CP1", 1, status="Charging", error_code="NoError", at=at(1))
+    tx_id = await start(store, "CP1", 1, meter=100)
+    await store.append_meter_values([energy(tx_id, "600", at(5))])
+    await stop(store, "CP1", tx_id, 700, at(9))
+    await stop(store, "CP1", 555, 1, at(9))
+    await store.append_frames([frame("CP1", 1)], keep=10)
+    await store.close()
+
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        station = await reopened.get_station("CP1")
+        assert station is not None and station.provisioned and station.password_hash == "hash"
+        assert [c.status for c in station.connectors] == ["Charging"]
+        tx = await reopened.get_transaction(tx_id)
+        assert tx is not None
+        assert (tx.meter_stop, tx.last_energy_wh, tx.energy_wh) == (700, 600, 600)
+        assert len(await reopened.list_meter_values(tx_id)) == 1
+        assert len(await reopened.list_orphan_stops()) == 1
+        assert await reopened.list_frames("CP1") == [frame("CP1", 1)]
+        # the counter continues after the reopen
+        assert await reopened.next_transaction_id() == tx_id + 1
+    finally:
+        await reopened.close()
+
+
+async def test_refuses_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "csms.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer"):
+        await SqliteStore(str(path)).open()
+
+
+async def test_closed_store_refuses_calls(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "csms.db"))
+    with pytest.raises(StoreError):
+        await store.next_transaction_id()
+    await store.open()
+    await store.close()
+    await store.close()  # idempotent
+    with pytest.raises(StoreError):
+        await store.get_station("CP1")
+
+
+async def test_close_drains_queued_writes(tmp_path: Path) -> None:
+    path = str(tmp_path / "csms.db")
+    store = SqliteStore(path)
+    await store.open()
+    writes = [asyncio.ensure_future(store.next_transaction_id()) for _ in range(100)]
+    await asyncio.sleep(0)
+    await store.close()
+    assert sorted(await asyncio.gather(*writes)) == list(range(1, 101))
+
+
+async def test_failing_write_fails_only_itself(store: SqliteStore) -> None:
+    """One bad op in a group commit is rolled back to its savepoint; the others commit."""
+    tx_id = await start(store)
+    bad = MeterValue("CP1", 1, tx_id, at(1), None)  # type: ignore[arg-type]  # NOT NULL value
+    good = [store.append_meter_values([energy(tx_id, str(n), at(n))]) for n in range(2, 40)]
+    results = await asyncio.gather(
+        *good[:20], store.append_meter_values([bad]), *good[20:], return_exceptions=True
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], StoreError)
+    assert len(await store.list_meter_values(tx_id)) == 38
+    tx = await store.get_transaction(tx_id)
+    assert tx is not None and tx.last_energy_wh == 39
+
+
+async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
+    """Many concurrent writes are group-committed: far fewer commits than writes."""
+    commits = 0
+    writer = store._writer
+    assert writer is not None
+    original = writer._conn
+
+    def counting(statement: str) -> None:
+        nonlocal commits
+        if statement.strip().upper() == "COMMIT":
+            commits += 1
+
+    await store._in_thread(writer, lambda raw: raw.set_trace_callback(counting))
+    await asyncio.gather(*(store.next_transaction_id() for _ in range(300)))
+    await store._in_thread(writer, lambda raw: raw.set_trace_callback(None))
+    assert original is writer._conn
+    assert 1 <= commits < 30

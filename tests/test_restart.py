@@ -1,0 +1,50 @@
+"""Data survives a restart of the CSMS (same SQLite file, a new app)."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+from ocpp.v16 import call
+
+from csms.app import create_app
+from tests.conftest import make_settings
+from tests.stations import station
+
+
+async def test_data_survives_restart(tmp_path) -> None:
+    settings = make_settings(tmp_path)
+    first = TestServer(create_app(settings))
+    await first.start_server()
+    try:
+        async with station(f"ws://{first.host}:{first.port}/ocpp", "CP-PERSIST") as cp:
+            await cp.boot()
+            await cp.status(1, "Charging")
+            start = await cp.call(call.StartTransaction(
+                connector_id=1, id_tag="T", meter_start=100, timestamp="2026-11-22T10:00:00Z"))
+            await cp.call(call.MeterValues(connector_id=1, transaction_id=start.transaction_id,
+                                           meter_value=[{"timestamp": "2026-11-22T10:01:00Z",
+                                                         "sampledValue": [{"value": "600"}]}]))
+    finally:
+        await first.close()
+
+    second = TestServer(create_app(settings))
+    await second.start_server()
+    try:
+        base = f"http://{second.host}:{second.port}/api"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/stations/CP-PERSIST") as resp:
+                info = await resp.json()
+            async with http.get(f"{base}/transactions/{start.transaction_id}") as resp:
+                tx = await resp.json()
+        assert info["vendor"] == "TestVendor" and info["connected"] is False
+        assert info["connectors"][0]["status"] == "Charging"
+        assert tx["energyWh"] == 500 and len(tx["meterValues"]) == 1
+
+        # the counter keeps going: no transaction id is ever reused
+        async with station(f"ws://{second.host}:{second.port}/ocpp", "CP-PERSIST") as cp:
+            await cp.boot()
+            again = await cp.call(call.StartTransaction(
+                connector_id=2, id_tag="T", meter_start=0, timestamp="2026-11-22T11:00:00Z"))
+        assert again.transaction_id > start.transaction_id
+    finally:
+        await second.close()

@@ -1,0 +1,59 @@
+"""One middleware renders every error as `{"success": false, "error": {"code", "message"}}`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_CODES = {400: "bad_request", 401: "unauthorized", 402: "payment_declined", 403: "forbidden",
+          404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "too_large",
+          415: "unsupported_media_type", 422: "invalid_request", 500: "internal_error",
+          502: "bad_gateway", 503: "unavailable", 504: "timeout"}
+
+
+class ApiError(web.HTTPException):
+    """An error with our own code and message, rendered as JSON by the middleware."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        self.status_code = status
+        super().__init__(reason=None)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: Any = None, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"success": False, "error": {"code": code, "message": message}}
+    body["error"].update(extra)
+    response = web.json_response(body, status=status)
+    if headers:
+        for name in ("WWW-Authenticate", "Allow", "Retry-After"):
+            if name in headers:
+                response.headers[name] = headers[name]
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status_code, exc.code, exc.message, **exc.extra)
+    except web.HTTPException as exc:
+        if exc.status_code < 400:
+            raise
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status_code}:") \
+            else exc.reason
+        return error_response(exc.status_code, _CODES.get(exc.status_code, "error"),
+                              message or "", headers=exc.headers)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "An internal error occurred")

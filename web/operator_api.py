@@ -1,0 +1,269 @@
+"""Operator JSON API under `/api` (Bearer `api.operator_token` when set)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from aiohttp import web
+from ocpp.v16.enums import Action
+from pydantic import BaseModel, Field, ValidationError
+
+from csms.domain import IdTag, MeterValue, Station, Transaction, isoformat, parse_timestamp
+from csms.keys import HUB, SETTINGS, STORE
+from csms.ocpp.hub import StationNotConnected
+from csms.ocpp.v16 import CommandInvalid, CommandRejected, CommandTimeout
+from csms.passwords import hash_password
+from web.errors import ApiError, Handler
+
+routes = web.RouteTableDef()
+
+# Calls the CSMS may send to a 1.6 station (CSMS -> station direction).
+COMMANDS = frozenset({
+    Action.remote_start_transaction, Action.remote_stop_transaction, Action.reset,
+    Action.unlock_connector, Action.change_availability, Action.get_configuration,
+    Action.change_configuration, Action.trigger_message, Action.clear_cache,
+    Action.data_transfer, Action.get_diagnostics, Action.update_firmware,
+    Action.reserve_now, Action.cancel_reservation, Action.set_charging_profile,
+    Action.clear_charging_profile, Action.get_composite_schedule, Action.get_local_list_version,
+    Action.send_local_list,
+})
+
+
+@web.middleware
+async def operator_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = request.config_dict[SETTINGS].api.operator_token
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+            raise ApiError(401, "unauthorized", "a valid Bearer token is required",
+                           ) from None
+    return await handler(request)
+
+
+# --- representations -------------------------------------------------------------------------
+
+def station_json(station: Station, request: web.Request) -> dict[str, Any]:
+    live = request.config_dict[HUB].live(station.id)
+    last_seen = station.last_seen
+    if live is not None and (last_seen is None or live.last_seen > last_seen):
+        last_seen = live.last_seen
+    return {
+        "id": station.id,
+        "connected": live is not None,
+        "vendor": station.vendor,
+        "model": station.model,
+        "serialNumber": station.serial_number,
+        "firmwareVersion": station.firmware_version,
+        "firmwareStatus": live.charge_point.firmware_status if live else None,
+        "diagnosticsStatus": live.charge_point.diagnostics_status if live else None,
+        "provisioned": station.provisioned,
+        "passwordSet": bool(station.password_hash),
+        "lastSeen": isoformat(last_seen),
+        "lastBootAt": isoformat(station.last_boot_at),
+        "connectors": [
+            {"connectorId": c.connector_id, "status": c.status, "errorCode": c.error_code,
+             "info": c.info, "vendorErrorCode": c.vendor_error_code,
+             "updatedAt": isoformat(c.updated_at)}
+            for c in station.connectors
+        ],
+    }
+
+
+def meter_value_json(value: MeterValue) -> dict[str, Any]:
+    return {"timestamp": isoformat(value.timestamp), "measurand": value.measurand,
+            "value": value.value, "unit": value.unit, "phase": value.phase,
+            "context": value.context, "location": value.location}
+
+
+def transaction_json(tx: Transaction, values: list[MeterValue] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "transactionId": tx.transaction_id,
+        "stationId": tx.station_id,
+        "connectorId": tx.connector_id,
+        "idTag": tx.id_tag,
+        "meterStart": tx.meter_start,
+        "meterStop": tx.meter_stop,
+        "energyWh": tx.energy_wh,
+        "startedAt": isoformat(tx.started_at),
+        "stoppedAt": isoformat(tx.stopped_at),
+        "stopReason": tx.stop_reason,
+        "sessionId": tx.session_id,
+    }
+    if values is not None:
+        body["meterValues"] = [meter_value_json(v) for v in values]
+    return body
+
+
+def _int_param(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(404, "not_found", f"{name} must be an integer") from None
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
+
+
+def _validated(model: type[BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(422, "invalid_request", f"{field}: {first['msg']}", field=field) from None
+
+
+# --- stations --------------------------------------------------------------------------------
+
+@routes.get("/stations", name="stations")
+async def list_stations(request: web.Request) -> web.Response:
+    stations = await request.config_dict[STORE].list_stations()
+    return web.json_response([station_json(s, request) for s in stations])
+
+
+@routes.get("/stations/{station_id}", name="station")
+async def get_station(request: web.Request) -> web.Response:
+    station = await request.config_dict[STORE].get_station(request.match_info["station_id"])
+    if station is None:
+        raise ApiError(404, "not_found", "unknown station")
+    return web.json_response(station_json(station, request))
+
+
+class ProvisionRequest(BaseModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9._:\-*+|@~]{1,48}$")
+    password: str | None = Field(default=None, min_length=8, max_length=40)
+
+
+@routes.post("/stations", name="provision")
+async def provision_station(request: web.Request) -> web.Response:
+    body = _validated(ProvisionRequest, await _json_body(request))
+    hashed = hash_password(body.password) if body.password else None
+    station = await request.config_dict[STORE].provision_station(body.id, hashed)
+    return web.json_response(station_json(station, request), status=201)
+
+
+@routes.get("/stations/{station_id}/messages", name="station_messages")
+async def station_messages(request: web.Request) -> web.Response:
+    hub = request.config_dict[HUB]
+    await hub.frames.flush()
+    try:
+        limit = min(int(request.query.get("limit", "100")), 1000)
+    except ValueError:
+        raise ApiError(422, "invalid_request", "limit must be an integer", field="limit") \
+            from None
+    frames = await request.config_dict[STORE].list_frames(request.match_info["station_id"],
+                                                          limit)
+    return web.json_response([{"at": isoformat(f.at), "direction": f.direction,
+                               "frame": f.frame} for f in frames])
+
+
+@routes.post("/stations/{station_id}/commands/{action}", name="command")
+async def station_command(request: web.Request) -> web.Response:
+    station_id = request.match_info["station_id"]
+    action = request.match_info["action"]
+    if action not in COMMANDS:
+        raise ApiError(404, "unknown_command",
+                       f"{action} is not a command the CSMS can send to an OCPP 1.6 station")
+    payload = await _json_body(request) if request.can_read_body else {}
+    if not isinstance(payload, dict):
+        raise ApiError(422, "invalid_payload", "the payload must be a JSON object")
+    try:
+        response = await request.config_dict[HUB].call(station_id, action, payload)
+    except StationNotConnected:
+        raise ApiError(404, "station_not_connected", f"station {station_id} is not connected") \
+            from None
+    except CommandInvalid as exc:
+        raise ApiError(422, "invalid_payload", str(exc)) from None
+    except CommandTimeout as exc:
+        raise ApiError(504, "station_timeout", str(exc)) from None
+    except CommandRejected as exc:
+        raise ApiError(502, "station_error", str(exc), ocppErrorCode=exc.code) from None
+    return web.json_response({"action": action, "response": response})
+
+
+# --- transactions ----------------------------------------------------------------------------
+
+@routes.get("/transactions", name="transactions")
+async def list_transactions(request: web.Request) -> web.Response:
+    active_param = request.query.get("active")
+    active: bool | None = None
+    if active_param is not None and active_param != "":
+        if active_param.lower() not in ("true", "false", "1", "0"):
+            raise ApiError(422, "invalid_request", "active must be true or false",
+                           field="active")
+        active = active_param.lower() in ("true", "1")
+    try:
+        limit = min(int(request.query.get("limit", "100")), 1000)
+    except ValueError:
+        raise ApiError(422, "invalid_request", "limit must be an integer", field="limit") \
+            from None
+    transactions = await request.config_dict[STORE].list_transactions(
+        station_id=request.query.get("stationId") or None, active=active, limit=limit)
+    return web.json_response([transaction_json(tx) for tx in transactions])
+
+
+@routes.get("/transactions/{transaction_id}", name="transaction")
+async def get_transaction(request: web.Request) -> web.Response:
+    store = request.config_dict[STORE]
+    tx = await store.get_transaction(_int_param(request, "transaction_id"))
+    if tx is None:
+        raise ApiError(404, "not_found", "unknown transaction")
+    values = await store.list_meter_values(tx.transaction_id)
+    return web.json_response(transaction_json(tx, values))
+
+
+@routes.get("/orphan-stops", name="orphan_stops")
+async def list_orphan_stops(request: web.Request) -> web.Response:
+    stops = await request.config_dict[STORE].list_orphan_stops(
+        request.query.get("stationId") or None)
+    return web.json_response([
+        {"stationId": s.station_id, "transactionId": s.transaction_id, "meterStop": s.meter_stop,
+         "stoppedAt": isoformat(s.stopped_at), "reason": s.reason, "idTag": s.id_tag,
+         "receivedAt": isoformat(s.received_at)} for s in stops])
+
+
+# --- id tags ---------------------------------------------------------------------------------
+
+class IdTagRequest(BaseModel):
+    status: str = Field("Accepted", pattern=r"^(Accepted|Blocked|Expired|Invalid)$")
+    expiryDate: str | None = None
+    parentIdTag: str | None = Field(default=None, max_length=20)
+
+
+def id_tag_json(tag: IdTag) -> dict[str, Any]:
+    return {"idTag": tag.id_tag, "status": tag.status, "expiryDate": isoformat(tag.expiry_date),
+            "parentIdTag": tag.parent_id_tag}
+
+
+@routes.get("/id-tags", name="id_tags")
+async def list_id_tags(request: web.Request) -> web.Response:
+    tags = await request.config_dict[STORE].list_id_tags()
+    return web.json_response([id_tag_json(t) for t in tags])
+
+
+@routes.put("/id-tags/{id_tag}", name="id_tag")
+async def put_id_tag(request: web.Request) -> web.Response:
+    id_tag = request.match_info["id_tag"]
+    if not 1 <= len(id_tag) <= 20:
+        raise ApiError(422, "invalid_request", "idTag must be 1 to 20 characters", field="idTag")
+    body = _validated(IdTagRequest, await _json_body(request))
+    try:
+        expiry = parse_timestamp(body.expiryDate) if body.expiryDate else None
+    except ValueError:
+        raise ApiError(422, "invalid_request", "expiryDate: not an ISO 8601 date-time",
+                       field="expiryDate") from None
+    tag = await request.config_dict[STORE].upsert_id_tag(
+        IdTag(id_tag, body.status, expiry, body.parentIdTag))
+    return web.json_response(id_tag_json(tag))
+
+
+def create_operator_api() -> web.Application:
+    api = web.Application(middlewares=[operator_auth])
+    api.add_routes(routes)
+    return api
