@@ -6,6 +6,8 @@ surfaces (`web`) and, later, `billing`; the charging domain itself never does.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,15 +16,25 @@ import ocpp.messages
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from billing.gateways.base import PaymentGateway
+from billing.gateways.pagarme import PagarmeGateway
+from billing.gateways.sandbox import SandboxGateway, SqliteSandboxChargeStore
+from billing.hooks import BillingHooks
+from billing.service import BillingService
+from billing.store import BillingStore
+from billing.store_sqlite import SqliteBillingStore
+from billing.tasks import make_broker, register_tasks
 from csms.charging import ChargingService
-from csms.config import Settings
+from csms.config import ConfigError, Settings
 from csms.keys import CHARGING, HUB, METRICS, SETTINGS, STORE
 from csms.metrics import Metrics
 from csms.ocpp.endpoint import ocpp_websocket
 from csms.ocpp.hub import Hub
 from csms.store import Store
 from csms.store.factory import make_store
+from web import driver_api, webhooks
 from web.errors import error_middleware
+from web.keys import BILLING, BILLING_STORE, GATEWAY
 from web.operator_api import create_operator_api
 
 log = logging.getLogger(__name__)
@@ -47,6 +59,64 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await hub.stop_tasks()
     await hub.frames.stop()
+
+
+def _make_gateway(settings: Settings) -> PaymentGateway:
+    if settings.billing.gateway == "pagarme":
+        return PagarmeGateway(settings.billing.pagarme)
+    return SandboxGateway(SqliteSandboxChargeStore(settings.billing.sandbox_path))
+
+
+def _make_billing_store(settings: Settings) -> BillingStore:
+    if settings.store.backend != "sqlite":
+        raise ConfigError("store.backend: billing currently persists to SQLite only; "
+                          "the MongoDB billing adapter is not available yet")
+    return SqliteBillingStore(settings.store.sqlite_path)
+
+
+async def _billing_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open billing's store, gateway and job broker; reconcile what a crash left half-done."""
+    store, gateway, service = app[BILLING_STORE], app[GATEWAY], app[BILLING]
+    await store.open()
+    if isinstance(gateway, SandboxGateway):
+        await gateway.store.open()  # type: ignore[attr-defined]
+    broker = make_broker(app[SETTINGS])
+    refund_task = register_tasks(broker)
+    broker.state.billing = service
+
+    async def enqueue_refund(key: str) -> None:
+        await refund_task.kiq(key)
+
+    service.enqueue_refund = enqueue_refund
+    await broker.startup()
+    await service.reconcile()
+    sweeper = asyncio.create_task(_reconcile_loop(service, app[SETTINGS]), name="reconcile")
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
+    # Stop every piece of work that may still touch the billing store before closing it;
+    # an interrupted refund stays PENDING in the ledger and the next start finishes it.
+    await app[HUB].stop_tasks()
+    running = list(getattr(broker, "_running_tasks", ()))
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+    await broker.shutdown()
+    if isinstance(gateway, SandboxGateway):
+        await gateway.store.close()  # type: ignore[attr-defined]
+    elif isinstance(gateway, PagarmeGateway):
+        await gateway.aclose()
+    await store.close()
+
+
+async def _reconcile_loop(service: BillingService, settings: Settings) -> None:
+    while True:
+        await asyncio.sleep(settings.billing.reconcile_interval)
+        try:
+            await service.reconcile()
+        except Exception:
+            log.exception("reconciliation sweep failed")
 
 
 async def _close_stations(app: web.Application) -> None:
@@ -78,15 +148,22 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[METRICS] = metrics = Metrics()
     app[STORE] = store = store or make_store(settings.store)
     app[CHARGING] = charging = ChargingService(store, settings.ocpp)
-    app[HUB] = Hub(settings.ocpp, store, charging, metrics)
+    app[HUB] = hub = Hub(settings.ocpp, store, charging, metrics)
+    app[BILLING_STORE] = billing_store = _make_billing_store(settings)
+    app[GATEWAY] = gateway = _make_gateway(settings)
+    app[BILLING] = billing = BillingService(settings, billing_store, store, gateway, hub)
+    charging.hooks.append(BillingHooks(billing))
 
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_hub_ctx)
+    app.cleanup_ctx.append(_billing_ctx)
     app.on_shutdown.append(_close_stations)
 
     app.router.add_get("/ocpp/{station_id}", ocpp_websocket, name="ocpp")
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/metrics", metrics_view, name="metrics")
+    app.add_routes(driver_api.routes)
+    app.add_routes(webhooks.routes)
     app.add_subapp("/api", create_operator_api())
     if not settings.api.operator_token:
         log.warning("api.operator_token is empty: the operator API at /api is open to anyone")

@@ -88,6 +88,11 @@ class BillingSettings(_Section):
     pagarme: PagarmeSettings = PagarmeSettings()
     # SQLite file where the sandbox gateway keeps its charges (survives restarts).
     sandbox_path: str = "data/sandbox_gateway.db"
+    # Hold placed when a driver with a saved card starts at the station (RFID), in cents.
+    default_hold: int = Field(5000, gt=0)
+    pix_expires_in: int = Field(900, gt=0)  # seconds a PIX QR code stays payable
+    gateway_attempts: int = Field(3, ge=1)  # tries of a gateway call inside one request
+    reconcile_interval: float = Field(30, gt=0)  # seconds between reconciliation sweeps
 
 
 class MailSettings(_Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from csms.ocpp.hub import StationNotConnected
 from csms.ocpp.v16 import CommandInvalid, CommandRejected, CommandTimeout
 from csms.passwords import hash_password
 from web.errors import ApiError, Handler
+from web.keys import BILLING
 
 routes = web.RouteTableDef()
 
@@ -33,7 +35,7 @@ COMMANDS = frozenset({
 @web.middleware
 async def operator_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = request.config_dict[SETTINGS].api.operator_token
-    if token:
+    if token and request.path != "/api/openapi.json":
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
             raise ApiError(401, "unauthorized", "a valid Bearer token is required",
@@ -263,7 +265,61 @@ async def put_id_tag(request: web.Request) -> web.Response:
     return web.json_response(id_tag_json(tag))
 
 
+# --- billing: tariffs and sessions ------------------------------------------------------------
+
+class TariffRequest(BaseModel):
+    pricePerKwh: Decimal = Field(ge=0, max_digits=12, decimal_places=6)
+    fixedConnectionFee: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+
+
+async def _tariff_json(request: web.Request, station_id: str) -> dict[str, Any]:
+    service = request.config_dict[BILLING]
+    tariff = await service.tariff_for(station_id)
+    override = await service.store.station_tariff(station_id)
+    return {"stationId": station_id, "pricePerKwh": str(tariff.price_per_kwh),
+            "fixedConnectionFee": str(tariff.fixed_connection_fee),
+            "currency": tariff.currency, "default": override is None}
+
+
+@routes.get("/stations/{station_id}/tariff", name="station_tariff")
+async def get_tariff(request: web.Request) -> web.Response:
+    return web.json_response(await _tariff_json(request, request.match_info["station_id"]))
+
+
+@routes.put("/stations/{station_id}/tariff", name="put_station_tariff")
+async def put_tariff(request: web.Request) -> web.Response:
+    station_id = request.match_info["station_id"]
+    if await request.config_dict[STORE].get_station(station_id) is None:
+        raise ApiError(404, "not_found", "unknown station")
+    body = _validated(TariffRequest, await _json_body(request))
+    await request.config_dict[BILLING].store.set_station_tariff(
+        station_id, str(body.pricePerKwh), str(body.fixedConnectionFee))
+    return web.json_response(await _tariff_json(request, station_id))
+
+
+@routes.get("/sessions", name="sessions")
+async def list_sessions(request: web.Request) -> web.Response:
+    from billing.models import SessionStatus
+    from web.driver_api import session_view
+
+    statuses = None
+    if request.query.get("status"):
+        try:
+            statuses = {SessionStatus(s) for s in request.query["status"].split(",")}
+        except ValueError:
+            raise ApiError(422, "invalid_request", "status: unknown session status",
+                           field="status") from None
+    service = request.config_dict[BILLING]
+    sessions = await service.store.list_sessions(
+        statuses=statuses, station_id=request.query.get("stationId") or None)
+    return web.json_response([session_view(s, await service.operations(s.session_id))
+                              for s in sessions])
+
+
 def create_operator_api() -> web.Application:
+    from web.openapi import openapi_view
+
     api = web.Application(middlewares=[operator_auth])
+    api.router.add_get("/openapi.json", openapi_view, name="openapi")
     api.add_routes(routes)
     return api

@@ -1,0 +1,368 @@
+"""Pagar.me API V5 adapter (https://docs.pagar.me/reference) over httpx.
+
+Requests, as documented by Pagar.me:
+
+- authorize: `POST /orders` with `code` = session id, `customer` {name, email, type "individual",
+  document, document_type "CPF"}, one item {amount, description, quantity 1, code}, and
+  `payments[0]` = {payment_method "credit_card", credit_card {operation_type "auth_only",
+  installments 1, statement_descriptor, card_token | card_id | network_token}}, `closed: true`.
+  The credit_card object takes exactly one of card, card_id, card_token or network_token
+  (https://docs.pagar.me/reference/cart%C3%A3o-de-cr%C3%A9dito-1). The docs describe
+  `network_token` as an object carrying the brand token (pass-through tokenization,
+  https://docs.pagar.me/page/tokeniza%C3%A7%C3%A3o-pass-through-token-de-bandeira-network-token)
+  but the driver API hands us only an opaque wallet token string, so this adapter sends
+  `{"network_token": {"number": <token>}}`.
+- create_pix: `POST /orders` with `payments[0]` = {payment_method "pix", pix {expires_in}};
+  `qr_code`, `qr_code_url` and `expires_at` are read from `charges[0].last_transaction`
+  (https://docs.pagar.me/reference/pix-2).
+- capture: `POST /charges/{id}/capture {"amount"}` (partial capture allowed).
+- void and refund: `DELETE /charges/{id} {"amount"}` (cancel before capture = release the hold;
+  after payment = refund, partial when amount < paid). Pagar.me names both "cancelar cobrança".
+- fetch: `GET /charges/{id}`.
+
+Every POST and DELETE carries an `Idempotency-Key` header
+(https://docs.pagar.me/docs/o-que-%C3%A9): Pagar.me stores the key with the outcome for 24 hours
+and answers a repeated request with the first result.
+
+Saving cards: the V5 credit_card payment has no per-payment "save" flag; a card charged through
+/orders is kept in the customer's wallet and its id comes back as `last_transaction.card.id`.
+With `save_card=True` the adapter returns that id as `card_reference` (usable later as
+`card_id`); with False it reports none.
+
+Errors (https://docs.pagar.me/reference/erros-1): 4xx bodies are `{"message", "errors": {field:
+[...]}}`; 400/401/403/404/412/422 are final; 408/429/5xx, timeouts and network errors are
+transient (retry with the same idempotency key). An order whose card was refused comes back 200
+with charge status "failed" and last_transaction status "not_authorized": success=False,
+status "declined".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from billing.gateways.base import Customer, GatewayResult, GatewayStatus
+from csms.config import PagarmeSettings
+
+TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429})
+
+# last_transaction.status values that decide the outcome on their own.
+_TRANSACTION_STATUS: dict[str, GatewayStatus] = {
+    "not_authorized": "declined",
+    "authorized_pending_capture": "authorized",
+    "waiting_capture": "authorized",
+    "captured": "captured",
+    "partial_capture": "captured",
+    "voided": "voided",
+    "partial_void": "voided",
+    "refunded": "refunded",
+    "partial_refunded": "partially_refunded",
+    "with_error": "failed",
+    "error_on_voiding": "failed",
+    "error_on_refunding": "failed",
+}
+
+
+def map_charge_status(charge: dict[str, Any]) -> GatewayStatus:
+    """Map a Pagar.me charge (status, payment_method, last_transaction.status, paid_amount,
+    canceled_amount) onto the port's statuses.
+
+    Charge statuses: pending, processing, paid, overpaid, underpaid, canceled, failed,
+    chargedback (treated as "refunded": the money went back to the customer).
+    """
+    charge_status = str(charge.get("status") or "")
+    transaction = charge.get("last_transaction") or {}
+    transaction_status = str(transaction.get("status") or "")
+    is_card = charge.get("payment_method") == "credit_card"
+    paid = int(charge.get("paid_amount") or 0)
+    canceled = int(charge.get("canceled_amount") or 0)
+
+    if transaction_status == "not_authorized":
+        return "declined"
+    if charge_status == "failed":
+        return "declined" if is_card and transaction_status != "with_error" else "failed"
+    if charge_status == "chargedback":
+        return "refunded"
+    if charge_status == "canceled":
+        return "refunded" if paid > 0 else "voided"
+    if charge_status in ("paid", "overpaid", "underpaid"):
+        if canceled > 0:
+            return "refunded" if canceled >= paid else "partially_refunded"
+        return "captured" if is_card else "paid"
+    if transaction_status in _TRANSACTION_STATUS:
+        return _TRANSACTION_STATUS[transaction_status]
+    return "pending"
+
+
+def _error_text(status_code: int, body: dict[str, Any]) -> str:
+    """Pagar.me's `message` plus its per-field `errors`, in one line."""
+    message = str(body.get("message") or f"HTTP {status_code}")
+    errors = body.get("errors")
+    details: list[str] = []
+    if isinstance(errors, dict):
+        for name, problems in errors.items():
+            items = problems if isinstance(problems, list) else [problems]
+            details.append(f"{name}: {'; '.join(str(p) for p in items)}")
+    elif isinstance(errors, list):
+        details.extend(str(e) for e in errors)
+    text = f"{message} ({' | '.join(details)})" if details else message
+    return f"HTTP {status_code}: {text}"
+
+
+class PagarmeGateway:
+    """The payment gateway port over Pagar.me API V5.
+
+    `client` is an optional shared httpx.AsyncClient (connection pool); base URL, Basic auth
+    (secret key as user, empty password) and timeout always come from `settings`. Without one,
+    the gateway creates its own client; close it with `aclose()`.
+    """
+
+    name = "pagarme"
+
+    def __init__(self, settings: PagarmeSettings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self._base_url = settings.base_url.rstrip("/")
+        self._auth = httpx.BasicAuth(settings.secret_key, "")
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=settings.timeout)
+
+    async def aclose(self) -> None:
+        """Close the httpx client if this gateway created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    # -- port ------------------------------------------------------------------------------
+
+    async def authorize(
+        self,
+        *,
+        session_id: str,
+        amount: int,
+        customer: Customer,
+        card_token: str | None = None,
+        network_token: str | None = None,
+        card_id: str | None = None,
+        save_card: bool = False,
+        description: str,
+        idempotency_key: str,
+    ) -> GatewayResult:
+        """Create an order with one auth-only credit card payment."""
+        sources = [s for s in (card_token, network_token, card_id) if s]
+        if len(sources) != 1:
+            return GatewayResult(
+                success=False,
+                status="failed",
+                amount=amount,
+                error="exactly one of card_token, network_token or card_id is required",
+            )
+        credit_card: dict[str, Any] = {
+            "operation_type": "auth_only",
+            "installments": 1,
+            "statement_descriptor": self.settings.statement_descriptor,
+        }
+        if card_token:
+            credit_card["card_token"] = card_token
+        elif card_id:
+            credit_card["card_id"] = card_id
+        else:
+            credit_card["network_token"] = {"number": network_token}
+        payment = {"payment_method": "credit_card", "credit_card": credit_card}
+        body = self._order_body(session_id, amount, customer, description, payment)
+        return await self._create_order(body, amount, idempotency_key, save_card=save_card)
+
+    async def create_pix(
+        self,
+        *,
+        session_id: str,
+        amount: int,
+        customer: Customer,
+        expires_in: int,
+        description: str,
+        idempotency_key: str,
+    ) -> GatewayResult:
+        """Create an order with one PIX payment; the QR code comes in last_transaction."""
+        payment = {"payment_method": "pix", "pix": {"expires_in": expires_in}}
+        body = self._order_body(session_id, amount, customer, description, payment)
+        return await self._create_order(body, amount, idempotency_key, save_card=False)
+
+    async def capture(self, *, charge_id: str, amount: int, idempotency_key: str) -> GatewayResult:
+        """`POST /charges/{id}/capture {"amount"}`."""
+        return await self._charge_call(
+            "POST", f"/charges/{charge_id}/capture", {"amount": amount}, amount, idempotency_key
+        )
+
+    async def void(
+        self, *, charge_id: str, amount: int | None, idempotency_key: str
+    ) -> GatewayResult:
+        """`DELETE /charges/{id}` on an uncaptured charge (whole charge when amount is None)."""
+        body = {} if amount is None else {"amount": amount}
+        return await self._charge_call(
+            "DELETE", f"/charges/{charge_id}", body, amount, idempotency_key
+        )
+
+    async def refund(self, *, charge_id: str, amount: int, idempotency_key: str) -> GatewayResult:
+        """`DELETE /charges/{id} {"amount"}` on a paid charge."""
+        return await self._charge_call(
+            "DELETE", f"/charges/{charge_id}", {"amount": amount}, amount, idempotency_key
+        )
+
+    async def fetch(self, *, charge_id: str) -> GatewayResult:
+        """`GET /charges/{id}`."""
+        return await self._charge_call("GET", f"/charges/{charge_id}", None, None, None)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _order_body(
+        session_id: str,
+        amount: int,
+        customer: Customer,
+        description: str,
+        payment: dict[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "code": session_id,
+            "customer": {
+                "name": customer.name,
+                "email": customer.email,
+                "type": "individual",
+                "document": customer.document,
+                "document_type": "CPF",
+            },
+            "items": [
+                {"amount": amount, "description": description, "quantity": 1, "code": session_id}
+            ],
+            "payments": [payment],
+            "closed": True,
+        }
+
+    async def _create_order(
+        self, body: dict[str, Any], amount: int, key: str, *, save_card: bool
+    ) -> GatewayResult:
+        response = await self._request("POST", "/orders", body, key)
+        if isinstance(response, GatewayResult):
+            return _replace(response, amount=amount)
+        status_code, order = response
+        if status_code >= 400:
+            return self._http_failure(status_code, order, amount)
+        charges = order.get("charges") or []
+        if not charges:
+            return GatewayResult(
+                success=False,
+                status="failed",
+                amount=amount,
+                order_id=order.get("id"),
+                error="Pagar.me returned an order without charges",
+                raw=order,
+            )
+        result = self._from_charge(charges[0], amount, raw=order, order_id=order.get("id"))
+        if not save_card:
+            return result
+        card = ((charges[0].get("last_transaction") or {}).get("card")) or {}
+        return _replace(result, card_reference=card.get("id"))
+
+    async def _charge_call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        amount: int | None,
+        key: str | None,
+    ) -> GatewayResult:
+        response = await self._request(method, path, body, key)
+        if isinstance(response, GatewayResult):
+            return _replace(response, amount=amount or 0)
+        status_code, charge = response
+        if status_code >= 400:
+            return self._http_failure(status_code, charge, amount or 0)
+        operation_amount = amount if amount is not None else int(charge.get("amount") or 0)
+        order = charge.get("order") or {}
+        return self._from_charge(charge, operation_amount, raw=charge, order_id=order.get("id"))
+
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, key: str | None
+    ) -> tuple[int, dict[str, Any]] | GatewayResult:
+        """Send one request. Returns (status, JSON body) or a transient GatewayResult for
+        network errors, timeouts and non-JSON 5xx."""
+        headers = {"Accept": "application/json"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        try:
+            response = await self._client.request(
+                method,
+                self._base_url + path,
+                json=body,
+                headers=headers,
+                auth=self._auth,
+                timeout=self.settings.timeout,
+            )
+        except httpx.TimeoutException as exc:
+            return _transient(f"timeout talking to Pagar.me: {exc!r}")
+        except httpx.TransportError as exc:
+            return _transient(f"network error talking to Pagar.me: {exc!r}")
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {"text": response.text}
+        if not isinstance(payload, dict):
+            payload = {"body": payload}
+        return response.status_code, payload
+
+    @staticmethod
+    def _http_failure(status_code: int, body: dict[str, Any], amount: int) -> GatewayResult:
+        transient = status_code >= 500 or status_code in TRANSIENT_HTTP_STATUSES
+        return GatewayResult(
+            success=False,
+            status="failed",
+            amount=amount,
+            transient=transient,
+            error=_error_text(status_code, body),
+            raw=body,
+        )
+
+    @staticmethod
+    def _from_charge(
+        charge: dict[str, Any], amount: int, *, raw: dict[str, Any], order_id: str | None
+    ) -> GatewayResult:
+        status = map_charge_status(charge)
+        transaction = charge.get("last_transaction") or {}
+        error = None
+        if status in ("declined", "failed"):
+            gateway_response = transaction.get("gateway_response") or {}
+            error = (
+                transaction.get("acquirer_message")
+                or _gateway_errors(gateway_response)
+                or f"charge {charge.get('status')}, transaction {transaction.get('status')}"
+            )
+        paid = charge.get("paid_amount")
+        canceled = charge.get("canceled_amount")
+        is_card = charge.get("payment_method") == "credit_card"
+        return GatewayResult(
+            success=status not in ("declined", "failed"),
+            status=status,
+            amount=amount,
+            order_id=order_id,
+            charge_id=charge.get("id"),
+            error=error,
+            raw=raw,
+            pix_qr_code=transaction.get("qr_code"),
+            pix_qr_code_url=transaction.get("qr_code_url"),
+            pix_expires_at=transaction.get("expires_at"),
+            captured_amount=int(paid) if is_card and paid is not None else None,
+            refunded_amount=int(canceled) if paid and canceled is not None else None,
+        )
+
+
+def _gateway_errors(gateway_response: dict[str, Any]) -> str | None:
+    errors = gateway_response.get("errors") or []
+    messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
+    return "; ".join(messages) or None
+
+
+def _transient(error: str) -> GatewayResult:
+    return GatewayResult(success=False, status="failed", amount=0, transient=True, error=error)
+
+
+def _replace(result: GatewayResult, **changes: Any) -> GatewayResult:
+    return GatewayResult.from_dict({**result.to_dict(), **changes})

@@ -1,0 +1,167 @@
+"""Billing domain: charging sessions, their payment, and the append-only operations ledger.
+
+Statuses and allowed moves are tables; the store applies a move as a compare-and-set
+(`transition_*` with the expected current statuses), never as a read followed by a write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Method(StrEnum):
+    PIX = "PIX"
+    CREDIT_CARD = "CREDIT_CARD"
+    WALLET = "WALLET"
+    VIP = "VIP"
+    GOOGLE_PAY = "GOOGLE_PAY"
+    APPLE_PAY = "APPLE_PAY"
+
+    @property
+    def is_card(self) -> bool:
+        return self not in (Method.PIX, Method.VIP)
+
+    @property
+    def uses_network_token(self) -> bool:
+        return self in (Method.WALLET, Method.GOOGLE_PAY, Method.APPLE_PAY)
+
+
+class SessionStatus(StrEnum):
+    PENDING_PAYMENT = "PENDING_PAYMENT"  # PIX not paid yet (or card not yet authorized)
+    AUTHORIZED = "AUTHORIZED"  # money reserved, RemoteStart not sent yet
+    STARTING = "STARTING"  # RemoteStartTransaction accepted, waiting for StartTransaction
+    CHARGING = "CHARGING"
+    STOPPING = "STOPPING"  # RemoteStopTransaction sent, waiting for StopTransaction
+    COMPLETED = "COMPLETED"
+    CANCELED = "CANCELED"  # ended before any energy flowed
+    FAILED = "FAILED"
+
+
+S = SessionStatus
+SESSION_MOVES: dict[SessionStatus, frozenset[SessionStatus]] = {
+    S.PENDING_PAYMENT: frozenset({S.AUTHORIZED, S.CANCELED, S.FAILED}),
+    S.AUTHORIZED: frozenset({S.STARTING, S.CHARGING, S.CANCELED, S.FAILED}),
+    S.STARTING: frozenset({S.CHARGING, S.CANCELED, S.FAILED}),
+    S.CHARGING: frozenset({S.STOPPING, S.COMPLETED, S.CANCELED}),
+    S.STOPPING: frozenset({S.COMPLETED, S.CANCELED}),
+    S.COMPLETED: frozenset(),
+    S.CANCELED: frozenset(),
+    S.FAILED: frozenset(),
+}
+ACTIVE_SESSION_STATUSES = frozenset({S.AUTHORIZED, S.STARTING, S.CHARGING, S.STOPPING})
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "PENDING"
+    AUTHORIZED = "AUTHORIZED"
+    PAID = "PAID"  # PIX paid upfront
+    CAPTURED = "CAPTURED"
+    VOIDED = "VOIDED"
+    REFUNDED = "REFUNDED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    FAILED = "FAILED"
+    WAIVED = "WAIVED"  # VIP
+
+
+P = PaymentStatus
+PAYMENT_MOVES: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    P.PENDING: frozenset({P.AUTHORIZED, P.PAID, P.VOIDED, P.FAILED, P.WAIVED}),
+    P.AUTHORIZED: frozenset({P.CAPTURED, P.VOIDED}),
+    P.PAID: frozenset({P.REFUNDED, P.PARTIALLY_REFUNDED}),
+    P.CAPTURED: frozenset({P.REFUNDED, P.PARTIALLY_REFUNDED}),
+    P.PARTIALLY_REFUNDED: frozenset({P.REFUNDED, P.PARTIALLY_REFUNDED}),
+    P.VOIDED: frozenset(),
+    P.REFUNDED: frozenset(),
+    P.FAILED: frozenset(),
+    P.WAIVED: frozenset(),
+}
+
+
+class OperationType(StrEnum):
+    AUTHORIZE = "AUTHORIZE"
+    CHARGE = "CHARGE"  # PIX
+    CAPTURE = "CAPTURE"
+    VOID = "VOID"
+    REFUND = "REFUND"
+
+
+class OperationStatus(StrEnum):
+    PENDING = "PENDING"  # recorded, gateway outcome not known yet (retry with the same key)
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+def can_move(table: dict[Any, frozenset[Any]], current: Any, target: Any) -> bool:
+    return target in table.get(current, frozenset())
+
+
+def sources(table: dict[Any, frozenset[Any]], target: Any) -> frozenset[Any]:
+    """Every status from which `target` may be reached."""
+    return frozenset(status for status, targets in table.items() if target in targets)
+
+
+@dataclass(slots=True)
+class Session:
+    session_id: str
+    station_id: str
+    connector_id: int
+    method: Method
+    id_tag: str  # sent in RemoteStartTransaction; at most 20 characters
+    requested_amount: int  # cents the driver asked to reserve
+    email: str | None
+    cpf: str | None
+    currency: str
+    price_per_kwh: str  # tariff snapshot at start, decimal strings
+    fixed_connection_fee: str
+    status: SessionStatus
+    created_at: datetime
+    updated_at: datetime
+    save_card: bool = False
+    driver_id_tag: str | None = None  # the driver's own RFID tag, for saved-card starts
+    transaction_id: int | None = None
+    energy_wh: int = 0
+    cost_cents: int = 0
+    starting_at: datetime | None = None  # when RemoteStart was accepted
+    ended_at: datetime | None = None
+    failure_reason: str | None = None
+    # payment
+    payment_status: PaymentStatus = PaymentStatus.PENDING
+    order_id: str | None = None
+    charge_id: str | None = None
+    authorized_amount: int = 0  # held (card) or paid (PIX)
+    captured_amount: int = 0
+    refunded_amount: int = 0
+    pix_qr_code: str | None = None
+    pix_qr_code_url: str | None = None
+    pix_expires_at: str | None = None
+    card_reference: str | None = None
+    receipt_url: str | None = None
+
+
+@dataclass(slots=True)
+class Operation:
+    session_id: str
+    seq: int
+    type: OperationType
+    amount: int
+    status: OperationStatus
+    idempotency_key: str
+    created_at: datetime
+    updated_at: datetime
+    error: str | None = None
+    charge_id: str | None = None
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class SavedCard:
+    """A driver's saved card: the gateway's reference only, never card data."""
+
+    driver_id_tag: str
+    card_reference: str
+    email: str | None
+    cpf: str | None
+    created_at: datetime

@@ -1,0 +1,702 @@
+"""Money follows the charging session: reserve, start, meter, stop, settle — never twice.
+
+Every gateway call is recorded in the operations ledger *before* it is made, with an
+idempotency key derived from the session and the operation (`<sessionId>:<TYPE>`), and re-sent
+with that same key and amount on any retry (in-process, by the reconciliation sweep after a
+crash, or by a job delivered twice). Status moves are compare-and-set in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import string
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from billing.gateways.base import Customer, GatewayResult, PaymentGateway
+from billing.models import (
+    ACTIVE_SESSION_STATUSES,
+    Method,
+    Operation,
+    OperationStatus,
+    OperationType,
+    PaymentStatus,
+    Session,
+    SessionStatus,
+)
+from billing.store import BillingStore
+from billing.tariffs import Tariff
+from csms.config import Settings
+from csms.domain import Transaction, utcnow
+from csms.ocpp.hub import Hub
+from csms.ocpp.v16 import CommandError, CommandRejected, CommandTimeout
+from csms.store import Store
+
+log = logging.getLogger(__name__)
+
+S = SessionStatus
+P = PaymentStatus
+OpT = OperationType
+USABLE_CONNECTOR_STATUSES = frozenset({"Available", "Preparing"})
+_ID_TAG_ALPHABET = string.ascii_uppercase + string.digits
+
+
+class BillingError(Exception):
+    """A refusal the driver API renders as `{"success": false, "error": ...}`."""
+
+    def __init__(self, status: int, code: str, message: str, session_id: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.session_id = session_id
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    station_id: str
+    connector_id: int
+    method: Method
+    amount: int
+    email: str | None
+    cpf: str | None
+    name: str | None
+    card_token: str | None
+    network_token: str | None
+    save_card: bool
+    shown_price: Decimal
+    shown_fixed_cost: Decimal
+    driver_id_tag: str | None = None
+
+
+RefundEnqueuer = Callable[[str], Awaitable[None]]
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(24)  # 192 random bits
+
+
+def new_id_tag() -> str:
+    """An idTag bound to one session: 20 characters (the OCPP 1.6 maximum), ~98 random bits."""
+    return "S" + "".join(secrets.choice(_ID_TAG_ALPHABET) for _ in range(19))
+
+
+def key_for(session_id: str, op: OperationType) -> str:
+    return f"{session_id}:{op.value}"
+
+
+class BillingService:
+    def __init__(self, settings: Settings, store: BillingStore, charging: Store,
+                 gateway: PaymentGateway, hub: Hub) -> None:
+        self.settings = settings
+        self.store = store
+        self.charging = charging
+        self.gateway = gateway
+        self.hub = hub
+        self.default_tariff = Tariff.from_settings(settings.billing.tariff,
+                                                   settings.billing.currency)
+        self.enqueue_refund: RefundEnqueuer = self._refund_inline
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._start_timers: dict[str, asyncio.TimerHandle] = {}
+
+    # tariffs -----------------------------------------------------------------------------------
+    async def tariff_for(self, station_id: str) -> Tariff:
+        override = await self.store.station_tariff(station_id)
+        if override is None:
+            return self.default_tariff
+        return Tariff(Decimal(override[0]), Decimal(override[1]), self.settings.billing.currency)
+
+    @staticmethod
+    def session_tariff(session: Session) -> Tariff:
+        return Tariff(Decimal(session.price_per_kwh), Decimal(session.fixed_connection_fee),
+                      session.currency)
+
+    # start -------------------------------------------------------------------------------------
+    async def start(self, req: StartRequest) -> Session:
+        station = await self.charging.get_station(req.station_id)
+        if station is None:
+            raise BillingError(404, "station_not_found", f"unknown station {req.station_id}")
+        if not self.hub.is_connected(req.station_id):
+            raise BillingError(409, "station_offline", f"station {req.station_id} is offline")
+        connector = next((c for c in station.connectors
+                          if c.connector_id == req.connector_id), None)
+        if connector is None:
+            raise BillingError(404, "connector_not_found",
+                               f"station {req.station_id} has no connector {req.connector_id}")
+        if connector.status not in USABLE_CONNECTOR_STATUSES:
+            raise BillingError(409, "connector_unavailable",
+                               f"connector {req.connector_id} is {connector.status}")
+        busy = await self.store.list_sessions(statuses=ACTIVE_SESSION_STATUSES | {
+            S.PENDING_PAYMENT}, station_id=req.station_id)
+        if any(s.connector_id == req.connector_id and s.status != S.PENDING_PAYMENT
+               for s in busy):
+            raise BillingError(409, "connector_busy",
+                               f"connector {req.connector_id} already has a session")
+        tariff = await self.tariff_for(req.station_id)
+        if not tariff.matches_shown(req.shown_price, req.shown_fixed_cost):
+            raise BillingError(409, "price_mismatch",
+                               f"the station's price is {tariff.price_per_kwh}/kWh plus "
+                               f"{tariff.fixed_connection_fee} fee; the app showed "
+                               f"{req.shown_price} plus {req.shown_fixed_cost}")
+
+        now = utcnow()
+        session = Session(
+            session_id=new_session_id(), station_id=req.station_id,
+            connector_id=req.connector_id, method=req.method, id_tag=new_id_tag(),
+            requested_amount=req.amount, email=req.email, cpf=req.cpf,
+            currency=tariff.currency, price_per_kwh=str(tariff.price_per_kwh),
+            fixed_connection_fee=str(tariff.fixed_connection_fee),
+            status=S.PENDING_PAYMENT, created_at=now, updated_at=now,
+            save_card=req.save_card, driver_id_tag=req.driver_id_tag)
+        await self.store.create_session(session)
+        sid = session.session_id
+
+        if req.method == Method.VIP:
+            await self.store.transition_payment(sid, {P.PENDING}, P.WAIVED)
+            await self.store.transition_session(sid, {S.PENDING_PAYMENT}, S.AUTHORIZED)
+        elif req.method == Method.PIX:
+            result = await self._gateway_call(
+                sid, OpT.CHARGE, req.amount, lambda key: self.gateway.create_pix(
+                    session_id=sid, amount=req.amount, customer=self._customer(req),
+                    expires_in=self.settings.billing.pix_expires_in,
+                    description=self._description(session), idempotency_key=key))
+            if not result.success:
+                await self._fail_start(sid, result)
+            await self.store.update_session(
+                sid, order_id=result.order_id, charge_id=result.charge_id,
+                pix_qr_code=result.pix_qr_code, pix_qr_code_url=result.pix_qr_code_url,
+                pix_expires_at=result.pix_expires_at)
+            return await self._get(sid)
+        else:
+            result = await self._gateway_call(
+                sid, OpT.AUTHORIZE, req.amount, lambda key: self.gateway.authorize(
+                    session_id=sid, amount=req.amount, customer=self._customer(req),
+                    card_token=None if req.method.uses_network_token else req.card_token,
+                    network_token=req.network_token if req.method.uses_network_token else None,
+                    save_card=req.save_card, description=self._description(session),
+                    idempotency_key=key),
+                pending_context={"card_token": req.card_token,
+                                 "network_token": req.network_token})
+            if not result.success:
+                await self._fail_start(sid, result)
+            await self.store.transition_payment(
+                sid, {P.PENDING}, P.AUTHORIZED, authorized_amount=result.amount,
+                order_id=result.order_id, charge_id=result.charge_id,
+                card_reference=result.card_reference)
+            await self.store.transition_session(sid, {S.PENDING_PAYMENT}, S.AUTHORIZED)
+            if req.save_card and req.driver_id_tag and result.card_reference:
+                await self._save_card(req, result.card_reference)
+        return await self.remote_start(sid)
+
+    async def _fail_start(self, session_id: str, result: GatewayResult) -> None:
+        reason = result.error or result.status
+        if result.transient:
+            # The outcome is unknown: the operation stays PENDING and the reconciliation sweep
+            # finishes it (and releases any hold it turns out to have placed).
+            await self.store.transition_session(session_id, {S.PENDING_PAYMENT}, S.FAILED,
+                                                failure_reason=reason, ended_at=utcnow())
+            raise BillingError(502, "gateway_unavailable",
+                               f"the payment gateway did not answer: {reason}", session_id)
+        await self.store.transition_payment(session_id, {P.PENDING}, P.FAILED)
+        await self.store.transition_session(session_id, {S.PENDING_PAYMENT}, S.FAILED,
+                                            failure_reason=reason, ended_at=utcnow())
+        if result.status == "declined":
+            raise BillingError(402, "payment_declined", f"payment declined: {reason}",
+                               session_id)
+        raise BillingError(402, "payment_failed", f"payment failed: {reason}", session_id)
+
+    async def remote_start(self, session_id: str) -> Session:
+        """Ask the station to start; arm the StartTransaction timeout."""
+        session = await self.store.transition_session(session_id, {S.AUTHORIZED}, S.STARTING,
+                                                      starting_at=utcnow())
+        if session is None:
+            return await self._get(session_id)  # already started (or ended) meanwhile
+        payload = {"connectorId": session.connector_id, "idTag": session.id_tag}
+        try:
+            answer = await self.hub.call(session.station_id, "RemoteStartTransaction", payload)
+            accepted = answer.get("status") == "Accepted"
+            reason = None if accepted else "station rejected RemoteStartTransaction"
+            code, status = "remote_start_rejected", 409
+        except CommandTimeout:
+            accepted, reason, code, status = False, "station did not answer RemoteStart", \
+                "station_timeout", 504
+        except CommandRejected as exc:
+            accepted, reason, code, status = False, f"station error {exc.code}", \
+                "remote_start_rejected", 409
+        except CommandError as exc:
+            accepted, reason, code, status = False, str(exc), "station_offline", 409
+        if not accepted:
+            failed = await self.store.transition_session(
+                session_id, {S.STARTING}, S.FAILED, failure_reason=reason, ended_at=utcnow())
+            if failed is not None:
+                await self.release(failed)
+            raise BillingError(status, code, reason or "remote start failed", session_id)
+        self._arm_start_timeout(session_id, self.settings.ocpp.remote_start_timeout)
+        return await self._get(session_id)
+
+    def _arm_start_timeout(self, session_id: str, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._start_timers[session_id] = loop.call_later(
+            max(delay, 0), lambda: self.hub.spawn(self.expire_start(session_id),
+                                                  f"start-timeout-{session_id[:8]}"))
+
+    async def expire_start(self, session_id: str) -> None:
+        """No StartTransaction within `ocpp.remote_start_timeout`: release the money."""
+        self._start_timers.pop(session_id, None)
+        canceled = await self.store.transition_session(
+            session_id, {S.STARTING}, S.CANCELED,
+            failure_reason="no StartTransaction within the remote start timeout",
+            ended_at=utcnow())
+        if canceled is not None:
+            log.info("session %s: station never started, releasing the money", session_id)
+            await self.release(canceled)
+
+    # stop by the driver ------------------------------------------------------------------------
+    async def stop(self, session_id: str) -> Session:
+        session = await self._get(session_id)
+        if session.status in (S.PENDING_PAYMENT, S.AUTHORIZED, S.STARTING):
+            canceled = await self.store.transition_session(
+                session_id, {S.PENDING_PAYMENT, S.AUTHORIZED, S.STARTING}, S.CANCELED,
+                failure_reason="stopped by the driver before charging", ended_at=utcnow())
+            if canceled is not None:
+                timer = self._start_timers.pop(session_id, None)
+                if timer is not None:
+                    timer.cancel()
+                await self.release(canceled)
+            return await self._get(session_id)
+        if session.status == S.CHARGING:
+            stopping = await self.store.transition_session(session_id, {S.CHARGING}, S.STOPPING)
+            if stopping is not None:
+                await self._remote_stop(stopping)
+        return await self._get(session_id)  # STOPPING, or already ended: nothing to do
+
+    async def _remote_stop(self, session: Session) -> None:
+        if session.transaction_id is None:
+            return
+        try:
+            answer = await self.hub.call(session.station_id, "RemoteStopTransaction",
+                                         {"transactionId": session.transaction_id})
+            if answer.get("status") != "Accepted":
+                log.warning("session %s: station rejected RemoteStopTransaction",
+                            session.session_id)
+        except CommandError as exc:
+            # The station will send StopTransaction when it can; billing waits for it.
+            log.warning("session %s: RemoteStopTransaction failed: %s", session.session_id, exc)
+
+    # OCPP events -------------------------------------------------------------------------------
+    async def authorize(self, station_id: str, id_tag: str, status: str) -> str:
+        """Card-token match: while a paid session runs on a station, only its idTag passes."""
+        own = await self.store.session_by_id_tag(id_tag)
+        if own is not None:
+            ok = own.station_id == station_id and own.status in ACTIVE_SESSION_STATUSES
+            return "Accepted" if ok else "Invalid"
+        running = await self.store.list_sessions(
+            statuses={S.STARTING, S.CHARGING, S.STOPPING}, station_id=station_id)
+        if running:
+            return "Invalid"
+        return status
+
+    async def transaction_started(self, tx: Transaction, created: bool, status: str) -> str:
+        session = await self.store.session_by_id_tag(tx.id_tag)
+        if session is None:
+            saved = await self.store.saved_card(tx.id_tag)
+            if saved is None:
+                return status
+            return await self._start_with_saved_card(tx, saved.card_reference, saved.email,
+                                                     saved.cpf)
+        if session.station_id != tx.station_id:
+            return "Invalid"
+        if session.transaction_id == tx.transaction_id:
+            return "Accepted"  # a retried StartTransaction
+        linked = await self.store.transition_session(
+            session.session_id, {S.AUTHORIZED, S.STARTING}, S.CHARGING,
+            transaction_id=tx.transaction_id)
+        if linked is None:
+            log.warning("session %s (%s) got StartTransaction %s: refused",
+                        session.session_id, session.status, tx.transaction_id)
+            return "Invalid"  # canceled or timed out: the station must not charge
+        timer = self._start_timers.pop(session.session_id, None)
+        if timer is not None:
+            timer.cancel()
+        await self.charging.link_session(tx.transaction_id, session.session_id)
+        return "Accepted"
+
+    async def _start_with_saved_card(self, tx: Transaction, card_reference: str,
+                                     email: str | None, cpf: str | None) -> str:
+        """A driver with a saved card started at the station: hold the default amount now."""
+        tariff = await self.tariff_for(tx.station_id)
+        now = utcnow()
+        amount = self.settings.billing.default_hold
+        session = Session(
+            session_id=new_session_id(), station_id=tx.station_id,
+            connector_id=tx.connector_id, method=Method.CREDIT_CARD,
+            id_tag=f"T{tx.transaction_id}"[:20], requested_amount=amount, email=email, cpf=cpf,
+            currency=tariff.currency, price_per_kwh=str(tariff.price_per_kwh),
+            fixed_connection_fee=str(tariff.fixed_connection_fee), status=S.PENDING_PAYMENT,
+            created_at=now, updated_at=now, driver_id_tag=tx.id_tag)
+        existing = await self.store.session_by_transaction(tx.transaction_id)
+        if existing is not None:  # a retried StartTransaction
+            return "Accepted" if existing.payment_status == P.AUTHORIZED else "Blocked"
+        await self.store.create_session(session)
+        sid = session.session_id
+        result = await self._gateway_call(
+            sid, OpT.AUTHORIZE, amount, lambda key: self.gateway.authorize(
+                session_id=sid, amount=amount,
+                customer=Customer(name=email or "Driver", email=email or "", document=cpf or ""),
+                card_id=card_reference, description=self._description(session),
+                idempotency_key=key))
+        if not result.success:
+            if not result.transient:
+                await self.store.transition_payment(sid, {P.PENDING}, P.FAILED)
+            await self.store.transition_session(sid, {S.PENDING_PAYMENT}, S.FAILED,
+                                                transaction_id=tx.transaction_id,
+                                                failure_reason=result.error or result.status,
+                                                ended_at=utcnow())
+            return "Blocked"
+        await self.store.transition_payment(sid, {P.PENDING}, P.AUTHORIZED,
+                                            authorized_amount=result.amount,
+                                            order_id=result.order_id,
+                                            charge_id=result.charge_id)
+        await self.store.transition_session(sid, {S.PENDING_PAYMENT}, S.CHARGING,
+                                            transaction_id=tx.transaction_id)
+        await self.charging.link_session(tx.transaction_id, sid)
+        return "Accepted"
+
+    async def meter_values(self, tx: Transaction) -> None:
+        """Running energy and cost; the budget guard stops the charge at the reserved amount."""
+        session = await self._session_of(tx)
+        if session is None or session.status not in (S.CHARGING, S.STOPPING):
+            return
+        energy = tx.energy_wh
+        cost = self.session_tariff(session).cost_cents(energy) if energy > 0 else 0
+        await self.store.update_session(session.session_id, energy_wh=energy, cost_cents=cost)
+        budget = session.authorized_amount
+        if session.method != Method.VIP and session.status == S.CHARGING and budget > 0 \
+                and cost >= budget:
+            stopping = await self.store.transition_session(session.session_id, {S.CHARGING},
+                                                           S.STOPPING)
+            if stopping is not None:
+                log.info("session %s: cost %s reached the reserved %s, stopping",
+                         session.session_id, cost, budget)
+                # Not awaited here: we are inside this station's message loop.
+                self.hub.spawn(self._remote_stop(stopping),
+                               f"budget-stop-{session.session_id[:8]}")
+
+    async def transaction_stopped(self, tx: Transaction) -> None:
+        session = await self._session_of(tx)
+        if session is not None:
+            self.hub.spawn(self.settle(session.session_id), f"settle-{session.session_id[:8]}")
+
+    async def _session_of(self, tx: Transaction) -> Session | None:
+        if tx.session_id:
+            return await self.store.get_session(tx.session_id)
+        return await self.store.session_by_transaction(tx.transaction_id)
+
+    # settlement --------------------------------------------------------------------------------
+    async def settle(self, session_id: str) -> Session:
+        """Bill a stopped transaction exactly once, however often this runs."""
+        async with self._locks[session_id]:
+            session = await self._get(session_id)
+            if session.transaction_id is None or session.status not in (S.CHARGING, S.STOPPING):
+                return session
+            tx = await self.charging.get_transaction(session.transaction_id)
+            if tx is None or tx.active:
+                return session
+            energy = tx.energy_wh
+            cost = self.session_tariff(session).cost_cents(energy) if energy > 0 else 0
+            await self.store.update_session(session_id, energy_wh=energy, cost_cents=cost)
+            if energy == 0:
+                ended = await self.store.transition_session(
+                    session_id, {S.CHARGING, S.STOPPING}, S.CANCELED, ended_at=tx.stopped_at,
+                    failure_reason="no energy delivered")
+                if ended is not None:
+                    await self.release(ended)
+                return await self._get(session_id)
+            if session.method.is_card:
+                await self._capture(session, min(cost, session.authorized_amount))
+            elif session.method == Method.PIX:
+                charged = min(cost, session.authorized_amount)
+                await self.store.update_session(session_id, captured_amount=charged)
+                unused = session.authorized_amount - charged
+                if unused > 0:
+                    await self._begin_refund(session, unused)
+            await self.store.transition_session(session_id, {S.CHARGING, S.STOPPING},
+                                                S.COMPLETED, ended_at=tx.stopped_at)
+            return await self._get(session_id)
+
+    async def _capture(self, session: Session, amount: int) -> None:
+        if session.payment_status != P.AUTHORIZED or session.charge_id is None:
+            return
+        charge_id = session.charge_id
+        result = await self._gateway_call(
+            session.session_id, OpT.CAPTURE, amount,
+            lambda key: self.gateway.capture(charge_id=charge_id, amount=amount,
+                                             idempotency_key=key), charge_id=charge_id)
+        if result.success:
+            await self.store.transition_payment(session.session_id, {P.AUTHORIZED}, P.CAPTURED,
+                                                captured_amount=amount)
+        elif not result.transient:
+            log.error("session %s: capture refused: %s", session.session_id, result.error)
+
+    async def release(self, session: Session) -> None:
+        """Give back everything reserved for a session that delivered nothing."""
+        session = await self._get(session.session_id)
+        sid = session.session_id
+        if session.payment_status == P.AUTHORIZED and session.charge_id:
+            charge_id = session.charge_id
+            result = await self._gateway_call(
+                sid, OpT.VOID, session.authorized_amount,
+                lambda key: self.gateway.void(charge_id=charge_id,
+                                              amount=session.authorized_amount,
+                                              idempotency_key=key), charge_id=charge_id)
+            if result.success:
+                await self.store.transition_payment(sid, {P.AUTHORIZED}, P.VOIDED)
+        elif session.payment_status == P.PAID:
+            await self._begin_refund(session, session.authorized_amount)
+        elif session.payment_status == P.PENDING and session.method == Method.PIX \
+                and session.charge_id:
+            charge_id = session.charge_id
+            result = await self._gateway_call(
+                sid, OpT.VOID, session.requested_amount,
+                lambda key: self.gateway.void(charge_id=charge_id, amount=None,
+                                              idempotency_key=key), charge_id=charge_id)
+            if result.success:
+                await self.store.transition_payment(sid, {P.PENDING}, P.VOIDED)
+
+    # refunds (run as jobs) ---------------------------------------------------------------------
+    async def _begin_refund(self, session: Session, amount: int) -> None:
+        """Record the refund with its key first, then hand it to the job queue."""
+        key = key_for(session.session_id, OpT.REFUND)
+        await self.store.begin_operation(session.session_id, OpT.REFUND, amount, key,
+                                         session.charge_id)
+        await self.enqueue_refund(key)
+
+    async def _refund_inline(self, key: str) -> None:
+        self.hub.spawn(self.run_refund(key), f"refund-{key[:8]}")
+
+    async def run_refund(self, idempotency_key: str) -> bool:
+        """Execute a recorded refund; True when it is done (now or before). Safe to repeat."""
+        op = await self.store.get_operation(idempotency_key)
+        if op is None:
+            log.error("refund %s: no such operation", idempotency_key)
+            return True
+        if op.status != OperationStatus.PENDING:
+            return True
+        session = await self._get(op.session_id)
+        result = await self.gateway.refund(charge_id=op.charge_id or session.charge_id or "",
+                                           amount=op.amount, idempotency_key=idempotency_key)
+        return await self._apply_refund(op, session, result)
+
+    async def _apply_refund(self, op: Operation, session: Session,
+                            result: GatewayResult) -> bool:
+        if result.transient:
+            return False
+        if not result.success:
+            await self.store.finish_operation(op.idempotency_key, OperationStatus.FAILED,
+                                              error=result.error, raw=result.raw)
+            log.error("refund %s failed: %s", op.idempotency_key, result.error)
+            return True
+        finished = await self.store.finish_operation(op.idempotency_key,
+                                                     OperationStatus.SUCCEEDED, raw=result.raw)
+        if finished is not None and finished.status == OperationStatus.SUCCEEDED:
+            refunded = session.refunded_amount + op.amount
+            paid = session.authorized_amount
+            target = P.REFUNDED if refunded >= paid else P.PARTIALLY_REFUNDED
+            await self.store.transition_payment(
+                session.session_id, {P.PAID, P.CAPTURED, P.PARTIALLY_REFUNDED}, target,
+                refunded_amount=refunded)
+        return True
+
+    # webhooks ----------------------------------------------------------------------------------
+    async def charge_changed(self, charge_id: str) -> Session | None:
+        """A webhook said a charge changed: fetch the truth from the gateway and act on it."""
+        session = await self.store.session_by_charge(charge_id)
+        if session is None:
+            return None
+        fetched = await self.gateway.fetch(charge_id=charge_id)
+        if fetched.transient:
+            raise BillingError(503, "gateway_unavailable", "could not fetch the charge")
+        if session.method == Method.PIX and fetched.status == "paid":
+            paid = await self.store.transition_payment(
+                session.session_id, {P.PENDING}, P.PAID, authorized_amount=fetched.amount)
+            if paid is None:
+                return await self._get(session.session_id)
+            await self.store.finish_operation(key_for(session.session_id, OpT.CHARGE),
+                                              OperationStatus.SUCCEEDED, raw=fetched.raw)
+            ready = await self.store.transition_session(session.session_id,
+                                                        {S.PENDING_PAYMENT}, S.AUTHORIZED)
+            if ready is None:
+                # Paid after the session was canceled: give it all back.
+                await self.release(await self._get(session.session_id))
+            else:
+                self.hub.spawn(self._start_after_payment(session.session_id),
+                               f"pix-start-{session.session_id[:8]}")
+        return await self._get(session.session_id)
+
+    async def _start_after_payment(self, session_id: str) -> None:
+        try:
+            await self.remote_start(session_id)
+        except BillingError as exc:
+            log.warning("session %s: could not start after PIX payment: %s", session_id,
+                        exc.message)
+
+    # reconciliation ----------------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        """Finish whatever a crash or a timeout left half-done, using the stored keys."""
+        for op in await self.store.pending_operations():
+            try:
+                await self._retry_operation(op)
+            except Exception:
+                log.exception("reconcile: operation %s failed", op.idempotency_key)
+        for session in await self.store.list_sessions(statuses={S.CHARGING, S.STOPPING},
+                                                      limit=1000):
+            if session.transaction_id is not None:
+                tx = await self.charging.get_transaction(session.transaction_id)
+                if tx is not None and not tx.active:
+                    await self.settle(session.session_id)
+        timeout = timedelta(seconds=self.settings.ocpp.remote_start_timeout)
+        for session in await self.store.list_sessions(statuses={S.STARTING}, limit=1000):
+            if session.session_id in self._start_timers:
+                continue
+            started = session.starting_at or session.updated_at
+            remaining = (started + timeout - utcnow()).total_seconds()
+            self._arm_start_timeout(session.session_id, remaining)
+        for session in await self.store.list_sessions(
+                statuses={S.CANCELED, S.FAILED}, limit=1000):
+            if session.payment_status in (P.AUTHORIZED, P.PAID):
+                await self.release(session)
+
+    async def _retry_operation(self, op: Operation) -> None:
+        session = await self._get(op.session_id)
+        key = op.idempotency_key
+        if op.type == OpT.REFUND:
+            if not await self.run_refund(key):
+                log.warning("reconcile: refund %s still pending", key)
+            return
+        if op.type == OpT.CAPTURE and op.charge_id:
+            result = await self.gateway.capture(charge_id=op.charge_id, amount=op.amount,
+                                                idempotency_key=key)
+            if await self._finish(op, result):
+                await self.store.transition_payment(session.session_id, {P.AUTHORIZED},
+                                                    P.CAPTURED, captured_amount=op.amount)
+            return
+        if op.type == OpT.VOID and op.charge_id:
+            result = await self.gateway.void(charge_id=op.charge_id,
+                                             amount=op.amount if session.method.is_card
+                                             else None, idempotency_key=key)
+            if await self._finish(op, result):
+                await self.store.transition_payment(session.session_id,
+                                                    {P.AUTHORIZED, P.PENDING}, P.VOIDED)
+            return
+        if op.type == OpT.AUTHORIZE:
+            context = op.raw or {}
+            result = await self.gateway.authorize(
+                session_id=session.session_id, amount=op.amount,
+                customer=Customer(name=session.email or "Driver", email=session.email or "",
+                                  document=session.cpf or ""),
+                card_token=context.get("card_token"), network_token=context.get("network_token"),
+                description=self._description(session), idempotency_key=key)
+            if result.transient:
+                return
+            await self._finish(op, result)
+            if result.success:
+                await self.store.transition_payment(
+                    session.session_id, {P.PENDING}, P.AUTHORIZED,
+                    authorized_amount=result.amount, order_id=result.order_id,
+                    charge_id=result.charge_id)
+                if session.status in (S.FAILED, S.CANCELED):
+                    await self.release(await self._get(session.session_id))
+            else:
+                await self.store.transition_payment(session.session_id, {P.PENDING}, P.FAILED)
+            return
+        if op.type == OpT.CHARGE and session.charge_id:
+            await self.charge_changed(session.charge_id)
+
+    async def _finish(self, op: Operation, result: GatewayResult) -> bool:
+        """Record a retried operation's outcome; True when it succeeded."""
+        if result.transient:
+            return False
+        status = OperationStatus.SUCCEEDED if result.success else OperationStatus.FAILED
+        await self.store.finish_operation(op.idempotency_key, status, error=result.error,
+                                          charge_id=result.charge_id, raw=result.raw)
+        return result.success
+
+    # helpers -----------------------------------------------------------------------------------
+    async def _gateway_call(self, session_id: str, type: OperationType, amount: int,
+                            send: Callable[[str], Awaitable[GatewayResult]],
+                            charge_id: str | None = None,
+                            pending_context: dict[str, Any] | None = None) -> GatewayResult:
+        """Record the operation, then call the gateway with its key, retrying transient
+        failures a few times with the same key. A still-unknown outcome leaves the
+        operation PENDING for the reconciliation sweep."""
+        key = key_for(session_id, type)
+        op, created = await self.store.begin_operation(session_id, type, amount, key, charge_id)
+        if not created and op.status != OperationStatus.PENDING:
+            return GatewayResult(success=op.status == OperationStatus.SUCCEEDED,
+                                 status="failed" if op.status == OperationStatus.FAILED
+                                 else _status_of(type), amount=op.amount,
+                                 charge_id=op.charge_id, error=op.error, raw=op.raw or {})
+        if pending_context:
+            await self.store.finish_operation(key, OperationStatus.PENDING, raw=pending_context)
+        attempts = self.settings.billing.gateway_attempts
+        result: GatewayResult | None = None
+        for attempt in range(attempts):
+            result = await send(key)
+            if not result.transient:
+                break
+            if attempt + 1 < attempts:
+                await asyncio.sleep(0.2 * 2**attempt)
+        assert result is not None
+        if not result.transient:
+            await self.store.finish_operation(
+                key, OperationStatus.SUCCEEDED if result.success else OperationStatus.FAILED,
+                error=result.error, charge_id=result.charge_id or charge_id,
+                raw=_scrub(result.raw))
+        else:
+            log.warning("session %s: %s outcome unknown (%s); left for reconciliation",
+                        session_id, type.value, result.error)
+        return result
+
+    async def _save_card(self, req: StartRequest, card_reference: str) -> None:
+        from billing.models import SavedCard
+
+        assert req.driver_id_tag is not None
+        await self.store.save_card(SavedCard(req.driver_id_tag, card_reference, req.email,
+                                             req.cpf, utcnow()))
+
+    async def _get(self, session_id: str) -> Session:
+        session = await self.store.get_session(session_id)
+        if session is None:
+            raise BillingError(404, "session_not_found", "unknown session")
+        return session
+
+    @staticmethod
+    def _customer(req: StartRequest) -> Customer:
+        return Customer(name=req.name or req.email or "Driver", email=req.email or "",
+                        document=req.cpf or "")
+
+    @staticmethod
+    def _description(session: Session) -> str:
+        return f"EV charging at {session.station_id} connector {session.connector_id}"
+
+    async def get(self, session_id: str) -> Session:
+        return await self._get(session_id)
+
+    async def operations(self, session_id: str) -> list[Operation]:
+        return await self.store.list_operations(session_id)
+
+
+def _status_of(type: OperationType) -> Any:
+    return {OpT.AUTHORIZE: "authorized", OpT.CHARGE: "pending", OpT.CAPTURE: "captured",
+            OpT.VOID: "voided", OpT.REFUND: "refunded"}[type]
+
+
+def _scrub(raw: dict[str, Any]) -> dict[str, Any]:
+    """Keep the gateway's answer, minus anything card-like."""
+    return {k: v for k, v in raw.items() if k not in ("card_token", "network_token", "card")}

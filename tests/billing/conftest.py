@@ -1,0 +1,60 @@
+"""Fixtures for billing tests: a customer, sandbox stores, and a fake Pagar.me on a real port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from billing.gateways.base import Customer
+from billing.gateways.pagarme import PagarmeGateway
+from billing.gateways.sandbox import (
+    InMemorySandboxChargeStore,
+    SandboxChargeStore,
+    SandboxGateway,
+    SqliteSandboxChargeStore,
+)
+from tests.billing.fake_pagarme import PREFIX, FakePagarme
+from tests.billing.helpers import SECRET_KEY, pagarme_settings
+
+
+@pytest.fixture
+def customer() -> Customer:
+    return Customer(name="Ana Souza", email="ana@example.com", document="12345678909")
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def sandbox_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SandboxChargeStore]:
+    if request.param == "memory":
+        yield InMemorySandboxChargeStore()
+        return
+    store = SqliteSandboxChargeStore(tmp_path / "sandbox.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def sandbox(sandbox_store: SandboxChargeStore) -> SandboxGateway:
+    return SandboxGateway(sandbox_store)
+
+
+@pytest.fixture
+async def fake_pagarme(aiohttp_server) -> AsyncIterator[FakePagarme]:  # type: ignore[no-untyped-def]
+    fake = FakePagarme(secret_key=SECRET_KEY)
+    server = await aiohttp_server(fake.app)
+    fake.base_url = f"http://{server.host}:{server.port}{PREFIX}"
+    yield fake
+    # Whatever a test did, every mutating request must have carried an Idempotency-Key.
+    missing = [r for r in fake.mutating_requests() if not r["headers"].get("Idempotency-Key")]
+    assert not missing, f"POST/DELETE without Idempotency-Key: {missing}"
+
+
+@pytest.fixture
+async def pagarme(fake_pagarme: FakePagarme) -> AsyncIterator[PagarmeGateway]:
+    gateway = PagarmeGateway(pagarme_settings(fake_pagarme))
+    yield gateway
+    await gateway.aclose()

@@ -1,0 +1,384 @@
+"""Money follows the session end to end: an OCPP station over a real websocket, the driver API
+over HTTP, and both gateways (the sandbox, and Pagar.me V5 played by a fake server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from ocpp.v16 import call
+
+from csms.app import create_app
+from tests.billing.fake_pagarme import FakePagarme
+from tests.billing.helpers import SECRET_KEY
+from tests.conftest import make_settings
+from tests.stations import FakeStation, basic_auth, station
+
+T0 = "2026-11-22T10:00:00Z"
+PRICE = {"price": 1.50, "fixed_connection_cost": 2.00}
+
+
+@dataclass
+class Env:
+    server: TestServer
+    fake: FakePagarme | None
+    http: aiohttp.ClientSession
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.server.host}:{self.server.port}/ocpp"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server.host}:{self.server.port}"
+
+    async def post(self, path: str, body: Any, **kw: Any) -> tuple[int, Any]:
+        async with self.http.post(self.url + path, json=body, **kw) as resp:
+            return resp.status, await resp.json()
+
+    async def get(self, path: str) -> Any:
+        async with self.http.get(self.url + path) as resp:
+            assert resp.status == 200, await resp.text()
+            return await resp.json()
+
+    async def session(self, sid: str) -> dict[str, Any]:
+        return await self.get(f"/charge/{sid}")
+
+    async def wait_session(self, sid: str, status: str, payment: str | None = None,
+                           timeout: float = 5) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                body = await self.session(sid)
+                if body["status"] == status and (payment is None or
+                                                 body["payment"]["status"] == payment):
+                    return body
+                await asyncio.sleep(0.03)
+
+    def gateway_count(self, kind: str) -> int | None:
+        return None if self.fake is None else self.fake.counts.get(kind, 0)
+
+    async def pay_pix(self, charge_id: str, event_id: str = "evt-1") -> tuple[int, Any]:
+        if self.fake is None:
+            return await self.post("/webhooks/sandbox", {"id": event_id, "type": "charge.paid",
+                                                         "data": {"id": charge_id}})
+        if self.fake.charges[charge_id]["status"] == "pending":
+            self.fake.mark_pix_paid(charge_id)
+        body = self.fake.webhook_body("charge.paid", charge_id)
+        body["id"] = event_id
+        return await self.post("/webhooks/pagarme", body, headers=basic_auth("hook", "hookpw"))
+
+
+@pytest.fixture(params=["sandbox", "pagarme"])
+async def env(request: pytest.FixtureRequest, tmp_path, aiohttp_server,
+              ) -> AsyncIterator[Env]:
+    fake = None
+    extra: dict[str, str] = dict(getattr(request, "param_env", {}))
+    marker = request.node.get_closest_marker("env")
+    if marker:
+        extra.update(marker.kwargs)
+    if request.param == "pagarme":
+        fake = FakePagarme(secret_key=SECRET_KEY)
+        fake_server = await aiohttp_server(fake.app)
+        from tests.billing.fake_pagarme import PREFIX
+        fake.base_url = f"http://{fake_server.host}:{fake_server.port}{PREFIX}"
+        extra.update(CSMS_BILLING__GATEWAY="pagarme", CSMS_BILLING__PAGARME__BASE_URL=fake.base_url,
+                     CSMS_BILLING__PAGARME__SECRET_KEY=SECRET_KEY,
+                     CSMS_BILLING__PAGARME__WEBHOOK_USER="hook",
+                     CSMS_BILLING__PAGARME__WEBHOOK_PASSWORD="hookpw",
+                     CSMS_BILLING__GATEWAY_ATTEMPTS="2")
+    extra.setdefault("CSMS_BILLING__SANDBOX_PATH", str(tmp_path / "sandbox.db"))
+    server = await aiohttp_server(create_app(make_settings(tmp_path, **extra)))
+    async with aiohttp.ClientSession() as http:
+        yield Env(server, fake, http)
+    if fake is not None:
+        missing = [r for r in fake.mutating_requests() if not r["headers"].get("Idempotency-Key")]
+        assert not missing, "every POST and DELETE to Pagar.me carries an Idempotency-Key"
+
+
+def start_body(**overrides: Any) -> dict[str, Any]:
+    body = {"stationId": 10, "chargePointId": "EVSE-001", "connectorId": 1,
+            "method": "CREDIT_CARD", "amount": 5000, "email": "driver@company.com",
+            "cpf": "12345678900", "cardToken": "tok_123456789", "saveCard": False,
+            "charger": dict(PRICE)}
+    body.update(overrides)
+    return body
+
+
+async def ready_station(env: Env, cp: FakeStation) -> None:
+    await cp.boot()
+    await cp.status(1, "Available")
+
+
+async def charge(env: Env, cp: FakeStation, sid: str, meter_start: int = 0) -> int:
+    """Play the station's part after RemoteStart: StartTransaction with the session's idTag."""
+    remote = await cp.wait_for("RemoteStartTransaction")
+    start = await cp.call(call.StartTransaction(connector_id=remote["connector_id"],
+                                                id_tag=remote["id_tag"],
+                                                meter_start=meter_start, timestamp=T0))
+    assert start.id_tag_info["status"] == "Accepted"
+    await env.wait_session(sid, "CHARGING")
+    return start.transaction_id
+
+
+def stop_tx(tx_id: int, meter_stop: int) -> call.StopTransaction:
+    return call.StopTransaction(meter_stop=meter_stop, timestamp="2026-11-22T10:30:00Z",
+                                transaction_id=tx_id, reason="Remote")
+
+
+def ops(body: dict[str, Any]) -> list[tuple[str, int, str]]:
+    return [(o["type"], o["amount"], o["status"]) for o in body["payment"]["operations"]]
+
+
+async def test_card_session_captures_exactly_the_cost_once(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        status, started = await env.post("/charge/start", start_body())
+        assert status == 200, started
+        assert started["success"] is True
+        assert started["paymentData"]["status"] == "authorized"
+        sid = started["sessionId"]
+        assert len(sid) >= 22
+        tx_id = await charge(env, cp, sid, meter_start=1000)
+        await cp.call(call.MeterValues(connector_id=1, transaction_id=tx_id, meter_value=[
+            {"timestamp": "2026-11-22T10:10:00Z", "sampledValue": [{"value": "6000"}]}]))
+        running = await env.session(sid)
+        assert (running["energyWh"], running["costCents"]) == (5000, 950)
+
+        status, stopped = await env.post("/charge/stop", {"sessionId": sid})
+        assert status == 200 and stopped["session"]["status"] == "STOPPING"
+        assert (await cp.wait_for("RemoteStopTransaction"))["transaction_id"] == tx_id
+        # 12,345 Wh at 1.50/kWh plus 2.00 = 20.5175 -> 2052 cents; the stop arrives twice
+        first = await cp.call(stop_tx(tx_id, 13345))
+        second = await cp.call(stop_tx(tx_id, 13345))
+        assert first == second
+        done = await env.wait_session(sid, "COMPLETED", "CAPTURED")
+        await cp.call(stop_tx(tx_id, 13345))
+        await asyncio.sleep(0.2)
+
+    done = await env.session(sid)
+    assert done["transactionId"] == tx_id
+    assert (done["energyWh"], done["costCents"]) == (12345, 2052)
+    assert done["payment"]["authorizedAmount"] == 5000
+    assert done["payment"]["capturedAmount"] == 2052
+    assert ops(done) == [("AUTHORIZE", 5000, "SUCCEEDED"), ("CAPTURE", 2052, "SUCCEEDED")]
+    if env.fake is not None:
+        assert env.gateway_count("capture") == 1
+    tx = await env.get(f"/api/transactions/{tx_id}")
+    assert tx["sessionId"] == sid
+
+
+async def test_stop_before_charging_voids(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body())
+        sid = started["sessionId"]
+        await cp.wait_for("RemoteStartTransaction")
+        status, body = await env.post("/charge/stop", {"sessionId": sid})
+        assert status == 200
+        assert body["session"]["status"] == "CANCELED"
+        assert body["session"]["payment"]["status"] == "VOIDED"
+        status, again = await env.post("/charge/stop", {"sessionId": sid})
+        assert status == 200 and again["session"]["status"] == "CANCELED"
+        # a StartTransaction that arrives after the void is refused
+        remote = await cp.wait_for("RemoteStartTransaction")
+        late = await cp.call(call.StartTransaction(connector_id=1, id_tag=remote["id_tag"],
+                                                   meter_start=0, timestamp=T0))
+        assert late.id_tag_info["status"] == "Invalid"
+    assert ops(await env.session(sid)) == [("AUTHORIZE", 5000, "SUCCEEDED"),
+                                           ("VOID", 5000, "SUCCEEDED")]
+    if env.fake is not None:
+        assert env.gateway_count("cancel") == 1
+
+
+@pytest.mark.env(CSMS_OCPP__REMOTE_START_TIMEOUT="0.3")
+async def test_no_start_transaction_in_time_voids(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body())
+        body = await env.wait_session(started["sessionId"], "CANCELED", "VOIDED")
+    assert [o[0] for o in ops(body)] == ["AUTHORIZE", "VOID"]
+
+
+async def test_rejected_remote_start_voids(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        cp.remote_start_status = "Rejected"
+        status, body = await env.post("/charge/start", start_body())
+        assert status == 409
+        assert body["error"]["code"] == "remote_start_rejected"
+        session = await env.session(body["error"]["sessionId"])
+    assert (session["status"], session["payment"]["status"]) == ("FAILED", "VOIDED")
+
+
+async def test_zero_energy_stop_voids(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body())
+        sid = started["sessionId"]
+        tx_id = await charge(env, cp, sid, meter_start=500)
+        await cp.call(stop_tx(tx_id, 500))
+        body = await env.wait_session(sid, "CANCELED", "VOIDED")
+    assert [o[0] for o in ops(body)] == ["AUTHORIZE", "VOID"]
+    if env.fake is not None:
+        assert env.gateway_count("capture") == 0
+
+
+async def test_budget_guard_stops_and_never_captures_past_the_hold(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body(amount=500))
+        sid = started["sessionId"]
+        tx_id = await charge(env, cp, sid)
+        await cp.call(call.MeterValues(connector_id=1, transaction_id=tx_id, meter_value=[
+            {"timestamp": "2026-11-22T10:05:00Z", "sampledValue": [{"value": "1000"}]}]))
+        assert (await env.session(sid))["status"] == "CHARGING"  # 3.50 < 5.00
+        await cp.call(call.MeterValues(connector_id=1, transaction_id=tx_id, meter_value=[
+            {"timestamp": "2026-11-22T10:10:00Z", "sampledValue": [{"value": "2000"}]}]))
+        assert (await cp.wait_for("RemoteStopTransaction"))["transaction_id"] == tx_id
+        assert (await env.session(sid))["status"] == "STOPPING"
+        await cp.call(stop_tx(tx_id, 2100))  # a little more flowed before the relay opened
+        body = await env.wait_session(sid, "COMPLETED", "CAPTURED")
+    assert body["costCents"] == 515
+    assert body["payment"]["capturedAmount"] == 500
+
+
+async def test_refusals_touch_no_money(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        status, body = await env.post("/charge/start", start_body(cardToken="tok_decline_1"))
+        assert status == 402 and body["success"] is False
+        assert body["error"]["code"] == "payment_declined"
+        status, body = await env.post("/charge/start", start_body(
+            charger={"price": 1.49, "fixed_connection_cost": 2.00}))
+        assert status == 409 and body["error"]["code"] == "price_mismatch"
+        status, body = await env.post("/charge/start", start_body(connectorId=7))
+        assert status == 404
+        status, body = await env.post("/charge/start", start_body(amount=-5))
+        assert status == 422 and body["error"]["field"] == "amount"
+        status, body = await env.post("/charge/start", start_body(method="BITCOIN"))
+        assert status == 422 and body["error"]["field"] == "method"
+        status, body = await env.post("/charge/start", start_body(cardToken=None))
+        assert status == 422 and body["error"]["field"] == "cardToken"
+        status, body = await env.post("/charge/start", start_body(cpf="123"))
+        assert status == 422 and body["error"]["field"] == "cpf"
+        async with env.http.post(env.url + "/charge/start", data="{oops",
+                                 headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 400
+        await cp.status(1, "Faulted", "GroundFailure")
+        status, body = await env.post("/charge/start", start_body())
+        assert status == 409 and body["error"]["code"] == "connector_unavailable"
+        assert [name for name, _ in cp.received] == []
+    status, body = await env.post("/charge/start", start_body())
+    assert status == 409 and body["error"]["code"] == "station_offline"
+    status, body = await env.post("/charge/start", start_body(chargePointId="NOWHERE"))
+    assert status == 404
+    if env.fake is not None:
+        # the one decline reached the gateway; nothing else did
+        assert [r["method"] for r in env.fake.mutating_requests()] == ["POST"]
+
+
+async def test_pix_paid_by_webhook_starts_and_refunds_the_unused_part(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        status, started = await env.post("/charge/start", start_body(
+            method="PIX", cardToken=None))
+        assert status == 200, started
+        sid = started["sessionId"]
+        payment = started["paymentData"]
+        assert payment["status"] == "pending" and payment["pixQrCode"]
+        assert payment["pixExpiresAt"]
+        assert (await env.session(sid))["status"] == "PENDING_PAYMENT"
+        assert cp.received == []
+
+        status, ack = await env.pay_pix(payment["chargeId"])
+        assert status == 200 and ack["sessionId"] == sid
+        status, dup = await env.pay_pix(payment["chargeId"])
+        assert status == 200 and dup["duplicate"] is True
+
+        tx_id = await charge(env, cp, sid)
+        await cp.call(stop_tx(tx_id, 12345))
+        body = await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED")
+    assert body["payment"]["authorizedAmount"] == 5000
+    assert body["payment"]["capturedAmount"] == 2052
+    assert body["payment"]["refundedAmount"] == 2948
+    assert ops(body) == [("CHARGE", 5000, "SUCCEEDED"), ("REFUND", 2948, "SUCCEEDED")]
+    if env.fake is not None:
+        assert env.gateway_count("cancel") == 1
+
+
+async def test_pix_stopped_before_charging_is_refunded_in_full(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
+        sid = started["sessionId"]
+        await env.pay_pix(started["paymentData"]["chargeId"])
+        await cp.wait_for("RemoteStartTransaction")
+        await env.wait_session(sid, "STARTING")
+        await env.post("/charge/stop", {"sessionId": sid})
+        body = await env.wait_session(sid, "CANCELED", "REFUNDED")
+    assert body["payment"]["refundedAmount"] == 5000
+
+
+async def test_vip_is_waived(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        status, started = await env.post("/charge/start", start_body(
+            method="VIP", cardToken=None, amount=0))
+        assert status == 200 and started["paymentData"]["status"] == "waived"
+        sid = started["sessionId"]
+        tx_id = await charge(env, cp, sid)
+        await cp.call(stop_tx(tx_id, 12345))
+        body = await env.wait_session(sid, "COMPLETED")
+    assert body["payment"]["status"] == "WAIVED"
+    assert body["costCents"] == 2052 and body["payment"]["operations"] == []
+    if env.fake is not None:
+        assert env.fake.mutating_requests() == []
+
+
+async def test_another_card_cannot_take_over_a_paid_session(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body())
+        await charge(env, cp, started["sessionId"])
+        remote = await cp.wait_for("RemoteStartTransaction")
+        other = await cp.call(call.Authorize(id_tag="SOMEONE-ELSE"))
+        assert other.id_tag_info["status"] == "Invalid"
+        own = await cp.call(call.Authorize(id_tag=remote["id_tag"]))
+        assert own.id_tag_info["status"] == "Accepted"
+
+
+async def test_saved_card_is_held_when_the_driver_starts_at_the_station(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body(saveCard=True, idTag="RFID-9"))
+        sid = started["sessionId"]
+        tx_id = await charge(env, cp, sid)
+        await cp.call(stop_tx(tx_id, 1000))
+        await env.wait_session(sid, "COMPLETED", "CAPTURED")
+        await cp.status(1, "Available")
+
+        start = await cp.call(call.StartTransaction(connector_id=1, id_tag="RFID-9",
+                                                    meter_start=0, timestamp=T0))
+        assert start.id_tag_info["status"] == "Accepted"
+        sessions = await env.get("/api/sessions?stationId=EVSE-001&status=CHARGING")
+        assert len(sessions) == 1
+        held = sessions[0]
+        assert held["transactionId"] == start.transaction_id
+        assert held["payment"]["authorizedAmount"] == 5000
+        await cp.call(stop_tx(start.transaction_id, 12345))
+        done = await env.wait_session(held["sessionId"], "COMPLETED", "CAPTURED")
+    assert done["payment"]["capturedAmount"] == 2052
+
+
+async def test_openapi_is_generated(env: Env) -> None:
+    spec = await env.get("/api/openapi.json")
+    assert set(spec["paths"]) >= {"/charge/start", "/charge/stop", "/charge/{sessionId}",
+                                  "/webhooks/sandbox", "/webhooks/pagarme"}
+    start = spec["components"]["schemas"]["ChargeStartRequest"]
+    assert {"chargePointId", "connectorId", "method", "amount", "charger"} <= \
+        set(start["properties"])

@@ -1,0 +1,427 @@
+"""PagarmeGateway against the fake Pagar.me V5 server over real HTTP."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from billing.gateways.base import Customer, GatewayResult, PaymentGateway
+from billing.gateways.pagarme import PagarmeGateway, map_charge_status
+from tests.billing.fake_pagarme import FakePagarme
+from tests.billing.helpers import SECRET_KEY, pagarme_settings
+
+
+async def authorize(
+    gw: PagarmeGateway, customer: Customer, key: str = "s1:authorize", **kw: object
+) -> GatewayResult:
+    args: dict[str, object] = {
+        "session_id": "s1",
+        "amount": 5000,
+        "customer": customer,
+        "card_token": "tok_123456789",
+        "description": "EV charging EVSE-001",
+        "idempotency_key": key,
+    }
+    args.update(kw)
+    return await gw.authorize(**args)  # type: ignore[arg-type]
+
+
+async def pix(gw: PagarmeGateway, customer: Customer, key: str = "s2:pix") -> GatewayResult:
+    return await gw.create_pix(
+        session_id="s2",
+        amount=3000,
+        customer=customer,
+        expires_in=900,
+        description="EV charging",
+        idempotency_key=key,
+    )
+
+
+def test_pagarme_implements_the_port(fake_pagarme: FakePagarme) -> None:
+    assert isinstance(PagarmeGateway(pagarme_settings(fake_pagarme)), PaymentGateway)
+
+
+async def test_authorize_sends_a_documented_order(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    result = await authorize(pagarme, customer)
+    assert result.success and not result.transient
+    assert result.status == "authorized" and result.amount == 5000
+    assert (result.order_id or "").startswith("or_")
+    assert (result.charge_id or "").startswith("ch_")
+    assert result.raw["charges"][0]["last_transaction"]["status"] == "authorized_pending_capture"
+
+    [request] = fake_pagarme.requests
+    assert request["method"] == "POST" and request["path"] == "/core/v5/orders"
+    assert request["headers"]["Idempotency-Key"] == "s1:authorize"
+    body = request["body"]
+    assert body["code"] == "s1" and body["closed"] is True
+    assert body["customer"] == {
+        "name": "Ana Souza",
+        "email": "ana@example.com",
+        "type": "individual",
+        "document": "12345678909",
+        "document_type": "CPF",
+    }
+    assert body["items"] == [
+        {"amount": 5000, "description": "EV charging EVSE-001", "quantity": 1, "code": "s1"}
+    ]
+    assert body["payments"] == [
+        {
+            "payment_method": "credit_card",
+            "credit_card": {
+                "operation_type": "auth_only",
+                "installments": 1,
+                "statement_descriptor": "EV CHARGING",
+                "card_token": "tok_123456789",
+            },
+        }
+    ]
+
+
+async def test_declined_card(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    result = await authorize(pagarme, customer, card_token="tok_decline_stolen")
+    assert not result.success and not result.transient
+    assert result.status == "declined"
+    assert result.error == "Transação recusada"
+    assert result.charge_id is not None
+    fetched = await pagarme.fetch(charge_id=result.charge_id)
+    assert fetched.status == "declined" and not fetched.success
+
+
+async def test_network_token_and_saved_card(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    wallet = await authorize(
+        pagarme, customer, "w:auth", card_token=None, network_token="tok_gpay", save_card=True
+    )
+    assert wallet.status == "authorized"
+    assert (wallet.card_reference or "").startswith("card_")
+    sent = fake_pagarme.requests[-1]["body"]["payments"][0]["credit_card"]
+    assert sent["network_token"] == {"number": "tok_gpay"} and "card_token" not in sent
+
+    again = await authorize(
+        pagarme, customer, "c:auth", card_token=None, card_id=wallet.card_reference
+    )
+    assert again.status == "authorized" and again.card_reference is None
+    assert fake_pagarme.requests[-1]["body"]["payments"][0]["credit_card"]["card_id"] == (
+        wallet.card_reference
+    )
+    declined_wallet = await authorize(
+        pagarme, customer, "d:auth", card_token=None, network_token="tok_decline_wallet"
+    )
+    assert declined_wallet.status == "declined"
+
+
+async def test_partial_capture_and_over_capture(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    auth = await authorize(pagarme, customer)
+    charge_id = auth.charge_id or ""
+    over = await pagarme.capture(charge_id=charge_id, amount=5001, idempotency_key="s1:cap-over")
+    assert not over.success and not over.transient and over.status == "failed"
+    assert over.error and "HTTP 422" in over.error
+    assert "greater than the authorized 5000" in over.error
+    assert fake_pagarme.counts["capture"] == 0
+
+    captured = await pagarme.capture(charge_id=charge_id, amount=2052, idempotency_key="s1:capture")
+    assert captured.success and captured.status == "captured"
+    assert captured.amount == 2052 and captured.captured_amount == 2052
+    assert captured.order_id == auth.order_id
+    assert fake_pagarme.requests[-1]["body"] == {"amount": 2052}
+    assert fake_pagarme.requests[-1]["path"] == f"/core/v5/charges/{charge_id}/capture"
+
+    twice = await pagarme.capture(charge_id=charge_id, amount=100, idempotency_key="s1:capture-2")
+    assert not twice.success and not twice.transient
+    assert "HTTP 412" in (twice.error or "") and "can not be captured" in (twice.error or "")
+    assert fake_pagarme.counts["capture"] == 1
+
+
+async def test_void(pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer) -> None:
+    auth = await authorize(pagarme, customer)
+    charge_id = auth.charge_id or ""
+    voided = await pagarme.void(charge_id=charge_id, amount=None, idempotency_key="s1:void")
+    assert voided.success and voided.status == "voided" and voided.amount == 5000
+    request = fake_pagarme.requests[-1]
+    assert request["method"] == "DELETE" and request["path"] == f"/core/v5/charges/{charge_id}"
+    fetched = await pagarme.fetch(charge_id=charge_id)
+    assert fetched.status == "voided" and fetched.amount == 5000
+    late = await pagarme.capture(charge_id=charge_id, amount=100, idempotency_key="s1:capture")
+    assert not late.success and not late.transient
+
+
+async def test_void_with_amount(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    auth = await authorize(pagarme, customer)
+    voided = await pagarme.void(charge_id=auth.charge_id or "", amount=5000, idempotency_key="v")
+    assert voided.success and voided.status == "voided" and voided.amount == 5000
+    assert fake_pagarme.requests[-1]["body"] == {"amount": 5000}
+
+
+async def test_pix_create_fetch_after_paid_and_refunds(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    created = await pix(pagarme, customer)
+    assert created.success and created.status == "pending"
+    assert (created.pix_qr_code or "").startswith("000201")
+    assert (created.pix_qr_code_url or "").startswith("https://")
+    assert created.pix_expires_at
+    sent = fake_pagarme.requests[-1]["body"]["payments"]
+    assert sent == [{"payment_method": "pix", "pix": {"expires_in": 900}}]
+    charge_id = created.charge_id or ""
+    assert (await pagarme.fetch(charge_id=charge_id)).status == "pending"
+
+    webhook = fake_pagarme.webhook_body("charge.paid", charge_id)
+    assert webhook["type"] == "charge.paid" and webhook["data"]["id"] == charge_id
+    assert webhook["data"]["status"] == "pending"  # not paid yet: webhooks are hints
+    fake_pagarme.mark_pix_paid(charge_id)
+    assert fake_pagarme.webhook_body("charge.paid", charge_id)["data"]["status"] == "paid"
+    paid = await pagarme.fetch(charge_id=charge_id)
+    assert paid.success and paid.status == "paid" and paid.amount == 3000
+    assert paid.refunded_amount == 0
+
+    part = await pagarme.refund(charge_id=charge_id, amount=1000, idempotency_key="s2:refund")
+    assert part.success and part.status == "partially_refunded"
+    assert part.amount == 1000 and part.refunded_amount == 1000
+    too_much = await pagarme.refund(charge_id=charge_id, amount=2001, idempotency_key="s2:r2")
+    assert not too_much.success and not too_much.transient
+    assert "refundable 2000" in (too_much.error or "")
+    rest = await pagarme.refund(charge_id=charge_id, amount=2000, idempotency_key="s2:refund-2")
+    assert rest.success and rest.status == "refunded" and rest.refunded_amount == 3000
+    assert (await pagarme.fetch(charge_id=charge_id)).status == "refunded"
+
+
+async def test_full_refund_of_a_captured_card(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    auth = await authorize(pagarme, customer)
+    charge_id = auth.charge_id or ""
+    await pagarme.capture(charge_id=charge_id, amount=1500, idempotency_key="cap")
+    refund = await pagarme.refund(charge_id=charge_id, amount=1500, idempotency_key="ref")
+    assert refund.success and refund.status == "refunded"
+    assert refund.captured_amount == 1500 and refund.refunded_amount == 1500
+
+
+async def test_500_is_transient_and_retry_with_same_key_creates_one_order(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    fake_pagarme.fail_next(1, status=500)
+    first = await authorize(pagarme, customer, "s1:auth")
+    assert not first.success and first.transient and first.status == "failed"
+    assert first.amount == 5000 and "HTTP 500" in (first.error or "")
+    assert fake_pagarme.counts["orders"] == 0
+
+    retry = await authorize(pagarme, customer, "s1:auth")
+    assert retry.success and retry.status == "authorized"
+    assert fake_pagarme.counts["orders"] == 1
+    keys = [r["headers"]["Idempotency-Key"] for r in fake_pagarme.requests]
+    assert keys == ["s1:auth", "s1:auth"]
+
+
+async def test_lost_response_then_retry_replays_without_second_effect(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    fake_pagarme.fail_next(1, status=502, after_processing=True)
+    lost = await authorize(pagarme, customer, "s1:auth")
+    assert lost.transient and fake_pagarme.counts["orders"] == 1
+    retry = await authorize(pagarme, customer, "s1:auth")
+    assert retry.success and retry.status == "authorized"
+    assert fake_pagarme.counts["orders"] == 1 and fake_pagarme.counts["replays"] == 1
+    assert len(fake_pagarme.charges) == 1
+
+    charge_id = retry.charge_id or ""
+    fake_pagarme.fail_next(2, status=503, after_processing=True)
+    assert (await pagarme.capture(charge_id=charge_id, amount=900, idempotency_key="c")).transient
+    assert (await pagarme.capture(charge_id=charge_id, amount=900, idempotency_key="c")).transient
+    done = await pagarme.capture(charge_id=charge_id, amount=900, idempotency_key="c")
+    assert done.success and done.status == "captured" and done.captured_amount == 900
+    assert fake_pagarme.counts["capture"] == 1
+
+    fake_pagarme.fail_next(1, status=500, after_processing=True)
+    assert (await pagarme.refund(charge_id=charge_id, amount=900, idempotency_key="r")).transient
+    refund = await pagarme.refund(charge_id=charge_id, amount=900, idempotency_key="r")
+    assert refund.success and refund.status == "refunded"
+    assert fake_pagarme.counts["cancel"] == 1
+
+
+async def test_rate_limit_is_transient(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    fake_pagarme.fail_next(1, status=429)
+    assert (await authorize(pagarme, customer)).transient
+
+
+async def test_network_error_is_transient(customer: Customer, fake_pagarme: FakePagarme) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = pagarme_settings(fake_pagarme, base_url=f"http://127.0.0.1:{port}/core/v5")
+    gateway = PagarmeGateway(settings)
+    try:
+        result = await authorize(gateway, customer)
+        assert not result.success and result.transient and result.status == "failed"
+        assert result.amount == 5000 and "network error" in (result.error or "")
+        fetched = await gateway.fetch(charge_id="ch_x")
+        assert fetched.transient
+    finally:
+        await gateway.aclose()
+
+
+async def test_timeout_is_transient(fake_pagarme: FakePagarme, customer: Customer) -> None:
+    fake_pagarme.delay = 1.0
+    gateway = PagarmeGateway(pagarme_settings(fake_pagarme, timeout=0.1))
+    try:
+        result = await authorize(gateway, customer)
+        assert result.transient and "timeout" in (result.error or "")
+    finally:
+        await gateway.aclose()
+
+
+async def test_wrong_secret_key_is_final(fake_pagarme: FakePagarme, customer: Customer) -> None:
+    gateway = PagarmeGateway(pagarme_settings(fake_pagarme, secret_key="sk_test_wrong"))
+    try:
+        result = await authorize(gateway, customer)
+    finally:
+        await gateway.aclose()
+    assert not result.success and not result.transient and result.status == "failed"
+    assert "HTTP 401" in (result.error or "") and "denied" in (result.error or "")
+    assert fake_pagarme.counts["unauthorized"] == 1 and fake_pagarme.counts["orders"] == 0
+
+
+async def test_fake_requires_basic_auth(fake_pagarme: FakePagarme) -> None:
+    url = fake_pagarme.base_url + "/charges/ch_x"
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(url)).status_code == 401
+        assert (await client.get(url, auth=(SECRET_KEY, "x"))).status_code == 401
+        assert (await client.get(url, auth=(SECRET_KEY, ""))).status_code == 404
+
+
+async def test_validation_error_text_names_the_fields(
+    pagarme: PagarmeGateway, customer: Customer
+) -> None:
+    nameless = Customer(name="", email=customer.email, document=customer.document)
+    result = await authorize(pagarme, nameless)
+    assert not result.success and not result.transient
+    assert result.error == (
+        "HTTP 422: The request is invalid. (order.customer.name: The name field is required.)"
+    )
+
+
+async def test_unknown_charge_is_final(pagarme: PagarmeGateway) -> None:
+    result = await pagarme.fetch(charge_id="ch_missing")
+    assert not result.success and not result.transient and "HTTP 404" in (result.error or "")
+
+
+async def test_shared_client_is_used_with_settings_auth(
+    fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    async with httpx.AsyncClient() as client:
+        gateway = PagarmeGateway(pagarme_settings(fake_pagarme), client=client)
+        assert (await authorize(gateway, customer)).success
+        await gateway.aclose()  # not ours: stays open
+        assert not client.is_closed
+
+
+async def test_every_post_and_delete_carries_an_idempotency_key(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    auth = await authorize(pagarme, customer, "k-auth")
+    await pagarme.capture(charge_id=auth.charge_id or "", amount=10, idempotency_key="k-cap")
+    await pagarme.refund(charge_id=auth.charge_id or "", amount=10, idempotency_key="k-ref")
+    other = await authorize(pagarme, customer, "k-auth-2")
+    await pagarme.void(charge_id=other.charge_id or "", amount=None, idempotency_key="k-void")
+    created = await pix(pagarme, customer, "k-pix")
+    await pagarme.fetch(charge_id=created.charge_id or "")
+    mutating = fake_pagarme.mutating_requests()
+    assert [r["headers"].get("Idempotency-Key") for r in mutating] == [
+        "k-auth",
+        "k-cap",
+        "k-ref",
+        "k-auth-2",
+        "k-void",
+        "k-pix",
+    ]
+    gets = [r for r in fake_pagarme.requests if r["method"] == "GET"]
+    assert gets and all("Idempotency-Key" not in r["headers"] for r in gets)
+
+
+@pytest.mark.parametrize(
+    ("charge", "status"),
+    [
+        (
+            {
+                "status": "pending",
+                "payment_method": "credit_card",
+                "last_transaction": {"status": "authorized_pending_capture"},
+            },
+            "authorized",
+        ),
+        (
+            {
+                "status": "failed",
+                "payment_method": "credit_card",
+                "last_transaction": {"status": "not_authorized"},
+            },
+            "declined",
+        ),
+        (
+            {
+                "status": "failed",
+                "payment_method": "credit_card",
+                "last_transaction": {"status": "with_error"},
+            },
+            "failed",
+        ),
+        ({"status": "failed", "payment_method": "pix", "last_transaction": {}}, "failed"),
+        (
+            {
+                "status": "paid",
+                "payment_method": "credit_card",
+                "paid_amount": 10,
+                "last_transaction": {"status": "partial_capture"},
+            },
+            "captured",
+        ),
+        ({"status": "paid", "payment_method": "pix", "paid_amount": 10}, "paid"),
+        ({"status": "overpaid", "payment_method": "pix", "paid_amount": 12}, "paid"),
+        (
+            {"status": "paid", "payment_method": "pix", "paid_amount": 10, "canceled_amount": 4},
+            "partially_refunded",
+        ),
+        (
+            {
+                "status": "canceled",
+                "payment_method": "credit_card",
+                "paid_amount": 10,
+                "canceled_amount": 10,
+            },
+            "refunded",
+        ),
+        (
+            {
+                "status": "canceled",
+                "payment_method": "credit_card",
+                "paid_amount": 0,
+                "canceled_amount": 50,
+            },
+            "voided",
+        ),
+        (
+            {
+                "status": "pending",
+                "payment_method": "pix",
+                "last_transaction": {"status": "waiting_payment"},
+            },
+            "pending",
+        ),
+        ({"status": "processing", "payment_method": "credit_card"}, "pending"),
+        ({"status": "chargedback", "payment_method": "credit_card", "paid_amount": 10}, "refunded"),
+    ],
+)
+def test_status_mapping(charge: dict[str, object], status: str) -> None:
+    assert map_charge_status(charge) == status

@@ -1,0 +1,244 @@
+"""Driver REST API: `POST /charge/start`, `POST /charge/stop`, `GET /charge/{sessionId}`."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from decimal import Decimal
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from billing.models import Method, Operation, Session
+from billing.service import BillingError, BillingService, StartRequest
+from csms.domain import isoformat
+from csms.keys import SETTINGS
+from web.errors import ApiError
+from web.keys import BILLING
+
+routes = web.RouteTableDef()
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class ChargerPrice(_Body):
+    price: Decimal = Field(ge=0, description="Price per kWh the app showed, currency units")
+    fixed_connection_cost: Decimal = Field(ge=0, description="Fixed fee the app showed")
+
+
+class ChargeStartRequest(_Body):
+    stationId: int | str | None = Field(None, description="The app's own station reference")
+    chargePointId: str = Field(min_length=1, max_length=48)
+    connectorId: int = Field(ge=1)
+    method: Method
+    amount: int = Field(0, ge=0, description="Pre-authorization in cents")
+    email: str | None = Field(None, max_length=254)
+    cpf: str | None = Field(None, description="11 digits, punctuation allowed")
+    name: str | None = Field(None, max_length=128)
+    cardToken: str | None = Field(None, min_length=1, max_length=256)
+    networkToken: str | None = Field(None, min_length=1, max_length=512)
+    saveCard: bool = False
+    idTag: str | None = Field(None, min_length=1, max_length=20,
+                              description="The driver's RFID tag a saved card is bound to")
+    charger: ChargerPrice
+
+    @model_validator(mode="after")
+    def _check_method(self) -> ChargeStartRequest:
+        if self.email is not None and not EMAIL.match(self.email):
+            raise _field_error("email", "not a valid e-mail address")
+        if self.cpf is not None:
+            digits = re.sub(r"[.\-\s]", "", self.cpf)
+            if not re.fullmatch(r"\d{11}", digits):
+                raise _field_error("cpf", "must have 11 digits")
+            self.cpf = digits
+        if self.method != Method.VIP and self.amount <= 0:
+            raise _field_error("amount", "must be a positive number of cents")
+        if self.method == Method.CREDIT_CARD and not self.cardToken:
+            raise _field_error("cardToken", "required for CREDIT_CARD")
+        if self.method.uses_network_token and not self.networkToken:
+            raise _field_error("networkToken", f"required for {self.method.value}")
+        if self.method == Method.PIX and not (self.email and self.cpf):
+            raise _field_error("cpf" if self.email else "email", "required for PIX")
+        return self
+
+
+class _FieldError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _field_error(field: str, message: str) -> _FieldError:
+    return _FieldError(field, message)
+
+
+class ChargeStopRequest(_Body):
+    sessionId: str = Field(min_length=1, max_length=64)
+
+
+class PaymentData(BaseModel):
+    orderId: str | None
+    chargeId: str | None
+    status: str
+    pixQrCode: str | None
+    pixQrCodeUrl: str | None = None
+    pixExpiresAt: str | None
+
+
+class ChargeStartResponse(BaseModel):
+    success: Literal[True]
+    sessionId: str
+    paymentData: PaymentData
+
+
+class OperationView(BaseModel):
+    type: str
+    amount: int
+    status: str
+    at: str
+    error: str | None = None
+
+
+class PaymentView(BaseModel):
+    status: str
+    authorizedAmount: int
+    capturedAmount: int
+    refundedAmount: int
+    operations: list[OperationView]
+
+
+class SessionView(BaseModel):
+    sessionId: str
+    status: str
+    chargePointId: str
+    connectorId: int
+    transactionId: int | None
+    method: str
+    energyWh: int
+    costCents: int
+    payment: PaymentView
+    receiptUrl: str | None
+
+
+class ChargeStopResponse(BaseModel):
+    success: Literal[True]
+    session: SessionView
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+    sessionId: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    success: Literal[False]
+    error: ErrorDetail
+
+
+def session_view(session: Session, operations: list[Operation]) -> dict[str, Any]:
+    return SessionView(
+        sessionId=session.session_id, status=session.status.value,
+        chargePointId=session.station_id, connectorId=session.connector_id,
+        transactionId=session.transaction_id, method=session.method.value,
+        energyWh=session.energy_wh, costCents=session.cost_cents,
+        payment=PaymentView(
+            status=session.payment_status.value, authorizedAmount=session.authorized_amount,
+            capturedAmount=session.captured_amount, refundedAmount=session.refunded_amount,
+            operations=[OperationView(type=op.type.value, amount=op.amount,
+                                      status=op.status.value, at=isoformat(op.created_at) or "",
+                                      error=op.error) for op in operations]),
+        receiptUrl=session.receipt_url,
+    ).model_dump()
+
+
+async def parse_body(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "malformed_json", "the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        ctx_error = first.get("ctx", {}).get("error")
+        if isinstance(ctx_error, _FieldError):
+            raise ApiError(422, "invalid_request", f"{ctx_error.field}: {ctx_error.message}",
+                           field=ctx_error.field) from None
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(422, "invalid_request", f"{field}: {first['msg']}", field=field) \
+            from None
+
+
+def _check_driver_key(request: web.Request) -> None:
+    keys = request.config_dict[SETTINGS].api.driver_keys
+    if not keys:
+        return
+    given = request.headers.get("X-Api-Key", "")
+    if not any(hmac.compare_digest(given, key) for key in keys):
+        raise ApiError(401, "unauthorized", "a valid X-Api-Key is required")
+
+
+def _billing_error(exc: BillingError) -> ApiError:
+    extra = {"sessionId": exc.session_id} if exc.session_id else {}
+    return ApiError(exc.status, exc.code, exc.message, **extra)
+
+
+@routes.post("/charge/start", name="charge_start")
+async def charge_start(request: web.Request) -> web.Response:
+    _check_driver_key(request)
+    body: ChargeStartRequest = await parse_body(request, ChargeStartRequest)
+    service: BillingService = request.config_dict[BILLING]
+    try:
+        session = await service.start(StartRequest(
+            station_id=body.chargePointId, connector_id=body.connectorId, method=body.method,
+            amount=body.amount, email=body.email, cpf=body.cpf, name=body.name,
+            card_token=body.cardToken, network_token=body.networkToken,
+            save_card=body.saveCard, shown_price=body.charger.price,
+            shown_fixed_cost=body.charger.fixed_connection_cost, driver_id_tag=body.idTag))
+    except BillingError as exc:
+        raise _billing_error(exc) from None
+    response = ChargeStartResponse(success=True, sessionId=session.session_id, paymentData=
+                                   PaymentData(orderId=session.order_id,
+                                               chargeId=session.charge_id,
+                                               status=session.payment_status.value.lower(),
+                                               pixQrCode=session.pix_qr_code,
+                                               pixQrCodeUrl=session.pix_qr_code_url,
+                                               pixExpiresAt=session.pix_expires_at))
+    return web.json_response(response.model_dump())
+
+
+@routes.post("/charge/stop", name="charge_stop")
+async def charge_stop(request: web.Request) -> web.Response:
+    _check_driver_key(request)
+    body: ChargeStopRequest = await parse_body(request, ChargeStopRequest)
+    service: BillingService = request.config_dict[BILLING]
+    try:
+        session = await service.stop(body.sessionId)
+    except BillingError as exc:
+        raise _billing_error(exc) from None
+    operations = await service.operations(session.session_id)
+    return web.json_response({"success": True, "session": session_view(session, operations)})
+
+
+@routes.get("/charge/{session_id}", name="charge_session")
+async def charge_session(request: web.Request) -> web.Response:
+    _check_driver_key(request)
+    service: BillingService = request.config_dict[BILLING]
+    try:
+        session = await service.get(request.match_info["session_id"])
+    except BillingError as exc:
+        raise _billing_error(exc) from None
+    operations = await service.operations(session.session_id)
+    return web.json_response(session_view(session, operations))
+
+

@@ -1,0 +1,97 @@
+"""`POST /webhooks/{gateway}`: authenticated, deduplicated hints; the charge is fetched again.
+
+Sandbox: `{"type": "charge.paid", "data": {"id": "<chargeId>"}}` simulates the customer paying a
+PIX charge. Pagar.me: HTTP Basic with `billing.pagarme.webhook_user/_password`, body
+`{"id": "hook_...", "type": "charge.paid", "data": {"id": "ch_..."}}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing.gateways.sandbox import SandboxGateway
+from billing.service import BillingError
+from csms.keys import SETTINGS
+from web.errors import ApiError
+from web.keys import BILLING, BILLING_STORE, GATEWAY
+
+routes = web.RouteTableDef()
+
+
+class WebhookCharge(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1)
+
+
+class WebhookEvent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str | None = Field(None, description="Event id; deliveries are deduplicated by it")
+    type: str
+    data: WebhookCharge
+
+
+class WebhookAck(BaseModel):
+    success: bool
+    duplicate: bool = False
+    sessionId: str | None = None
+
+
+async def _event(request: web.Request) -> tuple[WebhookEvent, str]:
+    from web.driver_api import parse_body
+
+    event: WebhookEvent = await parse_body(request, WebhookEvent)
+    body = await request.read()
+    event_id = event.id or "sha256:" + hashlib.sha256(body).hexdigest()
+    return event, event_id
+
+
+async def _handle(request: web.Request, gateway: str, event: WebhookEvent,
+                  event_id: str) -> web.Response:
+    store = request.config_dict[BILLING_STORE]
+    if not await store.record_webhook(gateway, event_id, event.model_dump()):
+        return web.json_response(WebhookAck(success=True, duplicate=True).model_dump())
+    try:
+        session = await request.config_dict[BILLING].charge_changed(event.data.id)
+    except BillingError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    return web.json_response(WebhookAck(
+        success=True, sessionId=session.session_id if session else None).model_dump())
+
+
+@routes.post("/webhooks/sandbox", name="webhook_sandbox")
+async def sandbox_webhook(request: web.Request) -> web.Response:
+    gateway = request.config_dict[GATEWAY]
+    if not isinstance(gateway, SandboxGateway):
+        raise ApiError(404, "not_found", "the sandbox gateway is not enabled")
+    event, event_id = await _event(request)
+    if event.type == "charge.paid":
+        await gateway.mark_pix_paid(event.data.id)  # the sandbox's stand-in for a payer
+    return await _handle(request, "sandbox", event, event_id)
+
+
+def _basic_ok(request: web.Request, user: str, password: str) -> bool:
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given = base64.b64decode(encoded.strip()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(given.encode(), f"{user}:{password}".encode())
+
+
+@routes.post("/webhooks/pagarme", name="webhook_pagarme")
+async def pagarme_webhook(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS].billing.pagarme
+    if not settings.webhook_user or not _basic_ok(request, settings.webhook_user,
+                                                  settings.webhook_password):
+        raise ApiError(401, "unauthorized", "webhook credentials required")
+    event, event_id = await _event(request)
+    return await _handle(request, "pagarme", event, event_id)
+
+
