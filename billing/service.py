@@ -370,7 +370,9 @@ class BillingService:
 
     async def meter_values(self, tx: Transaction) -> None:
         """Running energy and cost; the budget guard stops the charge at the reserved amount."""
-        session = await self._session_of(tx)
+        if tx.session_id is None:
+            return  # not a billed transaction (every billed one is linked when it starts)
+        session = await self.store.get_session(tx.session_id)
         if session is None or session.status not in (S.CHARGING, S.STOPPING):
             return
         energy = tx.energy_wh

@@ -12,7 +12,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from csms.config import OcppSettings
-from csms.domain import ENERGY_REGISTER, MeterValue, Transaction, parse_timestamp, utcnow
+from csms.domain import (
+    ENERGY_REGISTER,
+    MeterValue,
+    Transaction,
+    apply_energy_readings,
+    parse_timestamp,
+    utcnow,
+)
 from csms.hooks import Authorization, ChargingHooks
 from csms.store import Store
 
@@ -25,6 +32,10 @@ class ChargingService:
         self.store = store
         self.settings = settings
         self.hooks: list[ChargingHooks] = list(hooks)
+        # Active transactions this process has seen, so MeterValues (the bulk of all traffic)
+        # needs no read. Filled at StartTransaction, dropped at StopTransaction; a miss (after
+        # a restart) falls back to the store.
+        self._active: dict[int, Transaction] = {}
 
     # station lifecycle -----------------------------------------------------------------------
     async def boot(self, station_id: str, *, vendor: str, model: str,
@@ -84,6 +95,11 @@ class ChargingService:
             reservation_id)
         for hook in self.hooks:
             result = await hook.transaction_started(transaction, created, result)
+        if self.hooks:  # a hook may have linked a session: cache what the store now holds
+            transaction = await self.store.get_transaction(transaction.transaction_id) \
+                or transaction
+        if transaction.active:
+            self._active[transaction.transaction_id] = transaction
         return transaction, result
 
     async def stop_transaction(self, station_id: str, *, transaction_id: int, meter_stop: int,
@@ -101,6 +117,7 @@ class ChargingService:
             values = sampled_values(station_id, connector_id, tx_id, transaction_data)
             if values:
                 await self.store.append_meter_values(values)
+        self._active.pop(transaction_id, None)
         transaction, changed = await self.store.stop_transaction(
             station_id, transaction_id, meter_stop=meter_stop,
             stopped_at=parse_timestamp(timestamp), reason=reason, id_tag=id_tag)
@@ -111,12 +128,21 @@ class ChargingService:
             return None
         return await self._id_tag_status(id_tag)
 
+    async def _transaction(self, transaction_id: int) -> Transaction | None:
+        cached = self._active.get(transaction_id)
+        if cached is not None:
+            return cached
+        transaction = await self.store.get_transaction(transaction_id)
+        if transaction is not None and transaction.active:
+            self._active[transaction_id] = transaction
+        return transaction
+
     async def meter_values(self, station_id: str, *, connector_id: int,
                            transaction_id: int | None,
                            meter_value: list[dict[str, Any]]) -> None:
         transaction = None
         if transaction_id is not None:
-            transaction = await self.store.get_transaction(transaction_id)
+            transaction = await self._transaction(transaction_id)
             if transaction is None or transaction.station_id != station_id:
                 log.warning("%s: MeterValues for unknown transaction %s", station_id,
                             transaction_id)
@@ -125,8 +151,8 @@ class ChargingService:
                                 transaction.transaction_id if transaction else None, meter_value)
         if values:
             await self.store.append_meter_values(values)
-        if transaction is not None and any(v.measurand == ENERGY_REGISTER for v in values):
-            transaction = await self.store.get_transaction(transaction.transaction_id)
+        if transaction is not None:
+            apply_energy_readings(transaction, values)  # what the store just did, no re-read
         for hook in self.hooks:
             await hook.meter_values(transaction, values)
 

@@ -101,6 +101,18 @@ class MailSettings(_Section):
     smtp_host: str = "localhost"
     smtp_port: int = Field(25, ge=1, le=65535)
     from_address: str = "receipts@localhost"
+    smtp_username: str = ""  # empty: no SMTP AUTH
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_timeout: float = Field(15, gt=0)
+
+
+class ReceiptSettings(_Section):
+    """Issuer details printed on charging receipts."""
+
+    operator_name: str = "CSMS Charging"
+    operator_tax_id: str = ""  # CNPJ
+    operator_address: str = ""
 
 
 class ApiSettings(_Section):
@@ -115,6 +127,7 @@ class Settings(_Section):
     tasks: TasksSettings = TasksSettings()
     billing: BillingSettings = BillingSettings()
     mail: MailSettings = MailSettings()
+    receipts: ReceiptSettings = ReceiptSettings()
     api: ApiSettings = ApiSettings()
 
 

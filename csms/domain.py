@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 
@@ -131,3 +132,38 @@ class LoggedFrame:
     direction: str  # "in" (station -> CSMS) | "out" (CSMS -> station)
     frame: str
     at: datetime
+
+
+def energy_wh(value: MeterValue) -> int | None:
+    """The reading in whole Wh if it is an unphased energy register, else None."""
+    if value.measurand != ENERGY_REGISTER or value.phase is not None:
+        return None
+    try:
+        amount = Decimal(value.value.strip())
+    except (InvalidOperation, AttributeError):
+        return None
+    if not amount.is_finite():
+        return None
+    if value.unit == "kWh":
+        amount *= 1000
+    elif value.unit not in (None, "Wh"):
+        return None
+    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def apply_energy_readings(transaction: Transaction, values: list[MeterValue]) -> bool:
+    """Move the transaction's latest energy register forward (never back) from `values`,
+    the same rule the stores apply; True when it moved."""
+    newest: tuple[datetime, int] | None = None
+    for value in values:
+        wh = energy_wh(value)
+        if wh is None or value.transaction_id != transaction.transaction_id:
+            continue
+        if newest is None or value.timestamp >= newest[0]:  # later in the call wins ties
+            newest = (value.timestamp, wh)
+    if newest is None:
+        return False
+    if transaction.last_energy_at is not None and transaction.last_energy_at >= newest[0]:
+        return False
+    transaction.last_energy_at, transaction.last_energy_wh = newest
+    return True

@@ -66,7 +66,7 @@ class FrameLog:
     """Per-station log of OCPP frames, buffered in memory and written to the store in batches
     so logging never adds a database round trip to a station's reply."""
 
-    def __init__(self, store: Store, keep: int, flush_interval: float = 0.5) -> None:
+    def __init__(self, store: Store, keep: int, flush_interval: float = 1.0) -> None:
         self.store = store
         self.keep = keep
         self.flush_interval = flush_interval

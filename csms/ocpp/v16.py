@@ -13,10 +13,8 @@ import uuid
 from typing import Any
 
 from ocpp.charge_point import (
-    camel_to_snake_case,
     remove_nones,
     serialize_as_dict,
-    snake_to_camel_case,
 )
 from ocpp.messages import Call, CallError, CallResult, MessageType
 from ocpp.routing import on
@@ -28,7 +26,14 @@ from csms.charging import ChargingService
 from csms.domain import InvalidTimestamp, isoformat, utcnow
 from csms.hooks import Authorization
 from csms.metrics import Metrics
-from csms.ocpp.protocol import FrameError, error_from_exception, parse_frame, schema_violation
+from csms.ocpp.protocol import (
+    FrameError,
+    camel_keys,
+    error_from_exception,
+    parse_frame,
+    schema_violation,
+    snake_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +136,14 @@ class StationChargePoint(BaseChargePoint):
             await super()._handle_call(msg)  # raises NotImplemented / NotSupported
             return
         try:
-            response = await handlers["_on_action"](**camel_to_snake_case(msg.payload))
+            response = await handlers["_on_action"](**snake_keys(msg.payload))
         except InvalidTimestamp as exc:
             raise FrameError(msg.unique_id, "PropertyConstraintViolation", str(exc)) from exc
         except TypeError as exc:
             log.exception("%s: %s handler rejected its arguments", self.id, msg.action)
             raise FrameError(msg.unique_id, "InternalError", "An internal error occurred") \
                 from exc
-        payload = snake_to_camel_case(remove_nones(serialize_as_dict(response)))
+        payload = camel_keys(remove_nones(serialize_as_dict(response)))
         await self._send(msg.create_call_result(payload).to_json())
 
     async def _send(self, message: str) -> None:

@@ -18,14 +18,12 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
 from csms.domain import (
-    ENERGY_REGISTER,
     Connector,
     IdTag,
     LoggedFrame,
@@ -33,6 +31,7 @@ from csms.domain import (
     OrphanStop,
     Station,
     Transaction,
+    energy_wh,
     utcnow,
 )
 from csms.store.base import StoreError
@@ -130,14 +129,6 @@ CREATE INDEX IF NOT EXISTS meter_values_transaction
     ON meter_values (transaction_id, timestamp);
 -- seq is a per-station sequence; a station's rows always form one contiguous seq range, so
 -- trimming to the newest `keep` is one index range delete.
-CREATE TABLE IF NOT EXISTS frames (
-    station_id TEXT NOT NULL,
-    seq        INTEGER NOT NULL,
-    direction  TEXT NOT NULL,
-    frame      TEXT NOT NULL,
-    at         TEXT NOT NULL,
-    PRIMARY KEY (station_id, seq)
-) WITHOUT ROWID;
 """
 
 # user_version -> script bringing the schema to that version
@@ -171,23 +162,6 @@ def _dt_req(text: str) -> datetime:
     moment = _dt(text)
     assert moment is not None
     return moment
-
-
-def energy_wh(value: MeterValue) -> int | None:
-    """The reading in whole Wh if it is an unphased energy register, else None."""
-    if value.measurand != ENERGY_REGISTER or value.phase is not None:
-        return None
-    try:
-        amount = Decimal(value.value.strip())
-    except (InvalidOperation, AttributeError):
-        return None
-    if not amount.is_finite():
-        return None
-    if value.unit == "kWh":
-        amount *= 1000
-    elif value.unit not in (None, "Wh"):
-        return None
-    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 _STATION_COLUMNS = (
@@ -355,6 +329,8 @@ class SqliteStore:
         self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]] | None] | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._frames: aiosqlite.Connection | None = None  # the message log's own file
+        self._frame_tops: dict[str, int] = {}  # newest frame seq per station, once known
 
     # plumbing ---------------------------------------------------------------------------------
 
@@ -367,9 +343,10 @@ class SqliteStore:
         """
         return await conn._execute(lambda: fn(conn._conn))
 
-    async def _connect(self, *, query_only: bool) -> aiosqlite.Connection:
+    async def _connect(self, *, query_only: bool, path: str | None = None,
+                       ) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(
-            self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+            path or self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
         )
         conn.row_factory = sqlite3.Row
 
@@ -392,10 +369,12 @@ class SqliteStore:
         try:
             await self._in_thread(writer, _migrate)
             reader = await self._connect(query_only=True)
+            frames = await self._connect(query_only=False, path=frames_path(self.path))
+            await self._in_thread(frames, lambda raw: raw.executescript(FRAMES_SCHEMA))
         except BaseException as exc:
             await writer.close()
             raise _store_error(exc) from exc
-        self._writer, self._reader = writer, reader
+        self._writer, self._reader, self._frames = writer, reader, frames
         self._closing = False
         self._queue = asyncio.Queue()
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
@@ -407,10 +386,11 @@ class SqliteStore:
         assert self._queue is not None and self._writer_task is not None
         self._queue.put_nowait(None)  # drains everything queued before it, then stops
         await self._writer_task
-        assert self._reader is not None
+        assert self._reader is not None and self._frames is not None
         await self._reader.close()
+        await self._frames.close()
         await self._writer.close()
-        self._writer = self._reader = None
+        self._writer = self._reader = self._frames = None
         self._queue = self._writer_task = None
 
     async def _write_loop(self) -> None:
@@ -455,6 +435,26 @@ class SqliteStore:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((op, future))
         return await future
+
+    async def _frames_op(self, op: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """Run `op` on the message-log connection in one transaction (its thread serializes)."""
+        if self._frames is None or self._closing:
+            raise StoreError("store is not open")
+
+        def run(raw: sqlite3.Connection) -> T:
+            raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                result = op(raw)
+            except BaseException:
+                raw.rollback()
+                raise
+            raw.execute("COMMIT")
+            return result
+
+        try:
+            return await self._in_thread(self._frames, run)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite: {exc}") from exc
 
     async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         if self._reader is None or self._closing:
@@ -847,30 +847,40 @@ class SqliteStore:
         for frame in frames:
             by_station.setdefault(frame.station_id, []).append(frame)
 
+        tops = self._frame_tops
+
         def op(conn: sqlite3.Connection) -> None:
+            inserts: list[tuple[Any, ...]] = []
+            trims: list[tuple[str, int]] = []
             for station_id, station_frames in by_station.items():
                 if keep <= 0:
                     conn.execute("DELETE FROM frames WHERE station_id = ?", (station_id,))
                     continue
-                top = conn.execute(
-                    "SELECT COALESCE(MAX(seq), 0) FROM frames WHERE station_id = ?",
-                    (station_id,),
-                ).fetchone()[0]
+                top = tops.get(station_id)
+                if top is None:  # first frames of this station since start: ask the table
+                    top = conn.execute(
+                        "SELECT COALESCE(MAX(seq), 0) FROM frames WHERE station_id = ?",
+                        (station_id,),
+                    ).fetchone()[0]
                 # only the newest `keep` of this call can survive
                 kept = station_frames[-keep:]
                 first = top + len(station_frames) - len(kept) + 1
-                conn.executemany(
-                    "INSERT INTO frames (station_id, seq, direction, frame, at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    _frame_rows(station_id, first, kept),
-                )
+                inserts.extend(_frame_rows(station_id, first, kept))
                 last = top + len(station_frames)
-                conn.execute(
-                    "DELETE FROM frames WHERE station_id = ? AND seq <= ?",
-                    (station_id, last - keep),
-                )
+                if last > keep:
+                    trims.append((station_id, last - keep))
+                tops[station_id] = last
+            conn.executemany(
+                "INSERT INTO frames (station_id, seq, direction, frame, at) VALUES (?, ?, ?, ?, ?)",
+                inserts,
+            )
+            conn.executemany("DELETE FROM frames WHERE station_id = ? AND seq <= ?", trims)
 
-        await self._write(op)
+        try:
+            await self._frames_op(op, write=True)
+        except BaseException:
+            tops.clear()  # the batch rolled back: the cached tops may be ahead of the table
+            raise
 
     async def list_frames(self, station_id: str, limit: int = 100) -> list[LoggedFrame]:
         def op(conn: sqlite3.Connection) -> list[LoggedFrame]:
@@ -888,7 +898,27 @@ class SqliteStore:
                 )
             ]
 
-        return await self._read(op)
+        return await self._frames_op(op, write=False)
+
+
+FRAMES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS frames (
+    station_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    direction  TEXT NOT NULL,
+    frame      TEXT NOT NULL,
+    at         TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS frames_by_station ON frames (station_id, seq);
+"""
+
+
+def frames_path(path: str) -> str:
+    """The message log lives in its own file beside the main one (`csms.db` ->
+    `csms-frames.db`): SQLite has one writer per file, and thousands of logged frames per
+    second must not make meter values and transactions wait for the write lock."""
+    main = Path(path)
+    return str(main.with_name(f"{main.stem}-frames{main.suffix}"))
 
 
 def _frame_rows(
