@@ -165,3 +165,45 @@ class SavedCard:
     email: str | None
     cpf: str | None
     created_at: datetime
+
+
+class JobStatus(StrEnum):
+    PENDING = "PENDING"  # waiting to run (now, or at next_attempt_at)
+    RUNNING = "RUNNING"  # claimed by a worker until lease_until
+    DONE = "DONE"
+    FAILED = "FAILED"  # gave up (permanent error or attempts exhausted); an operator may retry
+
+
+class JobKind(StrEnum):
+    REFUND = "REFUND"  # payload: {"operation": <idempotency key of the REFUND operation>}
+    OPERATION = "OPERATION"  # retry a CAPTURE / VOID / AUTHORIZE: {"operation": <key>}
+    RECEIPT = "RECEIPT"  # render, store and e-mail the session's receipt
+
+
+@dataclass(slots=True)
+class Job:
+    """A money job in the outbox: written to the store before it is enqueued, so a broker
+    outage or a dead worker delays it but never loses it."""
+
+    job_id: str  # deterministic: the operation's idempotency key, or "receipt:<sessionId>"
+    kind: JobKind
+    session_id: str
+    payload: dict[str, Any]
+    status: JobStatus
+    attempts: int  # attempts made so far
+    next_attempt_at: datetime
+    lease_until: datetime | None  # a delivery or a run in flight until then
+    created_at: datetime
+    updated_at: datetime
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class Receipt:
+    session_id: str
+    number: int  # sequential, gap-free per store
+    token: str  # unguessable; the receipt is served at /receipts/<token>
+    html: str
+    text: str
+    created_at: datetime
+    emailed_at: datetime | None = None

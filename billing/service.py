@@ -20,8 +20,11 @@ from decimal import Decimal
 from typing import Any
 
 from billing.gateways.base import Customer, GatewayResult, PaymentGateway
+from billing.jobs import MoneyJobs
 from billing.models import (
     ACTIVE_SESSION_STATUSES,
+    Job,
+    JobKind,
     Method,
     Operation,
     OperationStatus,
@@ -75,9 +78,6 @@ class StartRequest:
     driver_id_tag: str | None = None
 
 
-RefundEnqueuer = Callable[[str], Awaitable[None]]
-
-
 def new_session_id() -> str:
     return secrets.token_urlsafe(24)  # 192 random bits
 
@@ -93,15 +93,15 @@ def key_for(session_id: str, op: OperationType) -> str:
 
 class BillingService:
     def __init__(self, settings: Settings, store: BillingStore, charging: Store,
-                 gateway: PaymentGateway, hub: Hub) -> None:
+                 gateway: PaymentGateway, hub: Hub, jobs: MoneyJobs) -> None:
         self.settings = settings
         self.store = store
         self.charging = charging
         self.gateway = gateway
         self.hub = hub
+        self.jobs = jobs
         self.default_tariff = Tariff.from_settings(settings.billing.tariff,
                                                    settings.billing.currency)
-        self.enqueue_refund: RefundEnqueuer = self._refund_inline
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._start_timers: dict[str, asyncio.TimerHandle] = {}
 
@@ -430,6 +430,7 @@ class BillingService:
                     await self._begin_refund(session, unused)
             await self.store.transition_session(session_id, {S.CHARGING, S.STOPPING},
                                                 S.COMPLETED, ended_at=tx.stopped_at)
+            await self.jobs.after_settlement(session_id)
             return await self._get(session_id)
 
     async def _capture(self, session: Session, amount: int) -> None:
@@ -473,47 +474,50 @@ class BillingService:
 
     # refunds (run as jobs) ---------------------------------------------------------------------
     async def _begin_refund(self, session: Session, amount: int) -> None:
-        """Record the refund with its key first, then hand it to the job queue."""
-        key = key_for(session.session_id, OpT.REFUND)
-        await self.store.begin_operation(session.session_id, OpT.REFUND, amount, key,
-                                         session.charge_id)
-        await self.enqueue_refund(key)
+        """Refund the unused or undelivered part of a PIX payment (key `<sid>:REFUND`)."""
+        await self._refund_job(session, amount, key_for(session.session_id, OpT.REFUND))
 
-    async def _refund_inline(self, key: str) -> None:
-        self.hub.spawn(self.run_refund(key), f"refund-{key[:8]}")
-
-    async def run_refund(self, idempotency_key: str) -> bool:
-        """Execute a recorded refund; True when it is done (now or before). Safe to repeat."""
-        op = await self.store.get_operation(idempotency_key)
+    async def _refund_job(self, session: Session, amount: int, key: str) -> Operation | None:
+        """Record the refund (within what is refundable) with its key, then hand it to the
+        job queue. Returns None when it would refund more than was paid."""
+        op, _ = await self.store.begin_refund(session.session_id, amount, key,
+                                              limit=refundable(session),
+                                              charge_id=session.charge_id)
         if op is None:
-            log.error("refund %s: no such operation", idempotency_key)
-            return True
-        if op.status != OperationStatus.PENDING:
-            return True
-        session = await self._get(op.session_id)
-        result = await self.gateway.refund(charge_id=op.charge_id or session.charge_id or "",
-                                           amount=op.amount, idempotency_key=idempotency_key)
-        return await self._apply_refund(op, session, result)
+            return None
+        await self.jobs.submit(JobKind.REFUND, key, session.session_id, {"operation": key})
+        return op
 
-    async def _apply_refund(self, op: Operation, session: Session,
-                            result: GatewayResult) -> bool:
-        if result.transient:
-            return False
-        if not result.success:
-            await self.store.finish_operation(op.idempotency_key, OperationStatus.FAILED,
-                                              error=result.error, raw=result.raw)
-            log.error("refund %s failed: %s", op.idempotency_key, result.error)
-            return True
-        finished = await self.store.finish_operation(op.idempotency_key,
-                                                     OperationStatus.SUCCEEDED, raw=result.raw)
-        if finished is not None and finished.status == OperationStatus.SUCCEEDED:
-            refunded = session.refunded_amount + op.amount
-            paid = session.authorized_amount
-            target = P.REFUNDED if refunded >= paid else P.PARTIALLY_REFUNDED
-            await self.store.transition_payment(
-                session.session_id, {P.PAID, P.CAPTURED, P.PARTIALLY_REFUNDED}, target,
-                refunded_amount=refunded)
-        return True
+    async def operator_refund(self, session_id: str, amount: int, reason: str | None,
+                              request_key: str | None = None) -> Operation:
+        """An operator refunds (part of) a settled session; never more than was charged minus
+        what was already refunded. `request_key` makes a repeated request idempotent."""
+        session = await self._get(session_id)
+        if session.payment_status not in (P.CAPTURED, P.PAID, P.PARTIALLY_REFUNDED):
+            raise BillingError(409, "not_refundable",
+                               f"payment is {session.payment_status.value}, nothing to refund")
+        key = f"{session_id}:REFUND:{request_key or secrets.token_hex(8)}"
+        op = await self._refund_job(session, amount, key)
+        if op is None:
+            raise BillingError(422, "refund_exceeds_charged",
+                               f"at most {refundable(session) - session.refunded_amount} "
+                               "cents can still be refunded")
+        log.info("session %s: operator refund of %s (%s)", session_id, amount, reason or "-")
+        return op
+
+    async def retry_job(self, job_id: str) -> Job:
+        """An operator retries a FAILED job (and its FAILED operation) with the same key."""
+        job = await self.store.retry_job(job_id, utcnow())
+        if job is None:
+            existing = await self.store.get_job(job_id)
+            if existing is None:
+                raise BillingError(404, "job_not_found", "unknown job")
+            raise BillingError(409, "job_not_failed", f"job is {existing.status.value}")
+        key = job.payload.get("operation")
+        if key:
+            await self.store.reopen_operation(key)
+        await self.jobs.sweep()
+        return job
 
     # webhooks ----------------------------------------------------------------------------------
     async def charge_changed(self, charge_id: str) -> Session | None:
@@ -578,23 +582,10 @@ class BillingService:
         session = await self._get(op.session_id)
         key = op.idempotency_key
         if op.type == OpT.REFUND:
-            if not await self.run_refund(key):
-                log.warning("reconcile: refund %s still pending", key)
+            await self.jobs.submit(JobKind.REFUND, key, op.session_id, {"operation": key})
             return
-        if op.type == OpT.CAPTURE and op.charge_id:
-            result = await self.gateway.capture(charge_id=op.charge_id, amount=op.amount,
-                                                idempotency_key=key)
-            if await self._finish(op, result):
-                await self.store.transition_payment(session.session_id, {P.AUTHORIZED},
-                                                    P.CAPTURED, captured_amount=op.amount)
-            return
-        if op.type == OpT.VOID and op.charge_id:
-            result = await self.gateway.void(charge_id=op.charge_id,
-                                             amount=op.amount if session.method.is_card
-                                             else None, idempotency_key=key)
-            if await self._finish(op, result):
-                await self.store.transition_payment(session.session_id,
-                                                    {P.AUTHORIZED, P.PENDING}, P.VOIDED)
+        if op.type in (OpT.CAPTURE, OpT.VOID):
+            await self.jobs.submit(JobKind.OPERATION, key, op.session_id, {"operation": key})
             return
         if op.type == OpT.AUTHORIZE:
             context = op.raw or {}
@@ -660,6 +651,10 @@ class BillingService:
                 key, OperationStatus.SUCCEEDED if result.success else OperationStatus.FAILED,
                 error=result.error, charge_id=result.charge_id or charge_id,
                 raw=_scrub(result.raw))
+        elif type in (OpT.CAPTURE, OpT.VOID):
+            log.warning("session %s: %s outcome unknown (%s); retrying as a job",
+                        session_id, type.value, result.error)
+            await self.jobs.submit(JobKind.OPERATION, key, session_id, {"operation": key})
         else:
             log.warning("session %s: %s outcome unknown (%s); left for reconciliation",
                         session_id, type.value, result.error)
@@ -692,6 +687,14 @@ class BillingService:
 
     async def operations(self, session_id: str) -> list[Operation]:
         return await self.store.list_operations(session_id)
+
+
+def refundable(session: Session) -> int:
+    """What a refund may return in total: what the driver paid (PIX, upfront) or what was
+    captured from the card."""
+    if session.method == Method.PIX:
+        return session.authorized_amount
+    return session.captured_amount
 
 
 def _status_of(type: OperationType) -> Any:

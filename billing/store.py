@@ -8,10 +8,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from billing.models import (
+    Job,
+    JobStatus,
     Operation,
     OperationStatus,
     OperationType,
     PaymentStatus,
+    Receipt,
     SavedCard,
     Session,
     SessionStatus,
@@ -121,3 +124,85 @@ class BillingStore(Protocol):
     # webhooks --------------------------------------------------------------------------------
     async def record_webhook(self, gateway: str, event_id: str, body: dict[str, Any]) -> bool:
         """Remember an event id; False when it was seen before (a duplicate delivery)."""
+
+    # refunds -----------------------------------------------------------------------------------
+    async def begin_refund(self, session_id: str, amount: int, idempotency_key: str,
+                           limit: int, charge_id: str | None = None,
+                           ) -> tuple[Operation | None, bool]:
+        """Record a REFUND operation only if it keeps the session's refunds within `limit`.
+
+        Atomically: if `idempotency_key` exists, return (that operation, False). Otherwise, if
+        the amounts of the session's REFUND operations that are not FAILED, plus `amount`,
+        exceed `limit`, return (None, False) and record nothing; else insert a PENDING REFUND
+        and return (it, True).
+        """
+
+    async def settle_refund(self, idempotency_key: str, raw: dict[str, Any] | None = None,
+                            ) -> Session | None:
+        """Atomically: move the PENDING REFUND operation to SUCCEEDED, add its amount to the
+        session's refunded_amount, and set payment_status to REFUNDED when refunded_amount
+        reaches what was paid (captured_amount for card methods, authorized_amount for PIX,
+        i.e. `max(captured_amount, authorized_amount)` when the payment was PAID) else
+        PARTIALLY_REFUNDED. Returns the session, or None when the operation was not PENDING
+        (already settled: nothing changes)."""
+
+    async def reopen_operation(self, idempotency_key: str) -> Operation | None:
+        """An operator retry: FAILED -> PENDING (error kept until the next outcome). None when
+        the operation is not FAILED."""
+
+    # jobs (outbox) -----------------------------------------------------------------------------
+    async def add_job(self, job: Job) -> tuple[Job, bool]:
+        """Insert if job_id is new; else return the existing job and False."""
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def list_jobs(self, *, statuses: Collection[JobStatus] | None = None,
+                        session_id: str | None = None, limit: int = 100) -> list[Job]:
+        """Newest first."""
+
+    async def claim_job(self, job_id: str, now: datetime, lease_until: datetime,
+                        ) -> Job | None:
+        """Take a job to run it: PENDING with next_attempt_at <= now, or RUNNING whose lease
+        expired (its worker died) -> RUNNING, lease_until set. None otherwise (done, failed,
+        not due, or running elsewhere): a duplicate delivery then does nothing."""
+
+    async def reschedule_job(self, job_id: str, *, next_attempt_at: datetime, error: str,
+                             ) -> Job | None:
+        """RUNNING -> PENDING after a transient failure: attempts + 1, last_error, lease
+        cleared, next_attempt_at set."""
+
+    async def complete_job(self, job_id: str) -> Job | None:
+        """RUNNING -> DONE (attempts + 1)."""
+
+    async def fail_job(self, job_id: str, error: str) -> Job | None:
+        """RUNNING -> FAILED (attempts + 1, last_error)."""
+
+    async def retry_job(self, job_id: str, now: datetime) -> Job | None:
+        """An operator retry: FAILED -> PENDING, attempts 0, next_attempt_at = now."""
+
+    async def due_jobs(self, now: datetime, limit: int = 100) -> list[Job]:
+        """Jobs the sweeper must (re-)enqueue: PENDING with next_attempt_at <= now whose lease
+        is empty or expired, and RUNNING whose lease expired. Oldest next_attempt_at first."""
+
+    async def lease_job(self, job_id: str, expected_lease: datetime | None,
+                        lease_until: datetime) -> bool:
+        """Compare-and-set the lease of a PENDING or RUNNING job (a sweeper about to enqueue
+        it); False when another sweeper got there first. A RUNNING job whose lease is
+        renewed this way goes back to PENDING (its worker is presumed dead)."""
+
+    # receipts ----------------------------------------------------------------------------------
+    async def create_receipt(self, session_id: str, token: str, html: str, text: str,
+                             now: datetime, render: Any = None) -> Receipt:
+        """Store the session's receipt with the next sequential number (one receipt per
+        session: a second call returns the first receipt unchanged) and set the session's
+        receipt_url to "/receipts/<token>".
+
+        `render`, when given, is called as `render(number) -> (html, text)` inside the same
+        transaction once the number is known, and its output replaces `html`/`text`."""
+
+    async def get_receipt(self, session_id: str) -> Receipt | None: ...
+
+    async def receipt_by_token(self, token: str) -> Receipt | None: ...
+
+    async def mark_receipt_emailed(self, session_id: str, at: datetime) -> None: ...
+

@@ -10,7 +10,12 @@ its own `BEGIN IMMEDIATE ... COMMIT`, so it is atomic, and a caller cancelled wh
 cannot leave a transaction half done. Billing writes are few, so there is no group commit.
 
 Datetimes are stored as fixed-width ISO-8601 UTC text (microseconds, `+00:00`), so text order
-is time order; enums as their string values; `raw` as JSON text.
+is time order; enums as their string values; `raw` and job payloads as JSON text.
+
+Schema history (kept in `billing_meta.schema_version`; each step only adds):
+  1. sessions, operations ledger, saved cards, station tariffs, webhook dedup;
+  2. the money-job outbox (`billing_jobs`), receipts (`billing_receipts`) and the named
+     counters that number receipts (`billing_counters`).
 """
 
 from __future__ import annotations
@@ -30,11 +35,15 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from billing.models import (
+    Job,
+    JobKind,
+    JobStatus,
     Method,
     Operation,
     OperationStatus,
     OperationType,
     PaymentStatus,
+    Receipt,
     SavedCard,
     Session,
     SessionStatus,
@@ -43,7 +52,7 @@ from csms.store.base import StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5000
 
 
@@ -143,8 +152,50 @@ _SCHEMA_V1 = [
     """,
 ]
 
+# v2 only adds tables, so a v1 database upgrades in place.
+_SCHEMA_V2 = [
+    """
+    CREATE TABLE IF NOT EXISTS billing_jobs (
+        job_id          TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL,
+        session_id      TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        lease_until     TEXT,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        last_error      TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS billing_jobs_due"
+    " ON billing_jobs (next_attempt_at) WHERE status IN ('PENDING', 'RUNNING')",
+    "CREATE INDEX IF NOT EXISTS billing_jobs_session ON billing_jobs (session_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS billing_jobs_created ON billing_jobs (created_at)",
+    """
+    CREATE TABLE IF NOT EXISTS billing_receipts (
+        session_id TEXT PRIMARY KEY REFERENCES billing_sessions (session_id),
+        number     INTEGER NOT NULL UNIQUE,
+        token      TEXT NOT NULL UNIQUE,
+        html       TEXT NOT NULL,
+        text       TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        emailed_at TEXT
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS billing_counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    )
+    """,
+]
+
 # schema version -> statements bringing the billing tables to that version
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1}
+_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+
+RECEIPT_COUNTER = "receipt_number"
 
 
 # conversions ------------------------------------------------------------------------------------
@@ -193,6 +244,11 @@ _OPERATION_COLUMNS = (
     " charge_id, raw"
 )
 _CARD_COLUMNS = "driver_id_tag, card_reference, email, cpf, created_at"
+_JOB_COLUMNS = (
+    "job_id, kind, session_id, payload, status, attempts, next_attempt_at, lease_until,"
+    " created_at, updated_at, last_error"
+)
+_RECEIPT_COLUMNS = "session_id, number, token, html, text, created_at, emailed_at"
 
 
 def _db_value(value: Any) -> Any:
@@ -285,6 +341,40 @@ def _card(row: sqlite3.Row) -> SavedCard:
     )
 
 
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        job_id=row["job_id"],
+        kind=JobKind(row["kind"]),
+        session_id=row["session_id"],
+        payload=json.loads(row["payload"]),
+        status=JobStatus(row["status"]),
+        attempts=row["attempts"],
+        next_attempt_at=_dt_req(row["next_attempt_at"]),
+        lease_until=_dt(row["lease_until"]),
+        created_at=_dt_req(row["created_at"]),
+        updated_at=_dt_req(row["updated_at"]),
+        last_error=row["last_error"],
+    )
+
+
+def _receipt(row: sqlite3.Row) -> Receipt:
+    return Receipt(
+        session_id=row["session_id"],
+        number=row["number"],
+        token=row["token"],
+        html=row["html"],
+        text=row["text"],
+        created_at=_dt_req(row["created_at"]),
+        emailed_at=_dt(row["emailed_at"]),
+    )
+
+
+def _check_cents(name: str, value: Any, *, positive: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
+        kind = "a positive" if positive else "a non-negative"
+        raise ValueError(f"{name} must be {kind} integer of cents: {value!r}")
+
+
 # synchronous helpers (run in the connection's thread) -----------------------------------------
 
 
@@ -315,6 +405,20 @@ def _load_operation(conn: sqlite3.Connection, key: str) -> Operation | None:
         f"SELECT {_OPERATION_COLUMNS} FROM billing_operations WHERE idempotency_key = ?", (key,)
     ).fetchone()
     return None if row is None else _operation(row)
+
+
+def _load_job(conn: sqlite3.Connection, job_id: str) -> Job | None:
+    row = conn.execute(
+        f"SELECT {_JOB_COLUMNS} FROM billing_jobs WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    return None if row is None else _job(row)
+
+
+def _load_receipt(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> Receipt | None:
+    row = conn.execute(
+        f"SELECT {_RECEIPT_COLUMNS} FROM billing_receipts WHERE {where}", params
+    ).fetchone()
+    return None if row is None else _receipt(row)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -727,3 +831,365 @@ class SqliteBillingStore:
             return cursor.rowcount == 1
 
         return await self._write(op)
+
+    # refunds ----------------------------------------------------------------------------------
+
+    async def begin_refund(
+        self,
+        session_id: str,
+        amount: int,
+        idempotency_key: str,
+        limit: int,
+        charge_id: str | None = None,
+    ) -> tuple[Operation | None, bool]:
+        """Record a PENDING REFUND only if the session's non-FAILED refunds plus `amount` stay
+        within `limit`; an existing key wins (returned whatever its type, session or status).
+
+        Raises ValueError for an amount that is not a positive int, or an unknown session.
+        """
+        _check_cents("amount", amount, positive=True)
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise ValueError(f"limit must be an integer of cents: {limit!r}")
+
+        def op(conn: sqlite3.Connection) -> tuple[Operation | None, bool] | None:
+            existing = _load_operation(conn, idempotency_key)
+            if existing is not None:
+                return existing, False
+            found = conn.execute(
+                "SELECT 1 FROM billing_sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            seq, refunded = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1,"
+                " COALESCE(SUM(CASE WHEN type = 'REFUND' AND status != 'FAILED'"
+                " THEN amount ELSE 0 END), 0)"
+                " FROM billing_operations WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+            if refunded + amount > limit:
+                return None, False
+            now = _ts(_now())
+            conn.execute(
+                f"INSERT INTO billing_operations ({_OPERATION_COLUMNS})"
+                " VALUES (?, ?, 'REFUND', ?, 'PENDING', ?, ?, ?, NULL, ?, NULL)",
+                (session_id, seq, amount, idempotency_key, now, now, charge_id),
+            )
+            created = _load_operation(conn, idempotency_key)
+            assert created is not None
+            return created, True
+
+        result = await self._write(op)
+        if result is None:
+            raise ValueError(f"unknown session {session_id!r}")
+        return result
+
+    async def settle_refund(
+        self, idempotency_key: str, raw: dict[str, Any] | None = None
+    ) -> Session | None:
+        """PENDING REFUND -> SUCCEEDED (error cleared; `raw` replaces the recorded context when
+        given) and, in the same transaction, refunded_amount += amount and payment_status =
+        REFUNDED when refunded_amount >= paid, else PARTIALLY_REFUNDED. `paid` is
+        max(captured_amount, authorized_amount) for PIX (paid upfront) and captured_amount for
+        every other method. The payment status is set whatever it was: the gateway has
+        returned the money. None (nothing changed) when the key is unknown, not a REFUND, or
+        not PENDING."""
+        raw_text = None if raw is None else json.dumps(raw)
+
+        def op(conn: sqlite3.Connection) -> Session | None:
+            now = _ts(_now())
+            cursor = conn.execute(
+                "UPDATE billing_operations SET status = 'SUCCEEDED', error = NULL,"
+                " raw = COALESCE(?, raw), updated_at = ?"
+                " WHERE idempotency_key = ? AND status = 'PENDING' AND type = 'REFUND'",
+                (raw_text, now, idempotency_key),
+            )
+            if cursor.rowcount != 1:
+                return None
+            session_id, amount = conn.execute(
+                "SELECT session_id, amount FROM billing_operations WHERE idempotency_key = ?",
+                (idempotency_key,),
+            ).fetchone()
+            conn.execute(
+                "UPDATE billing_sessions SET refunded_amount = refunded_amount + ?,"
+                " payment_status = CASE WHEN refunded_amount + ? >= (CASE WHEN method = 'PIX'"
+                " THEN MAX(captured_amount, authorized_amount) ELSE captured_amount END)"
+                " THEN 'REFUNDED' ELSE 'PARTIALLY_REFUNDED' END,"
+                " updated_at = ? WHERE session_id = ?",
+                (amount, amount, now, session_id),
+            )
+            return _load_session(conn, "session_id = ?", (session_id,))
+
+        return await self._write(op)
+
+    async def reopen_operation(self, idempotency_key: str) -> Operation | None:
+        """FAILED -> PENDING (any type; error and raw kept until the next outcome). None when
+        the key is unknown or the operation is not FAILED.
+
+        It does not re-check a refund limit: a reopened REFUND counts towards begin_refund's
+        limit again from now on."""
+
+        def op(conn: sqlite3.Connection) -> Operation | None:
+            cursor = conn.execute(
+                "UPDATE billing_operations SET status = 'PENDING', updated_at = ?"
+                " WHERE idempotency_key = ? AND status = 'FAILED'",
+                (_ts(_now()), idempotency_key),
+            )
+            return None if cursor.rowcount != 1 else _load_operation(conn, idempotency_key)
+
+        return await self._write(op)
+
+    # jobs (outbox) ----------------------------------------------------------------------------
+
+    async def add_job(self, job: Job) -> tuple[Job, bool]:
+        """Insert the job as given; an existing job_id wins: (that job, False)."""
+        if isinstance(job.attempts, bool) or not isinstance(job.attempts, int) or job.attempts < 0:
+            raise ValueError(f"attempts must be a non-negative integer: {job.attempts!r}")
+        values = (
+            job.job_id,
+            JobKind(job.kind).value,
+            job.session_id,
+            json.dumps(job.payload),
+            JobStatus(job.status).value,
+            job.attempts,
+            _ts(job.next_attempt_at),
+            None if job.lease_until is None else _ts(job.lease_until),
+            _ts(job.created_at),
+            _ts(job.updated_at),
+            job.last_error,
+        )
+
+        def op(conn: sqlite3.Connection) -> tuple[Job, bool]:
+            cursor = conn.execute(
+                f"INSERT OR IGNORE INTO billing_jobs ({_JOB_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            stored = _load_job(conn, job.job_id)
+            assert stored is not None
+            return stored, cursor.rowcount == 1
+
+        return await self._write(op)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return await self._read(lambda conn: _load_job(conn, job_id))
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Collection[JobStatus] | None = None,
+        session_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Newest first (created_at, then insertion order); `statuses` empty matches nothing."""
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses is not None:
+            wanted = [JobStatus(s).value for s in statuses]
+            if not wanted:
+                return []
+            where.append(f"status IN ({', '.join('?' for _ in wanted)})")
+            params.extend(wanted)
+        if session_id is not None:
+            where.append("session_id = ?")
+            params.append(session_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        params.append(max(limit, 0))
+
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM billing_jobs {clause}"
+                " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                params,
+            ).fetchall()
+            return [_job(row) for row in rows]
+
+        return await self._read(op)
+
+    async def _job_cas(
+        self,
+        job_id: str,
+        sets: str,
+        set_params: list[Any],
+        where: str,
+        where_params: list[Any],
+    ) -> Job | None:
+        """UPDATE billing_jobs SET `sets`, updated_at WHERE job_id AND `where` (one statement,
+        so the check and the change are one compare-and-set); the updated job, or None when
+        the row did not match."""
+        sql = f"UPDATE billing_jobs SET {sets}, updated_at = ? WHERE job_id = ? AND ({where})"
+
+        def op(conn: sqlite3.Connection) -> Job | None:
+            bound = [*set_params, _ts(_now()), job_id, *where_params]
+            if conn.execute(sql, bound).rowcount != 1:
+                return None
+            return _load_job(conn, job_id)
+
+        return await self._write(op)
+
+    async def claim_job(self, job_id: str, now: datetime, lease_until: datetime) -> Job | None:
+        """-> RUNNING with lease_until, from PENDING with next_attempt_at <= now (whatever its
+        delivery lease: the claim is that delivery arriving) or from RUNNING whose lease is
+        expired (lease_until <= now, or missing). Attempts are not counted here."""
+        moment = _ts(now)
+        return await self._job_cas(
+            job_id,
+            "status = 'RUNNING', lease_until = ?",
+            [_ts(lease_until)],
+            "(status = 'PENDING' AND next_attempt_at <= ?)"
+            " OR (status = 'RUNNING' AND (lease_until IS NULL OR lease_until <= ?))",
+            [moment, moment],
+        )
+
+    async def reschedule_job(
+        self, job_id: str, *, next_attempt_at: datetime, error: str
+    ) -> Job | None:
+        return await self._job_cas(
+            job_id,
+            "status = 'PENDING', attempts = attempts + 1, last_error = ?, lease_until = NULL,"
+            " next_attempt_at = ?",
+            [error, _ts(next_attempt_at)],
+            "status = 'RUNNING'",
+            [],
+        )
+
+    async def complete_job(self, job_id: str) -> Job | None:
+        """RUNNING -> DONE (attempts + 1, lease cleared, last_error kept)."""
+        return await self._job_cas(
+            job_id,
+            "status = 'DONE', attempts = attempts + 1, lease_until = NULL",
+            [],
+            "status = 'RUNNING'",
+            [],
+        )
+
+    async def fail_job(self, job_id: str, error: str) -> Job | None:
+        """RUNNING -> FAILED (attempts + 1, last_error, lease cleared)."""
+        return await self._job_cas(
+            job_id,
+            "status = 'FAILED', attempts = attempts + 1, last_error = ?, lease_until = NULL",
+            [error],
+            "status = 'RUNNING'",
+            [],
+        )
+
+    async def retry_job(self, job_id: str, now: datetime) -> Job | None:
+        """FAILED -> PENDING, attempts 0, next_attempt_at = now, lease cleared (last_error
+        kept until the next outcome)."""
+        return await self._job_cas(
+            job_id,
+            "status = 'PENDING', attempts = 0, next_attempt_at = ?, lease_until = NULL",
+            [_ts(now)],
+            "status = 'FAILED'",
+            [],
+        )
+
+    async def due_jobs(self, now: datetime, limit: int = 100) -> list[Job]:
+        """PENDING with next_attempt_at <= now and no live lease, and RUNNING with an expired
+        (or missing) lease; a lease is expired when lease_until <= now. Oldest next_attempt_at
+        first (then created_at, job_id)."""
+        moment = _ts(now)
+
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM billing_jobs WHERE"
+                " (status = 'PENDING' AND next_attempt_at <= ?"
+                " AND (lease_until IS NULL OR lease_until <= ?))"
+                " OR (status = 'RUNNING' AND (lease_until IS NULL OR lease_until <= ?))"
+                " ORDER BY next_attempt_at, created_at, job_id LIMIT ?",
+                (moment, moment, moment, max(limit, 0)),
+            ).fetchall()
+            return [_job(row) for row in rows]
+
+        return await self._read(op)
+
+    async def lease_job(
+        self, job_id: str, expected_lease: datetime | None, lease_until: datetime
+    ) -> bool:
+        """Set lease_until (and status PENDING) on a PENDING or RUNNING job whose lease is
+        exactly `expected_lease` (None: no lease); False otherwise. Pass the lease as read
+        from get_job/due_jobs."""
+        expected = None if expected_lease is None else _ts(expected_lease)
+        job = await self._job_cas(
+            job_id,
+            "status = 'PENDING', lease_until = ?",
+            [_ts(lease_until)],
+            "status IN ('PENDING', 'RUNNING') AND lease_until IS ?",
+            [expected],
+        )
+        return job is not None
+
+    # receipts ---------------------------------------------------------------------------------
+
+    async def create_receipt(
+        self,
+        session_id: str,
+        token: str,
+        html: str,
+        text: str,
+        now: datetime,
+        render: Any = None,
+    ) -> Receipt:
+        """One receipt per session, numbered 1, 2, 3... without gaps (the counter advances in
+        the transaction that inserts the receipt; if `render` raises, nothing is stored and
+        the number is not used). A second call returns the first receipt unchanged and does
+        not call `render`. Raises ValueError for an unknown session or a token that another
+        session's receipt already has."""
+        created_at = _ts(now)
+
+        def op(conn: sqlite3.Connection) -> Receipt | None:
+            existing = _load_receipt(conn, "session_id = ?", (session_id,))
+            if existing is not None:
+                return existing
+            found = conn.execute(
+                "SELECT 1 FROM billing_sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            row = conn.execute(
+                "SELECT value FROM billing_counters WHERE name = ?", (RECEIPT_COUNTER,)
+            ).fetchone()
+            number = (0 if row is None else row[0]) + 1
+            body, plain = (html, text) if render is None else render(number)
+            try:
+                conn.execute(
+                    f"INSERT INTO billing_receipts ({_RECEIPT_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                    (session_id, number, token, body, plain, created_at),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "billing_receipts.token" in str(exc):
+                    raise ValueError(f"receipt token already used: {token!r}") from exc
+                raise
+            conn.execute(
+                "INSERT INTO billing_counters (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (RECEIPT_COUNTER, number),
+            )
+            conn.execute(
+                "UPDATE billing_sessions SET receipt_url = ?, updated_at = ? WHERE session_id = ?",
+                (f"/receipts/{token}", _ts(_now()), session_id),
+            )
+            return _load_receipt(conn, "session_id = ?", (session_id,))
+
+        result = await self._write(op)
+        if result is None:
+            raise ValueError(f"unknown session {session_id!r}")
+        return result
+
+    async def get_receipt(self, session_id: str) -> Receipt | None:
+        return await self._read(lambda conn: _load_receipt(conn, "session_id = ?", (session_id,)))
+
+    async def receipt_by_token(self, token: str) -> Receipt | None:
+        return await self._read(lambda conn: _load_receipt(conn, "token = ?", (token,)))
+
+    async def mark_receipt_emailed(self, session_id: str, at: datetime) -> None:
+        """Set emailed_at (a later send overwrites it); nothing when there is no receipt."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE billing_receipts SET emailed_at = ? WHERE session_id = ?",
+                (_ts(at), session_id),
+            )
+
+        await self._write(op)

@@ -1,14 +1,14 @@
-"""Money jobs on taskiq: refunds run as tasks, retried with backoff until they succeed.
+"""taskiq wiring for money jobs: the broker factory and the one task that runs a job.
 
-`make_broker(settings)` returns the in-process broker for the embedded default; the task gets
-the billing service from the broker's state, set when the app starts.
+The task carries only the job id; everything else (what to do, the idempotency key, the retry
+schedule) lives in the outbox (`billing.jobs`), so a redelivered or duplicated message is
+harmless.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from typing import Any
 
 from taskiq import AsyncBroker, Context, InMemoryBroker, TaskiqDepends
@@ -17,33 +17,72 @@ from csms.config import Settings
 
 log = logging.getLogger(__name__)
 
-# Waits between refund attempts (seconds), then the last one repeats: 10 s, 30 s, 2 min, ...
-REFUND_BACKOFF = (1, 10, 30, 120, 600, 3600)
+TASK_NAME = "billing.run_money_job"
 
 
 def make_broker(settings: Settings) -> AsyncBroker:
+    """In-process broker for the embedded default; Redis for production.
+
+    With Redis we use `RedisStreamBroker`: messages sit in a stream read through a consumer
+    group and are acknowledged only after the task ran. A worker that dies mid-task leaves its
+    message pending; another worker reclaims it (XAUTOCLAIM) once it has been idle for
+    `tasks.lease` seconds. The list and pub/sub brokers drop a message as soon as it is
+    popped, so a crash there would lose the job (the outbox would still re-enqueue it, later).
+    """
     if settings.tasks.broker == "redis":
-        raise NotImplementedError("the redis broker is not wired yet; use tasks.broker=inmemory")
+        lease_ms = int(settings.tasks.lease * 1000)
+        return _resilient_stream_broker()(
+            settings.tasks.redis_url, queue_name=settings.tasks.queue_name,
+            consumer_group_name="csms-workers", idle_timeout=lease_ms,
+            unacknowledged_lock_timeout=max(1.0, settings.tasks.lease / 2),
+            xread_block=1000, socket_connect_timeout=5, socket_timeout=10)
     return InMemoryBroker()
 
 
-def register_tasks(broker: AsyncBroker) -> Any:
-    """Declare our tasks on `broker`; returns the refund task."""
+def _resilient_stream_broker() -> type[AsyncBroker]:
+    """`RedisStreamBroker` that survives Redis going away.
 
-    @broker.task(task_name="billing.refund")
-    async def refund(idempotency_key: str, context: Context = TaskiqDepends()) -> bool:  # noqa: B008
-        service = context.state.billing
-        attempt = 0
-        while True:
+    taskiq's receiver restarts `listen()` in a tight loop when it fails and never runs
+    `startup()` again, so after a Redis restart (which forgets the consumer group) a worker
+    would spin on NOGROUP for ever. This `listen()` re-creates the group and backs off while
+    Redis is unreachable.
+    """
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from taskiq_redis import RedisStreamBroker
+
+    class ResilientRedisStreamBroker(RedisStreamBroker):
+        async def listen(self) -> Any:
+            while True:
+                try:
+                    async for message in super().listen():
+                        yield message
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    log.warning("job stream or consumer group missing (Redis restarted?); "
+                                "re-creating it")
+                    await self._redeclare()
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    log.warning("Redis unreachable (%s); retrying in 1s", exc)
+                    await asyncio.sleep(1)
+
+        async def _redeclare(self) -> None:
             try:
-                if await service.run_refund(idempotency_key):
-                    return True
-            except Exception:
-                log.exception("refund %s: attempt %d crashed", idempotency_key, attempt + 1)
-            delay = REFUND_BACKOFF[min(attempt, len(REFUND_BACKOFF) - 1)]
-            attempt += 1
-            log.warning("refund %s: gateway unavailable, retry %d in ~%ss", idempotency_key,
-                        attempt, delay)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                await self._declare_consumer_group()
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                await asyncio.sleep(1)
 
-    return refund
+    return ResilientRedisStreamBroker
+
+
+def register_money_task(broker: AsyncBroker) -> Any:
+    """Declare the money-job task on `broker`; returns it (call `.kiq(job_id)`)."""
+
+    @broker.task(task_name=TASK_NAME)
+    async def run_money_job(job_id: str,
+                            context: Context = TaskiqDepends()) -> None:  # noqa: B008
+        await context.state.jobs.run(job_id)
+
+    return run_money_job

@@ -20,10 +20,12 @@ from billing.gateways.base import PaymentGateway
 from billing.gateways.pagarme import PagarmeGateway
 from billing.gateways.sandbox import SandboxGateway, SqliteSandboxChargeStore
 from billing.hooks import BillingHooks
+from billing.jobs import MoneyJobs
+from billing.receipts import make_mailer
 from billing.service import BillingService
 from billing.store import BillingStore
 from billing.store_sqlite import SqliteBillingStore
-from billing.tasks import make_broker, register_tasks
+from billing.tasks import make_broker, register_money_task
 from csms.charging import ChargingService
 from csms.config import ConfigError, Settings
 from csms.keys import CHARGING, HUB, METRICS, SETTINGS, STORE
@@ -32,9 +34,9 @@ from csms.ocpp.endpoint import ocpp_websocket
 from csms.ocpp.hub import Hub
 from csms.store import Store
 from csms.store.factory import make_store
-from web import driver_api, webhooks
+from web import driver_api, receipts, webhooks
 from web.errors import error_middleware
-from web.keys import BILLING, BILLING_STORE, GATEWAY
+from web.keys import BILLING, BILLING_STORE, GATEWAY, JOBS
 from web.operator_api import create_operator_api
 
 log = logging.getLogger(__name__)
@@ -61,53 +63,71 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.frames.stop()
 
 
-def _make_gateway(settings: Settings) -> PaymentGateway:
+def make_gateway(settings: Settings) -> PaymentGateway:
     if settings.billing.gateway == "pagarme":
         return PagarmeGateway(settings.billing.pagarme)
     return SandboxGateway(SqliteSandboxChargeStore(settings.billing.sandbox_path))
 
 
-def _make_billing_store(settings: Settings) -> BillingStore:
+def make_billing_store(settings: Settings) -> BillingStore:
     if settings.store.backend != "sqlite":
         raise ConfigError("store.backend: billing currently persists to SQLite only; "
                           "the MongoDB billing adapter is not available yet")
     return SqliteBillingStore(settings.store.sqlite_path)
 
 
-async def _billing_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Open billing's store, gateway and job broker; reconcile what a crash left half-done."""
-    store, gateway, service = app[BILLING_STORE], app[GATEWAY], app[BILLING]
+async def open_billing_parts(store: BillingStore, gateway: PaymentGateway) -> None:
     await store.open()
     if isinstance(gateway, SandboxGateway):
         await gateway.store.open()  # type: ignore[attr-defined]
-    broker = make_broker(app[SETTINGS])
-    refund_task = register_tasks(broker)
-    broker.state.billing = service
 
-    async def enqueue_refund(key: str) -> None:
-        await refund_task.kiq(key)
 
-    service.enqueue_refund = enqueue_refund
-    await broker.startup()
-    await service.reconcile()
-    sweeper = asyncio.create_task(_reconcile_loop(service, app[SETTINGS]), name="reconcile")
-    yield
-    sweeper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sweeper
-    # Stop every piece of work that may still touch the billing store before closing it;
-    # an interrupted refund stays PENDING in the ledger and the next start finishes it.
-    await app[HUB].stop_tasks()
-    running = list(getattr(broker, "_running_tasks", ()))
-    for task in running:
-        task.cancel()
-    await asyncio.gather(*running, return_exceptions=True)
-    await broker.shutdown()
+async def close_billing_parts(store: BillingStore, gateway: PaymentGateway) -> None:
     if isinstance(gateway, SandboxGateway):
         await gateway.store.close()  # type: ignore[attr-defined]
     elif isinstance(gateway, PagarmeGateway):
         await gateway.aclose()
     await store.close()
+
+
+async def _billing_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open billing's store, gateway and job broker; reconcile what a crash left half-done.
+
+    With the in-process broker money jobs run here; with Redis this process only enqueues
+    them and `csms worker` runs them. The outbox sweeper runs in both.
+    """
+    settings = app[SETTINGS]
+    store, gateway, service, jobs = app[BILLING_STORE], app[GATEWAY], app[BILLING], app[JOBS]
+    await open_billing_parts(store, gateway)
+    broker = make_broker(settings)
+    task = register_money_task(broker)
+    broker.state.jobs = jobs
+
+    async def enqueue(job_id: str) -> None:
+        await task.kiq(job_id)
+
+    jobs.enqueue = enqueue
+    try:
+        await broker.startup()
+    except Exception as exc:  # Redis down: jobs wait in the outbox until it is back
+        log.warning("job broker unavailable at start-up (%s); jobs will be enqueued later", exc)
+    await service.reconcile()
+    background = [asyncio.create_task(_reconcile_loop(service, settings), name="reconcile"),
+                  asyncio.create_task(jobs.sweep_forever(), name="outbox-sweeper")]
+    yield
+    for task_ in background:
+        task_.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    # Stop every piece of work that may still touch the billing store before closing it;
+    # an interrupted job stays in the outbox and the next start (or a worker) finishes it.
+    await app[HUB].stop_tasks()
+    running = list(getattr(broker, "_running_tasks", ()))
+    for task_ in running:
+        task_.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+    with contextlib.suppress(Exception):
+        await broker.shutdown()
+    await close_billing_parts(store, gateway)
 
 
 async def _reconcile_loop(service: BillingService, settings: Settings) -> None:
@@ -149,9 +169,11 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[STORE] = store = store or make_store(settings.store)
     app[CHARGING] = charging = ChargingService(store, settings.ocpp)
     app[HUB] = hub = Hub(settings.ocpp, store, charging, metrics)
-    app[BILLING_STORE] = billing_store = _make_billing_store(settings)
-    app[GATEWAY] = gateway = _make_gateway(settings)
-    app[BILLING] = billing = BillingService(settings, billing_store, store, gateway, hub)
+    app[BILLING_STORE] = billing_store = make_billing_store(settings)
+    app[GATEWAY] = gateway = make_gateway(settings)
+    app[JOBS] = jobs = MoneyJobs(settings, billing_store, store, gateway,
+                                 make_mailer(settings.mail))
+    app[BILLING] = billing = BillingService(settings, billing_store, store, gateway, hub, jobs)
     charging.hooks.append(BillingHooks(billing))
 
     app.cleanup_ctx.append(_store_ctx)
@@ -164,6 +186,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app.router.add_get("/metrics", metrics_view, name="metrics")
     app.add_routes(driver_api.routes)
     app.add_routes(webhooks.routes)
+    app.add_routes(receipts.routes)
     app.add_subapp("/api", create_operator_api())
     if not settings.api.operator_token:
         log.warning("api.operator_token is empty: the operator API at /api is open to anyone")

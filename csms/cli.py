@@ -40,6 +40,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from csms.worker import main as worker_main
+
+    return worker_main(_settings(args))
+
+
 async def _with_store(settings: Settings, work):  # type: ignore[no-untyped-def]
     from csms.store.factory import make_store
 
@@ -124,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=_serve)
+
+    worker = with_config(sub.add_parser("worker", help="run money jobs from the redis broker"))
+    worker.set_defaults(func=_worker)
 
     station = sub.add_parser("station", help="provision stations")
     station_sub = station.add_subparsers(dest="station_command", required=True)

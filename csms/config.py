@@ -51,6 +51,19 @@ class StoreSettings(_Section):
 class TasksSettings(_Section):
     broker: Literal["inmemory", "redis"] = "inmemory"
     redis_url: str = "redis://localhost:6379/0"
+    queue_name: str = "csms:money-jobs"
+    # Waits between attempts of a money job (seconds, +-20% jitter); the last one repeats.
+    retry_delays: list[float] = Field(default_factory=lambda: [10, 30, 120, 600, 3600])
+    max_attempts: int = Field(10, ge=1)  # then the job is FAILED and waits for an operator
+    lease: float = Field(60, gt=0)  # a delivered or running job is presumed lost after this
+    sweep_interval: float = Field(1, gt=0)  # how often the outbox sweeper looks for due jobs
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _delays(cls, value: list[float]) -> list[float]:
+        if not value or any(d < 0 for d in value):
+            raise ValueError("must be a non-empty list of non-negative seconds")
+        return value
 
 
 class TariffSettings(_Section):

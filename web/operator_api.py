@@ -316,6 +316,77 @@ async def list_sessions(request: web.Request) -> web.Response:
                               for s in sessions])
 
 
+@routes.get("/sessions/{session_id}", name="session")
+async def get_session(request: web.Request) -> web.Response:
+    from billing.service import BillingError
+    from web.driver_api import session_view
+
+    service = request.config_dict[BILLING]
+    try:
+        session = await service.get(request.match_info["session_id"])
+    except BillingError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    body = session_view(session, await service.operations(session.session_id))
+    body["jobs"] = [job_json(j) for j in
+                    await service.store.list_jobs(session_id=session.session_id)]
+    return web.json_response(body)
+
+
+class RefundRequest(BaseModel):
+    amount: int = Field(gt=0, description="cents")
+    reason: str | None = Field(None, max_length=500)
+
+
+@routes.post("/sessions/{session_id}/refund", name="session_refund")
+async def refund_session(request: web.Request) -> web.Response:
+    from billing.service import BillingError
+
+    body = _validated(RefundRequest, await _json_body(request))
+    service = request.config_dict[BILLING]
+    try:
+        op = await service.operator_refund(request.match_info["session_id"], body.amount,
+                                           body.reason, request.headers.get("Idempotency-Key"))
+    except BillingError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    return web.json_response({"success": True, "refund": {
+        "idempotencyKey": op.idempotency_key, "amount": op.amount, "status": op.status.value,
+        "jobId": op.idempotency_key}}, status=202)
+
+
+def job_json(job: Any) -> dict[str, Any]:
+    return {"jobId": job.job_id, "kind": job.kind.value, "sessionId": job.session_id,
+            "status": job.status.value, "attempts": job.attempts,
+            "nextAttemptAt": isoformat(job.next_attempt_at), "lastError": job.last_error,
+            "createdAt": isoformat(job.created_at), "updatedAt": isoformat(job.updated_at)}
+
+
+@routes.get("/jobs", name="jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    from billing.models import JobStatus
+
+    statuses = None
+    if request.query.get("status"):
+        try:
+            statuses = {JobStatus(s) for s in request.query["status"].split(",")}
+        except ValueError:
+            raise ApiError(422, "invalid_request", "status: unknown job status",
+                           field="status") from None
+    jobs = await request.config_dict[BILLING].store.list_jobs(
+        statuses=statuses, session_id=request.query.get("sessionId") or None)
+    return web.json_response([job_json(j) for j in jobs])
+
+
+@routes.post("/jobs/{job_id}/retry", name="job_retry")
+async def retry_job(request: web.Request) -> web.Response:
+    from billing.service import BillingError
+
+    try:
+        job = await request.config_dict[BILLING].retry_job(request.match_info["job_id"])
+    except BillingError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    return web.json_response({"success": True, "job": job_json(job)}, status=202)
+
+
 def create_operator_api() -> web.Application:
     from web.openapi import openapi_view
 

@@ -61,6 +61,10 @@ class FakePagarme:
         self.requests: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
         self.delay: float = 0.0
+        # Seconds to hold a response after the request was carried out (a slow network on
+        # the way back: the client may die before it learns the outcome).
+        self.response_delay: float = 0.0
+        self.on_processed: Any = None  # optional callback(request) once a request is handled
         self._idempotent: dict[tuple[str, str, str], tuple[int, dict[str, Any]]] = {}
         self._failures: list[tuple[int, bool]] = []
         self.app = web.Application(middlewares=[self._middleware])
@@ -150,6 +154,10 @@ class FakePagarme:
             if slot and request.method in ("POST", "DELETE"):
                 assert isinstance(response, web.Response) and response.text is not None
                 self._idempotent[slot] = (response.status, json.loads(response.text))
+        if self.on_processed is not None:
+            self.on_processed(request)
+        if self.response_delay:
+            await asyncio.sleep(self.response_delay)
         if failure:  # processed, but the client never sees the result
             self.counts["injected"] += 1
             return web.json_response(

@@ -24,6 +24,9 @@ from typing import Any
 import pytest
 
 from billing.models import (
+    Job,
+    JobKind,
+    JobStatus,
     Method,
     OperationStatus,
     OperationType,
@@ -38,6 +41,7 @@ T0 = datetime(2026, 3, 1, 10, 0, 0, 123000, tzinfo=UTC)
 S = SessionStatus
 P = PaymentStatus
 Op = OperationType
+J = JobStatus
 StoreFactory = Callable[[], BillingStore]
 
 
@@ -77,6 +81,24 @@ async def add(store: BillingStore, n: int = 1, **overrides: Any) -> Session:
     session = make_session(n, **overrides)
     await store.create_session(session)
     return session
+
+
+def make_job(job_id: str = "S1:REFUND", **overrides: Any) -> Job:
+    """A PENDING REFUND job of session S1, due at at(0), never attempted."""
+    values: dict[str, Any] = {
+        "job_id": job_id,
+        "kind": JobKind.REFUND,
+        "session_id": "S1",
+        "payload": {"operation": job_id},
+        "status": J.PENDING,
+        "attempts": 0,
+        "next_attempt_at": at(0),
+        "lease_until": None,
+        "created_at": at(0),
+        "updated_at": at(0),
+    }
+    values.update(overrides)
+    return Job(**values)
 
 
 @asynccontextmanager
@@ -660,3 +682,546 @@ class BillingStoreContract:
                 )
             )
             assert sum(results) == 1
+
+    # refunds ------------------------------------------------------------------------------------
+
+    async def test_begin_refund_keeps_within_the_limit(self, store: BillingStore) -> None:
+        await add(store, 1, method=Method.PIX, payment_status=P.PAID, authorized_amount=1000)
+        await store.begin_operation("S1", Op.CHARGE, 1000, "S1:CHARGE")  # not a refund
+        first, created = await store.begin_refund("S1", 400, "S1:R1", 1000, charge_id="ch_1")
+        assert created and first is not None
+        assert (first.type, first.status, first.amount, first.seq) == (
+            Op.REFUND,
+            OperationStatus.PENDING,
+            400,
+            2,
+        )
+        assert (first.idempotency_key, first.charge_id) == ("S1:R1", "ch_1")
+        assert await store.get_operation("S1:R1") == first
+        second, created = await store.begin_refund("S1", 600, "S1:R2", 1000)
+        assert created and second is not None and second.seq == 3  # exactly up to the limit
+        assert await store.begin_refund("S1", 1, "S1:R3", 1000) == (None, False)
+        assert await store.get_operation("S1:R3") is None
+        # an existing key wins, whatever amount or limit is asked now
+        assert await store.begin_refund("S1", 999, "S1:R1", 0) == (first, False)
+        # a FAILED refund frees its share; PENDING and SUCCEEDED ones hold theirs
+        await store.finish_operation("S1:R1", OperationStatus.SUCCEEDED)
+        await store.finish_operation("S1:R2", OperationStatus.FAILED, error="declined")
+        assert await store.begin_refund("S1", 601, "S1:R4", 1000) == (None, False)
+        third, created = await store.begin_refund("S1", 600, "S1:R5", 1000)
+        assert created and third is not None and third.seq == 4
+        assert len(await store.list_operations("S1")) == 4
+
+    async def test_begin_refund_limit_is_per_session(self, store: BillingStore) -> None:
+        await add(store, 1)
+        await add(store, 2)
+        assert (await store.begin_refund("S1", 500, "S1:R1", 500))[1]
+        assert (await store.begin_refund("S2", 500, "S2:R1", 500))[1]
+        assert await store.begin_refund("S1", 1, "S1:R2", 500) == (None, False)
+
+    async def test_begin_refund_refuses_bad_input(self, store: BillingStore) -> None:
+        await add(store, 1)
+        for amount in (0, -5, 12.5, True):
+            with pytest.raises(ValueError):
+                await store.begin_refund("S1", amount, "S1:R", 1000)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            await store.begin_refund("nope", 100, "nope:R", 1000)
+        assert await store.list_operations("S1") == []
+
+    async def test_concurrent_begin_refunds_stop_at_the_limit(
+        self, store_factory: StoreFactory
+    ) -> None:
+        async with opened(store_factory) as first, opened(store_factory) as second:
+            await add(first, 1, payment_status=P.CAPTURED, captured_amount=1000)
+            results = await asyncio.gather(
+                *(
+                    (first if n % 2 else second).begin_refund("S1", 100, f"S1:R{n}", 1000)
+                    for n in range(20)
+                )
+            )
+            made = [op for op, created in results if created]
+            assert len(made) == 10
+            assert all(op is not None for op in made)
+            assert all(r == (None, False) for r in results if not r[1])
+            ops = await second.list_operations("S1")
+            assert sorted(op.seq for op in ops) == list(range(1, 11))
+            assert sum(op.amount for op in ops) == 1000
+
+    async def test_concurrent_begin_refunds_of_mixed_amounts_fit(
+        self, store_factory: StoreFactory
+    ) -> None:
+        async with opened(store_factory) as first, opened(store_factory) as second:
+            await add(first, 1)
+            amounts = [300, 700, 250, 50, 400, 120, 999, 1, 80, 600]
+            results = await asyncio.gather(
+                *(
+                    (first if n % 2 else second).begin_refund("S1", amount, f"S1:R{n}", 1000)
+                    for n, amount in enumerate(amounts)
+                )
+            )
+            accepted = sum(op.amount for op, created in results if created and op is not None)
+            assert accepted <= 1000
+            recorded = await first.list_operations("S1")
+            assert sum(op.amount for op in recorded) == accepted
+            # every refusal was right when it was made, so it is still right at the end
+            for (op, created), amount in zip(results, amounts, strict=True):
+                if not created:
+                    assert op is None and accepted + amount > 1000
+
+    async def test_settle_refund_card_counts_against_the_capture(self, store: BillingStore) -> None:
+        await add(
+            store,
+            1,
+            method=Method.CREDIT_CARD,
+            payment_status=P.CAPTURED,
+            authorized_amount=5000,
+            captured_amount=1200,
+        )
+        await store.begin_refund("S1", 700, "S1:R1", 1200)
+        settled = await store.settle_refund("S1:R1", raw={"id": "rf_1"})
+        assert settled is not None
+        assert (settled.payment_status, settled.refunded_amount) == (P.PARTIALLY_REFUNDED, 700)
+        assert await store.get_session("S1") == settled
+        op = await store.get_operation("S1:R1")
+        assert op is not None
+        assert (op.status, op.raw) == (OperationStatus.SUCCEEDED, {"id": "rf_1"})
+        # settling again changes nothing
+        assert await store.settle_refund("S1:R1") is None
+        assert await store.get_session("S1") == settled
+        await store.begin_refund("S1", 500, "S1:R2", 1200)
+        done = await store.settle_refund("S1:R2")
+        assert done is not None
+        assert (done.payment_status, done.refunded_amount) == (P.REFUNDED, 1200)
+        assert done.captured_amount == 1200 and done.authorized_amount == 5000
+
+    async def test_settle_refund_pix_counts_against_what_was_paid(
+        self, store: BillingStore
+    ) -> None:
+        # PIX: 5000 paid upfront, 1200 charged for the energy; paid = 5000, not the 1200
+        await add(
+            store,
+            1,
+            method=Method.PIX,
+            payment_status=P.PAID,
+            authorized_amount=5000,
+            captured_amount=1200,
+        )
+        await store.begin_refund("S1", 1200, "S1:R1", 5000)
+        partial = await store.settle_refund("S1:R1")
+        assert partial is not None
+        assert (partial.payment_status, partial.refunded_amount) == (P.PARTIALLY_REFUNDED, 1200)
+        await store.begin_refund("S1", 3800, "S1:R2", 5000)
+        full = await store.settle_refund("S1:R2")
+        assert full is not None
+        assert (full.payment_status, full.refunded_amount) == (P.REFUNDED, 5000)
+
+    async def test_settle_refund_wallet_is_a_card(self, store: BillingStore) -> None:
+        await add(
+            store,
+            1,
+            method=Method.GOOGLE_PAY,
+            payment_status=P.CAPTURED,
+            authorized_amount=5000,
+            captured_amount=1200,
+        )
+        await store.begin_refund("S1", 1200, "S1:R1", 1200)
+        full = await store.settle_refund("S1:R1")
+        assert full is not None and full.payment_status is P.REFUNDED
+
+    async def test_settle_refund_only_a_pending_refund(self, store: BillingStore) -> None:
+        await add(store, 1, payment_status=P.AUTHORIZED, authorized_amount=5000)
+        stored = await store.get_session("S1")
+        await store.begin_operation("S1", Op.CAPTURE, 1200, "S1:CAPTURE")
+        assert await store.settle_refund("S1:CAPTURE") is None  # not a refund
+        capture = await store.get_operation("S1:CAPTURE")
+        assert capture is not None and capture.status is OperationStatus.PENDING
+        await store.begin_refund("S1", 100, "S1:R1", 5000)
+        await store.finish_operation("S1:R1", OperationStatus.FAILED, error="declined")
+        assert await store.settle_refund("S1:R1") is None  # failed
+        assert await store.settle_refund("nope") is None
+        assert await store.get_session("S1") == stored
+
+    async def test_concurrent_settles_count_once(self, store_factory: StoreFactory) -> None:
+        async with opened(store_factory) as first, opened(store_factory) as second:
+            await add(first, 1, payment_status=P.CAPTURED, captured_amount=2000)
+            await first.begin_refund("S1", 500, "S1:R1", 2000)
+            results = await asyncio.gather(
+                *(
+                    (first if n % 2 else second).settle_refund("S1:R1", raw={"n": n})
+                    for n in range(20)
+                )
+            )
+            winners = [r for r in results if r is not None]
+            assert len(winners) == 1
+            stored = await second.get_session("S1")
+            assert stored == winners[0]
+            assert stored is not None
+            assert (stored.refunded_amount, stored.payment_status) == (500, P.PARTIALLY_REFUNDED)
+
+    async def test_reopen_operation(self, store: BillingStore) -> None:
+        await add(store, 1)
+        await store.begin_refund("S1", 300, "S1:R1", 500)
+        assert await store.reopen_operation("S1:R1") is None  # pending
+        failed = await store.finish_operation("S1:R1", OperationStatus.FAILED, error="timeout")
+        assert failed is not None
+        # while FAILED it does not count, so another refund may take the room...
+        assert (await store.begin_refund("S1", 200, "S1:R2", 500))[1]
+        reopened = await store.reopen_operation("S1:R1")
+        assert reopened is not None
+        assert (reopened.status, reopened.error) == (OperationStatus.PENDING, "timeout")
+        assert (reopened.seq, reopened.amount) == (failed.seq, 300)
+        assert await store.get_operation("S1:R1") == reopened
+        assert await store.reopen_operation("S1:R1") is None  # pending again
+        # ...and once reopened it counts again
+        assert await store.begin_refund("S1", 1, "S1:R3", 500) == (None, False)
+        await store.finish_operation("S1:R1", OperationStatus.SUCCEEDED)
+        assert await store.reopen_operation("S1:R1") is None  # succeeded stays succeeded
+        assert await store.reopen_operation("nope") is None
+
+    async def test_reopened_refund_settles(self, store: BillingStore) -> None:
+        await add(store, 1, payment_status=P.CAPTURED, captured_amount=300)
+        await store.begin_refund("S1", 300, "S1:R1", 300)
+        await store.finish_operation("S1:R1", OperationStatus.FAILED, error="timeout")
+        await store.reopen_operation("S1:R1")
+        settled = await store.settle_refund("S1:R1")
+        assert settled is not None and settled.payment_status is P.REFUNDED
+        op = await store.get_operation("S1:R1")
+        assert op is not None and (op.status, op.error) == (OperationStatus.SUCCEEDED, None)
+
+    # jobs (outbox) ------------------------------------------------------------------------------
+
+    async def test_add_job_twice_returns_the_first(self, store: BillingStore) -> None:
+        job = make_job(payload={"operation": "S1:REFUND", "nested": [1, {"x": None}]})
+        stored, created = await store.add_job(job)
+        assert created and stored == job
+        assert type(stored.kind) is JobKind and type(stored.status) is JobStatus
+        assert_utc(stored.next_attempt_at)
+        assert await store.get_job("S1:REFUND") == job
+        again, created = await store.add_job(
+            make_job(payload={"operation": "other"}, kind=JobKind.RECEIPT, attempts=3)
+        )
+        assert not created and again == job
+        assert await store.get_job("nope") is None
+
+    async def test_concurrent_add_job_makes_one(self, store_factory: StoreFactory) -> None:
+        async with opened(store_factory) as first, opened(store_factory) as second:
+            results = await asyncio.gather(
+                *(
+                    (first if n % 2 else second).add_job(make_job(payload={"n": n}))
+                    for n in range(20)
+                )
+            )
+            assert sum(created for _, created in results) == 1
+            winner = next(job for job, created in results if created)
+            assert all(job == winner for job, _ in results)
+            assert await first.list_jobs() == [winner]
+
+    async def test_list_jobs_newest_first_with_filters(self, store: BillingStore) -> None:
+        await store.add_job(make_job("a", created_at=at(3), session_id="S1"))
+        await store.add_job(make_job("b", created_at=at(1), session_id="S2", status=J.DONE))
+        await store.add_job(make_job("c", created_at=at(4), session_id="S2", status=J.FAILED))
+        await store.add_job(make_job("d", created_at=at(2), session_id="S1", status=J.RUNNING))
+
+        def ids(jobs: list[Job]) -> list[str]:
+            return [j.job_id for j in jobs]
+
+        assert ids(await store.list_jobs()) == ["c", "a", "d", "b"]
+        assert ids(await store.list_jobs(limit=2)) == ["c", "a"]
+        assert ids(await store.list_jobs(session_id="S2")) == ["c", "b"]
+        assert ids(await store.list_jobs(statuses={J.PENDING, J.RUNNING})) == ["a", "d"]
+        assert ids(await store.list_jobs(statuses=[J.FAILED], session_id="S1")) == []
+        assert await store.list_jobs(statuses=[]) == []
+
+    async def test_claim_job_only_when_due(self, store: BillingStore) -> None:
+        await store.add_job(make_job(next_attempt_at=at(10)))
+        assert await store.claim_job("S1:REFUND", at(9.999), at(40)) is None
+        claimed = await store.claim_job("S1:REFUND", at(10), at(40))
+        assert claimed is not None
+        assert (claimed.status, claimed.lease_until, claimed.attempts) == (J.RUNNING, at(40), 0)
+        assert await store.get_job("S1:REFUND") == claimed
+        # running elsewhere: a duplicate delivery does nothing
+        assert await store.claim_job("S1:REFUND", at(11), at(50)) is None
+        assert await store.claim_job("S1:REFUND", at(39.999), at(50)) is None
+        # its worker died: once the lease has expired anyone may take it over
+        taken = await store.claim_job("S1:REFUND", at(40), at(70))
+        assert taken is not None and (taken.status, taken.lease_until) == (J.RUNNING, at(70))
+        assert await store.claim_job("nope", at(100), at(200)) is None
+
+    async def test_claim_job_ignores_a_delivery_lease(self, store: BillingStore) -> None:
+        """A PENDING job leased by the sweeper is claimed by the worker its message reaches."""
+        await store.add_job(make_job(next_attempt_at=at(1)))
+        assert await store.lease_job("S1:REFUND", None, at(30))
+        claimed = await store.claim_job("S1:REFUND", at(2), at(60))
+        assert claimed is not None and (claimed.status, claimed.lease_until) == (J.RUNNING, at(60))
+
+    async def test_claim_job_refuses_finished_jobs(self, store: BillingStore) -> None:
+        await store.add_job(make_job("done", status=J.DONE))
+        await store.add_job(make_job("failed", status=J.FAILED))
+        assert await store.claim_job("done", at(100), at(200)) is None
+        assert await store.claim_job("failed", at(100), at(200)) is None
+
+    async def test_concurrent_claims_one_wins(self, store_factory: StoreFactory) -> None:
+        async with opened(store_factory) as first, opened(store_factory) as second:
+            await first.add_job(make_job())
+            results = await asyncio.gather(
+                *(
+                    (first if n % 2 else second).claim_job("S1:REFUND", at(1), at(30 + n))
+                    for n in range(20)
+                )
+            )
+            winners = [r for r in results if r is not None]
+            assert len(winners) == 1
+            assert await second.get_job("S1:REFUND") == winners[0]
+
+    async def test_job_lifecycle(self, store: BillingStore) -> None:
+        await store.add_job(make_job())
+        assert await store.reschedule_job("S1:REFUND", next_attempt_at=at(5), error="x") is None
+        assert await store.complete_job("S1:REFUND") is None  # not running
+        assert await store.fail_job("S1:REFUND", "x") is None
+        await store.claim_job("S1:REFUND", at(0), at(30))
+        later = await store.reschedule_job("S1:REFUND", next_attempt_at=at(60), error="timeout")
+        assert later is not None
+        assert (later.status, later.attempts, later.last_error) == (J.PENDING, 1, "timeout")
+        assert (later.next_attempt_at, later.lease_until) == (at(60), None)
+        assert await store.get_job("S1:REFUND") == later
+        assert await store.claim_job("S1:REFUND", at(59), at(90)) is None  # not due yet
+        await store.claim_job("S1:REFUND", at(60), at(90))
+        done = await store.complete_job("S1:REFUND")
+        assert done is not None
+        assert (done.status, done.attempts, done.lease_until) == (J.DONE, 2, None)
+        assert await store.complete_job("S1:REFUND") is None
+        assert await store.retry_job("S1:REFUND", at(100)) is None  # only a failed job
+        assert await store.get_job("S1:REFUND") == done
+        for call in (
+            store.reschedule_job("nope", next_attempt_at=at(1), error="x"),
+            store.complete_job("nope"),
+            store.fail_job("nope", "x"),
+            store.retry_job("nope", at(1)),
+        ):
+            assert await call is None
+
+    async def test_fail_and_retry_job(self, store: BillingStore) -> None:
+        await store.add_job(make_job(attempts=4))
+        await store.claim_job("S1:REFUND", at(0), at(30))
+        failed = await store.fail_job("S1:REFUND", "card expired")
+        assert failed is not None
+        assert (failed.status, failed.attempts, failed.last_error) == (
+            J.FAILED,
+            5,
+            "card expired",
+        )
+        assert failed.lease_until is None
+        assert await store.fail_job("S1:REFUND", "again") is None
+        assert await store.claim_job("S1:REFUND", at(1000), at(2000)) is None
+        retried = await store.retry_job("S1:REFUND", at(500))
+        assert retried is not None
+        assert (retried.status, retried.attempts) == (J.PENDING, 0)
+        assert (retried.next_attempt_at, retried.lease_until) == (at(500), None)
+        assert retried.last_error == "card expired"  # kept until the next outcome
+        assert await store.retry_job("S1:REFUND", at(600)) is None  # pending now
+        assert await store.claim_job("S1:REFUND", at(500), at(530)) is not None
+
+    async def test_due_jobs_selection_and_order(self, store: BillingStore) -> None:
+        jobs = [
+            make_job("due", next_attempt_at=at(2)),
+            make_job("not-yet", next_attempt_at=at(100)),
+            make_job("leased", next_attempt_at=at(1), lease_until=at(60)),
+            make_job("lease-expired", next_attempt_at=at(3), lease_until=at(20)),
+            make_job("lease-ends-now", next_attempt_at=at(4), lease_until=at(50)),
+            make_job("dead-worker", status=J.RUNNING, next_attempt_at=at(1.5), lease_until=at(10)),
+            make_job("running", status=J.RUNNING, next_attempt_at=at(0), lease_until=at(51)),
+            make_job("done", status=J.DONE, next_attempt_at=at(0)),
+            make_job("failed", status=J.FAILED, next_attempt_at=at(0)),
+            make_job("exactly-now", next_attempt_at=at(50)),
+        ]
+        for job in jobs:
+            await store.add_job(job)
+        due = await store.due_jobs(at(50))
+        assert [j.job_id for j in due] == [
+            "dead-worker",
+            "due",
+            "lease-expired",
+            "lease-ends-now",
+            "exactly-now",
+        ]
+        assert due[0] == jobs[5]
+        assert [j.job_id for j in await store.due_jobs(at(50), limit=2)] == ["dead-worker", "due"]
+        assert await store.due_jobs(at(0.5)) == []
+        assert await store.due_jobs(at(50), limit=0) == []
+
+    async def test_lease_job_is_a_compare_and_set(self, store: BillingStore) -> None:
+        await store.add_job(make_job())
+        assert await store.lease_job("S1:REFUND", None, at(30))
+        leased = await store.get_job("S1:REFUND")
+        assert leased is not None
+        assert (leased.status, leased.lease_until, leased.attempts) == (J.PENDING, at(30), 0)
+        assert not await store.lease_job("S1:REFUND", None, at(40))  # someone got there first
+        assert not await store.lease_job("S1:REFUND", at(29), at(40))
+        assert await store.lease_job("S1:REFUND", leased.lease_until, at(40))
+        renewed = await store.get_job("S1:REFUND")
+        assert renewed is not None and renewed.lease_until == at(40)
+        assert not await store.lease_job("nope", None, at(40))
+
+    async def test_lease_job_sends_a_dead_run_back_to_pending(self, store: BillingStore) -> None:
+        await store.add_job(make_job())
+        running = await store.claim_job("S1:REFUND", at(0), at(30))
+        assert running is not None
+        assert await store.lease_job("S1:REFUND", running.lease_until, at(90))
+        back = await store.get_job("S1:REFUND")
+        assert back is not None
+        assert (back.status, back.lease_until, back.attempts) == (J.PENDING, at(90), 0)
+        # the old worker's outcome is then refused
+        assert await store.complete_job("S1:REFUND") is None
+
+    async def test_lease_job_refuses_finished_jobs(self, store: BillingStore) -> None:
+        await store.add_job(make_job("done", status=J.DONE))
+        await store.add_job(make_job("failed", status=J.FAILED))
+        assert not await store.lease_job("done", None, at(30))
+        assert not await store.lease_job("failed", None, at(30))
+        assert await store.due_jobs(at(1000)) == []
+
+    async def test_concurrent_sweepers_lease_once(self, store_factory: StoreFactory) -> None:
+        async with opened(store_factory) as first, opened(store_factory) as second:
+            await first.add_job(make_job(status=J.RUNNING, lease_until=at(10)))
+            (expired,) = await first.due_jobs(at(20))
+            results = await asyncio.gather(
+                *(
+                    (first if n % 2 else second).lease_job(
+                        "S1:REFUND", expired.lease_until, at(100 + n)
+                    )
+                    for n in range(20)
+                )
+            )
+            assert sum(results) == 1
+            winner = results.index(True)
+            stored = await second.get_job("S1:REFUND")
+            assert stored is not None
+            assert (stored.status, stored.lease_until) == (J.PENDING, at(100 + winner))
+            assert await first.due_jobs(at(20)) == []
+
+    # receipts -----------------------------------------------------------------------------------
+
+    async def test_create_receipt(self, store: BillingStore) -> None:
+        await add(store, 1)
+        before = await store.get_session("S1")
+        receipt = await store.create_receipt("S1", "tok-1", "<p>1</p>", "one", at(20))
+        assert (receipt.session_id, receipt.number, receipt.token) == ("S1", 1, "tok-1")
+        assert (receipt.html, receipt.text) == ("<p>1</p>", "one")
+        assert (receipt.created_at, receipt.emailed_at) == (at(20), None)
+        assert_utc(receipt.created_at)
+        session = await store.get_session("S1")
+        assert session is not None and before is not None
+        assert session.receipt_url == "/receipts/tok-1"
+        assert session.updated_at >= before.updated_at
+        assert await store.get_receipt("S1") == receipt
+        assert await store.receipt_by_token("tok-1") == receipt
+        # one receipt per session: a second call returns the first unchanged
+        again = await store.create_receipt("S1", "tok-2", "<p>x</p>", "x", at(30))
+        assert again == receipt
+        assert await store.receipt_by_token("tok-2") is None
+        assert (await store.get_session("S1")) == session
+        await add(store, 2)
+        second = await store.create_receipt("S2", "tok-3", "<p>2</p>", "two", at(40))
+        assert second.number == 2
+        assert await store.get_receipt("S3") is None
+        assert await store.receipt_by_token("nope") is None
+
+    async def test_create_receipt_render_gets_the_number(self, store: BillingStore) -> None:
+        await add(store, 1)
+        await add(store, 2)
+        seen: list[int] = []
+
+        def render(number: int) -> tuple[str, str]:
+            seen.append(number)
+            return f"<h1>Receipt #{number}</h1>", f"Receipt #{number}"
+
+        await store.create_receipt("S1", "tok-1", "", "", at(1), render)
+        receipt = await store.create_receipt("S2", "tok-2", "draft", "draft", at(2), render)
+        assert seen == [1, 2]
+        assert (receipt.number, receipt.html, receipt.text) == (
+            2,
+            "<h1>Receipt #2</h1>",
+            "Receipt #2",
+        )
+        assert await store.receipt_by_token("tok-2") == receipt
+        assert await store.create_receipt("S2", "tok-9", "", "", at(3), render) == receipt
+
+    async def test_create_receipt_failed_render_uses_no_number(self, store: BillingStore) -> None:
+        await add(store, 1)
+        await add(store, 2)
+
+        def broken(number: int) -> tuple[str, str]:
+            raise RuntimeError("template error")
+
+        with pytest.raises(RuntimeError):
+            await store.create_receipt("S1", "tok-1", "", "", at(1), broken)
+        assert await store.get_receipt("S1") is None
+        session = await store.get_session("S1")
+        assert session is not None and session.receipt_url is None
+        receipt = await store.create_receipt("S2", "tok-2", "h", "t", at(2))
+        assert receipt.number == 1  # no gap
+
+    async def test_create_receipt_refuses_bad_input(self, store: BillingStore) -> None:
+        with pytest.raises(ValueError):
+            await store.create_receipt("nope", "tok-1", "h", "t", at(1))
+        await add(store, 1)
+        await add(store, 2)
+        await store.create_receipt("S1", "tok-1", "h", "t", at(1))
+        with pytest.raises(ValueError):  # tokens are unique
+            await store.create_receipt("S2", "tok-1", "h", "t", at(2))
+        assert await store.get_receipt("S2") is None
+        assert (await store.create_receipt("S2", "tok-2", "h", "t", at(3))).number == 2
+
+    async def test_concurrent_receipts_are_numbered_without_gaps(
+        self, store_factory: StoreFactory
+    ) -> None:
+        async with opened(store_factory) as first, opened(store_factory) as second:
+            for n in range(1, 21):
+                await add(first, n)
+            results = await asyncio.gather(
+                *(
+                    (first if n % 2 else second).create_receipt(
+                        f"S{n}", f"tok-{n}", "h", "t", at(n)
+                    )
+                    for n in range(1, 21)
+                )
+            )
+            assert sorted(r.number for r in results) == list(range(1, 21))
+            assert [r.session_id for r in results] == [f"S{n}" for n in range(1, 21)]
+            for receipt in results:
+                assert await second.get_receipt(receipt.session_id) == receipt
+
+    async def test_concurrent_receipts_for_one_session_make_one(
+        self, store_factory: StoreFactory
+    ) -> None:
+        async with opened(store_factory) as first, opened(store_factory) as second:
+            await add(first, 1)
+            results = await asyncio.gather(
+                *(
+                    (first if n % 2 else second).create_receipt(
+                        "S1", f"tok-{n}", f"h{n}", "t", at(n)
+                    )
+                    for n in range(20)
+                )
+            )
+            assert len({(r.number, r.token, r.html) for r in results}) == 1
+            assert results[0].number == 1
+            session = await second.get_session("S1")
+            assert session is not None
+            assert session.receipt_url == f"/receipts/{results[0].token}"
+            await add(first, 2)
+            assert (await first.create_receipt("S2", "tok-x", "h", "t", at(50))).number == 2
+
+    async def test_mark_receipt_emailed(self, store: BillingStore) -> None:
+        await add(store, 1)
+        receipt = await store.create_receipt("S1", "tok-1", "h", "t", at(1))
+        await store.mark_receipt_emailed("S1", at(5))
+        emailed = await store.get_receipt("S1")
+        assert emailed is not None
+        assert emailed.emailed_at == at(5)
+        assert_utc(emailed.emailed_at)
+        assert (emailed.number, emailed.token, emailed.html) == (1, "tok-1", "h")
+        assert await store.receipt_by_token("tok-1") == emailed
+        assert await store.create_receipt("S1", "tok-2", "x", "x", at(9)) == emailed
+        assert emailed != receipt
+        await store.mark_receipt_emailed("nope", at(5))  # no receipt: nothing happens

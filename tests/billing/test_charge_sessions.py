@@ -5,72 +5,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from ocpp.v16 import call
 
 from csms.app import create_app
 from tests.billing.fake_pagarme import FakePagarme
+from tests.billing.flows import (
+    T0,
+    Env,
+    charge,
+    ops,
+    ready_station,
+    start_body,
+    stop_tx,
+)
 from tests.billing.helpers import SECRET_KEY
 from tests.conftest import make_settings
-from tests.stations import FakeStation, basic_auth, station
-
-T0 = "2026-11-22T10:00:00Z"
-PRICE = {"price": 1.50, "fixed_connection_cost": 2.00}
-
-
-@dataclass
-class Env:
-    server: TestServer
-    fake: FakePagarme | None
-    http: aiohttp.ClientSession
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.server.host}:{self.server.port}/ocpp"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.server.host}:{self.server.port}"
-
-    async def post(self, path: str, body: Any, **kw: Any) -> tuple[int, Any]:
-        async with self.http.post(self.url + path, json=body, **kw) as resp:
-            return resp.status, await resp.json()
-
-    async def get(self, path: str) -> Any:
-        async with self.http.get(self.url + path) as resp:
-            assert resp.status == 200, await resp.text()
-            return await resp.json()
-
-    async def session(self, sid: str) -> dict[str, Any]:
-        return await self.get(f"/charge/{sid}")
-
-    async def wait_session(self, sid: str, status: str, payment: str | None = None,
-                           timeout: float = 5) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                body = await self.session(sid)
-                if body["status"] == status and (payment is None or
-                                                 body["payment"]["status"] == payment):
-                    return body
-                await asyncio.sleep(0.03)
-
-    def gateway_count(self, kind: str) -> int | None:
-        return None if self.fake is None else self.fake.counts.get(kind, 0)
-
-    async def pay_pix(self, charge_id: str, event_id: str = "evt-1") -> tuple[int, Any]:
-        if self.fake is None:
-            return await self.post("/webhooks/sandbox", {"id": event_id, "type": "charge.paid",
-                                                         "data": {"id": charge_id}})
-        if self.fake.charges[charge_id]["status"] == "pending":
-            self.fake.mark_pix_paid(charge_id)
-        body = self.fake.webhook_body("charge.paid", charge_id)
-        body["id"] = event_id
-        return await self.post("/webhooks/pagarme", body, headers=basic_auth("hook", "hookpw"))
+from tests.stations import station
 
 
 @pytest.fixture(params=["sandbox", "pagarme"])
@@ -98,40 +51,6 @@ async def env(request: pytest.FixtureRequest, tmp_path, aiohttp_server,
     if fake is not None:
         missing = [r for r in fake.mutating_requests() if not r["headers"].get("Idempotency-Key")]
         assert not missing, "every POST and DELETE to Pagar.me carries an Idempotency-Key"
-
-
-def start_body(**overrides: Any) -> dict[str, Any]:
-    body = {"stationId": 10, "chargePointId": "EVSE-001", "connectorId": 1,
-            "method": "CREDIT_CARD", "amount": 5000, "email": "driver@company.com",
-            "cpf": "12345678900", "cardToken": "tok_123456789", "saveCard": False,
-            "charger": dict(PRICE)}
-    body.update(overrides)
-    return body
-
-
-async def ready_station(env: Env, cp: FakeStation) -> None:
-    await cp.boot()
-    await cp.status(1, "Available")
-
-
-async def charge(env: Env, cp: FakeStation, sid: str, meter_start: int = 0) -> int:
-    """Play the station's part after RemoteStart: StartTransaction with the session's idTag."""
-    remote = await cp.wait_for("RemoteStartTransaction")
-    start = await cp.call(call.StartTransaction(connector_id=remote["connector_id"],
-                                                id_tag=remote["id_tag"],
-                                                meter_start=meter_start, timestamp=T0))
-    assert start.id_tag_info["status"] == "Accepted"
-    await env.wait_session(sid, "CHARGING")
-    return start.transaction_id
-
-
-def stop_tx(tx_id: int, meter_stop: int) -> call.StopTransaction:
-    return call.StopTransaction(meter_stop=meter_stop, timestamp="2026-11-22T10:30:00Z",
-                                transaction_id=tx_id, reason="Remote")
-
-
-def ops(body: dict[str, Any]) -> list[tuple[str, int, str]]:
-    return [(o["type"], o["amount"], o["status"]) for o in body["payment"]["operations"]]
 
 
 async def test_card_session_captures_exactly_the_cost_once(env: Env) -> None:

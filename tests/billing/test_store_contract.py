@@ -9,13 +9,26 @@ from pathlib import Path
 
 import pytest
 
-from billing.models import OperationType, PaymentStatus, SessionStatus
+from billing.models import JobStatus, OperationStatus, OperationType, PaymentStatus, SessionStatus
 from billing.store import BillingStore
-from billing.store_sqlite import SCHEMA_VERSION, DuplicateSession, SqliteBillingStore
+from billing.store_sqlite import (
+    _MIGRATIONS,
+    SCHEMA_VERSION,
+    DuplicateSession,
+    SqliteBillingStore,
+)
 from csms.store.base import StoreError
 from csms.store.sqlite import SCHEMA_VERSION as CHARGING_SCHEMA_VERSION
 from csms.store.sqlite import SqliteStore
-from tests.billing.store_contract import BillingStoreContract, add, at, make_session
+from tests.billing.store_contract import (
+    BillingStoreContract,
+    add,
+    at,
+    make_job,
+    make_session,
+)
+
+V2_TABLES = {"billing_jobs", "billing_receipts", "billing_counters"}
 
 
 @pytest.fixture
@@ -69,6 +82,101 @@ async def test_schema_wal_and_own_version(tmp_path: Path) -> None:
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
     assert all(name.startswith("billing_") for name in tables)
+    assert V2_TABLES <= tables
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
+        return {row[0] for row in rows if not row[0].startswith("sqlite_")}
+
+
+def _version(path: Path) -> str:
+    with sqlite3.connect(path) as conn:
+        row = conn.execute("SELECT value FROM billing_meta WHERE key = 'schema_version'")
+        return str(row.fetchone()[0])
+
+
+async def test_upgrades_a_v1_database(tmp_path: Path) -> None:
+    """A database written by the v1 schema gains the v2 tables on open, data untouched."""
+    fresh = tmp_path / "fresh.db"
+    store = SqliteBillingStore(str(fresh))
+    await store.open()
+    await store.close()
+
+    path = tmp_path / "csms.db"
+    with sqlite3.connect(path) as conn:  # exactly what a v1 build created
+        conn.execute("CREATE TABLE billing_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for statement in _MIGRATIONS[1]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO billing_meta VALUES ('schema_version', '1')")
+        conn.execute(
+            "INSERT INTO billing_sessions (session_id, station_id, connector_id, method, id_tag,"
+            " requested_amount, currency, price_per_kwh, fixed_connection_fee, status,"
+            " created_at, updated_at, payment_status, authorized_amount, captured_amount)"
+            " VALUES ('S1', 'CP1', 1, 'CREDIT_CARD', 'TAG1', 5000, 'BRL', '1.50', '2.00',"
+            " 'COMPLETED', '2026-03-01T10:00:01.000000+00:00',"
+            " '2026-03-01T10:00:01.000000+00:00', 'CAPTURED', 5000, 1200)"
+        )
+    assert not V2_TABLES & _tables(path)
+
+    store = SqliteBillingStore(str(path))
+    await store.open()
+    try:
+        assert _version(path) == str(SCHEMA_VERSION) == "2"
+        assert _tables(path) == _tables(fresh)
+        session = await store.get_session("S1")
+        assert session is not None and session.captured_amount == 1200
+        op, created = await store.begin_refund("S1", 200, "S1:R1", 1200)
+        assert created and op is not None
+        refunded = await store.settle_refund("S1:R1")
+        assert refunded is not None and refunded.payment_status is PaymentStatus.PARTIALLY_REFUNDED
+        _, created = await store.add_job(make_job())
+        assert created
+        receipt = await store.create_receipt("S1", "tok-1", "h", "t", at(5))
+        assert receipt.number == 1
+    finally:
+        await store.close()
+
+
+async def test_reopening_an_upgraded_database_keeps_everything(tmp_path: Path) -> None:
+    """open() on a database created before (v1 downgraded in place) adds the tables once."""
+    path = tmp_path / "csms.db"
+    store = SqliteBillingStore(str(path))
+    await store.open()
+    await add(store, 1, payment_status=PaymentStatus.CAPTURED, captured_amount=900)
+    await store.begin_operation("S1", OperationType.CAPTURE, 900, "S1:CAPTURE")
+    await store.finish_operation("S1:CAPTURE", OperationStatus.SUCCEEDED)
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        for table in V2_TABLES:
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute("UPDATE billing_meta SET value = '1' WHERE key = 'schema_version'")
+
+    for _ in range(2):  # the upgrade, then a plain reopen
+        store = SqliteBillingStore(str(path))
+        await store.open()
+        try:
+            assert _version(path) == str(SCHEMA_VERSION)
+            assert V2_TABLES <= _tables(path)
+            ops = await store.list_operations("S1")
+            assert [(o.type, o.status) for o in ops] == [
+                (OperationType.CAPTURE, OperationStatus.SUCCEEDED)
+            ]
+            await store.add_job(make_job())
+            await store.create_receipt("S1", "tok-1", "h", "t", at(5))
+        finally:
+            await store.close()
+
+    store = SqliteBillingStore(str(path))
+    await store.open()
+    try:
+        jobs = await store.list_jobs(statuses=[JobStatus.PENDING])
+        assert [j.job_id for j in jobs] == ["S1:REFUND"]
+        receipt = await store.receipt_by_token("tok-1")
+        assert receipt is not None and receipt.number == 1
+    finally:
+        await store.close()
 
 
 async def test_refuses_newer_schema(tmp_path: Path) -> None:

@@ -1,0 +1,85 @@
+"""`csms worker`: runs money jobs from the Redis broker (composition root of the worker).
+
+It opens the stores, the gateway and the mailer, consumes the job stream and runs the outbox
+sweeper, so jobs whose delivery was lost (Redis down, a worker killed) are enqueued again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from csms.app import close_billing_parts, make_billing_store, make_gateway, open_billing_parts
+from csms.config import ConfigError, Settings
+from csms.store.factory import make_store
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    from taskiq.api import run_receiver_task
+
+    from billing.jobs import MoneyJobs
+    from billing.receipts import make_mailer
+    from billing.tasks import make_broker, register_money_task
+
+    if settings.tasks.broker != "redis":
+        raise ConfigError("tasks.broker: `csms worker` consumes the redis broker; with the "
+                          "in-process broker, `csms serve` runs the jobs itself")
+    stop = stop or asyncio.Event()
+    store = make_store(settings.store)
+    billing_store = make_billing_store(settings)
+    gateway = make_gateway(settings)
+    jobs = MoneyJobs(settings, billing_store, store, gateway, make_mailer(settings.mail))
+    broker = make_broker(settings)
+    task = register_money_task(broker)
+    broker.state.jobs = jobs
+
+    async def enqueue(job_id: str) -> None:
+        await task.kiq(job_id)
+
+    jobs.enqueue = enqueue
+    await store.open()
+    await open_billing_parts(billing_store, gateway)
+
+    async def consume() -> None:
+        """Run the receiver; if Redis goes away, wait and start consuming again."""
+        while True:
+            try:
+                await broker.startup()
+                log.info("consuming %s at %s", settings.tasks.queue_name,
+                         settings.tasks.redis_url)
+                await run_receiver_task(broker, max_async_tasks=20, run_startup=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("job broker unavailable (%s); retrying in 1s", exc)
+            await asyncio.sleep(1)
+
+    parts = [asyncio.create_task(consume(), name="receiver"),
+             asyncio.create_task(jobs.sweep_forever(), name="outbox-sweeper")]
+    print("csms worker ready", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        for part in parts:
+            part.cancel()
+        await asyncio.gather(*parts, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await broker.shutdown()
+        await close_billing_parts(billing_store, gateway)
+        await store.close()
+
+
+def main(settings: Settings) -> int:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(runner())
+    return 0

@@ -1,0 +1,216 @@
+"""Real peers for the money-job tests: redis-server, an SMTP server, the fake Pagar.me, and
+`csms worker` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from aiosmtpd.controller import Controller
+
+from csms.app import create_app
+from tests.billing.fake_pagarme import PREFIX, FakePagarme
+from tests.billing.flows import Env
+from tests.billing.helpers import SECRET_KEY
+from tests.conftest import make_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- redis ---------------------------------------------------------------------------------------
+
+@dataclass
+class RedisServer:
+    url: str
+    port: int | None = None
+    directory: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def restartable(self) -> bool:
+        return self.port is not None
+
+    def start(self) -> None:
+        assert self.port is not None and self.directory is not None
+        exe = shutil.which("redis-server")
+        assert exe is not None
+        self.process = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of our own on a free port (or CSMS_TEST_REDIS_URL)."""
+    url = os.environ.get("CSMS_TEST_REDIS_URL")
+    if url:
+        yield RedisServer(url)
+        return
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed: `make test` installs it "
+                    "(apt-get install redis-server), or set CSMS_TEST_REDIS_URL")
+    port = free_port()
+    server = RedisServer(f"redis://127.0.0.1:{port}/0", port, tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+# --- smtp ----------------------------------------------------------------------------------------
+
+@dataclass
+class SmtpInbox:
+    """Collects what the SMTP server receives; can refuse the next N recipients with 451."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[Any] = field(default_factory=list)
+    tempfail: int = 0
+    port: int = 0
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: Any) -> str:
+        if self.tempfail > 0:
+            self.tempfail -= 1
+            return "451 4.3.0 Mailbox temporarily unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        self.messages.append(message_from_bytes(envelope.original_content,
+                                                policy=policy.default))  # type: ignore[arg-type]
+        return "250 Message accepted for delivery"
+
+    async def wait_for(self, count: int = 1, timeout: float = 15) -> list[EmailMessage]:
+        async with asyncio.timeout(timeout):
+            while len(self.messages) < count:
+                await asyncio.sleep(0.05)
+        return self.messages
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpInbox]:
+    inbox = SmtpInbox(port=free_port())
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
+
+
+# --- the CSMS under test -------------------------------------------------------------------------
+
+FAST_JOBS = {
+    "CSMS_TASKS__RETRY_DELAYS": "[0.2, 0.4, 0.6]",
+    "CSMS_TASKS__MAX_ATTEMPTS": "4",
+    "CSMS_TASKS__LEASE": "2",
+    "CSMS_TASKS__SWEEP_INTERVAL": "0.2",
+    "CSMS_BILLING__RECONCILE_INTERVAL": "0.5",
+    "CSMS_BILLING__GATEWAY_ATTEMPTS": "1",
+}
+
+
+@dataclass
+class JobsEnv(Env):
+    environ: dict[str, str] = field(default_factory=dict)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    tmp_path: Path | None = None
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        """`csms worker` in its own process, with the same settings as the server."""
+        assert self.tmp_path is not None
+        env = {**os.environ, **self.environ, "PYTHONPATH": str(ROOT)}
+        log = open(self.tmp_path / f"worker-{len(self.workers)}.log", "wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "csms.cli", "--log-level", "INFO", "worker"],
+            cwd=self.tmp_path, env=env, stdout=subprocess.PIPE, stderr=log)
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert b"csms worker ready" in line, (self.tmp_path / "worker-0.log").read_text()
+        self.workers.append(process)
+        return process
+
+    def kill_worker(self, process: subprocess.Popen[bytes]) -> None:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+@pytest.fixture
+async def jobs_env(request: pytest.FixtureRequest, tmp_path: Path, aiohttp_server: Any,
+                   smtp_server: SmtpInbox) -> AsyncIterator[JobsEnv]:
+    """The CSMS on the Pagar.me fake with SMTP mail and fast job retries. Tests marked
+    `@pytest.mark.redis` get the redis broker (and start workers themselves)."""
+    fake = FakePagarme(secret_key=SECRET_KEY)
+    fake_server = await aiohttp_server(fake.app)
+    fake.base_url = f"http://{fake_server.host}:{fake_server.port}{PREFIX}"
+    environ = {
+        **FAST_JOBS,
+        "CSMS_STORE__SQLITE_PATH": str(tmp_path / "csms.db"),
+        "CSMS_BILLING__GATEWAY": "pagarme",
+        "CSMS_BILLING__PAGARME__BASE_URL": fake.base_url,
+        "CSMS_BILLING__PAGARME__SECRET_KEY": SECRET_KEY,
+        "CSMS_BILLING__PAGARME__WEBHOOK_USER": "hook",
+        "CSMS_BILLING__PAGARME__WEBHOOK_PASSWORD": "hookpw",
+        "CSMS_MAIL__BACKEND": "smtp",
+        "CSMS_MAIL__SMTP_HOST": "127.0.0.1",
+        "CSMS_MAIL__SMTP_PORT": str(smtp_server.port),
+        "CSMS_MAIL__SMTP_TIMEOUT": "3",
+        "CSMS_RECEIPTS__OPERATOR_NAME": "Eletroposto Teste Ltda",
+        "CSMS_RECEIPTS__OPERATOR_TAX_ID": "12.345.678/0001-90",
+    }
+    if request.node.get_closest_marker("redis"):
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        environ.update(CSMS_TASKS__BROKER="redis", CSMS_TASKS__REDIS_URL=redis.url,
+                       CSMS_TASKS__QUEUE_NAME=f"csms-test-{uuid.uuid4().hex}")
+    server: TestServer = await aiohttp_server(create_app(make_settings(tmp_path, **environ)))
+    async with aiohttp.ClientSession() as http:
+        env = JobsEnv(server, fake, http, environ=environ, tmp_path=tmp_path)
+        try:
+            yield env
+        finally:
+            env.stop_workers()

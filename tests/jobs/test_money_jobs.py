@@ -1,0 +1,210 @@
+"""Money jobs with the in-process broker: refund retries, give-up and operator retry,
+duplicate deliveries, operator refunds and the receipt e-mail."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.billing.flows import charge, ready_station, start_body, stop_tx
+from tests.jobs.conftest import JobsEnv, SmtpInbox
+from tests.stations import FakeStation, station
+from web.keys import BILLING_STORE, JOBS
+
+
+async def pix_session(env: JobsEnv, cp: FakeStation, energy_wh: int = 12345) -> str:
+    """A PIX session paid upfront (5000), charged `energy_wh`, stopped."""
+    await ready_station(env, cp)
+    status, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
+    assert status == 200, started
+    sid = started["sessionId"]
+    await env.pay_pix(started["paymentData"]["chargeId"], event_id=f"evt-{sid}")
+    tx_id = await charge(env, cp, sid)
+    await cp.call(stop_tx(tx_id, energy_wh))
+    return sid
+
+
+async def card_session(env: JobsEnv, cp: FakeStation, energy_wh: int = 12345) -> str:
+    await ready_station(env, cp)
+    _, started = await env.post("/charge/start", start_body())
+    sid = started["sessionId"]
+    tx_id = await charge(env, cp, sid)
+    await cp.call(stop_tx(tx_id, energy_wh))
+    await env.wait_session(sid, "COMPLETED", "CAPTURED")
+    return sid
+
+
+async def wait_job(env: JobsEnv, job_id: str, status: str, timeout: float = 10) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            jobs = {j["jobId"]: j for j in await env.get("/api/jobs")}
+            if jobs.get(job_id, {}).get("status") == status:
+                return jobs[job_id]
+            await asyncio.sleep(0.05)
+
+
+async def test_refund_retries_through_gateway_errors_and_the_receipt_is_mailed(
+        jobs_env: JobsEnv, smtp_server: SmtpInbox) -> None:
+    env = jobs_env
+    async with station(env.ws_url, "EVSE-001") as cp:
+        # 500 twice, then success: arm the failures once the PIX charge exists
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
+        sid = started["sessionId"]
+        await env.pay_pix(started["paymentData"]["chargeId"], event_id="evt-1")
+        tx_id = await charge(env, cp, sid)
+        env.fake.fail_next(2)
+        await cp.call(stop_tx(tx_id, 12345))
+        body = await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED", timeout=10)
+
+    assert body["payment"]["refundedAmount"] == 2948
+    assert env.fake.counts["cancel"] == 1  # two 500s, one refund
+    assert env.fake.counts["injected"] == 2
+    job = await wait_job(env, f"{sid}:REFUND", "DONE")
+    assert job["attempts"] == 3
+
+    messages = await smtp_server.wait_for(1)
+    mail = messages[0]
+    assert mail["To"] == "driver@company.com"
+    text = mail.get_body(preferencelist=("plain",)).get_content()
+    html = mail.get_body(preferencelist=("html",)).get_content()
+    for part in (text, html):
+        assert "12.345" in part  # kWh, 3 decimals
+        assert "20.52" in part  # total charged
+        assert "29.48" in part  # refunded
+        assert "Eletroposto Teste Ltda" in part
+        assert "12345678900" not in part  # CPF masked
+    receipt_url = (await env.session(sid))["receiptUrl"]
+    assert receipt_url.startswith("/receipts/")
+    async with env.http.get(env.url + receipt_url) as resp:
+        assert resp.status == 200 and "20.52" in await resp.text()
+    async with env.http.get(env.url + "/receipts/not-a-token") as resp:
+        assert resp.status == 404
+
+
+async def test_a_refund_that_keeps_failing_ends_failed_and_an_operator_retries_it(
+        jobs_env: JobsEnv) -> None:
+    env = jobs_env
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
+        sid = started["sessionId"]
+        await env.pay_pix(started["paymentData"]["chargeId"], event_id="evt-2")
+        tx_id = await charge(env, cp, sid)
+        env.fake.fail_next(50, status=503)
+        await cp.call(stop_tx(tx_id, 12345))
+        job = await wait_job(env, f"{sid}:REFUND", "FAILED", timeout=15)
+    assert job["attempts"] == 4
+    assert "503" in job["lastError"]
+    session = await env.get(f"/api/sessions/{sid}")
+    refund = next(o for o in session["payment"]["operations"] if o["type"] == "REFUND")
+    assert refund["status"] == "FAILED" and "503" in refund["error"]
+    assert session["payment"]["status"] == "PAID"
+    failed = await env.get("/api/jobs?status=FAILED")
+    assert [j["jobId"] for j in failed] == [f"{sid}:REFUND"]
+
+    env.fake._failures.clear()  # the gateway is back
+    status, body = await env.post(f"/api/jobs/{sid}:REFUND/retry", {})
+    assert status == 202 and body["job"]["status"] == "PENDING"
+    await wait_job(env, f"{sid}:REFUND", "DONE")
+    done = await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED")
+    assert done["payment"]["refundedAmount"] == 2948
+    assert env.fake.counts["cancel"] == 1
+    status, body = await env.post(f"/api/jobs/{sid}:REFUND/retry", {})
+    assert status == 409
+
+
+async def test_a_job_delivered_twice_does_nothing_the_second_time(jobs_env: JobsEnv) -> None:
+    env = jobs_env
+    async with station(env.ws_url, "EVSE-001") as cp:
+        sid = await pix_session(env, cp)
+        await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED")
+    jobs = env.server.app[JOBS]
+    job_id = f"{sid}:REFUND"
+    await wait_job(env, job_id, "DONE")
+    before = dict(env.fake.counts)
+    await asyncio.gather(*(jobs.run(job_id) for _ in range(5)))  # five more deliveries
+    assert jobs.enqueue is not None
+    await jobs.enqueue(job_id)
+    await asyncio.sleep(0.3)
+    assert env.fake.counts == before
+    assert (await env.session(sid))["payment"]["refundedAmount"] == 2948
+
+
+async def test_a_restart_in_the_middle_finishes_the_refund_once(jobs_env: JobsEnv) -> None:
+    """The process dies after the refund reached the gateway but before it was recorded: the
+    job is RUNNING with a lease nobody renews. The sweeper takes it up again; the same
+    idempotency key makes the gateway answer without refunding twice."""
+    env = jobs_env
+    store = env.server.app[BILLING_STORE]
+    jobs = env.server.app[JOBS]
+    jobs.enqueue = None  # nothing runs jobs until we say so
+    async with station(env.ws_url, "EVSE-001") as cp:
+        sid = await pix_session(env, cp)
+        job_id = f"{sid}:REFUND"
+        async with asyncio.timeout(5):
+            while await store.get_job(job_id) is None:
+                await asyncio.sleep(0.05)
+    op = await store.get_operation(job_id)
+    session = await store.get_session(sid)
+    # the dying worker: claimed, called the gateway, never finished
+    from datetime import timedelta
+
+    from csms.domain import utcnow
+    now = utcnow()
+    assert await store.claim_job(job_id, now, now + timedelta(seconds=0.3)) is not None
+    result = await jobs.gateway.refund(charge_id=session.charge_id, amount=op.amount,
+                                       idempotency_key=op.idempotency_key)
+    assert result.success
+    await asyncio.sleep(0.4)  # the lease runs out
+
+    async def run_now(job_id: str) -> None:
+        await jobs.run(job_id)
+
+    jobs.enqueue = run_now
+    await jobs.sweep()
+    done = await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED")
+    assert done["payment"]["refundedAmount"] == 2948
+    assert env.fake.counts["cancel"] == 1 and env.fake.counts["replays"] >= 1
+
+
+async def test_operator_refunds_never_exceed_what_was_charged(jobs_env: JobsEnv) -> None:
+    env = jobs_env
+    async with station(env.ws_url, "EVSE-001") as cp:
+        sid = await card_session(env, cp)
+    status, body = await env.post(f"/api/sessions/{sid}/refund", {"amount": 3000,
+                                                                  "reason": "too much"})
+    assert status == 422 and body["error"]["code"] == "refund_exceeds_charged"
+    status, body = await env.post(f"/api/sessions/{sid}/refund", {"amount": 1000,
+                                                                  "reason": "slow charger"},
+                                  headers={"Idempotency-Key": "ticket-42"})
+    assert status == 202
+    status, again = await env.post(f"/api/sessions/{sid}/refund", {"amount": 1000},
+                                   headers={"Idempotency-Key": "ticket-42"})
+    assert status == 202 and again["refund"]["idempotencyKey"] == \
+        body["refund"]["idempotencyKey"]
+    await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED")
+    status, _ = await env.post(f"/api/sessions/{sid}/refund", {"amount": 1053})
+    assert status == 422
+    status, _ = await env.post(f"/api/sessions/{sid}/refund", {"amount": 1052})
+    assert status == 202
+    done = await env.wait_session(sid, "COMPLETED", "REFUNDED")
+    assert done["payment"]["refundedAmount"] == 2052
+    assert env.fake.counts["cancel"] == 2
+    status, body = await env.post(f"/api/sessions/{sid}/refund", {"amount": 1})
+    assert status in (409, 422)
+    status, body = await env.post(f"/api/sessions/{sid}/refund", {"amount": -1})
+    assert status == 422 and body["error"]["field"] == "amount"
+
+
+async def test_smtp_failures_are_retried(jobs_env: JobsEnv, smtp_server: SmtpInbox) -> None:
+    env = jobs_env
+    smtp_server.tempfail = 2
+    async with station(env.ws_url, "EVSE-001") as cp:
+        sid = await card_session(env, cp)
+    job = await wait_job(env, f"receipt:{sid}", "DONE")
+    assert job["attempts"] == 3
+    messages = await smtp_server.wait_for(1)
+    assert len(messages) == 1
+    text = messages[0].get_body(preferencelist=("plain",)).get_content()
+    assert "20.52" in text and "29.48" in text  # charged, and released from the 50.00 hold
