@@ -507,6 +507,7 @@ class BillingService:
 
     async def retry_job(self, job_id: str) -> Job:
         """An operator retries a FAILED job (and its FAILED operation) with the same key."""
+        await self._check_refund_room(job_id)
         job = await self.store.retry_job(job_id, utcnow())
         if job is None:
             existing = await self.store.get_job(job_id)
@@ -518,6 +519,19 @@ class BillingService:
             await self.store.reopen_operation(key)
         await self.jobs.sweep()
         return job
+
+    async def _check_refund_room(self, job_id: str) -> None:
+        """A FAILED refund no longer counts against what may be refunded; before it is
+        retried, make sure other refunds have not used that room meanwhile."""
+        op = await self.store.get_operation(job_id)
+        if op is None or op.type != OpT.REFUND or op.status != OperationStatus.FAILED:
+            return
+        session = await self._get(op.session_id)
+        others = sum(o.amount for o in await self.store.list_operations(op.session_id)
+                     if o.type == OpT.REFUND and o.status != OperationStatus.FAILED)
+        if others + op.amount > refundable(session):
+            raise BillingError(409, "refund_exceeds_charged",
+                               "other refunds have used the room this one needs")
 
     # webhooks ----------------------------------------------------------------------------------
     async def charge_changed(self, charge_id: str) -> Session | None:

@@ -2,8 +2,8 @@
 
 Used by default (`billing.gateway = "sandbox"`) and in tests. Test values:
 
-- a `card_token` or `network_token` starting with "tok_decline" is declined; any other token
-  (or a saved `card_id`) is approved and the hold is "authorized";
+- a `card_token`, `network_token` or saved `card_id` starting with "tok_decline" is declined
+  (a saved card that stopped working); anything else is approved and the hold is "authorized";
 - a PIX charge stays "pending" until `mark_pix_paid(charge_id)` is called (the sandbox webhook
   handler does so on `POST /webhooks/sandbox {"type": "charge.paid", "data": {"id": ...}}`).
 
@@ -288,7 +288,7 @@ class SandboxGateway:
             return _failure(
                 "exactly one of card_token, network_token or card_id is required", amount
             )
-        token = card_token or network_token or ""
+        token = card_token or network_token or card_id or ""
         declined = token.startswith(DECLINE_PREFIX)
         charge = self._new_charge(session_id, amount, customer, description, "credit_card")
         charge["status"] = "declined" if declined else "authorized"

@@ -270,7 +270,8 @@ class FakePagarme:
                     "Exactly one of card, card_id, card_token or network_token is required."
                 ]
             }
-        token = card.get("card_token") or (card.get("network_token") or {}).get("number") or ""
+        token = (card.get("card_token") or (card.get("network_token") or {}).get("number")
+                 or card.get("card_id") or "")
         declined = str(token).startswith("tok_decline")
         operation = card.get("operation_type", "auth_and_capture")
         card_view = {

@@ -301,3 +301,95 @@ async def test_openapi_is_generated(env: Env) -> None:
     start = spec["components"]["schemas"]["ChargeStartRequest"]
     assert {"chargePointId", "connectorId", "method", "amount", "charger"} <= \
         set(start["properties"])
+
+
+async def test_a_declined_saved_card_blocks_the_station_start(env: Env) -> None:
+    from billing.models import SavedCard
+    from csms.domain import utcnow
+    from web.keys import BILLING_STORE
+
+    await env.server.app[BILLING_STORE].save_card(SavedCard(
+        "RFID-EXPIRED", "tok_decline_saved_card", "driver@company.com", "12345678900",
+        utcnow()))
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        start = await cp.call(call.StartTransaction(connector_id=1, id_tag="RFID-EXPIRED",
+                                                    meter_start=0, timestamp=T0))
+        assert start.id_tag_info["status"] == "Blocked"
+        # the station retries the same StartTransaction: same answer, no second hold
+        again = await cp.call(call.StartTransaction(connector_id=1, id_tag="RFID-EXPIRED",
+                                                    meter_start=0, timestamp=T0))
+        assert again.id_tag_info["status"] == "Blocked"
+        assert again.transaction_id == start.transaction_id
+    failed = await env.get("/api/sessions?status=FAILED")
+    assert len(failed) == 1 and failed[0]["payment"]["status"] == "FAILED"
+    if env.fake is not None:
+        assert env.fake.counts["orders"] == 1
+
+
+async def test_a_station_tariff_override_prices_the_session(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        async with env.http.put(env.url + "/api/stations/EVSE-001/tariff", json={
+                "pricePerKwh": "0.89", "fixedConnectionFee": "1.00"}) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["default"] is False
+        status, body = await env.post("/charge/start", start_body())
+        assert status == 409 and body["error"]["code"] == "price_mismatch"
+        status, started = await env.post("/charge/start", start_body(
+            charger={"price": 0.89, "fixed_connection_cost": 1.0}))
+        assert status == 200
+        sid = started["sessionId"]
+        tx_id = await charge(env, cp, sid)
+        await cp.call(stop_tx(tx_id, 12345))
+        done = await env.wait_session(sid, "COMPLETED", "CAPTURED")
+    # 1.00 + 12.345 kWh x 0.89 = 11.98705 -> 1199 cents
+    assert done["costCents"] == 1199 and done["payment"]["capturedAmount"] == 1199
+    async with env.http.put(env.url + "/api/stations/NOWHERE/tariff", json={
+            "pricePerKwh": "1", "fixedConnectionFee": "1"}) as resp:
+        assert resp.status == 404
+    async with env.http.put(env.url + "/api/stations/EVSE-001/tariff", json={
+            "pricePerKwh": "-1", "fixedConnectionFee": "1"}) as resp:
+        assert resp.status == 422
+
+
+@pytest.mark.env(CSMS_API__DRIVER_KEYS='["app-key-1"]')
+async def test_driver_api_requires_a_key_when_configured(env: Env) -> None:
+    status, body = await env.post("/charge/start", start_body())
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+    status, body = await env.post("/charge/start", start_body(),
+                                  headers={"X-Api-Key": "app-key-1"})
+    assert status == 404  # past the key: the station is unknown
+    async with env.http.get(env.url + "/charge/whatever") as resp:
+        assert resp.status == 401
+
+
+async def test_a_stop_recorded_before_a_crash_is_billed_at_start_up(
+        env: Env, tmp_path, aiohttp_server) -> None:
+    """The CSMS stored the StopTransaction and died before billing it: the next start's
+    reconciliation pass captures it, once."""
+    from csms.domain import parse_timestamp
+    from csms.keys import SETTINGS
+    from csms.store.sqlite import SqliteStore
+
+    settings = env.server.app[SETTINGS]
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body())
+        sid = started["sessionId"]
+        tx_id = await charge(env, cp, sid)
+    await env.server.close()  # the crash
+
+    store = SqliteStore(settings.store.sqlite_path)
+    await store.open()
+    await store.stop_transaction("EVSE-001", tx_id, meter_stop=12345,
+                                 stopped_at=parse_timestamp("2026-11-22T10:30:00Z"),
+                                 reason="PowerLoss", id_tag=None)
+    await store.close()
+
+    restarted = await aiohttp_server(create_app(settings))
+    env.server = restarted
+    body = await env.wait_session(sid, "COMPLETED", "CAPTURED")
+    assert body["payment"]["capturedAmount"] == 2052
+    if env.fake is not None:
+        assert env.fake.counts["capture"] == 1
