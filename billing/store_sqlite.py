@@ -49,11 +49,11 @@ from billing.models import (
     SessionStatus,
 )
 from csms.store.base import StoreError
+from csms.store.sqlite_support import connect, dt, dt_req, in_thread, ts
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = 2
-BUSY_TIMEOUT_MS = 5000
 
 
 class DuplicateSession(ValueError):
@@ -205,28 +205,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _ts(moment: datetime) -> str:
-    """Fixed-width UTC text; naive datetimes are taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _dt(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def _dt_req(text: str) -> datetime:
-    moment = _dt(text)
-    assert moment is not None
-    return moment
-
-
 _SESSION_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Session))
 _SESSION_TYPES: dict[str, Any] = typing.get_type_hints(Session)
 _SESSION_COLUMNS = ", ".join(_SESSION_FIELDS)
@@ -254,7 +232,7 @@ _RECEIPT_COLUMNS = "session_id, number, token, html, text, created_at, emailed_a
 def _db_value(value: Any) -> Any:
     """A Python value as stored: datetimes as UTC text, enums as their value, bools as 0/1."""
     if isinstance(value, datetime):
-        return _ts(value)
+        return ts(value)
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, bool):
@@ -307,7 +285,7 @@ def _session_changes(changes: dict[str, Any]) -> list[tuple[str, Any]]:
 def _session(row: sqlite3.Row) -> Session:
     values: dict[str, Any] = {name: row[name] for name in _SESSION_FIELDS}
     for name in _SESSION_DATETIMES:
-        values[name] = _dt(values[name])
+        values[name] = dt(values[name])
     values["method"] = Method(values["method"])
     values["status"] = SessionStatus(values["status"])
     values["payment_status"] = PaymentStatus(values["payment_status"])
@@ -323,8 +301,8 @@ def _operation(row: sqlite3.Row) -> Operation:
         amount=row["amount"],
         status=OperationStatus(row["status"]),
         idempotency_key=row["idempotency_key"],
-        created_at=_dt_req(row["created_at"]),
-        updated_at=_dt_req(row["updated_at"]),
+        created_at=dt_req(row["created_at"]),
+        updated_at=dt_req(row["updated_at"]),
         error=row["error"],
         charge_id=row["charge_id"],
         raw=None if row["raw"] is None else json.loads(row["raw"]),
@@ -337,7 +315,7 @@ def _card(row: sqlite3.Row) -> SavedCard:
         card_reference=row["card_reference"],
         email=row["email"],
         cpf=row["cpf"],
-        created_at=_dt_req(row["created_at"]),
+        created_at=dt_req(row["created_at"]),
     )
 
 
@@ -349,10 +327,10 @@ def _job(row: sqlite3.Row) -> Job:
         payload=json.loads(row["payload"]),
         status=JobStatus(row["status"]),
         attempts=row["attempts"],
-        next_attempt_at=_dt_req(row["next_attempt_at"]),
-        lease_until=_dt(row["lease_until"]),
-        created_at=_dt_req(row["created_at"]),
-        updated_at=_dt_req(row["updated_at"]),
+        next_attempt_at=dt_req(row["next_attempt_at"]),
+        lease_until=dt(row["lease_until"]),
+        created_at=dt_req(row["created_at"]),
+        updated_at=dt_req(row["updated_at"]),
         last_error=row["last_error"],
     )
 
@@ -364,8 +342,8 @@ def _receipt(row: sqlite3.Row) -> Receipt:
         token=row["token"],
         html=row["html"],
         text=row["text"],
-        created_at=_dt_req(row["created_at"]),
-        emailed_at=_dt(row["emailed_at"]),
+        created_at=dt_req(row["created_at"]),
+        emailed_at=dt(row["emailed_at"]),
     )
 
 
@@ -460,20 +438,12 @@ class SqliteBillingStore:
         if self._db is not None:
             return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(
-            self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
-        )
-        db.row_factory = sqlite3.Row
-
-        def setup(conn: sqlite3.Connection) -> None:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            _migrate(conn)
-
         try:
-            await self._in_thread(db, setup)
+            db = await connect(self.path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite: {exc}") from exc
+        try:
+            await self._in_thread(db, _migrate)
         except BaseException as exc:
             await db.close()
             if isinstance(exc, sqlite3.Error):
@@ -486,14 +456,7 @@ class SqliteBillingStore:
             db, self._db = self._db, None
             await db.close()
 
-    @staticmethod
-    async def _in_thread(db: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(raw_connection)` in the connection's own thread, as one unit.
-
-        aiosqlite has no public API for this; `_execute` and `_conn` are what every aiosqlite
-        method uses itself (the charging store's adapter relies on them the same way).
-        """
-        return await db._execute(lambda: fn(db._conn))
+    _in_thread = staticmethod(in_thread)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._db is None:
@@ -559,29 +522,31 @@ class SqliteBillingStore:
         limit: int = 100,
     ) -> list[Session]:
         """Newest first (created_at, then insertion order); `statuses` empty matches nothing."""
+        return await self._newest(
+            "billing_sessions", _SESSION_COLUMNS, _session,
+            None if statuses is None else [SessionStatus(s).value for s in statuses],
+            ("station_id", station_id), limit)
+
+    async def _newest(self, table: str, columns: str, load: Callable[[sqlite3.Row], T],
+                      statuses: list[str] | None, match: tuple[str, Any], limit: int,
+                      ) -> list[T]:
+        """Rows of `table`, newest first, filtered by status (None: any; empty: none) and by
+        one column when its value is not None."""
+        if statuses is not None and not statuses:
+            return []
         where: list[str] = []
         params: list[Any] = []
         if statuses is not None:
-            wanted = [SessionStatus(s).value for s in statuses]
-            if not wanted:
-                return []
-            where.append(f"status IN ({', '.join('?' for _ in wanted)})")
-            params.extend(wanted)
-        if station_id is not None:
-            where.append("station_id = ?")
-            params.append(station_id)
+            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params.extend(statuses)
+        column, value = match
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         params.append(max(limit, 0))
-
-        def op(conn: sqlite3.Connection) -> list[Session]:
-            rows = conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM billing_sessions {clause}"
-                " ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                params,
-            ).fetchall()
-            return [_session(row) for row in rows]
-
-        return await self._read(op)
+        sql = f"SELECT {columns} FROM {table} {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        return await self._read(lambda conn: [load(row) for row in conn.execute(sql, params)])
 
     async def _cas(
         self,
@@ -609,7 +574,7 @@ class SqliteBillingStore:
             where += f" AND {column} IN ({', '.join('?' for _ in wanted)})"
             where_params.extend(wanted)
         sets.append("updated_at = ?")
-        params.append(_ts(_now()))
+        params.append(ts(_now()))
         sql = f"UPDATE billing_sessions SET {', '.join(sets)} WHERE {where}"
         all_params = [*params, *where_params]
 
@@ -677,7 +642,7 @@ class SqliteBillingStore:
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM billing_operations WHERE session_id = ?",
                 (session_id,),
             ).fetchone()[0]
-            now = _ts(_now())
+            now = ts(_now())
             conn.execute(
                 f"INSERT INTO billing_operations ({_OPERATION_COLUMNS})"
                 " VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, NULL, ?, NULL)",
@@ -715,7 +680,7 @@ class SqliteBillingStore:
                 "UPDATE billing_operations SET status = ?, error = ?,"
                 " charge_id = COALESCE(?, charge_id), raw = ?, updated_at = ?"
                 " WHERE idempotency_key = ? AND status = 'PENDING'",
-                (final.value, error, charge_id, raw_text, _ts(_now()), idempotency_key),
+                (final.value, error, charge_id, raw_text, ts(_now()), idempotency_key),
             )
             return _load_operation(conn, idempotency_key)
 
@@ -741,7 +706,7 @@ class SqliteBillingStore:
         params: list[Any] = []
         if older_than is not None:
             sql += " AND created_at <= ?"
-            params.append(_ts(older_than))
+            params.append(ts(older_than))
         sql += " ORDER BY created_at, session_id, seq"
 
         def op(conn: sqlite3.Connection) -> list[Operation]:
@@ -765,7 +730,7 @@ class SqliteBillingStore:
                     card.card_reference,
                     card.email,
                     card.cpf,
-                    _ts(card.created_at),
+                    ts(card.created_at),
                 ),
             )
 
@@ -812,7 +777,7 @@ class SqliteBillingStore:
                 " ON CONFLICT (station_id) DO UPDATE SET price_per_kwh = excluded.price_per_kwh,"
                 " fixed_connection_fee = excluded.fixed_connection_fee,"
                 " updated_at = excluded.updated_at",
-                (station_id, price_per_kwh, fixed_connection_fee, _ts(_now())),
+                (station_id, price_per_kwh, fixed_connection_fee, ts(_now())),
             )
 
         await self._write(op)
@@ -826,7 +791,7 @@ class SqliteBillingStore:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO billing_webhooks (gateway, event_id, body, received_at)"
                 " VALUES (?, ?, ?, ?)",
-                (gateway, event_id, text, _ts(_now())),
+                (gateway, event_id, text, ts(_now())),
             )
             return cursor.rowcount == 1
 
@@ -869,7 +834,7 @@ class SqliteBillingStore:
             ).fetchone()
             if refunded + amount > limit:
                 return None, False
-            now = _ts(_now())
+            now = ts(_now())
             conn.execute(
                 f"INSERT INTO billing_operations ({_OPERATION_COLUMNS})"
                 " VALUES (?, ?, 'REFUND', ?, 'PENDING', ?, ?, ?, NULL, ?, NULL)",
@@ -897,7 +862,7 @@ class SqliteBillingStore:
         raw_text = None if raw is None else json.dumps(raw)
 
         def op(conn: sqlite3.Connection) -> Session | None:
-            now = _ts(_now())
+            now = ts(_now())
             cursor = conn.execute(
                 "UPDATE billing_operations SET status = 'SUCCEEDED', error = NULL,"
                 " raw = COALESCE(?, raw), updated_at = ?"
@@ -933,7 +898,7 @@ class SqliteBillingStore:
             cursor = conn.execute(
                 "UPDATE billing_operations SET status = 'PENDING', updated_at = ?"
                 " WHERE idempotency_key = ? AND status = 'FAILED'",
-                (_ts(_now()), idempotency_key),
+                (ts(_now()), idempotency_key),
             )
             return None if cursor.rowcount != 1 else _load_operation(conn, idempotency_key)
 
@@ -952,10 +917,10 @@ class SqliteBillingStore:
             json.dumps(job.payload),
             JobStatus(job.status).value,
             job.attempts,
-            _ts(job.next_attempt_at),
-            None if job.lease_until is None else _ts(job.lease_until),
-            _ts(job.created_at),
-            _ts(job.updated_at),
+            ts(job.next_attempt_at),
+            None if job.lease_until is None else ts(job.lease_until),
+            ts(job.created_at),
+            ts(job.updated_at),
             job.last_error,
         )
 
@@ -982,29 +947,10 @@ class SqliteBillingStore:
         limit: int = 100,
     ) -> list[Job]:
         """Newest first (created_at, then insertion order); `statuses` empty matches nothing."""
-        where: list[str] = []
-        params: list[Any] = []
-        if statuses is not None:
-            wanted = [JobStatus(s).value for s in statuses]
-            if not wanted:
-                return []
-            where.append(f"status IN ({', '.join('?' for _ in wanted)})")
-            params.extend(wanted)
-        if session_id is not None:
-            where.append("session_id = ?")
-            params.append(session_id)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        params.append(max(limit, 0))
-
-        def op(conn: sqlite3.Connection) -> list[Job]:
-            rows = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM billing_jobs {clause}"
-                " ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                params,
-            ).fetchall()
-            return [_job(row) for row in rows]
-
-        return await self._read(op)
+        return await self._newest(
+            "billing_jobs", _JOB_COLUMNS, _job,
+            None if statuses is None else [JobStatus(s).value for s in statuses],
+            ("session_id", session_id), limit)
 
     async def _job_cas(
         self,
@@ -1020,7 +966,7 @@ class SqliteBillingStore:
         sql = f"UPDATE billing_jobs SET {sets}, updated_at = ? WHERE job_id = ? AND ({where})"
 
         def op(conn: sqlite3.Connection) -> Job | None:
-            bound = [*set_params, _ts(_now()), job_id, *where_params]
+            bound = [*set_params, ts(_now()), job_id, *where_params]
             if conn.execute(sql, bound).rowcount != 1:
                 return None
             return _load_job(conn, job_id)
@@ -1031,11 +977,11 @@ class SqliteBillingStore:
         """-> RUNNING with lease_until, from PENDING with next_attempt_at <= now (whatever its
         delivery lease: the claim is that delivery arriving) or from RUNNING whose lease is
         expired (lease_until <= now, or missing). Attempts are not counted here."""
-        moment = _ts(now)
+        moment = ts(now)
         return await self._job_cas(
             job_id,
             "status = 'RUNNING', lease_until = ?",
-            [_ts(lease_until)],
+            [ts(lease_until)],
             "(status = 'PENDING' AND next_attempt_at <= ?)"
             " OR (status = 'RUNNING' AND (lease_until IS NULL OR lease_until <= ?))",
             [moment, moment],
@@ -1048,7 +994,7 @@ class SqliteBillingStore:
             job_id,
             "status = 'PENDING', attempts = attempts + 1, last_error = ?, lease_until = NULL,"
             " next_attempt_at = ?",
-            [error, _ts(next_attempt_at)],
+            [error, ts(next_attempt_at)],
             "status = 'RUNNING'",
             [],
         )
@@ -1079,7 +1025,7 @@ class SqliteBillingStore:
         return await self._job_cas(
             job_id,
             "status = 'PENDING', attempts = 0, next_attempt_at = ?, lease_until = NULL",
-            [_ts(now)],
+            [ts(now)],
             "status = 'FAILED'",
             [],
         )
@@ -1088,7 +1034,7 @@ class SqliteBillingStore:
         """PENDING with next_attempt_at <= now and no live lease, and RUNNING with an expired
         (or missing) lease; a lease is expired when lease_until <= now. Oldest next_attempt_at
         first (then created_at, job_id)."""
-        moment = _ts(now)
+        moment = ts(now)
 
         def op(conn: sqlite3.Connection) -> list[Job]:
             rows = conn.execute(
@@ -1109,11 +1055,11 @@ class SqliteBillingStore:
         """Set lease_until (and status PENDING) on a PENDING or RUNNING job whose lease is
         exactly `expected_lease` (None: no lease); False otherwise. Pass the lease as read
         from get_job/due_jobs."""
-        expected = None if expected_lease is None else _ts(expected_lease)
+        expected = None if expected_lease is None else ts(expected_lease)
         job = await self._job_cas(
             job_id,
             "status = 'PENDING', lease_until = ?",
-            [_ts(lease_until)],
+            [ts(lease_until)],
             "status IN ('PENDING', 'RUNNING') AND lease_until IS ?",
             [expected],
         )
@@ -1135,7 +1081,7 @@ class SqliteBillingStore:
         the number is not used). A second call returns the first receipt unchanged and does
         not call `render`. Raises ValueError for an unknown session or a token that another
         session's receipt already has."""
-        created_at = _ts(now)
+        created_at = ts(now)
 
         def op(conn: sqlite3.Connection) -> Receipt | None:
             existing = _load_receipt(conn, "session_id = ?", (session_id,))
@@ -1168,7 +1114,7 @@ class SqliteBillingStore:
             )
             conn.execute(
                 "UPDATE billing_sessions SET receipt_url = ?, updated_at = ? WHERE session_id = ?",
-                (f"/receipts/{token}", _ts(_now()), session_id),
+                (f"/receipts/{token}", ts(_now()), session_id),
             )
             return _load_receipt(conn, "session_id = ?", (session_id,))
 
@@ -1189,7 +1135,7 @@ class SqliteBillingStore:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE billing_receipts SET emailed_at = ? WHERE session_id = ?",
-                (_ts(at), session_id),
+                (ts(at), session_id),
             )
 
         await self._write(op)

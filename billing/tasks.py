@@ -86,3 +86,17 @@ def register_money_task(broker: AsyncBroker) -> Any:
         await context.state.jobs.run(job_id)
 
     return run_money_job
+
+
+def connect_jobs(settings: Settings, jobs: Any) -> AsyncBroker:
+    """Make the broker, declare the task, and let `jobs` (a `MoneyJobs`) enqueue through it
+    and run from it."""
+    broker = make_broker(settings)
+    task = register_money_task(broker)
+    broker.state.jobs = jobs
+
+    async def enqueue(job_id: str) -> None:
+        await task.kiq(job_id)
+
+    jobs.enqueue = enqueue
+    return broker

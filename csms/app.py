@@ -25,7 +25,7 @@ from billing.receipts import make_mailer
 from billing.service import BillingService
 from billing.store import BillingStore
 from billing.store_sqlite import SqliteBillingStore
-from billing.tasks import make_broker, register_money_task
+from billing.tasks import connect_jobs
 from csms.charging import ChargingService
 from csms.config import ConfigError, Settings
 from csms.keys import CHARGING, HUB, METRICS, SETTINGS, STORE
@@ -99,14 +99,7 @@ async def _billing_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store, gateway, service, jobs = app[BILLING_STORE], app[GATEWAY], app[BILLING], app[JOBS]
     await open_billing_parts(store, gateway)
-    broker = make_broker(settings)
-    task = register_money_task(broker)
-    broker.state.jobs = jobs
-
-    async def enqueue(job_id: str) -> None:
-        await task.kiq(job_id)
-
-    jobs.enqueue = enqueue
+    broker = connect_jobs(settings, jobs)
     try:
         await broker.startup()
     except Exception as exc:  # Redis down: jobs wait in the outbox until it is back

@@ -23,7 +23,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     from billing.jobs import MoneyJobs
     from billing.receipts import make_mailer
-    from billing.tasks import make_broker, register_money_task
+    from billing.tasks import connect_jobs
 
     if settings.tasks.broker != "redis":
         raise ConfigError("tasks.broker: `csms worker` consumes the redis broker; with the "
@@ -33,14 +33,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     billing_store = make_billing_store(settings)
     gateway = make_gateway(settings)
     jobs = MoneyJobs(settings, billing_store, store, gateway, make_mailer(settings.mail))
-    broker = make_broker(settings)
-    task = register_money_task(broker)
-    broker.state.jobs = jobs
-
-    async def enqueue(job_id: str) -> None:
-        await task.kiq(job_id)
-
-    jobs.enqueue = enqueue
+    broker = connect_jobs(settings, jobs)
     await store.open()
     await open_billing_parts(billing_store, gateway)
 

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ from csms.domain import (
     utcnow,
 )
 from csms.store.base import StoreError
+from csms.store.sqlite_support import connect, dt, dt_req, in_thread, ts, ts_opt
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ Op = Callable[[sqlite3.Connection], Any]
 
 SCHEMA_VERSION = 1
 MAX_BATCH = 2000  # ops per group commit; bounds one transaction's size and latency
-BUSY_TIMEOUT_MS = 5000
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS stations (
@@ -138,32 +138,6 @@ _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
 # conversions ------------------------------------------------------------------------------------
 
 
-def _ts(moment: datetime) -> str:
-    """Fixed-width UTC text; naive datetimes are taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _ts_opt(moment: datetime | None) -> str | None:
-    return None if moment is None else _ts(moment)
-
-
-def _dt(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def _dt_req(text: str) -> datetime:
-    moment = _dt(text)
-    assert moment is not None
-    return moment
-
-
 _STATION_COLUMNS = (
     "id, password_hash, vendor, model, serial_number, firmware_version, connected, last_seen,"
     " last_boot_at, provisioned"
@@ -188,7 +162,7 @@ def _connector(row: sqlite3.Row) -> Connector:
         error_code=row["error_code"],
         info=row["info"],
         vendor_error_code=row["vendor_error_code"],
-        updated_at=_dt(row["updated_at"]),
+        updated_at=dt(row["updated_at"]),
     )
 
 
@@ -201,8 +175,8 @@ def _station(row: sqlite3.Row, connectors: list[Connector]) -> Station:
         serial_number=row["serial_number"],
         firmware_version=row["firmware_version"],
         connected=bool(row["connected"]),
-        last_seen=_dt(row["last_seen"]),
-        last_boot_at=_dt(row["last_boot_at"]),
+        last_seen=dt(row["last_seen"]),
+        last_boot_at=dt(row["last_boot_at"]),
         provisioned=bool(row["provisioned"]),
         connectors=connectors,
     )
@@ -215,14 +189,14 @@ def _transaction(row: sqlite3.Row) -> Transaction:
         connector_id=row["connector_id"],
         id_tag=row["id_tag"],
         meter_start=row["meter_start"],
-        started_at=_dt_req(row["started_at"]),
+        started_at=dt_req(row["started_at"]),
         reservation_id=row["reservation_id"],
         meter_stop=row["meter_stop"],
-        stopped_at=_dt(row["stopped_at"]),
+        stopped_at=dt(row["stopped_at"]),
         stop_reason=row["stop_reason"],
         stop_id_tag=row["stop_id_tag"],
         last_energy_wh=row["last_energy_wh"],
-        last_energy_at=_dt(row["last_energy_at"]),
+        last_energy_at=dt(row["last_energy_at"]),
         session_id=row["session_id"],
     )
 
@@ -231,7 +205,7 @@ def _id_tag(row: sqlite3.Row) -> IdTag:
     return IdTag(
         id_tag=row["id_tag"],
         status=row["status"],
-        expiry_date=_dt(row["expiry_date"]),
+        expiry_date=dt(row["expiry_date"]),
         parent_id_tag=row["parent_id_tag"],
     )
 
@@ -334,32 +308,11 @@ class SqliteStore:
 
     # plumbing ---------------------------------------------------------------------------------
 
-    @staticmethod
-    async def _in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(raw_connection)` in the connection's own thread: one round trip.
-
-        aiosqlite has no public API for this; `_execute` and `_conn` are what every aiosqlite
-        method itself uses (stable since 0.1x).
-        """
-        return await conn._execute(lambda: fn(conn._conn))
+    _in_thread = staticmethod(in_thread)
 
     async def _connect(self, *, query_only: bool, path: str | None = None,
                        ) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(
-            path or self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
-        )
-        conn.row_factory = sqlite3.Row
-
-        def setup(raw: sqlite3.Connection) -> None:
-            raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            raw.execute("PRAGMA journal_mode = WAL")
-            raw.execute("PRAGMA synchronous = NORMAL")
-            raw.execute("PRAGMA foreign_keys = ON")
-            if query_only:
-                raw.execute("PRAGMA query_only = ON")
-
-        await self._in_thread(conn, setup)
-        return conn
+        return await connect(path or self.path, query_only=query_only)
 
     async def open(self) -> None:
         if self._writer is not None:
@@ -516,7 +469,7 @@ class SqliteStore:
                 " model = excluded.model, serial_number = excluded.serial_number,"
                 " firmware_version = excluded.firmware_version,"
                 " last_boot_at = excluded.last_boot_at, last_seen = excluded.last_seen",
-                (station_id, vendor, model, serial_number, firmware_version, _ts(at), _ts(at)),
+                (station_id, vendor, model, serial_number, firmware_version, ts(at), ts(at)),
             )
             station = _load_station(conn, station_id)
             assert station is not None
@@ -530,7 +483,7 @@ class SqliteStore:
                 "INSERT INTO stations (id, connected, last_seen) VALUES (?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET"
                 " connected = excluded.connected, last_seen = excluded.last_seen",
-                (station_id, int(connected), _ts(at)),
+                (station_id, int(connected), ts(at)),
             )
 
         await self._write(op)
@@ -544,7 +497,7 @@ class SqliteStore:
         """Update last_seen; an unknown station is left unknown (no row is created)."""
         await self._write(
             lambda conn: conn.execute(
-                "UPDATE stations SET last_seen = ? WHERE id = ?", (_ts(at), station_id)
+                "UPDATE stations SET last_seen = ? WHERE id = ?", (ts(at), station_id)
             )
         )
 
@@ -569,7 +522,7 @@ class SqliteStore:
                 " status = excluded.status, error_code = excluded.error_code,"
                 " info = excluded.info, vendor_error_code = excluded.vendor_error_code,"
                 " updated_at = excluded.updated_at",
-                (station_id, connector_id, status, error_code, info, vendor_error_code, _ts(at)),
+                (station_id, connector_id, status, error_code, info, vendor_error_code, ts(at)),
             )
 
         await self._write(op)
@@ -584,7 +537,7 @@ class SqliteStore:
                 " ON CONFLICT (id_tag) DO UPDATE SET status = excluded.status,"
                 " expiry_date = excluded.expiry_date, parent_id_tag = excluded.parent_id_tag"
                 " RETURNING id_tag, status, expiry_date, parent_id_tag",
-                (tag.id_tag, tag.status, _ts_opt(tag.expiry_date), tag.parent_id_tag),
+                (tag.id_tag, tag.status, ts_opt(tag.expiry_date), tag.parent_id_tag),
             ).fetchone()
             return _id_tag(row)
 
@@ -624,7 +577,7 @@ class SqliteStore:
         started_at: datetime,
         reservation_id: int | None = None,
     ) -> tuple[Transaction, bool]:
-        key = (station_id, connector_id, id_tag, meter_start, _ts(started_at))
+        key = (station_id, connector_id, id_tag, meter_start, ts(started_at))
 
         def op(conn: sqlite3.Connection) -> tuple[Transaction, bool]:
             row = conn.execute(
@@ -666,7 +619,7 @@ class SqliteStore:
                 "UPDATE transactions SET meter_stop = ?, stopped_at = ?, stop_reason = ?,"
                 " stop_id_tag = ? WHERE transaction_id = ? AND station_id = ?"
                 " AND stopped_at IS NULL",
-                (meter_stop, _ts(stopped_at), reason, id_tag, transaction_id, station_id),
+                (meter_stop, ts(stopped_at), reason, id_tag, transaction_id, station_id),
             ).rowcount
             tx = _load_transaction(conn, transaction_id)
             if tx is not None and tx.station_id == station_id:
@@ -678,10 +631,10 @@ class SqliteStore:
                     station_id,
                     transaction_id,
                     meter_stop,
-                    _ts(stopped_at),
+                    ts(stopped_at),
                     reason,
                     id_tag,
-                    _ts(utcnow()),
+                    ts(utcnow()),
                 ),
             ).rowcount
             return None, inserted == 1
@@ -750,10 +703,10 @@ class SqliteStore:
                     station_id=row["station_id"],
                     transaction_id=row["transaction_id"],
                     meter_stop=row["meter_stop"],
-                    stopped_at=_dt_req(row["stopped_at"]),
+                    stopped_at=dt_req(row["stopped_at"]),
                     reason=row["reason"],
                     id_tag=row["id_tag"],
-                    received_at=_dt(row["received_at"]),
+                    received_at=dt(row["received_at"]),
                 )
                 for row in conn.execute(sql, params)
             ]
@@ -770,7 +723,7 @@ class SqliteStore:
                 v.station_id,
                 v.connector_id,
                 v.transaction_id,
-                _ts(v.timestamp),
+                ts(v.timestamp),
                 v.value,
                 v.measurand,
                 v.unit,
@@ -816,7 +769,7 @@ class SqliteStore:
                     station_id=row["station_id"],
                     connector_id=row["connector_id"],
                     transaction_id=row["transaction_id"],
-                    timestamp=_dt_req(row["timestamp"]),
+                    timestamp=dt_req(row["timestamp"]),
                     value=row["value"],
                     measurand=row["measurand"],
                     unit=row["unit"],
@@ -889,7 +842,7 @@ class SqliteStore:
                     station_id=station_id,
                     direction=row["direction"],
                     frame=row["frame"],
-                    at=_dt_req(row["at"]),
+                    at=dt_req(row["at"]),
                 )
                 for row in conn.execute(
                     "SELECT direction, frame, at FROM frames WHERE station_id = ?"
@@ -925,7 +878,7 @@ def _frame_rows(
     station_id: str, first: int, frames: Iterable[LoggedFrame]
 ) -> Iterable[tuple[str, int, str, str, str]]:
     for seq, frame in enumerate(frames, start=first):
-        yield station_id, seq, frame.direction, frame.frame, _ts(frame.at)
+        yield station_id, seq, frame.direction, frame.frame, ts(frame.at)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,71 @@
+"""What every SQLite adapter of ours shares: how a connection is opened, how a function runs
+in its thread, and how datetimes are stored."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import aiosqlite
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+
+
+async def connect(path: str, *, query_only: bool = False) -> aiosqlite.Connection:
+    """A connection in autocommit mode (we issue BEGIN ourselves), WAL, NORMAL sync."""
+    conn = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.row_factory = sqlite3.Row
+
+    def setup(raw: sqlite3.Connection) -> None:
+        raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        raw.execute("PRAGMA journal_mode = WAL")
+        raw.execute("PRAGMA synchronous = NORMAL")
+        raw.execute("PRAGMA foreign_keys = ON")
+        if query_only:
+            raw.execute("PRAGMA query_only = ON")
+
+    try:
+        await in_thread(conn, setup)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn(raw_connection)` in the connection's own thread: one round trip, one unit.
+
+    aiosqlite has no public API for this; `_execute` and `_conn` are what every aiosqlite
+    method itself uses (stable since 0.1x).
+    """
+    return await conn._execute(lambda: fn(conn._conn))
+
+
+def ts(moment: datetime) -> str:
+    """Fixed-width UTC text (so text order is time order); naive datetimes are taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def ts_opt(moment: datetime | None) -> str | None:
+    return None if moment is None else ts(moment)
+
+
+def dt(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def dt_req(text: str) -> datetime:
+    moment = dt(text)
+    assert moment is not None
+    return moment
