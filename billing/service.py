@@ -103,6 +103,8 @@ class BillingService:
         self.default_tariff = Tariff.from_settings(settings.billing.tariff,
                                                    settings.billing.currency)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._connector_locks: defaultdict[tuple[str, int], asyncio.Lock] = \
+            defaultdict(asyncio.Lock)
         self._start_timers: dict[str, asyncio.TimerHandle] = {}
 
     # tariffs -----------------------------------------------------------------------------------
@@ -119,6 +121,17 @@ class BillingService:
 
     # start -------------------------------------------------------------------------------------
     async def start(self, req: StartRequest) -> Session:
+        """Reserve the money and ask the station to start. One start at a time per connector:
+        the hub lives in this process, so a lock here is what makes the busy check and the
+        new session one step (a second request gets 409 at once rather than waiting)."""
+        lock = self._connector_locks[(req.station_id, req.connector_id)]
+        if lock.locked():
+            raise BillingError(409, "connector_busy",
+                               f"a session is being started on connector {req.connector_id}")
+        async with lock:
+            return await self._start(req)
+
+    async def _start(self, req: StartRequest) -> Session:
         station = await self.charging.get_station(req.station_id)
         if station is None:
             raise BillingError(404, "station_not_found", f"unknown station {req.station_id}")
@@ -291,15 +304,19 @@ class BillingService:
 
     # OCPP events -------------------------------------------------------------------------------
     async def authorize(self, station_id: str, id_tag: str, status: str) -> str:
-        """Card-token match: while a paid session runs on a station, only its idTag passes."""
-        own = await self.store.session_by_id_tag(id_tag)
-        if own is not None:
-            ok = own.station_id == station_id and own.status in ACTIVE_SESSION_STATUSES
-            return "Accepted" if ok else "Invalid"
+        """Card-token match: while a paid session runs on a station, only that session's idTag
+        (or the RFID of the driver who started it at the station) passes, so another card
+        cannot stop it."""
         running = await self.store.list_sessions(
             statuses={S.STARTING, S.CHARGING, S.STOPPING}, station_id=station_id)
         if running:
-            return "Invalid"
+            allowed = {s.id_tag for s in running} | {s.driver_id_tag for s in running
+                                                     if s.driver_id_tag}
+            return "Accepted" if id_tag in allowed else "Invalid"
+        own = await self.store.session_by_id_tag(id_tag)
+        if own is not None:  # a session idTag is good only on its station, while it is active
+            ok = own.station_id == station_id and own.status in ACTIVE_SESSION_STATUSES
+            return "Accepted" if ok else "Invalid"
         return status
 
     async def transaction_started(self, tx: Transaction, created: bool, status: str) -> str:
@@ -420,7 +437,9 @@ class BillingService:
                 if ended is not None:
                     await self.release(ended)
                 return await self._get(session_id)
-            if session.method.is_card:
+            if session.method != Method.VIP and cost == 0:
+                await self.release(session)  # free charging: nothing to capture, give it back
+            elif session.method.is_card:
                 await self._capture(session, min(cost, session.authorized_amount))
             elif session.method == Method.PIX:
                 charged = min(cost, session.authorized_amount)

@@ -289,6 +289,11 @@ async def test_saved_card_is_held_when_the_driver_starts_at_the_station(env: Env
         held = sessions[0]
         assert held["transactionId"] == start.transaction_id
         assert held["payment"]["authorizedAmount"] == 5000
+        # the driver taps the same card to stop; another card is refused
+        mine = await cp.call(call.Authorize(id_tag="RFID-9"))
+        assert mine.id_tag_info["status"] == "Accepted"
+        other = await cp.call(call.Authorize(id_tag="RFID-OTHER"))
+        assert other.id_tag_info["status"] == "Invalid"
         await cp.call(stop_tx(start.transaction_id, 12345))
         done = await env.wait_session(held["sessionId"], "COMPLETED", "CAPTURED")
     assert done["payment"]["capturedAmount"] == 2052
@@ -393,3 +398,33 @@ async def test_a_stop_recorded_before_a_crash_is_billed_at_start_up(
     assert body["payment"]["capturedAmount"] == 2052
     if env.fake is not None:
         assert env.fake.counts["capture"] == 1
+
+
+async def test_two_starts_on_one_connector_do_not_both_take_money(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        first, second = await asyncio.gather(env.post("/charge/start", start_body()),
+                                             env.post("/charge/start", start_body()))
+    statuses = sorted([first[0], second[0]])
+    assert statuses == [200, 409], (first, second)
+    refused = first[1] if first[0] == 409 else second[1]
+    assert refused["error"]["code"] == "connector_busy"
+    assert len([name for name, _ in cp.received if name == "RemoteStartTransaction"]) == 1
+    if env.fake is not None:
+        assert env.fake.counts["orders"] == 1
+
+
+async def test_free_charging_releases_the_hold(env: Env) -> None:
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        async with env.http.put(env.url + "/api/stations/EVSE-001/tariff", json={
+                "pricePerKwh": "0", "fixedConnectionFee": "0"}) as resp:
+            assert resp.status == 200
+        _, started = await env.post("/charge/start", start_body(
+            charger={"price": 0, "fixed_connection_cost": 0}))
+        sid = started["sessionId"]
+        tx_id = await charge(env, cp, sid)
+        await cp.call(stop_tx(tx_id, 12345))
+        body = await env.wait_session(sid, "COMPLETED", "VOIDED")
+    assert body["costCents"] == 0 and body["payment"]["capturedAmount"] == 0
+    assert [o[0] for o in ops(body)] == ["AUTHORIZE", "VOID"]

@@ -208,3 +208,23 @@ async def test_smtp_failures_are_retried(jobs_env: JobsEnv, smtp_server: SmtpInb
     assert len(messages) == 1
     text = messages[0].get_body(preferencelist=("plain",)).get_content()
     assert "20.52" in text and "29.48" in text  # charged, and released from the 50.00 hold
+
+
+async def test_a_capture_whose_answer_was_lost_is_retried_once_by_a_job(
+        jobs_env: JobsEnv) -> None:
+    env = jobs_env
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body())
+        sid = started["sessionId"]
+        tx_id = await charge(env, cp, sid)
+        # Pagar.me carries out the capture, but the answer never arrives (twice)
+        env.fake.fail_next(2, status=502, after_processing=True)
+        await cp.call(stop_tx(tx_id, 12345))
+        body = await env.wait_session(sid, "COMPLETED", "CAPTURED", timeout=10)
+    assert body["payment"]["capturedAmount"] == 2052
+    assert env.fake.counts["capture"] == 1  # captured once, the retries were replays
+    job = await wait_job(env, f"{sid}:CAPTURE", "DONE")
+    assert job["kind"] == "OPERATION" and job["attempts"] == 2
+    capture = [o for o in body["payment"]["operations"] if o["type"] == "CAPTURE"]
+    assert [(o["amount"], o["status"]) for o in capture] == [(2052, "SUCCEEDED")]
