@@ -496,7 +496,8 @@ class BillingService:
         """Refund the unused or undelivered part of a PIX payment (key `<sid>:REFUND`)."""
         await self._refund_job(session, amount, key_for(session.session_id, OpT.REFUND))
 
-    async def _refund_job(self, session: Session, amount: int, key: str) -> Operation | None:
+    async def _refund_job(self, session: Session, amount: int, key: str,
+                          reason: str | None = None) -> Operation | None:
         """Record the refund (within what is refundable) with its key, then hand it to the
         job queue. Returns None when it would refund more than was paid."""
         op, _ = await self.store.begin_refund(session.session_id, amount, key,
@@ -504,7 +505,10 @@ class BillingService:
                                               charge_id=session.charge_id)
         if op is None:
             return None
-        await self.jobs.submit(JobKind.REFUND, key, session.session_id, {"operation": key})
+        payload: dict[str, Any] = {"operation": key}
+        if reason:
+            payload["reason"] = reason
+        await self.jobs.submit(JobKind.REFUND, key, session.session_id, payload)
         return op
 
     async def operator_refund(self, session_id: str, amount: int, reason: str | None,
@@ -516,7 +520,7 @@ class BillingService:
             raise BillingError(409, "not_refundable",
                                f"payment is {session.payment_status.value}, nothing to refund")
         key = f"{session_id}:REFUND:{request_key or secrets.token_hex(8)}"
-        op = await self._refund_job(session, amount, key)
+        op = await self._refund_job(session, amount, key, reason or "operator refund")
         if op is None:
             raise BillingError(422, "refund_exceeds_charged",
                                f"at most {refundable(session) - session.refunded_amount} "

@@ -356,6 +356,7 @@ async def refund_session(request: web.Request) -> web.Response:
 def job_json(job: Any) -> dict[str, Any]:
     return {"jobId": job.job_id, "kind": job.kind.value, "sessionId": job.session_id,
             "status": job.status.value, "attempts": job.attempts,
+            "reason": job.payload.get("reason"),
             "nextAttemptAt": isoformat(job.next_attempt_at), "lastError": job.last_error,
             "createdAt": isoformat(job.created_at), "updatedAt": isoformat(job.updated_at)}
 

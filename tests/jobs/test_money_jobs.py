@@ -184,6 +184,8 @@ async def test_operator_refunds_never_exceed_what_was_charged(jobs_env: JobsEnv)
     assert status == 202 and again["refund"]["idempotencyKey"] == \
         body["refund"]["idempotencyKey"]
     await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED")
+    jobs = {j["jobId"]: j for j in await env.get(f"/api/jobs?sessionId={sid}")}
+    assert jobs[body["refund"]["jobId"]]["reason"] == "slow charger"
     status, _ = await env.post(f"/api/sessions/{sid}/refund", {"amount": 1053})
     assert status == 422
     status, _ = await env.post(f"/api/sessions/{sid}/refund", {"amount": 1052})
