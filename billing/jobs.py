@@ -87,6 +87,7 @@ class MoneyJobs:
         self.gateway = gateway
         self.mailer = mailer
         self.enqueue: Enqueue | None = None  # set once the broker is up
+        self._running: set[asyncio.Future[None]] = set()
 
     # submitting ----------------------------------------------------------------------------
     async def submit(self, kind: JobKind, job_id: str, session_id: str,
@@ -132,6 +133,25 @@ class MoneyJobs:
             await asyncio.sleep(self.settings.tasks.sweep_interval)
 
     # running ---------------------------------------------------------------------------------
+    async def deliver(self, job_id: str) -> None:
+        """What the task does with a delivery: run the job shielded from the receiver being
+        cancelled, so a worker asked to stop lets it finish (see `drain`). If the message is
+        then never acknowledged, its redelivery finds the job done and does nothing."""
+        task = asyncio.ensure_future(self.run(job_id))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        await asyncio.shield(task)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for jobs in flight; the rest stay leased in the outbox
+        and are taken up again once the lease runs out."""
+        if self._running:
+            log.info("waiting up to %.0fs for %d job(s) in flight", timeout, len(self._running))
+            _, pending = await asyncio.wait(set(self._running), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
     async def run(self, job_id: str) -> None:
         """Run one delivery of a job. Safe to call any number of times for the same id."""
         now = utcnow()

@@ -83,7 +83,7 @@ def register_money_task(broker: AsyncBroker) -> Any:
     @broker.task(task_name=TASK_NAME)
     async def run_money_job(job_id: str,
                             context: Context = TaskiqDepends()) -> None:  # noqa: B008
-        await context.state.jobs.run(job_id)
+        await context.state.jobs.deliver(job_id)
 
     return run_money_job
 

@@ -114,6 +114,7 @@ async def _billing_ctx(app: web.Application) -> AsyncIterator[None]:
     # Stop every piece of work that may still touch the billing store before closing it;
     # an interrupted job stays in the outbox and the next start (or a worker) finishes it.
     await app[HUB].stop_tasks()
+    await jobs.drain(timeout=5)
     running = list(getattr(broker, "_running_tasks", ()))
     for task_ in running:
         task_.cancel()

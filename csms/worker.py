@@ -57,9 +57,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     try:
         await stop.wait()
     finally:
-        for part in parts:
+        for part in parts:  # stop taking deliveries; jobs in flight keep running
             part.cancel()
         await asyncio.gather(*parts, return_exceptions=True)
+        await jobs.drain(timeout=min(30.0, settings.tasks.lease / 2))
         with contextlib.suppress(Exception):
             await broker.shutdown()
         await close_billing_parts(billing_store, gateway)

@@ -4,6 +4,7 @@ processes run the jobs. Workers are killed, Redis is stopped: nothing is lost or
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 import pytest
@@ -101,4 +102,28 @@ async def test_jobs_wait_out_a_redis_outage(jobs_env: JobsEnv, redis_server: Red
         redis_server.start()
         body = await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED", timeout=30)
     assert body["payment"]["refundedAmount"] == 2948
+    assert env.fake.counts["cancel"] == 1
+
+
+async def test_a_worker_asked_to_stop_finishes_the_job_in_flight(jobs_env: JobsEnv) -> None:
+    env = jobs_env
+    worker = env.start_worker()
+
+    def stop_on_refund(request: Any) -> None:
+        if request.method == "DELETE" and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)  # mid-refund: the answer is still on its way
+
+    async with station(env.ws_url, "EVSE-001") as cp:
+        sid, tx_id = await paid_pix_charging(env, cp, "evt-t1")
+        env.fake.on_processed = stop_on_refund
+        env.fake.response_delay = 1.0
+        await cp.call(stop_tx(tx_id, 12345))
+        async with asyncio.timeout(20):
+            while worker.poll() is None:
+                await asyncio.sleep(0.05)
+    assert worker.returncode == 0
+    # no other worker exists: the stopping worker finished the refund before it exited
+    body = await env.session(sid)
+    assert (body["payment"]["status"], body["payment"]["refundedAmount"]) == \
+        ("PARTIALLY_REFUNDED", 2948)
     assert env.fake.counts["cancel"] == 1
