@@ -36,7 +36,7 @@ from billing.models import (
 from billing.store import BillingStore
 from billing.tariffs import Tariff
 from csms.config import Settings
-from csms.domain import Transaction, utcnow
+from csms.domain import Transaction, parse_timestamp, utcnow
 from csms.ocpp.hub import Hub
 from csms.ocpp.v16 import CommandError, CommandRejected, CommandTimeout
 from csms.store import Store
@@ -614,6 +614,33 @@ class BillingService:
                 statuses={S.CANCELED, S.FAILED}, limit=1000):
             if session.payment_status in (P.AUTHORIZED, P.PAID):
                 await self.release(session)
+        await self._reconcile_unpaid_pix()
+
+    async def _reconcile_unpaid_pix(self) -> None:
+        """A `charge.paid` webhook may be lost, or arrive before the gateway shows the charge
+        as paid (and, deduplicated, never count again): ask the gateway about every PIX charge
+        still awaiting payment, and cancel the sessions whose QR code expired unpaid."""
+        for session in await self.store.list_sessions(statuses={S.PENDING_PAYMENT},
+                                                      limit=1000):
+            if session.method != Method.PIX or not session.charge_id:
+                continue
+            try:
+                updated = await self.charge_changed(session.charge_id)
+            except BillingError:
+                continue  # gateway unavailable: next sweep
+            if updated is None or updated.status != S.PENDING_PAYMENT:
+                continue
+            try:
+                expired = session.pix_expires_at is not None and \
+                    parse_timestamp(session.pix_expires_at) <= utcnow()
+            except ValueError:
+                expired = False
+            if expired:
+                canceled = await self.store.transition_session(
+                    session.session_id, {S.PENDING_PAYMENT}, S.CANCELED,
+                    failure_reason="PIX not paid before the QR code expired", ended_at=utcnow())
+                if canceled is not None:
+                    await self.release(canceled)
 
     async def _retry_operation(self, op: Operation) -> None:
         session = await self._get(op.session_id)

@@ -399,10 +399,14 @@ class SandboxGateway:
     async def void(
         self, *, charge_id: str, amount: int | None, idempotency_key: str
     ) -> GatewayResult:
-        """Release an "authorized" hold. The sandbox releases the whole hold; `amount`, when
-        given, must not exceed it."""
+        """Release an "authorized" hold, or cancel a PIX charge still "pending" (unpaid), as
+        Pagar.me's DELETE /charges/{id} does. The sandbox releases the whole hold; `amount`,
+        when given, must not exceed it."""
 
         def move(charge: dict[str, Any]) -> tuple[dict[str, Any] | None, GatewayResult]:
+            if charge["status"] == "pending" and charge.get("payment_method") == "pix":
+                changes = {"status": "voided", "voided_amount": 0}
+                return changes, self._result({**charge, **changes}, amount=charge["amount"])
             held = charge["authorized_amount"]
             if amount is not None and (not _valid_amount(amount) or amount > held):
                 return None, _failure(

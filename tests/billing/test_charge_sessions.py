@@ -23,7 +23,7 @@ from tests.billing.flows import (
 )
 from tests.billing.helpers import SECRET_KEY
 from tests.conftest import make_settings
-from tests.stations import station
+from tests.stations import basic_auth, station
 
 
 @pytest.fixture(params=["sandbox", "pagarme"])
@@ -428,3 +428,60 @@ async def test_free_charging_releases_the_hold(env: Env) -> None:
         body = await env.wait_session(sid, "COMPLETED", "VOIDED")
     assert body["costCents"] == 0 and body["payment"]["capturedAmount"] == 0
     assert [o[0] for o in ops(body)] == ["AUTHORIZE", "VOID"]
+
+
+async def test_a_webhook_is_a_hint_not_the_truth(env: Env) -> None:
+    if env.fake is None:
+        pytest.skip("the sandbox webhook stands in for the payer; Pagar.me's is a hint")
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
+        sid, charge_id = started["sessionId"], started["paymentData"]["chargeId"]
+        forged = {"id": "hook_forged", "type": "charge.paid",
+                  "data": {"id": charge_id, "status": "paid", "amount": 5000}}
+        status, _ = await env.post("/webhooks/pagarme", forged)
+        assert status == 401
+        status, _ = await env.post("/webhooks/pagarme", forged,
+                                   headers=basic_auth("hook", "wrong"))
+        assert status == 401
+        # authenticated, but the gateway says the charge is still pending: nothing changes
+        status, _ = await env.post("/webhooks/pagarme", forged,
+                                   headers=basic_auth("hook", "hookpw"))
+        assert status == 200
+        body = await env.session(sid)
+        assert (body["status"], body["payment"]["status"]) == ("PENDING_PAYMENT", "PENDING")
+        assert cp.received == []
+        status, body = await env.post("/webhooks/pagarme", {"type": "charge.paid"},
+                                      headers=basic_auth("hook", "hookpw"))
+        assert status == 422 and body["error"]["field"] == "data"
+
+
+async def test_a_pix_payment_whose_webhook_was_lost_is_found_by_reconciliation(env: Env) -> None:
+    if env.fake is None:
+        pytest.skip("in the sandbox the webhook itself is the payment")
+    from web.keys import BILLING
+
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
+        sid, charge_id = started["sessionId"], started["paymentData"]["chargeId"]
+        env.fake.mark_pix_paid(charge_id)  # the driver paid; no webhook ever arrives
+        await env.server.app[BILLING].reconcile()
+        await cp.wait_for("RemoteStartTransaction")
+        body = await env.session(sid)
+    assert body["payment"]["status"] == "PAID"
+
+
+@pytest.mark.env(CSMS_BILLING__PIX_EXPIRES_IN="1")
+async def test_an_unpaid_pix_is_canceled_when_its_qr_code_expires(env: Env) -> None:
+    from web.keys import BILLING
+
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
+        sid = started["sessionId"]
+        await asyncio.sleep(1.2)
+        await env.server.app[BILLING].reconcile()
+        body = await env.session(sid)
+        assert cp.received == []
+    assert (body["status"], body["payment"]["status"]) == ("CANCELED", "VOIDED")

@@ -116,7 +116,7 @@ async def test_a_worker_asked_to_stop_finishes_the_job_in_flight(jobs_env: JobsE
     async with station(env.ws_url, "EVSE-001") as cp:
         sid, tx_id = await paid_pix_charging(env, cp, "evt-t1")
         env.fake.on_processed = stop_on_refund
-        env.fake.response_delay = 1.0
+        env.fake.response_delay = 0.3  # well inside the drain window (half the 2 s lease)
         await cp.call(stop_tx(tx_id, 12345))
         async with asyncio.timeout(20):
             while worker.poll() is None:
