@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,6 +33,7 @@ from billing.models import (
     OperationStatus,
     OperationType,
     PaymentStatus,
+    Receipt,
     Session,
     SessionStatus,
 )
@@ -222,9 +224,15 @@ class MoneyJobs:
         op = await self.store.get_operation(job.payload["operation"])
         if op is None:
             return give_up("no such operation")
-        if op.status != OperationStatus.PENDING:
-            return DONE
         session = await self._session(op.session_id)
+        if op.status == OperationStatus.SUCCEEDED:
+            # done at the gateway; make sure the payment followed (a crash may have come
+            # between the two; both steps are compare-and-set)
+            await self.apply_success(session, op)
+            await self.after_settlement(session.session_id)
+            return DONE
+        if op.status == OperationStatus.FAILED:
+            return DONE
         charge_id = op.charge_id or session.charge_id
         if not charge_id:
             return give_up("the session has no gateway charge")
@@ -279,9 +287,7 @@ class MoneyJobs:
         await self.store.mark_receipt_emailed(session.session_id, utcnow())
         return DONE
 
-    async def _make_receipt(self, session: Session) -> Any:
-        import secrets
-
+    async def _make_receipt(self, session: Session) -> Receipt:
         tx = (await self.charging.get_transaction(session.transaction_id)
               if session.transaction_id is not None else None)
         refunds = [(op.amount, op.updated_at) for op in

@@ -30,6 +30,7 @@ from billing.models import (
     OperationStatus,
     OperationType,
     PaymentStatus,
+    SavedCard,
     Session,
     SessionStatus,
 )
@@ -725,8 +726,6 @@ class BillingService:
         return result
 
     async def _save_card(self, req: StartRequest, card_reference: str) -> None:
-        from billing.models import SavedCard
-
         assert req.driver_id_tag is not None
         await self.store.save_card(SavedCard(req.driver_id_tag, card_reference, req.email,
                                              req.cpf, utcnow()))

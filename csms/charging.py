@@ -170,14 +170,13 @@ def sampled_values(station_id: str, connector_id: int, transaction_id: int | Non
         for sample in entry.get("sampled_value", []):
             measurand = sample.get("measurand") or ENERGY_REGISTER
             unit = sample.get("unit") or "Wh"
-            raw = str(sample["value"])
-            value = raw
+            value = str(sample["value"])
             if unit in ("kWh", "kvarh") and sample.get("format", "Raw") == "Raw":
                 try:
-                    value = _decimal_text(Decimal(raw) * 1000)
+                    value = format((Decimal(value) * 1000).normalize(), "f")
                     unit = unit[1:]
                 except InvalidOperation:
-                    pass
+                    pass  # not a number: stored as sent
             values.append(MeterValue(
                 station_id=station_id, connector_id=connector_id,
                 transaction_id=transaction_id, timestamp=at, value=value,
@@ -185,8 +184,3 @@ def sampled_values(station_id: str, connector_id: int, transaction_id: int | Non
                 phase=sample.get("phase"), location=sample.get("location"),
                 format=sample.get("format")))
     return values
-
-
-def _decimal_text(amount: Decimal) -> str:
-    text = format(amount.normalize(), "f")
-    return text

@@ -8,12 +8,13 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from billing.models import Method, Operation, Session
 from billing.service import BillingError, BillingService, StartRequest
 from csms.domain import isoformat
 from csms.keys import SETTINGS
+from web.bodies import FieldError, parse_body
 from web.errors import ApiError
 from web.keys import BILLING
 
@@ -50,32 +51,21 @@ class ChargeStartRequest(_Body):
     @model_validator(mode="after")
     def _check_method(self) -> ChargeStartRequest:
         if self.email is not None and not EMAIL.match(self.email):
-            raise _field_error("email", "not a valid e-mail address")
+            raise FieldError("email", "not a valid e-mail address")
         if self.cpf is not None:
             digits = re.sub(r"[.\-\s]", "", self.cpf)
             if not re.fullmatch(r"\d{11}", digits):
-                raise _field_error("cpf", "must have 11 digits")
+                raise FieldError("cpf", "must have 11 digits")
             self.cpf = digits
         if self.method != Method.VIP and self.amount <= 0:
-            raise _field_error("amount", "must be a positive number of cents")
+            raise FieldError("amount", "must be a positive number of cents")
         if self.method == Method.CREDIT_CARD and not self.cardToken:
-            raise _field_error("cardToken", "required for CREDIT_CARD")
+            raise FieldError("cardToken", "required for CREDIT_CARD")
         if self.method.uses_network_token and not self.networkToken:
-            raise _field_error("networkToken", f"required for {self.method.value}")
+            raise FieldError("networkToken", f"required for {self.method.value}")
         if self.method == Method.PIX and not (self.email and self.cpf):
-            raise _field_error("cpf" if self.email else "email", "required for PIX")
+            raise FieldError("cpf" if self.email else "email", "required for PIX")
         return self
-
-
-class _FieldError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-def _field_error(field: str, message: str) -> _FieldError:
-    return _FieldError(field, message)
 
 
 class ChargeStopRequest(_Body):
@@ -157,26 +147,6 @@ def session_view(session: Session, operations: list[Operation]) -> dict[str, Any
                                       error=op.error) for op in operations]),
         receiptUrl=session.receipt_url,
     ).model_dump()
-
-
-async def parse_body(request: web.Request, model: type[BaseModel]) -> Any:
-    try:
-        data = await request.json()
-    except ValueError:
-        raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "malformed_json", "the request body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        ctx_error = first.get("ctx", {}).get("error")
-        if isinstance(ctx_error, _FieldError):
-            raise ApiError(422, "invalid_request", f"{ctx_error.field}: {ctx_error.message}",
-                           field=ctx_error.field) from None
-        field = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ApiError(422, "invalid_request", f"{field}: {first['msg']}", field=field) \
-            from None
 
 
 def _check_driver_key(request: web.Request) -> None:

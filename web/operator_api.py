@@ -8,15 +8,20 @@ from typing import Any
 
 from aiohttp import web
 from ocpp.v16.enums import Action
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
+from billing.models import JobStatus, SessionStatus
+from billing.service import BillingError
 from csms.domain import IdTag, MeterValue, Station, Transaction, isoformat, parse_timestamp
 from csms.keys import HUB, SETTINGS, STORE
 from csms.ocpp.hub import StationNotConnected
 from csms.ocpp.v16 import CommandInvalid, CommandRejected, CommandTimeout
 from csms.passwords import hash_password
+from web.bodies import read_json, validate
+from web.driver_api import session_view
 from web.errors import ApiError, Handler
 from web.keys import BILLING
+from web.openapi import openapi_view
 
 routes = web.RouteTableDef()
 
@@ -105,22 +110,6 @@ def _int_param(request: web.Request, name: str) -> int:
         raise ApiError(404, "not_found", f"{name} must be an integer") from None
 
 
-async def _json_body(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError:
-        raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
-
-
-def _validated(model: type[BaseModel], data: Any) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ApiError(422, "invalid_request", f"{field}: {first['msg']}", field=field) from None
-
-
 # --- stations --------------------------------------------------------------------------------
 
 @routes.get("/stations", name="stations")
@@ -144,7 +133,7 @@ class ProvisionRequest(BaseModel):
 
 @routes.post("/stations", name="provision")
 async def provision_station(request: web.Request) -> web.Response:
-    body = _validated(ProvisionRequest, await _json_body(request))
+    body = validate(ProvisionRequest, await read_json(request))
     hashed = hash_password(body.password) if body.password else None
     station = await request.config_dict[STORE].provision_station(body.id, hashed)
     return web.json_response(station_json(station, request), status=201)
@@ -172,7 +161,7 @@ async def station_command(request: web.Request) -> web.Response:
     if action not in COMMANDS:
         raise ApiError(404, "unknown_command",
                        f"{action} is not a command the CSMS can send to an OCPP 1.6 station")
-    payload = await _json_body(request) if request.can_read_body else {}
+    payload = await read_json(request) if request.can_read_body else {}
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_payload", "the payload must be a JSON object")
     try:
@@ -254,7 +243,7 @@ async def put_id_tag(request: web.Request) -> web.Response:
     id_tag = request.match_info["id_tag"]
     if not 1 <= len(id_tag) <= 20:
         raise ApiError(422, "invalid_request", "idTag must be 1 to 20 characters", field="idTag")
-    body = _validated(IdTagRequest, await _json_body(request))
+    body = validate(IdTagRequest, await read_json(request))
     try:
         expiry = parse_timestamp(body.expiryDate) if body.expiryDate else None
     except ValueError:
@@ -291,7 +280,7 @@ async def put_tariff(request: web.Request) -> web.Response:
     station_id = request.match_info["station_id"]
     if await request.config_dict[STORE].get_station(station_id) is None:
         raise ApiError(404, "not_found", "unknown station")
-    body = _validated(TariffRequest, await _json_body(request))
+    body = validate(TariffRequest, await read_json(request))
     await request.config_dict[BILLING].store.set_station_tariff(
         station_id, str(body.pricePerKwh), str(body.fixedConnectionFee))
     return web.json_response(await _tariff_json(request, station_id))
@@ -299,9 +288,6 @@ async def put_tariff(request: web.Request) -> web.Response:
 
 @routes.get("/sessions", name="sessions")
 async def list_sessions(request: web.Request) -> web.Response:
-    from billing.models import SessionStatus
-    from web.driver_api import session_view
-
     statuses = None
     if request.query.get("status"):
         try:
@@ -318,9 +304,6 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 @routes.get("/sessions/{session_id}", name="session")
 async def get_session(request: web.Request) -> web.Response:
-    from billing.service import BillingError
-    from web.driver_api import session_view
-
     service = request.config_dict[BILLING]
     try:
         session = await service.get(request.match_info["session_id"])
@@ -339,9 +322,7 @@ class RefundRequest(BaseModel):
 
 @routes.post("/sessions/{session_id}/refund", name="session_refund")
 async def refund_session(request: web.Request) -> web.Response:
-    from billing.service import BillingError
-
-    body = _validated(RefundRequest, await _json_body(request))
+    body = validate(RefundRequest, await read_json(request))
     service = request.config_dict[BILLING]
     try:
         op = await service.operator_refund(request.match_info["session_id"], body.amount,
@@ -363,8 +344,6 @@ def job_json(job: Any) -> dict[str, Any]:
 
 @routes.get("/jobs", name="jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    from billing.models import JobStatus
-
     statuses = None
     if request.query.get("status"):
         try:
@@ -379,8 +358,6 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 @routes.post("/jobs/{job_id}/retry", name="job_retry")
 async def retry_job(request: web.Request) -> web.Response:
-    from billing.service import BillingError
-
     try:
         job = await request.config_dict[BILLING].retry_job(request.match_info["job_id"])
     except BillingError as exc:
@@ -389,8 +366,6 @@ async def retry_job(request: web.Request) -> web.Response:
 
 
 def create_operator_api() -> web.Application:
-    from web.openapi import openapi_view
-
     api = web.Application(middlewares=[operator_auth])
     api.router.add_get("/openapi.json", openapi_view, name="openapi")
     api.add_routes(routes)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from billing.gateways.sandbox import SandboxGateway
 from billing.service import BillingError
 from csms.keys import SETTINGS
+from web.bodies import parse_body
 from web.errors import ApiError
 from web.keys import BILLING, BILLING_STORE, GATEWAY
 
@@ -42,8 +43,6 @@ class WebhookAck(BaseModel):
 
 
 async def _event(request: web.Request) -> tuple[WebhookEvent, str]:
-    from web.driver_api import parse_body
-
     event: WebhookEvent = await parse_body(request, WebhookEvent)
     body = await request.read()
     event_id = event.id or "sha256:" + hashlib.sha256(body).hexdigest()

@@ -1,0 +1,52 @@
+"""Request bodies: read JSON, validate it with a pydantic model, and name the bad field."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from web.errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class FieldError(ValueError):
+    """Raised by a model validator to blame one field (pydantic would blame the model)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON; 400 `malformed_json` when it is not."""
+    try:
+        return await request.json()
+    except ValueError:
+        raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
+
+
+def validate(model: type[M], data: Any) -> M:
+    """`data` as `model`; 422 `invalid_request` naming the first bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        blamed = first.get("ctx", {}).get("error")
+        if isinstance(blamed, FieldError):
+            raise ApiError(422, "invalid_request", f"{blamed.field}: {blamed.message}",
+                           field=blamed.field) from None
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(422, "invalid_request", f"{field}: {first['msg']}", field=field) \
+            from None
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """A JSON object body validated as `model`."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise ApiError(400, "malformed_json", "the request body must be a JSON object")
+    return validate(model, data)
