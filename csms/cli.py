@@ -6,11 +6,17 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
+from csms import simulator
 from csms.config import ConfigError, Settings, load_settings
-from csms.domain import IdTag, isoformat
+from csms.domain import IdTag, Station, isoformat
+from csms.store import Store
+from csms.store.factory import make_store
+
+T = TypeVar("T")
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -46,8 +52,7 @@ def _worker(args: argparse.Namespace) -> int:
     return worker_main(_settings(args))
 
 
-async def _with_store(settings: Settings, work):  # type: ignore[no-untyped-def]
-    from csms.store.factory import make_store
+async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
 
     store = make_store(settings.store)
     await store.open()
@@ -63,7 +68,7 @@ def _station_add(args: argparse.Namespace) -> int:
     settings = _settings(args)
     hashed = hash_password(args.password) if args.password else None
 
-    async def work(store):  # type: ignore[no-untyped-def]
+    async def work(store: Store) -> Station:
         return await store.provision_station(args.id, hashed)
 
     station = asyncio.run(_with_store(settings, work))
@@ -75,7 +80,7 @@ def _station_add(args: argparse.Namespace) -> int:
 def _station_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
-    async def work(store):  # type: ignore[no-untyped-def]
+    async def work(store: Store) -> list[Station]:
         return await store.list_stations()
 
     stations = asyncio.run(_with_store(settings, work))
@@ -95,7 +100,7 @@ def _idtag_add(args: argparse.Namespace) -> int:
         if expiry.tzinfo is None:
             expiry = expiry.replace(tzinfo=UTC)
 
-    async def work(store):  # type: ignore[no-untyped-def]
+    async def work(store: Store) -> IdTag:
         return await store.upsert_id_tag(IdTag(args.id_tag, args.status, expiry, args.parent))
 
     tag = asyncio.run(_with_store(settings, work))
@@ -106,7 +111,7 @@ def _idtag_add(args: argparse.Namespace) -> int:
 def _idtag_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
-    async def work(store):  # type: ignore[no-untyped-def]
+    async def work(store: Store) -> list[IdTag]:
         return await store.list_id_tags()
 
     tags = asyncio.run(_with_store(settings, work))
@@ -155,12 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(idtag_sub.add_parser("list", help="list id tags")).set_defaults(
         func=_idtag_list)
 
-    try:
-        from csms import simulator
-    except ImportError:  # pragma: no cover - the simulator module is optional while building
-        simulator = None  # type: ignore[assignment]
-    if simulator is not None and hasattr(simulator, "register"):
-        simulator.register(sub)
+    simulator.register(sub)
     return parser
 
 
