@@ -71,8 +71,8 @@ def make_gateway(settings: Settings) -> PaymentGateway:
 
 def make_billing_store(settings: Settings) -> BillingStore:
     if settings.store.backend != "sqlite":
-        raise ConfigError("store.backend: billing currently persists to SQLite only; "
-                          "the MongoDB billing adapter is not available yet")
+        raise ConfigError("store.backend: the MongoDB adapter is not available in this "
+                          "release; use \"sqlite\"")
     return SqliteBillingStore(settings.store.sqlite_path)
 
 

@@ -74,3 +74,9 @@ def test_cli_station_and_idtag_commands(monkeypatch, capsys, tmp_path: Path) -> 
     out = capsys.readouterr().out
     assert "CP-CLI" in out and "with a password" in out
     assert "RFID-1" in out and "Blocked" in out
+
+
+def test_a_backend_this_release_lacks_is_refused_by_name(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CSMS_STORE__BACKEND", "mongodb")
+    assert cli.main(["serve", "--config", str(ROOT / "config.toml")]) == 2
+    assert "store.backend" in capsys.readouterr().err

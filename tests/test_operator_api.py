@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 from ocpp.routing import on
-from ocpp.v16 import call_result
+from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
 from tests.conftest import make_settings
@@ -58,6 +58,17 @@ async def test_commands_round_trip(ws_url: str, http_url: str) -> None:
         assert status == 404
         status, body = await post(f"{base}/Reset", [1, 2])
         assert status == 422
+
+    # a command the station does not implement: its CALLERROR comes back as 502
+    async with station(ws_url, "CP-CMD2") as cp2:
+        await cp2.boot()
+        status, body = await post(f"{http_url}/api/stations/CP-CMD2/commands/UpdateFirmware",
+                                  {"location": "https://example.com/fw.bin",
+                                   "retrieveDate": "2026-11-22T10:00:00Z"})
+        assert status == 502
+        assert body["error"]["code"] == "station_error"
+        assert body["error"]["ocppErrorCode"] == "NotImplemented"
+        assert (await cp2.call(call.Heartbeat())).current_time  # still usable
 
     status, body = await post(f"{http_url}/api/stations/NOT-HERE/commands/Reset",
                               {"type": "Soft"})

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from csms.config import StoreSettings
+from csms.config import ConfigError, StoreSettings
 from csms.store.base import Store
 
 
 def make_store(settings: StoreSettings) -> Store:
     if settings.backend == "mongodb":
-        from csms.store.mongo import MongoStore
-
-        return MongoStore(settings.mongodb_url, settings.mongodb_database)
+        raise ConfigError("store.backend: the MongoDB adapter is not available in this "
+                          "release; use \"sqlite\"")
     from csms.store.sqlite import SqliteStore
 
     return SqliteStore(settings.sqlite_path)
