@@ -203,6 +203,8 @@ class MoneyJobs:
             return give_up("no such refund operation")
         if op.status == OperationStatus.SUCCEEDED:
             return DONE
+        if op.status == OperationStatus.FAILED:  # never act on it: an operator reopens it
+            return give_up(op.error or "the refund failed")
         session = await self._session(op.session_id)
         charge_id = op.charge_id or session.charge_id
         if not charge_id:
@@ -232,7 +234,7 @@ class MoneyJobs:
             await self.after_settlement(session.session_id)
             return DONE
         if op.status == OperationStatus.FAILED:
-            return DONE
+            return give_up(op.error or "the gateway refused the operation")
         charge_id = op.charge_id or session.charge_id
         if not charge_id:
             return give_up("the session has no gateway charge")

@@ -15,7 +15,7 @@ import string
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +25,7 @@ from billing.models import (
     ACTIVE_SESSION_STATUSES,
     Job,
     JobKind,
+    JobStatus,
     Method,
     Operation,
     OperationStatus,
@@ -146,10 +147,9 @@ class BillingService:
         if connector.status not in USABLE_CONNECTOR_STATUSES:
             raise BillingError(409, "connector_unavailable",
                                f"connector {req.connector_id} is {connector.status}")
-        busy = await self.store.list_sessions(statuses=ACTIVE_SESSION_STATUSES | {
-            S.PENDING_PAYMENT}, station_id=req.station_id)
-        if any(s.connector_id == req.connector_id and s.status != S.PENDING_PAYMENT
-               for s in busy):
+        busy = await self.store.list_sessions(statuses=ACTIVE_SESSION_STATUSES,
+                                              station_id=req.station_id)
+        if any(s.connector_id == req.connector_id for s in busy):
             raise BillingError(409, "connector_busy",
                                f"connector {req.connector_id} already has a session")
         tariff = await self.tariff_for(req.station_id)
@@ -480,8 +480,11 @@ class BillingService:
                                               idempotency_key=key), charge_id=charge_id)
             if result.success:
                 await self.store.transition_payment(sid, {P.AUTHORIZED}, P.VOIDED)
-        elif session.payment_status == P.PAID:
-            await self._begin_refund(session, session.authorized_amount)
+        elif session.payment_status in (P.PAID, P.PARTIALLY_REFUNDED) and \
+                session.method == Method.PIX:
+            unrefunded = session.authorized_amount - session.refunded_amount
+            if unrefunded > 0:
+                await self._begin_refund(session, unrefunded)
         elif session.payment_status == P.PENDING and session.method == Method.PIX \
                 and session.charge_id:
             charge_id = session.charge_id
@@ -495,7 +498,10 @@ class BillingService:
     # refunds (run as jobs) ---------------------------------------------------------------------
     async def _begin_refund(self, session: Session, amount: int) -> None:
         """Refund the unused or undelivered part of a PIX payment (key `<sid>:REFUND`)."""
-        await self._refund_job(session, amount, key_for(session.session_id, OpT.REFUND))
+        if await self._refund_job(session, amount, key_for(session.session_id, OpT.REFUND)) \
+                is None:
+            log.error("session %s: refund of %s refused: it exceeds what is left to refund",
+                      session.session_id, amount)
 
     async def _refund_job(self, session: Session, amount: int, key: str,
                           reason: str | None = None) -> Operation | None:
@@ -517,6 +523,10 @@ class BillingService:
         """An operator refunds (part of) a settled session; never more than was charged minus
         what was already refunded. `request_key` makes a repeated request idempotent."""
         session = await self._get(session_id)
+        if session.status not in (S.COMPLETED, S.CANCELED, S.FAILED):
+            # While a session runs, its own settlement decides what is kept and given back.
+            raise BillingError(409, "session_not_settled",
+                               f"session is {session.status.value}; refund once it has ended")
         if session.payment_status not in (P.CAPTURED, P.PAID, P.PARTIALLY_REFUNDED):
             raise BillingError(409, "not_refundable",
                                f"payment is {session.payment_status.value}, nothing to refund")
@@ -531,16 +541,18 @@ class BillingService:
 
     async def retry_job(self, job_id: str) -> Job:
         """An operator retries a FAILED job (and its FAILED operation) with the same key."""
+        existing = await self.store.get_job(job_id)
+        if existing is None:
+            raise BillingError(404, "job_not_found", "unknown job")
+        if existing.status != JobStatus.FAILED:
+            raise BillingError(409, "job_not_failed", f"job is {existing.status.value}")
         await self._check_refund_room(job_id)
+        key = existing.payload.get("operation")
+        if key:  # reopen the operation first: the job must never run against a FAILED one
+            await self.store.reopen_operation(key)
         job = await self.store.retry_job(job_id, utcnow())
         if job is None:
-            existing = await self.store.get_job(job_id)
-            if existing is None:
-                raise BillingError(404, "job_not_found", "unknown job")
-            raise BillingError(409, "job_not_failed", f"job is {existing.status.value}")
-        key = job.payload.get("operation")
-        if key:
-            await self.store.reopen_operation(key)
+            raise BillingError(409, "job_not_failed", "the job changed meanwhile")
         await self.jobs.sweep()
         return job
 
@@ -611,11 +623,38 @@ class BillingService:
             started = session.starting_at or session.updated_at
             remaining = (started + timeout - utcnow()).total_seconds()
             self._arm_start_timeout(session.session_id, remaining)
+        await self._reconcile_interrupted_starts(utcnow() - timeout)
         for session in await self.store.list_sessions(
                 statuses={S.CANCELED, S.FAILED}, limit=1000):
-            if session.payment_status in (P.AUTHORIZED, P.PAID):
+            if session.payment_status in (P.AUTHORIZED, P.PAID, P.PARTIALLY_REFUNDED):
                 await self.release(session)
         await self._reconcile_unpaid_pix()
+
+    async def _reconcile_interrupted_starts(self, stale: datetime) -> None:
+        """A start cut short (a crash or a shutdown between reserving the money and
+        RemoteStartTransaction, or a PIX paid while the process stopped) leaves a session
+        AUTHORIZED, or a card session PENDING_PAYMENT, with money held and the connector
+        blocked. Past the remote start timeout, and with no start in flight here, give the
+        money back."""
+        candidates = await self.store.list_sessions(
+            statuses={S.AUTHORIZED, S.PENDING_PAYMENT}, limit=1000)
+        for session in candidates:
+            if session.updated_at > stale or \
+                    self._connector_locks[(session.station_id, session.connector_id)].locked():
+                continue
+            if session.status == S.AUTHORIZED:
+                ended = await self.store.transition_session(
+                    session.session_id, {S.AUTHORIZED}, S.CANCELED, ended_at=utcnow(),
+                    failure_reason="interrupted before the station was asked to start")
+            elif session.method != Method.PIX:  # PIX awaiting payment has its own sweep
+                ended = await self.store.transition_session(
+                    session.session_id, {S.PENDING_PAYMENT}, S.FAILED, ended_at=utcnow(),
+                    failure_reason="interrupted while the payment was being authorized")
+            else:
+                continue
+            if ended is not None:
+                log.warning("session %s: %s", ended.session_id, ended.failure_reason)
+                await self.release(ended)
 
     async def _reconcile_unpaid_pix(self) -> None:
         """A `charge.paid` webhook may be lost, or arrive before the gateway shows the charge
@@ -716,11 +755,13 @@ class BillingService:
                 key, OperationStatus.SUCCEEDED if result.success else OperationStatus.FAILED,
                 error=result.error, charge_id=result.charge_id or charge_id,
                 raw=_scrub(result.raw))
-        elif type in (OpT.CAPTURE, OpT.VOID):
-            log.warning("session %s: %s outcome unknown (%s); retrying as a job",
-                        session_id, type.value, result.error)
+        if not result.success and type in (OpT.CAPTURE, OpT.VOID):
+            # Unknown outcome: the job retries it. Refused: the job ends FAILED with the
+            # gateway's error, where operators see it and can retry it.
+            log.warning("session %s: %s %s (%s); handed to a job", session_id, type.value,
+                        "outcome unknown" if result.transient else "refused", result.error)
             await self.jobs.submit(JobKind.OPERATION, key, session_id, {"operation": key})
-        else:
+        elif result.transient:
             log.warning("session %s: %s outcome unknown (%s); left for reconciliation",
                         session_id, type.value, result.error)
         return result

@@ -125,6 +125,10 @@ class BillingStore(Protocol):
     async def record_webhook(self, gateway: str, event_id: str, body: dict[str, Any]) -> bool:
         """Remember an event id; False when it was seen before (a duplicate delivery)."""
 
+    async def forget_webhook(self, gateway: str, event_id: str) -> None:
+        """Drop a remembered event whose handling failed, so the gateway's redelivery of it
+        is handled rather than taken for a duplicate."""
+
     # refunds -----------------------------------------------------------------------------------
     async def begin_refund(self, session_id: str, amount: int, idempotency_key: str,
                            limit: int, charge_id: str | None = None,

@@ -797,6 +797,13 @@ class SqliteBillingStore:
 
         return await self._write(op)
 
+    async def forget_webhook(self, gateway: str, event_id: str) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM billing_webhooks WHERE gateway = ? AND event_id = ?",
+                         (gateway, event_id))
+
+        await self._write(op)
+
     # refunds ----------------------------------------------------------------------------------
 
     async def begin_refund(

@@ -14,8 +14,7 @@ from billing.models import JobStatus, SessionStatus
 from billing.service import BillingError
 from csms.domain import IdTag, MeterValue, Station, Transaction, isoformat, parse_timestamp
 from csms.keys import HUB, SETTINGS, STORE
-from csms.ocpp.hub import StationNotConnected
-from csms.ocpp.v16 import CommandInvalid, CommandRejected, CommandTimeout
+from csms.ocpp.v16 import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
 from csms.passwords import hash_password
 from web.bodies import read_json, validate
 from web.driver_api import session_view

@@ -57,6 +57,7 @@ async def _handle(request: web.Request, gateway: str, event: WebhookEvent,
     try:
         session = await request.config_dict[BILLING].charge_changed(event.data.id)
     except BillingError as exc:
+        await store.forget_webhook(gateway, event_id)  # let the redelivery be handled
         raise ApiError(exc.status, exc.code, exc.message) from None
     return web.json_response(WebhookAck(
         success=True, sessionId=session.session_id if session else None).model_dump())

@@ -15,18 +15,14 @@ from csms.charging import ChargingService
 from csms.config import OcppSettings
 from csms.domain import LoggedFrame, utcnow
 from csms.metrics import Metrics
-from csms.ocpp.v16 import CommandError, StationChargePoint
+from csms.ocpp.v16 import StationChargePoint, StationNotConnected
 from csms.store import Store
 
 log = logging.getLogger(__name__)
 
 
-class StationNotConnected(CommandError):
-    """No open connection for that station id (HTTP 404)."""
-
-
-class ConnectionClosed(Exception):
-    pass
+class ConnectionClosed(ConnectionError):
+    """The station's websocket is closed."""
 
 
 class WebSocketConnection:

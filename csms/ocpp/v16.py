@@ -46,6 +46,10 @@ class CommandInvalid(CommandError):
     """The payload is not valid for the action (HTTP 422)."""
 
 
+class StationNotConnected(CommandError):
+    """No open connection for that station id, or it closed while we were sending (404)."""
+
+
 class CommandTimeout(CommandError):
     """The station did not answer in time (HTTP 504)."""
 
@@ -161,7 +165,10 @@ class StationChargePoint(BaseChargePoint):
         wait = self._response_timeout if timeout is None else timeout
         async with self._call_lock:
             self.metrics.messages.labels(action, "out").inc()
-            await self._send(call.to_json())
+            try:
+                await self._send(call.to_json())
+            except (ConnectionError, RuntimeError) as exc:  # the socket closed under us
+                raise StationNotConnected(f"{self.id} disconnected: {exc}") from exc
             try:
                 response = await self._get_specific_response(call.unique_id, wait)
             except TimeoutError as exc:

@@ -663,6 +663,13 @@ class BillingStoreContract:
 
     # webhooks -----------------------------------------------------------------------------------
 
+    async def test_forget_webhook_lets_a_redelivery_through(self, store: BillingStore) -> None:
+        assert await store.record_webhook("pagarme", "evt_f", {"a": 1}) is True
+        await store.forget_webhook("pagarme", "evt_f")
+        assert await store.record_webhook("pagarme", "evt_f", {"a": 1}) is True
+        assert await store.record_webhook("pagarme", "evt_f", {"a": 1}) is False
+        await store.forget_webhook("pagarme", "never-seen")  # no error
+
     async def test_record_webhook_dedups_per_gateway(self, store: BillingStore) -> None:
         body = {"type": "charge.paid", "data": {"id": "ch_1"}}
         assert await store.record_webhook("pagarme", "evt_1", body) is True

@@ -485,3 +485,30 @@ async def test_an_unpaid_pix_is_canceled_when_its_qr_code_expires(env: Env) -> N
         body = await env.session(sid)
         assert cp.received == []
     assert (body["status"], body["payment"]["status"]) == ("CANCELED", "VOIDED")
+
+
+@pytest.mark.env(CSMS_OCPP__REMOTE_START_TIMEOUT="0.2")
+async def test_a_start_interrupted_after_the_hold_is_released_by_reconciliation(
+        env: Env) -> None:
+    """The process stopped between reserving the money and asking the station to start."""
+    from web.keys import BILLING
+
+    service = env.server.app[BILLING]
+
+    async def interrupted(session_id: str) -> None:
+        raise RuntimeError("process stopped here")
+
+    service.remote_start = interrupted
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        status, _ = await env.post("/charge/start", start_body())
+        assert status == 500
+        stuck = await env.get("/api/sessions?status=AUTHORIZED")
+        assert len(stuck) == 1 and stuck[0]["payment"]["status"] == "AUTHORIZED"
+        del service.remote_start
+        await asyncio.sleep(0.3)
+        await service.reconcile()
+        body = await env.session(stuck[0]["sessionId"])
+        assert (body["status"], body["payment"]["status"]) == ("CANCELED", "VOIDED")
+        status, _ = await env.post("/charge/start", start_body())  # the connector is free
+        assert status == 200

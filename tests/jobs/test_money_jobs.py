@@ -230,3 +230,55 @@ async def test_a_capture_whose_answer_was_lost_is_retried_once_by_a_job(
     assert job["kind"] == "OPERATION" and job["attempts"] == 2
     capture = [o for o in body["payment"]["operations"] if o["type"] == "CAPTURE"]
     assert [(o["amount"], o["status"]) for o in capture] == [(2052, "SUCCEEDED")]
+
+
+async def test_operators_refund_only_ended_sessions(jobs_env: JobsEnv) -> None:
+    """While a session runs, its own settlement decides what is kept and given back."""
+    env = jobs_env
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
+        sid = started["sessionId"]
+        await env.pay_pix(started["paymentData"]["chargeId"], event_id="evt-op")
+        await env.wait_session(sid, "STARTING")
+        status, body = await env.post(f"/api/sessions/{sid}/refund", {"amount": 100})
+        assert status == 409 and body["error"]["code"] == "session_not_settled"
+        await env.post("/charge/stop", {"sessionId": sid})
+        done = await env.wait_session(sid, "CANCELED", "REFUNDED")
+    assert done["payment"]["refundedAmount"] == 5000
+
+
+async def test_a_capture_the_gateway_refuses_is_visible_and_retryable(jobs_env: JobsEnv,
+                                                                       ) -> None:
+    env = jobs_env
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body())
+        sid = started["sessionId"]
+        tx_id = await charge(env, cp, sid)
+        env.fake.fail_next(1, status=412)  # e.g. the issuer refused it this time
+        await cp.call(stop_tx(tx_id, 12345))
+        job = await wait_job(env, f"{sid}:CAPTURE", "FAILED")
+    assert "412" in job["lastError"]
+    session = await env.session(sid)
+    assert session["payment"]["status"] == "AUTHORIZED"  # the hold is still there
+    status, _ = await env.post(f"/api/jobs/{sid}:CAPTURE/retry", {})
+    assert status == 202
+    done = await env.wait_session(sid, "COMPLETED", "CAPTURED")
+    assert done["payment"]["capturedAmount"] == 2052 and env.fake.counts["capture"] == 1
+
+
+async def test_a_webhook_whose_fetch_failed_is_handled_when_redelivered(
+        jobs_env: JobsEnv) -> None:
+    env = jobs_env
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
+        sid, charge_id = started["sessionId"], started["paymentData"]["chargeId"]
+        env.fake.fail_next(1, status=503)  # the re-fetch of the charge fails
+        status, _ = await env.pay_pix(charge_id, event_id="evt-retry")
+        assert status == 503
+        status, ack = await env.pay_pix(charge_id, event_id="evt-retry")  # redelivery
+        assert status == 200 and ack["duplicate"] is False
+        await cp.wait_for("RemoteStartTransaction")
+    assert (await env.session(sid))["payment"]["status"] == "PAID"
