@@ -163,6 +163,11 @@ class MoneyJobs:
             log.debug("job %s: not claimable (done, failed, not due or running elsewhere)",
                       job_id)
             return
+        if job.attempts > self.settings.tasks.max_attempts:  # earlier runs never finished
+            error = f"gave up: {job.attempts - 1} runs never finished ({job.last_error or '-'})"
+            await self.store.fail_job(job_id, error)
+            await self._exhausted(job, error)
+            return
         try:
             outcome = await self._handlers[job.kind](self, job)
         except Exception as exc:  # a bug or an outage we did not classify: retry it
@@ -171,7 +176,7 @@ class MoneyJobs:
         if outcome.done:
             await self.store.complete_job(job_id)
             return
-        attempt = job.attempts + 1
+        attempt = job.attempts  # this run, counted when it was claimed
         if outcome.transient and attempt < self.settings.tasks.max_attempts:
             delay = self.delay(attempt)
             log.warning("job %s (%s) attempt %d failed: %s; next in %.0fs", job_id,

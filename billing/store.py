@@ -167,19 +167,20 @@ class BillingStore(Protocol):
     async def claim_job(self, job_id: str, now: datetime, lease_until: datetime,
                         ) -> Job | None:
         """Take a job to run it: PENDING with next_attempt_at <= now, or RUNNING whose lease
-        expired (its worker died) -> RUNNING, lease_until set. None otherwise (done, failed,
-        not due, or running elsewhere): a duplicate delivery then does nothing."""
+        expired (its worker died) -> RUNNING, lease_until set, attempts + 1 (a run that never
+        finishes still counts). None otherwise (done, failed, not due, or running elsewhere):
+        a duplicate delivery then does nothing."""
 
     async def reschedule_job(self, job_id: str, *, next_attempt_at: datetime, error: str,
                              ) -> Job | None:
-        """RUNNING -> PENDING after a transient failure: attempts + 1, last_error, lease
-        cleared, next_attempt_at set."""
+        """RUNNING -> PENDING after a transient failure: last_error, lease cleared,
+        next_attempt_at set."""
 
     async def complete_job(self, job_id: str) -> Job | None:
-        """RUNNING -> DONE (attempts + 1)."""
+        """RUNNING -> DONE."""
 
     async def fail_job(self, job_id: str, error: str) -> Job | None:
-        """RUNNING -> FAILED (attempts + 1, last_error)."""
+        """RUNNING -> FAILED (last_error)."""
 
     async def retry_job(self, job_id: str, now: datetime) -> Job | None:
         """An operator retry: FAILED -> PENDING, attempts 0, next_attempt_at = now."""

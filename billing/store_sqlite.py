@@ -983,11 +983,12 @@ class SqliteBillingStore:
     async def claim_job(self, job_id: str, now: datetime, lease_until: datetime) -> Job | None:
         """-> RUNNING with lease_until, from PENDING with next_attempt_at <= now (whatever its
         delivery lease: the claim is that delivery arriving) or from RUNNING whose lease is
-        expired (lease_until <= now, or missing). Attempts are not counted here."""
+        expired (lease_until <= now, or missing). Each claim counts as an attempt, so a job
+        whose runs never finish (they hang, or kill their worker) still runs out of attempts."""
         moment = ts(now)
         return await self._job_cas(
             job_id,
-            "status = 'RUNNING', lease_until = ?",
+            "status = 'RUNNING', attempts = attempts + 1, lease_until = ?",
             [ts(lease_until)],
             "(status = 'PENDING' AND next_attempt_at <= ?)"
             " OR (status = 'RUNNING' AND (lease_until IS NULL OR lease_until <= ?))",
@@ -999,7 +1000,7 @@ class SqliteBillingStore:
     ) -> Job | None:
         return await self._job_cas(
             job_id,
-            "status = 'PENDING', attempts = attempts + 1, last_error = ?, lease_until = NULL,"
+            "status = 'PENDING', last_error = ?, lease_until = NULL,"
             " next_attempt_at = ?",
             [error, ts(next_attempt_at)],
             "status = 'RUNNING'",
@@ -1007,20 +1008,20 @@ class SqliteBillingStore:
         )
 
     async def complete_job(self, job_id: str) -> Job | None:
-        """RUNNING -> DONE (attempts + 1, lease cleared, last_error kept)."""
+        """RUNNING -> DONE (lease cleared, last_error kept)."""
         return await self._job_cas(
             job_id,
-            "status = 'DONE', attempts = attempts + 1, lease_until = NULL",
+            "status = 'DONE', lease_until = NULL",
             [],
             "status = 'RUNNING'",
             [],
         )
 
     async def fail_job(self, job_id: str, error: str) -> Job | None:
-        """RUNNING -> FAILED (attempts + 1, last_error, lease cleared)."""
+        """RUNNING -> FAILED (last_error, lease cleared)."""
         return await self._job_cas(
             job_id,
-            "status = 'FAILED', attempts = attempts + 1, last_error = ?, lease_until = NULL",
+            "status = 'FAILED', last_error = ?, lease_until = NULL",
             [error],
             "status = 'RUNNING'",
             [],

@@ -34,6 +34,9 @@ def make_broker(settings: Settings) -> AsyncBroker:
         return _resilient_stream_broker()(
             settings.tasks.redis_url, queue_name=settings.tasks.queue_name,
             consumer_group_name="csms-workers", idle_timeout=lease_ms,
+            # a new group reads from the start of the stream: acked entries are deleted, so
+            # that is exactly the work sent before the group existed (e.g. after a restart)
+            consumer_id="0",
             unacknowledged_lock_timeout=max(1.0, settings.tasks.lease / 2),
             xread_block=1000, socket_connect_timeout=5, socket_timeout=10)
     return InMemoryBroker()
@@ -47,12 +50,26 @@ def _resilient_stream_broker() -> type[AsyncBroker]:
     would spin on NOGROUP for ever. This `listen()` re-creates the group and backs off while
     Redis is unreachable.
     """
+    from redis.asyncio import Redis
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from taskiq_redis import RedisStreamBroker
 
     class ResilientRedisStreamBroker(RedisStreamBroker):
+        def _ack_generator(self, id: str, queue_name: str) -> Any:
+            """Acknowledge, then delete the entry: XACK alone keeps every message ever sent
+            in the stream, so Redis memory would grow for ever."""
+
+            async def ack() -> None:
+                async with Redis(connection_pool=self.connection_pool) as redis:
+                    async with redis.pipeline(transaction=True) as pipe:
+                        pipe.xack(queue_name, self.consumer_group_name, id)
+                        pipe.xdel(queue_name, id)
+                        await pipe.execute()
+
+            return ack
+
         async def listen(self) -> Any:
             while True:
                 try:

@@ -121,6 +121,9 @@ class ChargingService:
         transaction, changed = await self.store.stop_transaction(
             station_id, transaction_id, meter_stop=meter_stop,
             stopped_at=parse_timestamp(timestamp), reason=reason, id_tag=id_tag)
+        # again: a MeterValues still in flight (say, on a replaced connection) may have read
+        # the transaction before the stop was stored and cached it as active
+        self._active.pop(transaction_id, None)
         if transaction is not None:
             for hook in self.hooks:
                 await hook.transaction_stopped(transaction, changed)

@@ -8,6 +8,7 @@ unless `ocpp.require_subprotocol` is true, in which case it is treated like a mi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -23,6 +24,16 @@ log = logging.getLogger(__name__)
 SUPPORTED_SUBPROTOCOLS = ("ocpp1.6",)
 # chargeBoxIdentity: printable, no slash; 1.6 limits identities to 48 characters in practice.
 STATION_ID = re.compile(r"^[A-Za-z0-9._:\-*+|@~]{1,48}$")
+
+
+# scrypt costs ~40 ms of CPU: run it in threads (hashlib releases the GIL), a few at a time,
+# so a burst of reconnects or of wrong passwords cannot stall the event loop.
+_PASSWORD_CHECKS = asyncio.Semaphore(4)
+
+
+async def _verify(password: str, encoded: str) -> bool:
+    async with _PASSWORD_CHECKS:
+        return await asyncio.to_thread(verify_password, password, encoded)
 
 
 def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
@@ -60,7 +71,7 @@ async def ocpp_websocket(request: web.Request) -> web.StreamResponse:
     if station is not None and station.password_hash:
         credentials = _basic_credentials(request)
         if credentials is None or credentials[0] != station_id or \
-                not verify_password(credentials[1], station.password_hash):
+                not await _verify(credentials[1], station.password_hash):
             metrics.connections.labels("unauthorized").inc()
             log.warning("%s: refused, wrong or missing credentials", station_id)
             raise web.HTTPUnauthorized(

@@ -944,7 +944,7 @@ class BillingStoreContract:
         assert await store.claim_job("S1:REFUND", at(9.999), at(40)) is None
         claimed = await store.claim_job("S1:REFUND", at(10), at(40))
         assert claimed is not None
-        assert (claimed.status, claimed.lease_until, claimed.attempts) == (J.RUNNING, at(40), 0)
+        assert (claimed.status, claimed.lease_until, claimed.attempts) == (J.RUNNING, at(40), 1)
         assert await store.get_job("S1:REFUND") == claimed
         # running elsewhere: a duplicate delivery does nothing
         assert await store.claim_job("S1:REFUND", at(11), at(50)) is None
@@ -952,6 +952,7 @@ class BillingStoreContract:
         # its worker died: once the lease has expired anyone may take it over
         taken = await store.claim_job("S1:REFUND", at(40), at(70))
         assert taken is not None and (taken.status, taken.lease_until) == (J.RUNNING, at(70))
+        assert taken.attempts == 2  # the run that died counts
         assert await store.claim_job("nope", at(100), at(200)) is None
 
     async def test_claim_job_ignores_a_delivery_lease(self, store: BillingStore) -> None:
@@ -1076,7 +1077,8 @@ class BillingStoreContract:
         assert await store.lease_job("S1:REFUND", running.lease_until, at(90))
         back = await store.get_job("S1:REFUND")
         assert back is not None
-        assert (back.status, back.lease_until, back.attempts) == (J.PENDING, at(90), 0)
+        # the run that died counted as an attempt
+        assert (back.status, back.lease_until, back.attempts) == (J.PENDING, at(90), 1)
         # the old worker's outcome is then refused
         assert await store.complete_job("S1:REFUND") is None
 

@@ -282,3 +282,29 @@ async def test_a_webhook_whose_fetch_failed_is_handled_when_redelivered(
         assert status == 200 and ack["duplicate"] is False
         await cp.wait_for("RemoteStartTransaction")
     assert (await env.session(sid))["payment"]["status"] == "PAID"
+
+
+async def test_a_job_whose_runs_never_finish_runs_out_of_attempts(jobs_env: JobsEnv) -> None:
+    """Each run dies (or hangs) before recording an outcome: the claims still count."""
+    from datetime import timedelta
+
+    from csms.domain import utcnow
+
+    env = jobs_env
+    store = env.server.app[BILLING_STORE]
+    jobs = env.server.app[JOBS]
+    jobs.enqueue = None  # only this test runs the job
+    async with station(env.ws_url, "EVSE-001") as cp:
+        sid = await pix_session(env, cp)
+    job_id = f"{sid}:REFUND"
+    async with asyncio.timeout(5):
+        while await store.get_job(job_id) is None:
+            await asyncio.sleep(0.05)
+    for _ in range(4):  # max_attempts runs that each die mid-way
+        now = utcnow()
+        assert await store.claim_job(job_id, now, now + timedelta(milliseconds=1)) is not None
+        await asyncio.sleep(0.01)
+    await jobs.run(job_id)
+    failed = await wait_job(env, job_id, "FAILED")
+    assert "never finished" in failed["lastError"]
+    assert env.fake.counts["cancel"] == 0

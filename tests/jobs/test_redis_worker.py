@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from tests.billing.flows import charge, ready_station, start_body, stop_tx
 from tests.jobs.conftest import JobsEnv, RedisServer, SmtpInbox
@@ -49,6 +50,12 @@ async def test_worker_refunds_the_unused_pix_and_mails_the_receipt(
     await asyncio.sleep(1.5)
     assert env.fake.counts == before
     assert len(smtp_server.messages) == 1
+    # handled messages are deleted from the stream, so Redis does not grow with history
+    redis = Redis.from_url(env.environ["CSMS_TASKS__REDIS_URL"])
+    try:
+        assert await redis.xlen(env.environ["CSMS_TASKS__QUEUE_NAME"]) == 0
+    finally:
+        await redis.aclose()
 
 
 async def test_a_worker_killed_mid_refund_loses_nothing_and_repeats_nothing(
