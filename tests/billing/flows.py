@@ -102,3 +102,14 @@ def ops(body: dict[str, Any]) -> list[tuple[str, int, str]]:
     return [(o["type"], o["amount"], o["status"]) for o in body["payment"]["operations"]]
 
 
+
+
+async def paid_pix_charging(env: Env, cp: FakeStation, event: str = "evt-pix",
+                            ) -> tuple[str, int]:
+    """A PIX session of 5000 paid by webhook and charging: (sessionId, transactionId)."""
+    await ready_station(env, cp)
+    status, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
+    assert status == 200, started
+    sid = started["sessionId"]
+    await env.pay_pix(started["paymentData"]["chargeId"], event_id=event)
+    return sid, await charge(env, cp, sid)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.billing.flows import charge, ready_station, start_body, stop_tx
+from tests.billing.flows import charge, paid_pix_charging, ready_station, start_body, stop_tx
 from tests.jobs.conftest import JobsEnv, SmtpInbox
 from tests.stations import FakeStation, station
 from web.keys import BILLING_STORE, JOBS
@@ -14,12 +14,7 @@ from web.keys import BILLING_STORE, JOBS
 
 async def pix_session(env: JobsEnv, cp: FakeStation, energy_wh: int = 12345) -> str:
     """A PIX session paid upfront (5000), charged `energy_wh`, stopped."""
-    await ready_station(env, cp)
-    status, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
-    assert status == 200, started
-    sid = started["sessionId"]
-    await env.pay_pix(started["paymentData"]["chargeId"], event_id=f"evt-{sid}")
-    tx_id = await charge(env, cp, sid)
+    sid, tx_id = await paid_pix_charging(env, cp)
     await cp.call(stop_tx(tx_id, energy_wh))
     return sid
 
@@ -47,13 +42,8 @@ async def test_refund_retries_through_gateway_errors_and_the_receipt_is_mailed(
         jobs_env: JobsEnv, smtp_server: SmtpInbox) -> None:
     env = jobs_env
     async with station(env.ws_url, "EVSE-001") as cp:
-        # 500 twice, then success: arm the failures once the PIX charge exists
-        await ready_station(env, cp)
-        _, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
-        sid = started["sessionId"]
-        await env.pay_pix(started["paymentData"]["chargeId"], event_id="evt-1")
-        tx_id = await charge(env, cp, sid)
-        env.fake.fail_next(2)
+        sid, tx_id = await paid_pix_charging(env, cp)
+        env.fake.fail_next(2)  # the refund gets a 500 twice, then goes through
         await cp.call(stop_tx(tx_id, 12345))
         body = await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED", timeout=10)
 
@@ -86,11 +76,7 @@ async def test_a_refund_that_keeps_failing_ends_failed_and_an_operator_retries_i
         jobs_env: JobsEnv) -> None:
     env = jobs_env
     async with station(env.ws_url, "EVSE-001") as cp:
-        await ready_station(env, cp)
-        _, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
-        sid = started["sessionId"]
-        await env.pay_pix(started["paymentData"]["chargeId"], event_id="evt-2")
-        tx_id = await charge(env, cp, sid)
+        sid, tx_id = await paid_pix_charging(env, cp)
         env.fake.fail_next(50, status=503)
         await cp.call(stop_tx(tx_id, 12345))
         job = await wait_job(env, f"{sid}:REFUND", "FAILED", timeout=15)

@@ -10,21 +10,12 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from tests.billing.flows import charge, ready_station, start_body, stop_tx
+from tests.billing.flows import paid_pix_charging, stop_tx
 from tests.jobs.conftest import JobsEnv, RedisServer, SmtpInbox
-from tests.stations import FakeStation, station
+from tests.stations import station
 from web.keys import BILLING_STORE, JOBS
 
 pytestmark = pytest.mark.redis
-
-
-async def paid_pix_charging(env: JobsEnv, cp: FakeStation, event: str) -> tuple[str, int]:
-    await ready_station(env, cp)
-    status, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
-    assert status == 200, started
-    sid = started["sessionId"]
-    await env.pay_pix(started["paymentData"]["chargeId"], event_id=event)
-    return sid, await charge(env, cp, sid)
 
 
 async def test_worker_refunds_the_unused_pix_and_mails_the_receipt(
