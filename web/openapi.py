@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +37,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"description": "error", **_json(ErrorResponse)} for s in statuses}
 
 
+@functools.cache
 def build_openapi() -> dict[str, Any]:
     _, schema = models_json_schema([(m, "validation") for m in MODELS], ref_template=REF)
     security = [{"apiKey": []}]
