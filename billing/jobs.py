@@ -45,6 +45,7 @@ from billing.receipts import (
     render_receipt,
 )
 from billing.store import BillingStore
+from csms.background import stop_if_cancelled
 from csms.config import Settings
 from csms.domain import utcnow
 from csms.store import Store
@@ -132,6 +133,7 @@ class MoneyJobs:
                 await self.sweep()
             except Exception:
                 log.exception("outbox sweep failed")
+            stop_if_cancelled()
             await asyncio.sleep(self.settings.tasks.sweep_interval)
 
     # running ---------------------------------------------------------------------------------

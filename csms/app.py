@@ -26,6 +26,7 @@ from billing.service import BillingService
 from billing.store import BillingStore
 from billing.store_sqlite import SqliteBillingStore
 from billing.tasks import connect_jobs
+from csms.background import stop_if_cancelled, wait_cancelled
 from csms.charging import ChargingService
 from csms.config import ConfigError, Settings
 from csms.keys import CHARGING, HUB, METRICS, SETTINGS, STORE
@@ -108,9 +109,7 @@ async def _billing_ctx(app: web.Application) -> AsyncIterator[None]:
     background = [asyncio.create_task(_reconcile_loop(service, settings), name="reconcile"),
                   asyncio.create_task(jobs.sweep_forever(), name="outbox-sweeper")]
     yield
-    for task_ in background:
-        task_.cancel()
-    await asyncio.gather(*background, return_exceptions=True)
+    await wait_cancelled(background)
     # Stop every piece of work that may still touch the billing store before closing it;
     # an interrupted job stays in the outbox and the next start (or a worker) finishes it.
     await app[HUB].stop_tasks()
@@ -131,6 +130,7 @@ async def _reconcile_loop(service: BillingService, settings: Settings) -> None:
             await service.reconcile()
         except Exception:
             log.exception("reconciliation sweep failed")
+        stop_if_cancelled()
 
 
 async def _close_stations(app: web.Application) -> None:

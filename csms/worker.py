@@ -12,6 +12,7 @@ import logging
 import signal
 
 from csms.app import close_billing_parts, make_billing_store, make_gateway, open_billing_parts
+from csms.background import stop_if_cancelled, wait_cancelled
 from csms.config import ConfigError, Settings
 from csms.store.factory import make_store
 
@@ -49,6 +50,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
                 raise
             except Exception as exc:
                 log.warning("job broker unavailable (%s); retrying in 1s", exc)
+            stop_if_cancelled()
             await asyncio.sleep(1)
 
     parts = [asyncio.create_task(consume(), name="receiver"),
@@ -57,9 +59,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     try:
         await stop.wait()
     finally:
-        for part in parts:  # stop taking deliveries; jobs in flight keep running
-            part.cancel()
-        await asyncio.gather(*parts, return_exceptions=True)
+        await wait_cancelled(parts)  # stop taking deliveries; jobs in flight keep running
         await jobs.drain(timeout=min(30.0, settings.tasks.lease / 2))
         with contextlib.suppress(Exception):
             await broker.shutdown()

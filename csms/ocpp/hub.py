@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from csms.background import stop_if_cancelled
 from csms.charging import ChargingService
 from csms.config import OcppSettings
 from csms.domain import LoggedFrame, utcnow
@@ -85,6 +86,7 @@ class FrameLog:
         while True:
             await asyncio.sleep(self.flush_interval)
             await self.flush()
+            stop_if_cancelled()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="frame-log")
