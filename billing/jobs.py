@@ -29,7 +29,6 @@ from billing.models import (
     JobKind,
     JobStatus,
     Method,
-    Operation,
     OperationStatus,
     OperationType,
     PaymentStatus,
@@ -237,7 +236,7 @@ class MoneyJobs:
         if op.status == OperationStatus.SUCCEEDED:
             # done at the gateway; make sure the payment followed (a crash may have come
             # between the two; both steps are compare-and-set)
-            await self.apply_success(session, op)
+            await self.apply_success(session.session_id, op.type, op.amount)
             await self.after_settlement(session.session_id)
             return DONE
         if op.status == OperationStatus.FAILED:
@@ -264,17 +263,18 @@ class MoneyJobs:
                                           raw=result.raw)
         if not result.success:
             return give_up(result.error)
-        await self.apply_success(session, op)
+        await self.apply_success(session.session_id, op.type, op.amount)
         await self.after_settlement(session.session_id)
         return DONE
 
-    async def apply_success(self, session: Session, op: Operation) -> None:
-        """Move the payment after a CAPTURE or VOID succeeded (compare-and-set)."""
-        if op.type == OperationType.CAPTURE:
-            await self.store.transition_payment(session.session_id, {P.AUTHORIZED}, P.CAPTURED,
-                                                captured_amount=op.amount)
-        elif op.type == OperationType.VOID:
-            await self.store.transition_payment(session.session_id, {P.AUTHORIZED, P.PENDING},
+    async def apply_success(self, session_id: str, type: OperationType, amount: int) -> None:
+        """Move the payment after a CAPTURE or VOID succeeded (compare-and-set), whether it
+        succeeded in a request, in settlement or in a job."""
+        if type == OperationType.CAPTURE:
+            await self.store.transition_payment(session_id, {P.AUTHORIZED}, P.CAPTURED,
+                                                captured_amount=amount)
+        elif type == OperationType.VOID:  # a card hold, or an unpaid PIX charge
+            await self.store.transition_payment(session_id, {P.AUTHORIZED, P.PENDING},
                                                 P.VOIDED)
 
     async def _receipt(self, job: Job) -> Outcome:

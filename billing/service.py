@@ -462,8 +462,7 @@ class BillingService:
             lambda key: self.gateway.capture(charge_id=charge_id, amount=amount,
                                              idempotency_key=key), charge_id=charge_id)
         if result.success:
-            await self.store.transition_payment(session.session_id, {P.AUTHORIZED}, P.CAPTURED,
-                                                captured_amount=amount)
+            await self.jobs.apply_success(session.session_id, OpT.CAPTURE, amount)
         elif not result.transient:
             log.error("session %s: capture refused: %s", session.session_id, result.error)
 
@@ -479,7 +478,7 @@ class BillingService:
                                               amount=session.authorized_amount,
                                               idempotency_key=key), charge_id=charge_id)
             if result.success:
-                await self.store.transition_payment(sid, {P.AUTHORIZED}, P.VOIDED)
+                await self.jobs.apply_success(sid, OpT.VOID, session.authorized_amount)
         elif session.payment_status in (P.PAID, P.PARTIALLY_REFUNDED) and \
                 session.method == Method.PIX:
             unrefunded = session.authorized_amount - session.refunded_amount
@@ -493,7 +492,7 @@ class BillingService:
                 lambda key: self.gateway.void(charge_id=charge_id, amount=None,
                                               idempotency_key=key), charge_id=charge_id)
             if result.success:
-                await self.store.transition_payment(sid, {P.PENDING}, P.VOIDED)
+                await self.jobs.apply_success(sid, OpT.VOID, session.requested_amount)
 
     # refunds (run as jobs) ---------------------------------------------------------------------
     async def _begin_refund(self, session: Session, amount: int) -> None:
