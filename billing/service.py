@@ -37,10 +37,11 @@ from billing.models import (
 )
 from billing.store import BillingStore
 from billing.tariffs import Tariff
+from csms.background import TaskSet
+from csms.commands import CommandError, CommandRejected, CommandTimeout, StationCommands
 from csms.config import Settings
-from csms.domain import Transaction, parse_timestamp, utcnow
-from csms.ocpp.hub import Hub
-from csms.ocpp.v16 import CommandError, CommandRejected, CommandTimeout
+from csms.domain import parse_timestamp, utcnow
+from csms.events import MeterSample, TransactionStarted, TransactionStopped
 from csms.store import Store
 
 log = logging.getLogger(__name__)
@@ -95,13 +96,19 @@ def key_for(session_id: str, op: OperationType) -> str:
 
 class BillingService:
     def __init__(self, settings: Settings, store: BillingStore, charging: Store,
-                 gateway: PaymentGateway, hub: Hub, jobs: MoneyJobs) -> None:
+                 gateway: PaymentGateway, stations: StationCommands, jobs: MoneyJobs,
+                 tasks: TaskSet) -> None:
         self.settings = settings
         self.store = store
         self.charging = charging
         self.gateway = gateway
-        self.hub = hub
+        self.stations = stations
         self.jobs = jobs
+        self.tasks = tasks
+        # Billed transactions running here (transaction id -> session id), so the meter
+        # samples of the many unbilled ones cost no read. Filled when a session is linked to
+        # its transaction and, after a restart, by `reconcile`.
+        self._billed: dict[int, str] = {}
         self.default_tariff = Tariff.from_settings(settings.billing.tariff,
                                                    settings.billing.currency)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -137,7 +144,7 @@ class BillingService:
         station = await self.charging.get_station(req.station_id)
         if station is None:
             raise BillingError(404, "station_not_found", f"unknown station {req.station_id}")
-        if not self.hub.is_connected(req.station_id):
+        if not self.stations.is_connected(req.station_id):
             raise BillingError(409, "station_offline", f"station {req.station_id} is offline")
         connector = next((c for c in station.connectors
                           if c.connector_id == req.connector_id), None)
@@ -231,10 +238,9 @@ class BillingService:
                                                       starting_at=utcnow())
         if session is None:
             return await self._get(session_id)  # already started (or ended) meanwhile
-        payload = {"connectorId": session.connector_id, "idTag": session.id_tag}
         try:
-            answer = await self.hub.call(session.station_id, "RemoteStartTransaction", payload)
-            accepted = answer.get("status") == "Accepted"
+            accepted = await self.stations.remote_start(session.station_id,
+                                                        session.connector_id, session.id_tag)
             reason = None if accepted else "station rejected RemoteStartTransaction"
             code, status = "remote_start_rejected", 409
         except CommandTimeout:
@@ -257,8 +263,8 @@ class BillingService:
     def _arm_start_timeout(self, session_id: str, delay: float) -> None:
         loop = asyncio.get_running_loop()
         self._start_timers[session_id] = loop.call_later(
-            max(delay, 0), lambda: self.hub.spawn(self.expire_start(session_id),
-                                                  f"start-timeout-{session_id[:8]}"))
+            max(delay, 0), lambda: self.tasks.spawn(self.expire_start(session_id),
+                                                    f"start-timeout-{session_id[:8]}"))
 
     async def expire_start(self, session_id: str) -> None:
         """No StartTransaction within `ocpp.remote_start_timeout`: release the money."""
@@ -294,9 +300,8 @@ class BillingService:
         if session.transaction_id is None:
             return
         try:
-            answer = await self.hub.call(session.station_id, "RemoteStopTransaction",
-                                         {"transactionId": session.transaction_id})
-            if answer.get("status") != "Accepted":
+            if not await self.stations.remote_stop(session.station_id,
+                                                   session.transaction_id):
                 log.warning("session %s: station rejected RemoteStopTransaction",
                             session.session_id)
         except CommandError as exc:
@@ -320,7 +325,7 @@ class BillingService:
             return "Accepted" if ok else "Invalid"
         return status
 
-    async def transaction_started(self, tx: Transaction, created: bool, status: str) -> str:
+    async def transaction_started(self, tx: TransactionStarted, status: str) -> str:
         session = await self.store.session_by_id_tag(tx.id_tag)
         if session is None:
             saved = await self.store.saved_card(tx.id_tag)
@@ -331,6 +336,7 @@ class BillingService:
         if session.station_id != tx.station_id:
             return "Invalid"
         if session.transaction_id == tx.transaction_id:
+            self._billed[tx.transaction_id] = session.session_id
             return "Accepted"  # a retried StartTransaction
         linked = await self.store.transition_session(
             session.session_id, {S.AUTHORIZED, S.STARTING}, S.CHARGING,
@@ -342,10 +348,10 @@ class BillingService:
         timer = self._start_timers.pop(session.session_id, None)
         if timer is not None:
             timer.cancel()
-        await self.charging.link_session(tx.transaction_id, session.session_id)
+        self._billed[tx.transaction_id] = session.session_id
         return "Accepted"
 
-    async def _start_with_saved_card(self, tx: Transaction, card_reference: str,
+    async def _start_with_saved_card(self, tx: TransactionStarted, card_reference: str,
                                      email: str | None, cpf: str | None) -> str:
         """A driver with a saved card started at the station: hold the default amount now."""
         tariff = await self.tariff_for(tx.station_id)
@@ -360,6 +366,8 @@ class BillingService:
             created_at=now, updated_at=now, driver_id_tag=tx.id_tag)
         existing = await self.store.session_by_transaction(tx.transaction_id)
         if existing is not None:  # a retried StartTransaction
+            if existing.payment_status == P.AUTHORIZED:
+                self._billed[tx.transaction_id] = existing.session_id
             return "Accepted" if existing.payment_status == P.AUTHORIZED else "Blocked"
         await self.store.create_session(session)
         sid = session.session_id
@@ -383,17 +391,18 @@ class BillingService:
                                             charge_id=result.charge_id)
         await self.store.transition_session(sid, {S.PENDING_PAYMENT}, S.CHARGING,
                                             transaction_id=tx.transaction_id)
-        await self.charging.link_session(tx.transaction_id, sid)
+        self._billed[tx.transaction_id] = sid
         return "Accepted"
 
-    async def meter_values(self, tx: Transaction) -> None:
+    async def meter_sample(self, sample: MeterSample) -> None:
         """Running energy and cost; the budget guard stops the charge at the reserved amount."""
-        if tx.session_id is None:
+        session_id = self._billed.get(sample.transaction_id)
+        if session_id is None:
             return  # not a billed transaction (every billed one is linked when it starts)
-        session = await self.store.get_session(tx.session_id)
+        session = await self.store.get_session(session_id)
         if session is None or session.status not in (S.CHARGING, S.STOPPING):
             return
-        energy = tx.energy_wh
+        energy = sample.energy_wh
         cost = self.session_tariff(session).cost_cents(energy) if energy > 0 else 0
         await self.store.update_session(session.session_id, energy_wh=energy, cost_cents=cost)
         budget = session.authorized_amount
@@ -405,18 +414,14 @@ class BillingService:
                 log.info("session %s: cost %s reached the reserved %s, stopping",
                          session.session_id, cost, budget)
                 # Not awaited here: we are inside this station's message loop.
-                self.hub.spawn(self._remote_stop(stopping),
+                self.tasks.spawn(self._remote_stop(stopping),
                                f"budget-stop-{session.session_id[:8]}")
 
-    async def transaction_stopped(self, tx: Transaction) -> None:
-        session = await self._session_of(tx)
+    async def transaction_stopped(self, tx: TransactionStopped) -> None:
+        self._billed.pop(tx.transaction_id, None)
+        session = await self.store.session_by_transaction(tx.transaction_id)
         if session is not None:
-            self.hub.spawn(self.settle(session.session_id), f"settle-{session.session_id[:8]}")
-
-    async def _session_of(self, tx: Transaction) -> Session | None:
-        if tx.session_id:
-            return await self.store.get_session(tx.session_id)
-        return await self.store.session_by_transaction(tx.transaction_id)
+            self.tasks.spawn(self.settle(session.session_id), f"settle-{session.session_id[:8]}")
 
     # settlement --------------------------------------------------------------------------------
     async def settle(self, session_id: str) -> Session:
@@ -590,8 +595,8 @@ class BillingService:
                 # Paid after the session was canceled: give it all back.
                 await self.release(await self._get(session.session_id))
             else:
-                self.hub.spawn(self._start_after_payment(session.session_id),
-                               f"pix-start-{session.session_id[:8]}")
+                self.tasks.spawn(self._start_after_payment(session.session_id),
+                                 f"pix-start-{session.session_id[:8]}")
         return await self._get(session.session_id)
 
     async def _start_after_payment(self, session_id: str) -> None:
@@ -615,6 +620,8 @@ class BillingService:
                 tx = await self.charging.get_transaction(session.transaction_id)
                 if tx is not None and not tx.active:
                     await self.settle(session.session_id)
+                else:
+                    self._billed.setdefault(session.transaction_id, session.session_id)
         timeout = timedelta(seconds=self.settings.ocpp.remote_start_timeout)
         for session in await self.store.list_sessions(statuses={S.STARTING}, limit=1000):
             if session.session_id in self._start_timers:

@@ -19,17 +19,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from billing.gateways.base import PaymentGateway
 from billing.gateways.pagarme import PagarmeGateway
 from billing.gateways.sandbox import SandboxGateway, SqliteSandboxChargeStore
-from billing.hooks import BillingHooks
 from billing.jobs import MoneyJobs
+from billing.listener import BillingListener
 from billing.receipts import make_mailer
 from billing.service import BillingService
 from billing.store import BillingStore
 from billing.store_sqlite import SqliteBillingStore
 from billing.tasks import connect_jobs
-from csms.background import stop_if_cancelled, wait_cancelled
+from csms.background import TaskSet, stop_if_cancelled, wait_cancelled
 from csms.charging import ChargingService
 from csms.config import ConfigError, Settings
-from csms.keys import CHARGING, HUB, METRICS, SETTINGS, STORE
+from csms.keys import CHARGING, HUB, METRICS, SETTINGS, STORE, TASKS
 from csms.metrics import Metrics
 from csms.ocpp.endpoint import ocpp_websocket
 from csms.ocpp.hub import Hub
@@ -60,7 +60,7 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
     hub.frames.start()
     yield
-    await hub.stop_tasks()
+    await app[TASKS].stop()
     await hub.frames.stop()
 
 
@@ -112,7 +112,7 @@ async def _billing_ctx(app: web.Application) -> AsyncIterator[None]:
     await wait_cancelled(background)
     # Stop every piece of work that may still touch the billing store before closing it;
     # an interrupted job stays in the outbox and the next start (or a worker) finishes it.
-    await app[HUB].stop_tasks()
+    await app[TASKS].stop()
     await jobs.drain(timeout=5)
     running = list(getattr(broker, "_running_tasks", ()))
     for task_ in running:
@@ -167,8 +167,10 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[GATEWAY] = gateway = make_gateway(settings)
     app[JOBS] = jobs = MoneyJobs(settings, billing_store, store, gateway,
                                  make_mailer(settings.mail))
-    app[BILLING] = billing = BillingService(settings, billing_store, store, gateway, hub, jobs)
-    charging.hooks.append(BillingHooks(billing))
+    app[TASKS] = tasks = TaskSet()
+    app[BILLING] = billing = BillingService(settings, billing_store, store, gateway, hub, jobs,
+                                            tasks)
+    charging.listeners.append(BillingListener(billing))
 
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_hub_ctx)

@@ -20,7 +20,14 @@ from csms.domain import (
     parse_timestamp,
     utcnow,
 )
-from csms.hooks import Authorization, ChargingHooks
+from csms.events import (
+    Authorization,
+    ChargingListener,
+    ConnectorStatusChanged,
+    MeterSample,
+    TransactionStarted,
+    TransactionStopped,
+)
 from csms.store import Store
 
 log = logging.getLogger(__name__)
@@ -28,10 +35,10 @@ log = logging.getLogger(__name__)
 
 class ChargingService:
     def __init__(self, store: Store, settings: OcppSettings,
-                 hooks: Sequence[ChargingHooks] = ()) -> None:
+                 listeners: Sequence[ChargingListener] = ()) -> None:
         self.store = store
         self.settings = settings
-        self.hooks: list[ChargingHooks] = list(hooks)
+        self.listeners: list[ChargingListener] = list(listeners)
         # Active transactions this process has seen, so MeterValues (the bulk of all traffic)
         # needs no read. Filled at StartTransaction, dropped at StopTransaction; a miss (after
         # a restart) falls back to the store.
@@ -54,18 +61,19 @@ class ChargingService:
         await self.store.set_connector_status(station_id, connector_id, status=status,
                                               error_code=error_code, info=info,
                                               vendor_error_code=vendor_error_code, at=at)
-        for hook in self.hooks:
-            await hook.connector_status(station_id, connector_id, status, error_code)
+        event = ConnectorStatusChanged(station_id, connector_id, status, error_code)
+        for listener in self.listeners:
+            await listener.connector_status(event)
 
     async def connected(self, station_id: str) -> None:
         await self.store.set_connected(station_id, True, utcnow())
-        for hook in self.hooks:
-            await hook.station_connected(station_id)
+        for listener in self.listeners:
+            await listener.station_connected(station_id)
 
     async def disconnected(self, station_id: str) -> None:
         await self.store.set_connected(station_id, False, utcnow())
-        for hook in self.hooks:
-            await hook.station_disconnected(station_id)
+        for listener in self.listeners:
+            await listener.station_disconnected(station_id)
 
     # authorization ---------------------------------------------------------------------------
     async def _id_tag_status(self, id_tag: str) -> Authorization:
@@ -79,8 +87,8 @@ class ChargingService:
 
     async def authorize(self, station_id: str, id_tag: str) -> Authorization:
         result = await self._id_tag_status(id_tag)
-        for hook in self.hooks:
-            result = await hook.authorize(station_id, id_tag, result)
+        for listener in self.listeners:
+            result = await listener.authorize(station_id, id_tag, result)
         return result
 
     # transactions ----------------------------------------------------------------------------
@@ -93,11 +101,13 @@ class ChargingService:
         transaction, created = await self.store.start_transaction(
             station_id, connector_id, id_tag, meter_start, parse_timestamp(timestamp),
             reservation_id)
-        for hook in self.hooks:
-            result = await hook.transaction_started(transaction, created, result)
-        if self.hooks:  # a hook may have linked a session: cache what the store now holds
-            transaction = await self.store.get_transaction(transaction.transaction_id) \
-                or transaction
+        event = TransactionStarted(
+            station_id=transaction.station_id, connector_id=transaction.connector_id,
+            transaction_id=transaction.transaction_id, id_tag=transaction.id_tag,
+            meter_start=transaction.meter_start, started_at=transaction.started_at,
+            created=created)
+        for listener in self.listeners:
+            result = await listener.transaction_started(event, result)
         if transaction.active:
             self._active[transaction.transaction_id] = transaction
         return transaction, result
@@ -124,9 +134,18 @@ class ChargingService:
         # again: a MeterValues still in flight (say, on a replaced connection) may have read
         # the transaction before the stop was stored and cached it as active
         self._active.pop(transaction_id, None)
-        if transaction is not None:
-            for hook in self.hooks:
-                await hook.transaction_stopped(transaction, changed)
+        if transaction is not None and transaction.stopped_at is not None:
+            event = TransactionStopped(
+                station_id=transaction.station_id, connector_id=transaction.connector_id,
+                transaction_id=transaction.transaction_id, id_tag=transaction.id_tag,
+                meter_start=transaction.meter_start,
+                meter_stop=transaction.meter_stop if transaction.meter_stop is not None
+                else transaction.meter_start,
+                energy_wh=transaction.energy_wh, started_at=transaction.started_at,
+                stopped_at=transaction.stopped_at, reason=transaction.stop_reason,
+                changed=changed)
+            for listener in self.listeners:
+                await listener.transaction_stopped(event)
         if id_tag is None:
             return None
         return await self._id_tag_status(id_tag)
@@ -154,10 +173,14 @@ class ChargingService:
                                 transaction.transaction_id if transaction else None, meter_value)
         if values:
             await self.store.append_meter_values(values)
-        if transaction is not None:
-            apply_energy_readings(transaction, values)  # what the store just did, no re-read
-        for hook in self.hooks:
-            await hook.meter_values(transaction, values)
+        if transaction is None:
+            return
+        apply_energy_readings(transaction, values)  # what the store just did, no re-read
+        if self.listeners:
+            event = MeterSample(station_id, transaction.connector_id, transaction.transaction_id,
+                                transaction.energy_wh, transaction.last_energy_at)
+            for listener in self.listeners:
+                await listener.meter_sample(event)
 
 
 def sampled_values(station_id: str, connector_id: int, transaction_id: int | None,

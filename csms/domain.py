@@ -83,7 +83,6 @@ class Transaction:
     stop_id_tag: str | None = None
     last_energy_wh: int | None = None  # latest Energy.Active.Import.Register reading, Wh
     last_energy_at: datetime | None = None
-    session_id: str | None = None
 
     @property
     def active(self) -> bool:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
+from csms.background import TaskSet
 from csms.charging import ChargingService
 from csms.config import Settings
 from csms.metrics import Metrics
@@ -17,4 +16,4 @@ STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", Hub)
 CHARGING = web.AppKey("charging", ChargingService)
-EXTRAS = web.AppKey("extras", dict[str, Any])
+TASKS = web.AppKey("tasks", TaskSet)

@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 
 from billing.models import JobStatus, SessionStatus
 from billing.service import BillingError
+from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
 from csms.domain import IdTag, MeterValue, Station, Transaction, isoformat, parse_timestamp
 from csms.keys import HUB, SETTINGS, STORE
-from csms.ocpp.v16 import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
 from csms.passwords import hash_password
 from web.bodies import read_json, validate
 from web.driver_api import session_view
@@ -82,7 +82,14 @@ def meter_value_json(value: MeterValue) -> dict[str, Any]:
             "context": value.context, "location": value.location}
 
 
-def transaction_json(tx: Transaction, values: list[MeterValue] | None = None) -> dict[str, Any]:
+async def session_of(request: web.Request, tx: Transaction) -> str | None:
+    """Billing's session for a transaction (the charging core knows no money)."""
+    session = await request.config_dict[BILLING].store.session_by_transaction(tx.transaction_id)
+    return session.session_id if session else None
+
+
+def transaction_json(tx: Transaction, session_id: str | None,
+                     values: list[MeterValue] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "transactionId": tx.transaction_id,
         "stationId": tx.station_id,
@@ -94,7 +101,7 @@ def transaction_json(tx: Transaction, values: list[MeterValue] | None = None) ->
         "startedAt": isoformat(tx.started_at),
         "stoppedAt": isoformat(tx.stopped_at),
         "stopReason": tx.stop_reason,
-        "sessionId": tx.session_id,
+        "sessionId": session_id,
     }
     if values is not None:
         body["meterValues"] = [meter_value_json(v) for v in values]
@@ -195,7 +202,8 @@ async def list_transactions(request: web.Request) -> web.Response:
             from None
     transactions = await request.config_dict[STORE].list_transactions(
         station_id=request.query.get("stationId") or None, active=active, limit=limit)
-    return web.json_response([transaction_json(tx) for tx in transactions])
+    return web.json_response([transaction_json(tx, await session_of(request, tx))
+                              for tx in transactions])
 
 
 @routes.get("/transactions/{transaction_id}", name="transaction")
@@ -205,7 +213,7 @@ async def get_transaction(request: web.Request) -> web.Response:
     if tx is None:
         raise ApiError(404, "not_found", "unknown transaction")
     values = await store.list_meter_values(tx.transaction_id)
-    return web.json_response(transaction_json(tx, values))
+    return web.json_response(transaction_json(tx, await session_of(request, tx), values))
 
 
 @routes.get("/orphan-stops", name="orphan_stops")

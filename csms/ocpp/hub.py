@@ -13,10 +13,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from csms.background import stop_if_cancelled
 from csms.charging import ChargingService
+from csms.commands import StationNotConnected
 from csms.config import OcppSettings
 from csms.domain import LoggedFrame, utcnow
 from csms.metrics import Metrics
-from csms.ocpp.v16 import StationChargePoint, StationNotConnected
+from csms.ocpp.v16 import StationChargePoint
 from csms.store import Store
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,6 @@ class Hub:
         self.metrics = metrics
         self.frames = FrameLog(store, settings.message_log_size)
         self._stations: dict[str, LiveStation] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     # connections ---------------------------------------------------------------------------
     def is_connected(self, station_id: str) -> bool:
@@ -180,22 +180,15 @@ class Hub:
             raise StationNotConnected(f"station {station_id} is not connected")
         return await live.charge_point.send_call(action, payload, timeout)
 
-    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        """Run work outside a station's message loop (e.g. a call to that same station)."""
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
+    async def remote_start(self, station_id: str, connector_id: int, id_tag: str) -> bool:
+        answer = await self.call(station_id, "RemoteStartTransaction",
+                                 {"connectorId": connector_id, "idTag": id_tag})
+        return answer.get("status") == "Accepted"
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
-
-    async def stop_tasks(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def remote_stop(self, station_id: str, transaction_id: int) -> bool:
+        answer = await self.call(station_id, "RemoteStopTransaction",
+                                 {"transactionId": transaction_id})
+        return answer.get("status") == "Accepted"
 
 
 class _Touching:

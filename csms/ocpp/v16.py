@@ -23,8 +23,9 @@ from ocpp.v16 import call_result, datatypes
 from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
 from csms.charging import ChargingService
+from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
 from csms.domain import InvalidTimestamp, isoformat, utcnow
-from csms.hooks import Authorization
+from csms.events import Authorization
 from csms.metrics import Metrics
 from csms.ocpp.protocol import (
     FrameError,
@@ -36,32 +37,6 @@ from csms.ocpp.protocol import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class CommandError(Exception):
-    """A call we sent could not be completed."""
-
-
-class CommandInvalid(CommandError):
-    """The payload is not valid for the action (HTTP 422)."""
-
-
-class StationNotConnected(CommandError):
-    """No open connection for that station id, or it closed while we were sending (404)."""
-
-
-class CommandTimeout(CommandError):
-    """The station did not answer in time (HTTP 504)."""
-
-
-class CommandRejected(CommandError):
-    """The station answered with a CALLERROR."""
-
-    def __init__(self, code: str, description: str, details: Any) -> None:
-        super().__init__(f"{code}: {description}")
-        self.code = code
-        self.description = description
-        self.details = details
 
 
 def id_tag_info(auth: Authorization) -> datatypes.IdTagInfo:

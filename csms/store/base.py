@@ -125,9 +125,6 @@ class Store(Protocol):
     async def active_transaction(self, station_id: str, connector_id: int) -> Transaction | None:
         ...
 
-    async def link_session(self, transaction_id: int, session_id: str) -> None:
-        """Bind a billing session id to a transaction (set once; a repeat is a no-op)."""
-
     async def list_orphan_stops(self, station_id: str | None = None) -> list[OrphanStop]: ...
 
     # meter values --------------------------------------------------------------------------

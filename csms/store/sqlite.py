@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_BATCH = 2000  # ops per group commit; bounds one transaction's size and latency
 
 _SCHEMA_V1 = """
@@ -132,7 +132,9 @@ CREATE INDEX IF NOT EXISTS meter_values_transaction
 """
 
 # user_version -> script bringing the schema to that version
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+# 2: billing keeps its own transaction -> session mapping; the core knows no money.
+_SCHEMA_V2 = "ALTER TABLE transactions DROP COLUMN session_id;"
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 # conversions ------------------------------------------------------------------------------------
@@ -147,7 +149,7 @@ _CONNECTOR_COLUMNS = (
 )
 _TX_COLUMNS = (
     "transaction_id, station_id, connector_id, id_tag, meter_start, started_at, reservation_id,"
-    " meter_stop, stopped_at, stop_reason, stop_id_tag, last_energy_wh, last_energy_at, session_id"
+    " meter_stop, stopped_at, stop_reason, stop_id_tag, last_energy_wh, last_energy_at"
 )
 _MV_COLUMNS = (
     "station_id, connector_id, transaction_id, timestamp, value, measurand, unit, context, phase,"
@@ -197,7 +199,6 @@ def _transaction(row: sqlite3.Row) -> Transaction:
         stop_id_tag=row["stop_id_tag"],
         last_energy_wh=row["last_energy_wh"],
         last_energy_at=dt(row["last_energy_at"]),
-        session_id=row["session_id"],
     )
 
 
@@ -676,15 +677,6 @@ class SqliteStore:
             return None if row is None else _transaction(row)
 
         return await self._read(op)
-
-    async def link_session(self, transaction_id: int, session_id: str) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "UPDATE transactions SET session_id = ?"
-                " WHERE transaction_id = ? AND session_id IS NULL",
-                (session_id, transaction_id),
-            )
-        )
 
     async def list_orphan_stops(self, station_id: str | None = None) -> list[OrphanStop]:
         sql = (

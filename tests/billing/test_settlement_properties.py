@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from ocpp.v16 import call
 
 from csms.app import create_app
-from csms.keys import HUB
+from csms.keys import TASKS
 from tests.billing.flows import PRICE, T0
 from tests.conftest import make_settings
 from tests.stations import station
@@ -119,7 +119,7 @@ async def scenario(tmp: Path, amount: int, starts: bool, events: list[tuple]) ->
             # let spawned settlements and jobs finish, then sweep once more
             for _ in range(3):
                 await asyncio.sleep(0.05)
-                await asyncio.gather(*list(app[HUB]._tasks), return_exceptions=True)
+                await asyncio.gather(*app[TASKS].running(), return_exceptions=True)
                 await service.reconcile()
             session = await service.get(sid)
 

@@ -10,7 +10,7 @@ import pytest
 from ocpp.v16 import call
 from websockets.asyncio.client import connect
 
-from csms.hooks import ChargingHooks
+from csms.events import ChargingListener, ConnectorStatusChanged
 from csms.keys import CHARGING
 from tests.stations import station
 
@@ -67,15 +67,14 @@ async def test_bad_frames_get_callerrors_and_the_connection_keeps_working(ws_url
     assert replies[-2][2]["status"] == "Accepted"
 
 
-class ExplodingHooks(ChargingHooks):
-    async def connector_status(self, station_id: str, connector_id: int, status: str,
-                               error_code: str) -> None:
+class ExplodingListener(ChargingListener):
+    async def connector_status(self, event: ConnectorStatusChanged) -> None:
         raise RuntimeError("boom")
 
 
 async def test_handler_exception_is_internal_error_and_logged(server, ws_url: str,
                                                               caplog) -> None:
-    server.app[CHARGING].hooks.append(ExplodingHooks())
+    server.app[CHARGING].listeners.append(ExplodingListener())
     replies = await raw_exchange(ws_url, "CP-BOOM", [
         '[2,"s1","StatusNotification",{"connectorId":1,"errorCode":"NoError",'
         '"status":"Available"}]',

@@ -280,7 +280,6 @@ class StoreContract:
         assert tx.active
         assert tx.meter_stop is None and tx.stopped_at is None
         assert tx.last_energy_wh is None and tx.last_energy_at is None
-        assert tx.session_id is None
         assert tx.energy_wh == 0
         assert await store.get_transaction(tx.transaction_id) == tx
 
@@ -405,15 +404,6 @@ class StoreContract:
         assert await store.active_transaction("CP1", 1) is None
         still = await store.active_transaction("CP1", 2)
         assert still is not None and still.transaction_id == other
-
-    async def test_link_session_sets_once(self, store: Store) -> None:
-        tx_id = await start(store)
-        await store.link_session(tx_id, "sess-1")
-        await store.link_session(tx_id, "sess-2")
-        tx = await store.get_transaction(tx_id)
-        assert tx is not None and tx.session_id == "sess-1"
-        await store.link_session(999999, "sess-x")  # unknown: no error
-        assert await store.get_transaction(999999) is None
 
     # meter values -------------------------------------------------------------------------------
 
