@@ -26,6 +26,7 @@ run: $(STAMP)
 test: $(TEST_STAMP)
 	bash scripts/ensure-redis.sh
 	$(PY) -m ruff check csms billing web tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

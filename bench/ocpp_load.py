@@ -156,7 +156,7 @@ def csms_command() -> list[str]:
     return [
         sys.executable,
         "-c",
-        "import sys; from csms.cli import main; sys.exit(main())",
+        "import sys; from web.cli import main; sys.exit(main())",
         "serve",
     ]
 

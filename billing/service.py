@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing.gateways.base import Customer, GatewayResult, PaymentGateway
-from billing.jobs import MoneyJobs
+from billing.jobs.outbox import MoneyJobs
 from billing.models import (
     ACTIVE_SESSION_STATUSES,
     Job,
@@ -35,11 +35,11 @@ from billing.models import (
     Session,
     SessionStatus,
 )
-from billing.store import BillingStore
+from billing.settings import BillingConfig
+from billing.store.ports import BillingStore
 from billing.tariffs import Tariff
 from csms.background import TaskSet
 from csms.commands import CommandError, CommandRejected, CommandTimeout, StationCommands
-from csms.config import Settings
 from csms.domain import parse_timestamp, utcnow
 from csms.events import MeterSample, TransactionStarted, TransactionStopped
 from csms.store import Store
@@ -95,7 +95,7 @@ def key_for(session_id: str, op: OperationType) -> str:
 
 
 class BillingService:
-    def __init__(self, settings: Settings, store: BillingStore, charging: Store,
+    def __init__(self, settings: BillingConfig, store: BillingStore, charging: Store,
                  gateway: PaymentGateway, stations: StationCommands, jobs: MoneyJobs,
                  tasks: TaskSet) -> None:
         self.settings = settings

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
 from billing.money import Amount, to_cents, to_decimal
-from csms.config import TariffSettings
+from billing.settings import TariffSettings
 
 # Enough digits that no realistic meter reading or price is ever rounded before the final cent.
 _PRECISION = 60

@@ -11,7 +11,6 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from csms.config import OcppSettings
 from csms.domain import (
     ENERGY_REGISTER,
     MeterValue,
@@ -28,6 +27,7 @@ from csms.events import (
     TransactionStarted,
     TransactionStopped,
 )
+from csms.settings import OcppSettings
 from csms.store import Store
 
 log = logging.getLogger(__name__)

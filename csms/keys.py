@@ -1,4 +1,4 @@
-"""Typed keys for everything shared through the aiohttp application."""
+"""Typed keys for what the charging core shares through the aiohttp application."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from aiohttp import web
 
 from csms.background import TaskSet
 from csms.charging import ChargingService
-from csms.config import Settings
 from csms.metrics import Metrics
 from csms.ocpp.hub import Hub
+from csms.settings import OcppSettings
 from csms.store import Store
 
-SETTINGS = web.AppKey("settings", Settings)
+OCPP_SETTINGS = web.AppKey("ocpp_settings", OcppSettings)
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", Hub)

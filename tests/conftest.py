@@ -10,8 +10,8 @@ import ocpp.messages
 import pytest
 from aiohttp.test_utils import TestServer
 
-from csms.app import create_app
-from csms.config import Settings, load_settings
+from web.app import create_app
+from web.settings import Settings, load_settings
 
 ocpp.messages.ASYNC_VALIDATION = False
 

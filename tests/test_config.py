@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from csms import cli
-from csms.config import ConfigError, load_settings
+from web import cli
+from csms.settings import ConfigError
+from web.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,9 +6,9 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from ocpp.v16 import call
 
-from csms.app import create_app
 from tests.conftest import make_settings
 from tests.stations import station
+from web.app import create_app
 
 
 async def test_data_survives_restart(tmp_path) -> None:

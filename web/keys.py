@@ -1,14 +1,19 @@
-"""App keys for the billing side of the application."""
+"""Typed keys for what the HTTP surfaces share: the whole configuration and billing's parts.
+
+The charging core's keys (store, hub, metrics, ...) live in `csms.keys`.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from billing.gateways.base import PaymentGateway
-from billing.jobs import MoneyJobs
+from billing.jobs.outbox import MoneyJobs
 from billing.service import BillingService
-from billing.store import BillingStore
+from billing.store.ports import BillingStore
+from web.settings import Settings
 
+SETTINGS = web.AppKey("settings", Settings)
 BILLING = web.AppKey("billing", BillingService)
 BILLING_STORE = web.AppKey("billing_store", BillingStore)
 GATEWAY = web.AppKey("gateway", PaymentGateway)

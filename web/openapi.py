@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from web.driver_api import (
+from web.driver.routes import (
     ChargeStartRequest,
     ChargeStartResponse,
     ChargeStopRequest,

@@ -16,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing.gateways.sandbox import SandboxGateway
 from billing.service import BillingError
-from csms.keys import SETTINGS
 from web.bodies import parse_body
 from web.errors import ApiError
-from web.keys import BILLING, BILLING_STORE, GATEWAY
+from web.keys import BILLING, BILLING_STORE, GATEWAY, SETTINGS
 
 routes = web.RouteTableDef()
 

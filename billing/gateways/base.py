@@ -86,6 +86,12 @@ class PaymentGateway(Protocol):
 
     name: str
 
+    async def open(self) -> None:
+        """Acquire what the gateway needs (a connection pool, a local store)."""
+
+    async def close(self) -> None:
+        """Release it; the gateway is not used afterwards."""
+
     async def authorize(
         self,
         *,

@@ -43,7 +43,7 @@ from typing import Any
 import httpx
 
 from billing.gateways.base import Customer, GatewayResult, GatewayStatus
-from csms.config import PagarmeSettings
+from billing.settings import PagarmeSettings
 
 TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429})
 
@@ -127,10 +127,15 @@ class PagarmeGateway:
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=settings.timeout)
 
-    async def aclose(self) -> None:
+    async def open(self) -> None:
+        """Nothing to do: the httpx client opens its connections on first use."""
+
+    async def close(self) -> None:
         """Close the httpx client if this gateway created it."""
         if self._owns_client:
             await self._client.aclose()
+
+    aclose = close
 
     # -- port ------------------------------------------------------------------------------
 

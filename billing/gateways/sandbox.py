@@ -265,6 +265,14 @@ class SandboxGateway:
     def __init__(self, store: SandboxChargeStore | None = None) -> None:
         self.store: SandboxChargeStore = store or InMemorySandboxChargeStore()
 
+    async def open(self) -> None:
+        if isinstance(self.store, SqliteSandboxChargeStore):
+            await self.store.open()
+
+    async def close(self) -> None:
+        if isinstance(self.store, SqliteSandboxChargeStore):
+            await self.store.close()
+
     # -- creates ---------------------------------------------------------------------------
 
     async def authorize(

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import aiosmtplib
 
-from csms.config import MailSettings
+from billing.settings import MailSettings
 
 
 class MailError(Exception):

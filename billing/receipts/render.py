@@ -16,8 +16,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from billing.models import Method, Session
 from billing.money import CENT, format_cents, to_decimal
+from billing.settings import ReceiptSettings
 from billing.tariffs import energy_cost_cents
-from csms.config import ReceiptSettings
 
 METHOD_LABELS = {
     "CREDIT_CARD": "Cartão de crédito / Credit card",

@@ -16,7 +16,7 @@ import re
 
 from aiohttp import WSCloseCode, web
 
-from csms.keys import HUB, METRICS, SETTINGS, STORE
+from csms.keys import HUB, METRICS, OCPP_SETTINGS, STORE
 from csms.passwords import verify_password
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def _offered(request: web.Request) -> list[str]:
 
 async def ocpp_websocket(request: web.Request) -> web.StreamResponse:
     app = request.config_dict
-    settings = app[SETTINGS].ocpp
+    settings = app[OCPP_SETTINGS]
     metrics = app[METRICS]
     station_id = request.match_info["station_id"]
     if not STATION_ID.match(station_id):

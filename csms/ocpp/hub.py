@@ -14,7 +14,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from csms.background import stop_if_cancelled
 from csms.charging import ChargingService
 from csms.commands import StationNotConnected
-from csms.config import OcppSettings
+from csms.settings import OcppSettings
 from csms.domain import LoggedFrame, utcnow
 from csms.metrics import Metrics
 from csms.ocpp.v16 import StationChargePoint

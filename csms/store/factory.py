@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from csms.config import ConfigError, StoreSettings
-from csms.store.base import Store
+from csms.settings import ConfigError, StoreSettings
+from csms.store.ports import Store
 
 
 def make_store(settings: StoreSettings) -> Store:

@@ -34,7 +34,7 @@ from csms.domain import (
     energy_wh,
     utcnow,
 )
-from csms.store.base import StoreError
+from csms.store.ports import StoreError
 from csms.store.sqlite_support import connect, dt, dt_req, in_thread, ts, ts_opt
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from csms.config import PagarmeSettings
+from billing.settings import PagarmeSettings
 from tests.billing.fake_pagarme import FakePagarme
 
 SECRET_KEY = "sk_test_4f1c2e"

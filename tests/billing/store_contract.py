@@ -35,7 +35,7 @@ from billing.models import (
     Session,
     SessionStatus,
 )
-from billing.store import BillingStore
+from billing.store.ports import BillingStore
 
 T0 = datetime(2026, 3, 1, 10, 0, 0, 123000, tzinfo=UTC)
 S = SessionStatus

@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 from ocpp.v16 import call
 
-from csms.app import create_app
 from tests.billing.fake_pagarme import FakePagarme
 from tests.billing.flows import (
     T0,
@@ -24,6 +23,7 @@ from tests.billing.flows import (
 from tests.billing.helpers import SECRET_KEY
 from tests.conftest import make_settings
 from tests.stations import basic_auth, station
+from web.app import create_app
 
 
 @pytest.fixture(params=["sandbox", "pagarme"])
@@ -374,8 +374,8 @@ async def test_a_stop_recorded_before_a_crash_is_billed_at_start_up(
     """The CSMS stored the StopTransaction and died before billing it: the next start's
     reconciliation pass captures it, once."""
     from csms.domain import parse_timestamp
-    from csms.keys import SETTINGS
     from csms.store.sqlite import SqliteStore
+    from web.keys import SETTINGS
 
     settings = env.server.app[SETTINGS]
     async with station(env.ws_url, "EVSE-001") as cp:

@@ -43,8 +43,8 @@ from billing.models import (
     Session,
     SessionStatus,
 )
-from billing.store import BillingStore
-from billing.store_sqlite import SqliteBillingStore
+from billing.store.ports import BillingStore
+from billing.store.sqlite import SqliteBillingStore
 from billing.tariffs import Tariff
 
 S = SessionStatus

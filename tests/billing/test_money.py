@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing.money import format_cents, from_cents, round_to_cent, to_cents, to_decimal
+from billing.settings import TariffSettings
 from billing.tariffs import Tariff, energy_cost_cents
-from csms.config import TariffSettings
 
 
 @pytest.mark.parametrize(

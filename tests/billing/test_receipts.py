@@ -33,7 +33,7 @@ from billing.receipts import (
     receipt_data_from_session,
     render_receipt,
 )
-from csms.config import MailSettings, ReceiptSettings
+from billing.settings import MailSettings, ReceiptSettings
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 22, 10, 42, 7, tzinfo=UTC)

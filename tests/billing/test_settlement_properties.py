@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ocpp.v16 import call
 
-from csms.app import create_app
 from csms.keys import TASKS
 from tests.billing.flows import PRICE, T0
 from tests.conftest import make_settings
 from tests.stations import station
+from web.app import create_app
 from web.keys import BILLING, JOBS
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from billing.models import JobStatus, OperationStatus, OperationType, PaymentStatus, SessionStatus
-from billing.store import BillingStore
-from billing.store_sqlite import (
+from billing.store.ports import BillingStore
+from billing.store.sqlite import (
     _MIGRATIONS,
     SCHEMA_VERSION,
     DuplicateSession,
     SqliteBillingStore,
 )
-from csms.store.base import StoreError
+from csms.store.ports import StoreError
 from csms.store.sqlite import SCHEMA_VERSION as CHARGING_SCHEMA_VERSION
 from csms.store.sqlite import SqliteStore
 from tests.billing.store_contract import (

@@ -24,11 +24,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from aiosmtpd.controller import Controller
 
-from csms.app import create_app
 from tests.billing.fake_pagarme import PREFIX, FakePagarme
 from tests.billing.flows import Env
 from tests.billing.helpers import SECRET_KEY
 from tests.conftest import make_settings
+from web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,7 +158,7 @@ class JobsEnv(Env):
         env = {**os.environ, **self.environ, "PYTHONPATH": str(ROOT)}
         log = open(self.tmp_path / f"worker-{len(self.workers)}.log", "wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "csms.cli", "--log-level", "INFO", "worker"],
+            [sys.executable, "-m", "web.cli", "--log-level", "INFO", "worker"],
             cwd=self.tmp_path, env=env, stdout=subprocess.PIPE, stderr=log)
         assert process.stdout is not None
         line = process.stdout.readline()

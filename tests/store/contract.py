@@ -1,4 +1,4 @@
-"""Backend-independent contract of the store port (`csms.store.base.Store`).
+"""Backend-independent contract of the store port (`csms.store.ports.Store`).
 
 A backend runs it by subclassing `StoreContract` in its own test module and providing a `store`
 fixture that yields an opened, empty store (and closes it afterwards):
@@ -17,7 +17,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 from csms.domain import ENERGY_REGISTER, IdTag, LoggedFrame, MeterValue
-from csms.store.base import Store
+from csms.store.ports import Store
 
 T0 = datetime(2026, 3, 1, 10, 0, 0, 123000, tzinfo=UTC)
 

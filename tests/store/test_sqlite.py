@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from csms.domain import MeterValue
-from csms.store.base import Store, StoreError
+from csms.store.ports import Store, StoreError
 from csms.store.sqlite import SCHEMA_VERSION, SqliteStore
 from tests.store.contract import StoreContract, at, energy, frame, start, stop
 

@@ -13,14 +13,14 @@ from typing import Any
 
 from taskiq import AsyncBroker, Context, InMemoryBroker, TaskiqDepends
 
-from csms.config import Settings
+from billing.settings import BillingConfig
 
 log = logging.getLogger(__name__)
 
 TASK_NAME = "billing.run_money_job"
 
 
-def make_broker(settings: Settings) -> AsyncBroker:
+def make_broker(settings: BillingConfig) -> AsyncBroker:
     """In-process broker for the embedded default; Redis for production.
 
     With Redis we use `RedisStreamBroker`: messages sit in a stream read through a consumer
@@ -105,7 +105,7 @@ def register_money_task(broker: AsyncBroker) -> Any:
     return run_money_job
 
 
-def connect_jobs(settings: Settings, jobs: Any) -> AsyncBroker:
+def connect_jobs(settings: BillingConfig, jobs: Any) -> AsyncBroker:
     """Make the broker, declare the task, and let `jobs` (a `MoneyJobs`) enqueue through it
     and run from it."""
     broker = make_broker(settings)

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from csms import simulator
-from csms.config import ConfigError, Settings, load_settings
 from csms.domain import IdTag, Station, isoformat
+from csms.settings import ConfigError
 from csms.store import Store
 from csms.store.factory import make_store
+from web.settings import Settings, load_settings
 
 T = TypeVar("T")
 
@@ -33,7 +34,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from csms.app import create_app
+    from web.app import create_app
 
     settings = _settings(args)
     app = create_app(settings)
@@ -47,7 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from csms.worker import main as worker_main
+    from billing.worker import main as worker_main
 
     return worker_main(_settings(args))
 

@@ -43,9 +43,9 @@ from billing.receipts import (
     receipt_data_from_session,
     render_receipt,
 )
-from billing.store import BillingStore
+from billing.settings import BillingConfig
+from billing.store.ports import BillingStore
 from csms.background import stop_if_cancelled
-from csms.config import Settings
 from csms.domain import utcnow
 from csms.store import Store
 
@@ -81,7 +81,7 @@ class MoneyJobs:
     """Submits, runs and sweeps money jobs. Lives in `csms serve` (which submits and, with the
     in-process broker, runs) and in `csms worker` (which runs)."""
 
-    def __init__(self, settings: Settings, store: BillingStore, charging: Store,
+    def __init__(self, settings: BillingConfig, store: BillingStore, charging: Store,
                  gateway: PaymentGateway, mailer: Mailer) -> None:
         self.settings = settings
         self.store = store

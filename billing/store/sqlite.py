@@ -48,7 +48,7 @@ from billing.models import (
     Session,
     SessionStatus,
 )
-from csms.store.base import StoreError
+from csms.store.ports import StoreError
 from csms.store.sqlite_support import connect, dt, dt_req, in_thread, ts
 
 T = TypeVar("T")

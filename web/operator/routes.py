@@ -14,12 +14,12 @@ from billing.models import JobStatus, SessionStatus
 from billing.service import BillingError
 from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
 from csms.domain import IdTag, MeterValue, Station, Transaction, isoformat, parse_timestamp
-from csms.keys import HUB, SETTINGS, STORE
+from csms.keys import HUB, STORE
 from csms.passwords import hash_password
 from web.bodies import read_json, validate
-from web.driver_api import session_view
+from web.driver.routes import session_view
 from web.errors import ApiError, Handler
-from web.keys import BILLING
+from web.keys import BILLING, SETTINGS
 from web.openapi import openapi_view
 
 routes = web.RouteTableDef()

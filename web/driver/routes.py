@@ -13,10 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from billing.models import Method, Operation, Session
 from billing.service import BillingError, BillingService, StartRequest
 from csms.domain import isoformat
-from csms.keys import SETTINGS
 from web.bodies import FieldError, parse_body
 from web.errors import ApiError
-from web.keys import BILLING
+from web.keys import BILLING, SETTINGS
 
 routes = web.RouteTableDef()
 

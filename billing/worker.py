@@ -11,32 +11,30 @@ import contextlib
 import logging
 import signal
 
-from csms.app import close_billing_parts, make_billing_store, make_gateway, open_billing_parts
+from billing.parts import BillingParts
+from billing.settings import BillingConfig
 from csms.background import stop_if_cancelled, wait_cancelled
-from csms.config import ConfigError, Settings
+from csms.settings import ConfigError
 from csms.store.factory import make_store
 
 log = logging.getLogger(__name__)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+async def run_worker(settings: BillingConfig, stop: asyncio.Event | None = None) -> None:
     from taskiq.api import run_receiver_task
 
-    from billing.jobs import MoneyJobs
-    from billing.receipts import make_mailer
-    from billing.tasks import connect_jobs
+    from billing.jobs.broker import connect_jobs
 
     if settings.tasks.broker != "redis":
         raise ConfigError("tasks.broker: `csms worker` consumes the redis broker; with the "
                           "in-process broker, `csms serve` runs the jobs itself")
     stop = stop or asyncio.Event()
     store = make_store(settings.store)
-    billing_store = make_billing_store(settings)
-    gateway = make_gateway(settings)
-    jobs = MoneyJobs(settings, billing_store, store, gateway, make_mailer(settings.mail))
+    parts = BillingParts.from_settings(settings, store)
+    jobs = parts.jobs
     broker = connect_jobs(settings, jobs)
     await store.open()
-    await open_billing_parts(billing_store, gateway)
+    await parts.open()
 
     async def consume() -> None:
         """Run the receiver; if Redis goes away, wait and start consuming again."""
@@ -53,21 +51,21 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             stop_if_cancelled()
             await asyncio.sleep(1)
 
-    parts = [asyncio.create_task(consume(), name="receiver"),
+    loops = [asyncio.create_task(consume(), name="receiver"),
              asyncio.create_task(jobs.sweep_forever(), name="outbox-sweeper")]
     print("csms worker ready", flush=True)
     try:
         await stop.wait()
     finally:
-        await wait_cancelled(parts)  # stop taking deliveries; jobs in flight keep running
+        await wait_cancelled(loops)  # stop taking deliveries; jobs in flight keep running
         await jobs.drain(timeout=min(30.0, settings.tasks.lease / 2))
         with contextlib.suppress(Exception):
             await broker.shutdown()
-        await close_billing_parts(billing_store, gateway)
+        await parts.close()
         await store.close()
 
 
-def main(settings: Settings) -> int:
+def main(settings: BillingConfig) -> int:
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -1,0 +1,1 @@
+"""Money jobs: the outbox, its handlers and the taskiq broker."""

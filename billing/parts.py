@@ -1,0 +1,55 @@
+"""Billing's parts made from the configuration: its store, the gateway and the money jobs.
+
+Both processes that move money build them here: `csms serve` (`web.app`) and `csms worker`
+(`billing.worker`). They are opened and closed together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from billing.gateways.base import PaymentGateway
+from billing.gateways.pagarme import PagarmeGateway
+from billing.gateways.sandbox import SandboxGateway, SqliteSandboxChargeStore
+from billing.jobs.outbox import MoneyJobs
+from billing.receipts import make_mailer
+from billing.settings import BillingConfig
+from billing.store.ports import BillingStore
+from billing.store.sqlite import SqliteBillingStore
+from csms.settings import ConfigError
+from csms.store import Store
+
+
+def make_gateway(settings: BillingConfig) -> PaymentGateway:
+    if settings.billing.gateway == "pagarme":
+        return PagarmeGateway(settings.billing.pagarme)
+    return SandboxGateway(SqliteSandboxChargeStore(settings.billing.sandbox_path))
+
+
+def make_billing_store(settings: BillingConfig) -> BillingStore:
+    if settings.store.backend != "sqlite":
+        raise ConfigError("store.backend: the MongoDB adapter is not available in this "
+                          "release; use \"sqlite\"")
+    return SqliteBillingStore(settings.store.sqlite_path)
+
+
+@dataclass(slots=True)
+class BillingParts:
+    store: BillingStore
+    gateway: PaymentGateway
+    jobs: MoneyJobs
+
+    @classmethod
+    def from_settings(cls, settings: BillingConfig, charging: Store) -> BillingParts:
+        store = make_billing_store(settings)
+        gateway = make_gateway(settings)
+        jobs = MoneyJobs(settings, store, charging, gateway, make_mailer(settings.mail))
+        return cls(store, gateway, jobs)
+
+    async def open(self) -> None:
+        await self.store.open()
+        await self.gateway.open()
+
+    async def close(self) -> None:
+        await self.gateway.close()
+        await self.store.close()

@@ -1,0 +1,114 @@
+"""Settings sections billing owns: `[billing]` (with its tariff and gateways), `[tasks]`,
+`[mail]` and `[receipts]`."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, Protocol
+
+from pydantic import Field, field_validator
+
+from csms.settings import OcppSettings, Section, StoreSettings
+
+
+class TasksSettings(Section):
+    broker: Literal["inmemory", "redis"] = "inmemory"
+    redis_url: str = "redis://localhost:6379/0"
+    queue_name: str = "csms:money-jobs"
+    # Waits between attempts of a money job (seconds, +-20% jitter); the last one repeats.
+    retry_delays: list[float] = Field(default_factory=lambda: [10, 30, 120, 600, 3600])
+    max_attempts: int = Field(10, ge=1)  # then the job is FAILED and waits for an operator
+    lease: float = Field(60, gt=0)  # a delivered or running job is presumed lost after this
+    sweep_interval: float = Field(1, gt=0)  # how often the outbox sweeper looks for due jobs
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _delays(cls, value: list[float]) -> list[float]:
+        if not value or any(d < 0 for d in value):
+            raise ValueError("must be a non-empty list of non-negative seconds")
+        return value
+
+
+class TariffSettings(Section):
+    price_per_kwh: Decimal = Decimal("1.50")
+    fixed_connection_fee: Decimal = Decimal("2.00")
+
+    @field_validator("price_per_kwh", "fixed_connection_fee", mode="before")
+    @classmethod
+    def _decimal(cls, value: Any) -> Decimal:
+        if isinstance(value, float):
+            value = repr(value)
+        try:
+            amount = Decimal(str(value))
+        except InvalidOperation as exc:
+            raise ValueError(f"not a decimal amount: {value!r}") from exc
+        if not amount.is_finite() or amount < 0:
+            raise ValueError(f"must be a non-negative amount: {value!r}")
+        return amount
+
+
+class PagarmeSettings(Section):
+    base_url: str = "https://api.pagar.me/core/v5"
+    secret_key: str = ""
+    webhook_user: str = ""
+    webhook_password: str = ""
+    timeout: float = Field(15, gt=0)
+    # Text on the card statement: Pagar.me allows 13 characters (PSP) or 22 (gateway accounts).
+    statement_descriptor: str = Field("EV CHARGING", min_length=1, max_length=22)
+
+
+class BillingSettings(Section):
+    gateway: Literal["sandbox", "pagarme"] = "sandbox"
+    currency: str = Field("BRL", pattern=r"^[A-Z]{3}$")
+    tariff: TariffSettings = TariffSettings()
+    pagarme: PagarmeSettings = PagarmeSettings()
+    # SQLite file where the sandbox gateway keeps its charges (survives restarts).
+    sandbox_path: str = "data/sandbox_gateway.db"
+    # Hold placed when a driver with a saved card starts at the station (RFID), in cents.
+    default_hold: int = Field(5000, gt=0)
+    pix_expires_in: int = Field(900, gt=0)  # seconds a PIX QR code stays payable
+    gateway_attempts: int = Field(3, ge=1)  # tries of a gateway call inside one request
+    reconcile_interval: float = Field(30, gt=0)  # seconds between reconciliation sweeps
+
+
+class MailSettings(Section):
+    backend: Literal["file", "smtp"] = "file"
+    outbox_dir: str = "data/outbox"
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    from_address: str = "receipts@localhost"
+    smtp_username: str = ""  # empty: no SMTP AUTH
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_timeout: float = Field(15, gt=0)
+
+
+class ReceiptSettings(Section):
+    """Issuer details printed on charging receipts."""
+
+    operator_name: str = "CSMS Charging"
+    operator_tax_id: str = ""  # CNPJ
+    operator_address: str = ""
+
+
+
+class BillingConfig(Protocol):
+    """What billing reads of the whole configuration (the root settings satisfy it)."""
+
+    @property
+    def ocpp(self) -> OcppSettings: ...
+
+    @property
+    def store(self) -> StoreSettings: ...
+
+    @property
+    def tasks(self) -> TasksSettings: ...
+
+    @property
+    def billing(self) -> BillingSettings: ...
+
+    @property
+    def mail(self) -> MailSettings: ...
+
+    @property
+    def receipts(self) -> ReceiptSettings: ...

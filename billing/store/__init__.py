@@ -1,0 +1,1 @@
+"""Billing persistence: ports per aggregate and their adapters."""

@@ -1,0 +1,40 @@
+"""Settings sections the charging core owns (`[ocpp]`, `[store]`), and what every section shares.
+
+The root settings object lives with the entry points (`web.settings`); each package declares its
+own sections so the keys sit next to the code that reads them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, malformed or out of range."""
+
+
+class Section(BaseModel):
+    """A `[section]` of config.toml: unknown keys are refused, so a typo is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class OcppSettings(Section):
+    allow_unknown_stations: bool = True
+    accept_unknown_id_tags: bool = True
+    heartbeat_interval: int = Field(300, ge=1)
+    remote_start_timeout: float = Field(60, gt=0)
+    command_timeout: float = Field(30, gt=0)
+    message_log_size: int = Field(500, ge=0)
+    require_subprotocol: bool = False
+
+
+class StoreSettings(Section):
+    backend: Literal["sqlite", "mongodb"] = "sqlite"
+    sqlite_path: str = "data/csms.db"
+    mongodb_url: str = "mongodb://localhost:27017"
+    mongodb_database: str = "csms"
+
+

@@ -1,0 +1,138 @@
+"""The one wiring point: `create_app(settings)` builds the whole aiohttp application.
+
+This is the composition root: it makes the charging core (`csms`), billing and the HTTP
+surfaces, connects billing to the core's events, and opens and closes every resource in a
+cleanup context, in this order (closed in reverse): charging store, hub, billing, task set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import ocpp.messages
+from aiohttp import web
+
+from billing.jobs.broker import connect_jobs
+from billing.listener import BillingListener
+from billing.parts import BillingParts
+from billing.service import BillingService
+from csms.background import TaskSet, stop_if_cancelled, wait_cancelled
+from csms.charging import ChargingService
+from csms.keys import CHARGING, HUB, METRICS, OCPP_SETTINGS, STORE, TASKS
+from csms.metrics import Metrics
+from csms.ocpp.endpoint import ocpp_websocket
+from csms.ocpp.hub import Hub
+from csms.store import Store
+from csms.store.factory import make_store
+from web import health, receipts, webhooks
+from web.driver.routes import routes as driver_routes
+from web.errors import error_middleware
+from web.keys import BILLING, BILLING_STORE, GATEWAY, JOBS, SETTINGS
+from web.operator.routes import create_operator_api
+from web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Validate in the event loop: the library's default thread-pool validation is the slowest
+# option for both throughput and tail latency (see shared/NOTES-ocpp.md).
+ocpp.messages.ASYNC_VALIDATION = False
+logging.getLogger("ocpp").setLevel(logging.WARNING)
+
+PARTS = web.AppKey("billing_parts", BillingParts)
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = app[STORE]
+    await store.open()
+    await store.mark_all_disconnected()
+    yield
+    await store.close()
+
+
+async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+    hub.frames.start()
+    yield
+    await hub.frames.stop()
+
+
+async def _billing_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open billing's store, gateway and job broker; reconcile what a crash left half-done.
+
+    With the in-process broker money jobs run here; with Redis this process only enqueues
+    them and `csms worker` runs them. The outbox sweeper runs in both.
+    """
+    settings, parts, service = app[SETTINGS], app[PARTS], app[BILLING]
+    await parts.open()
+    broker = connect_jobs(settings, parts.jobs)
+    try:
+        await broker.startup()
+    except Exception as exc:  # Redis down: jobs wait in the outbox until it is back
+        log.warning("job broker unavailable at start-up (%s); jobs will be enqueued later", exc)
+    await service.reconcile()
+    background = [asyncio.create_task(_reconcile_loop(service, settings), name="reconcile"),
+                  asyncio.create_task(parts.jobs.sweep_forever(), name="outbox-sweeper")]
+    yield
+    await wait_cancelled(background)
+    # The task set (closed before this) no longer touches the billing store; an interrupted
+    # job stays in the outbox and the next start (or a worker) finishes it.
+    await parts.jobs.drain(timeout=5)
+    running = list(getattr(broker, "_running_tasks", ()))
+    for task_ in running:
+        task_.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+    with contextlib.suppress(Exception):
+        await broker.shutdown()
+    await parts.close()
+
+
+async def _tasks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Work handed off message loops and requests stops first, before what it uses closes."""
+    yield
+    await app[TASKS].stop()
+
+
+async def _reconcile_loop(service: BillingService, settings: Settings) -> None:
+    while True:
+        await asyncio.sleep(settings.billing.reconcile_interval)
+        try:
+            await service.reconcile()
+        except Exception:
+            log.exception("reconciliation sweep failed")
+        stop_if_cancelled()
+
+
+async def _close_stations(app: web.Application) -> None:
+    await app[HUB].close_all()
+
+
+def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
+    app = web.Application(middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app[OCPP_SETTINGS] = settings.ocpp
+    app[METRICS] = metrics = Metrics()
+    app[TASKS] = tasks = TaskSet()
+    app[STORE] = store = store or make_store(settings.store)
+    app[CHARGING] = charging = ChargingService(store, settings.ocpp)
+    app[HUB] = hub = Hub(settings.ocpp, store, charging, metrics)
+    app[PARTS] = parts = BillingParts.from_settings(settings, store)
+    app[BILLING_STORE], app[GATEWAY], app[JOBS] = parts.store, parts.gateway, parts.jobs
+    app[BILLING] = billing = BillingService(settings, parts.store, store, parts.gateway, hub,
+                                            parts.jobs, tasks)
+    charging.listeners.append(BillingListener(billing))
+
+    app.cleanup_ctx.extend([_store_ctx, _hub_ctx, _billing_ctx, _tasks_ctx])
+    app.on_shutdown.append(_close_stations)
+
+    app.router.add_get("/ocpp/{station_id}", ocpp_websocket, name="ocpp")
+    app.add_routes(health.routes)
+    app.add_routes(driver_routes)
+    app.add_routes(webhooks.routes)
+    app.add_routes(receipts.routes)
+    app.add_subapp("/api", create_operator_api())
+    if not settings.api.operator_token:
+        log.warning("api.operator_token is empty: the operator API at /api is open to anyone")
+    return app

@@ -1,0 +1,1 @@
+"""Driver REST API: `/charge/start`, `/charge/stop`, `/charge/{sessionId}`."""

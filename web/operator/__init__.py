@@ -1,0 +1,1 @@
+"""Operator JSON API under `/api`."""
