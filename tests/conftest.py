@@ -10,6 +10,7 @@ import ocpp.messages
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.support.smtp import smtp_inbox  # noqa: F401  (a fixture for every test)
 from web.app import create_app
 from web.settings import Settings, load_settings
 

@@ -11,7 +11,7 @@ from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
 from tests.conftest import make_settings
-from tests.stations import FakeStation, station
+from tests.support.stations import FakeStation, station
 
 
 async def post(url: str, json: Any = None, headers: dict | None = None) -> tuple[int, Any]:

@@ -7,7 +7,7 @@ from aiohttp.test_utils import TestServer
 from ocpp.v16 import call
 
 from tests.conftest import make_settings
-from tests.stations import station
+from tests.support.stations import station
 from web.app import create_app
 
 

@@ -15,8 +15,8 @@ from billing.gateways.sandbox import (
     SandboxGateway,
     SqliteSandboxChargeStore,
 )
-from tests.billing.fake_pagarme import PREFIX, FakePagarme
-from tests.billing.helpers import SECRET_KEY, pagarme_settings
+from tests.support.fake_pagarme import FakePagarme
+from tests.support.pagarme import pagarme_settings, start_fake_pagarme
 
 
 @pytest.fixture
@@ -44,9 +44,7 @@ def sandbox(sandbox_store: SandboxChargeStore) -> SandboxGateway:
 
 @pytest.fixture
 async def fake_pagarme(aiohttp_server) -> AsyncIterator[FakePagarme]:  # type: ignore[no-untyped-def]
-    fake = FakePagarme(secret_key=SECRET_KEY)
-    server = await aiohttp_server(fake.app)
-    fake.base_url = f"http://{server.host}:{server.port}{PREFIX}"
+    fake = await start_fake_pagarme(aiohttp_server)
     yield fake
     # Whatever a test did, every mutating request must have carried an Idempotency-Key.
     missing = [r for r in fake.mutating_requests() if not r["headers"].get("Idempotency-Key")]

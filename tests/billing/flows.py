@@ -3,7 +3,6 @@ the driver's part over HTTP."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +10,9 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from ocpp.v16 import call
 
-from tests.billing.fake_pagarme import FakePagarme
-from tests.stations import FakeStation, basic_auth
+from tests.support.fake_pagarme import FakePagarme
+from tests.support.stations import FakeStation, basic_auth
+from tests.support.wait import eventually
 
 T0 = "2026-11-22T10:00:00Z"
 PRICE = {"price": 1.50, "fixed_connection_cost": 2.00}
@@ -46,13 +46,11 @@ class Env:
 
     async def wait_session(self, sid: str, status: str, payment: str | None = None,
                            timeout: float = 5) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                body = await self.session(sid)
-                if body["status"] == status and (payment is None or
-                                                 body["payment"]["status"] == payment):
-                    return body
-                await asyncio.sleep(0.03)
+        return await eventually(
+            lambda: self.session(sid),
+            lambda body: body["status"] == status and (payment is None or
+                                                       body["payment"]["status"] == payment),
+            timeout=timeout)
 
     def gateway_count(self, kind: str) -> int | None:
         return None if self.fake is None else self.fake.counts.get(kind, 0)

@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 from ocpp.v16 import call
 
-from tests.billing.fake_pagarme import FakePagarme
 from tests.billing.flows import (
     T0,
     Env,
@@ -20,9 +19,10 @@ from tests.billing.flows import (
     start_body,
     stop_tx,
 )
-from tests.billing.helpers import SECRET_KEY
 from tests.conftest import make_settings
-from tests.stations import basic_auth, station
+from tests.support.fake_pagarme import FakePagarme
+from tests.support.pagarme import SECRET_KEY
+from tests.support.stations import basic_auth, station
 from web.app import create_app
 
 
@@ -37,7 +37,7 @@ async def env(request: pytest.FixtureRequest, tmp_path, aiohttp_server,
     if request.param == "pagarme":
         fake = FakePagarme(secret_key=SECRET_KEY)
         fake_server = await aiohttp_server(fake.app)
-        from tests.billing.fake_pagarme import PREFIX
+        from tests.support.fake_pagarme import PREFIX
         fake.base_url = f"http://{fake_server.host}:{fake_server.port}{PREFIX}"
         extra.update(CSMS_BILLING__GATEWAY="pagarme", CSMS_BILLING__PAGARME__BASE_URL=fake.base_url,
                      CSMS_BILLING__PAGARME__SECRET_KEY=SECRET_KEY,

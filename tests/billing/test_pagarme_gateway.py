@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import pytest
 
 from billing.gateways.base import Customer, GatewayResult, PaymentGateway
 from billing.gateways.pagarme import PagarmeGateway, map_charge_status
-from tests.billing.fake_pagarme import FakePagarme
-from tests.billing.helpers import SECRET_KEY, pagarme_settings
+from tests.support.fake_pagarme import FakePagarme
+from tests.support.gateways import authorize as authorize_with
+from tests.support.net import free_port
+from tests.support.pagarme import SECRET_KEY, pagarme_settings
 
 
-async def authorize(
-    gw: PagarmeGateway, customer: Customer, key: str = "s1:authorize", **kw: object
-) -> GatewayResult:
-    args: dict[str, object] = {
-        "session_id": "s1",
-        "amount": 5000,
-        "customer": customer,
-        "card_token": "tok_123456789",
-        "description": "EV charging EVSE-001",
-        "idempotency_key": key,
-    }
-    args.update(kw)
-    return await gw.authorize(**args)  # type: ignore[arg-type]
+async def authorize(gw: PagarmeGateway, customer: Customer, key: str = "s1:authorize",
+                    **kw: object) -> GatewayResult:
+    return await authorize_with(gw, customer, key, **{"description": "EV charging EVSE-001",
+                                                      **kw})
 
 
 async def pix(gw: PagarmeGateway, customer: Customer, key: str = "s2:pix") -> GatewayResult:
@@ -257,10 +248,8 @@ async def test_rate_limit_is_transient(
 
 
 async def test_network_error_is_transient(customer: Customer, fake_pagarme: FakePagarme) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    settings = pagarme_settings(fake_pagarme, base_url=f"http://127.0.0.1:{port}/core/v5")
+    settings = pagarme_settings(fake_pagarme,
+                                base_url=f"http://127.0.0.1:{free_port()}/core/v5")
     gateway = PagarmeGateway(settings)
     try:
         result = await authorize(gateway, customer)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from billing.models import Method, PaymentStatus, Session, SessionStatus
@@ -34,6 +32,8 @@ from billing.receipts import (
     render_receipt,
 )
 from billing.settings import MailSettings, ReceiptSettings
+from tests.support.net import free_port
+from tests.support.smtp import SmtpInbox, StartSmtp
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 22, 10, 42, 7, tzinfo=UTC)
@@ -311,60 +311,20 @@ def test_make_mailer_picks_backend(tmp_path: Path) -> None:
 # --- SMTP mailer against a real aiosmtpd server ------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Collector:
-    """aiosmtpd handler: keeps every envelope; optionally answers RCPT with a fixed reply."""
-
-    def __init__(self, rcpt_reply: str | None = None) -> None:
-        self.rcpt_reply = rcpt_reply
-        self.envelopes: list[Any] = []
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if self.rcpt_reply:
-            return self.rcpt_reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 Message accepted"
-
-
 def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
     ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"csms", b"s3cret")
     return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd replies 535
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[Callable[..., tuple[Collector, MailSettings]]]:
-    """Start aiosmtpd servers on free ports; returns (handler, MailSettings pointing at it)."""
-    controllers: list[Controller] = []
+def smtp_server(smtp_inbox: StartSmtp) -> Callable[..., tuple[SmtpInbox, MailSettings]]:
+    """Start SMTP servers; returns (inbox, MailSettings pointing at it)."""
 
-    def start(rcpt_reply: str | None = None, **kwargs: Any) -> tuple[Collector, MailSettings]:
-        handler = Collector(rcpt_reply)
-        port = free_port()
-        controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
-        controller.start()
-        controllers.append(controller)
-        settings = MailSettings(
-            backend="smtp",
-            smtp_host="127.0.0.1",
-            smtp_port=port,
-            from_address="receipts@csms.example",
-            smtp_timeout=5,
-        )
-        return handler, settings
+    def start(rcpt_reply: str | None = None, **kwargs: Any) -> tuple[SmtpInbox, MailSettings]:
+        inbox = smtp_inbox(rcpt_reply, **kwargs)
+        return inbox, inbox.mail_settings()
 
-    yield start
-    for controller in controllers:
-        controller.stop()
+    return start
 
 
 async def test_smtp_mailer_delivers_message(smtp_server: Callable[..., Any]) -> None:

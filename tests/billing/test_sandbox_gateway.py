@@ -15,21 +15,7 @@ from billing.gateways.sandbox import (
     SandboxGateway,
     SqliteSandboxChargeStore,
 )
-
-
-async def authorize(
-    gw: SandboxGateway, customer: Customer, key: str = "s1:authorize", **kw: object
-) -> GatewayResult:
-    args: dict[str, object] = {
-        "session_id": "s1",
-        "amount": 5000,
-        "customer": customer,
-        "card_token": "tok_123456789",
-        "description": "EV charging",
-        "idempotency_key": key,
-    }
-    args.update(kw)
-    return await gw.authorize(**args)  # type: ignore[arg-type]
+from tests.support.gateways import authorize
 
 
 def test_sandbox_implements_the_port() -> None:

@@ -24,7 +24,7 @@ from ocpp.v16 import call
 from csms.keys import TASKS
 from tests.billing.flows import PRICE, T0
 from tests.conftest import make_settings
-from tests.stations import station
+from tests.support.stations import station
 from web.app import create_app
 from web.keys import BILLING, JOBS
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -14,29 +13,21 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from aiosmtpd.controller import Controller
 
-from tests.billing.fake_pagarme import PREFIX, FakePagarme
 from tests.billing.flows import Env
-from tests.billing.helpers import SECRET_KEY
 from tests.conftest import make_settings
+from tests.support.net import free_port
+from tests.support.pagarme import SECRET_KEY, start_fake_pagarme
+from tests.support.smtp import SmtpInbox, StartSmtp
 from web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- redis ---------------------------------------------------------------------------------------
@@ -61,7 +52,7 @@ class RedisServer:
              "--appendonly", "no", "--dir", str(self.directory)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # a sync fixture: eventually() is for async tests
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return
@@ -91,47 +82,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
-
-
-# --- smtp ----------------------------------------------------------------------------------------
-
-@dataclass
-class SmtpInbox:
-    """Collects what the SMTP server receives; can refuse the next N recipients with 451."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-    envelopes: list[Any] = field(default_factory=list)
-    tempfail: int = 0
-    port: int = 0
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: Any) -> str:
-        if self.tempfail > 0:
-            self.tempfail -= 1
-            return "451 4.3.0 Mailbox temporarily unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        self.messages.append(message_from_bytes(envelope.original_content,
-                                                policy=policy.default))  # type: ignore[arg-type]
-        return "250 Message accepted for delivery"
-
-    async def wait_for(self, count: int = 1, timeout: float = 15) -> list[EmailMessage]:
-        async with asyncio.timeout(timeout):
-            while len(self.messages) < count:
-                await asyncio.sleep(0.05)
-        return self.messages
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpInbox]:
-    inbox = SmtpInbox(port=free_port())
-    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
-    controller.start()
-    yield inbox
-    controller.stop()
 
 
 # --- the CSMS under test -------------------------------------------------------------------------
@@ -181,13 +131,16 @@ class JobsEnv(Env):
 
 
 @pytest.fixture
+def inbox(smtp_inbox: StartSmtp) -> SmtpInbox:
+    return smtp_inbox()
+
+
+@pytest.fixture
 async def jobs_env(request: pytest.FixtureRequest, tmp_path: Path, aiohttp_server: Any,
-                   smtp_server: SmtpInbox) -> AsyncIterator[JobsEnv]:
+                   inbox: SmtpInbox) -> AsyncIterator[JobsEnv]:
     """The CSMS on the Pagar.me fake with SMTP mail and fast job retries. Tests marked
     `@pytest.mark.redis` get the redis broker (and start workers themselves)."""
-    fake = FakePagarme(secret_key=SECRET_KEY)
-    fake_server = await aiohttp_server(fake.app)
-    fake.base_url = f"http://{fake_server.host}:{fake_server.port}{PREFIX}"
+    fake = await start_fake_pagarme(aiohttp_server)
     environ = {
         **FAST_JOBS,
         "CSMS_STORE__SQLITE_PATH": str(tmp_path / "csms.db"),
@@ -198,7 +151,7 @@ async def jobs_env(request: pytest.FixtureRequest, tmp_path: Path, aiohttp_serve
         "CSMS_BILLING__PAGARME__WEBHOOK_PASSWORD": "hookpw",
         "CSMS_MAIL__BACKEND": "smtp",
         "CSMS_MAIL__SMTP_HOST": "127.0.0.1",
-        "CSMS_MAIL__SMTP_PORT": str(smtp_server.port),
+        "CSMS_MAIL__SMTP_PORT": str(inbox.port),
         "CSMS_MAIL__SMTP_TIMEOUT": "3",
         "CSMS_RECEIPTS__OPERATOR_NAME": "Eletroposto Teste Ltda",
         "CSMS_RECEIPTS__OPERATOR_TAX_ID": "12.345.678/0001-90",

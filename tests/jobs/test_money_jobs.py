@@ -7,8 +7,10 @@ import asyncio
 from typing import Any
 
 from tests.billing.flows import charge, paid_pix_charging, ready_station, start_body, stop_tx
-from tests.jobs.conftest import JobsEnv, SmtpInbox
-from tests.stations import FakeStation, station
+from tests.jobs.conftest import JobsEnv
+from tests.support.smtp import SmtpInbox
+from tests.support.stations import FakeStation, station
+from tests.support.wait import eventually
 from web.keys import BILLING_STORE, JOBS
 
 
@@ -30,16 +32,14 @@ async def card_session(env: JobsEnv, cp: FakeStation, energy_wh: int = 12345) ->
 
 
 async def wait_job(env: JobsEnv, job_id: str, status: str, timeout: float = 10) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            jobs = {j["jobId"]: j for j in await env.get("/api/jobs")}
-            if jobs.get(job_id, {}).get("status") == status:
-                return jobs[job_id]
-            await asyncio.sleep(0.05)
+    async def job() -> dict[str, Any]:
+        return next((j for j in await env.get("/api/jobs") if j["jobId"] == job_id), {})
+
+    return await eventually(job, lambda j: j.get("status") == status, timeout=timeout)
 
 
 async def test_refund_retries_through_gateway_errors_and_the_receipt_is_mailed(
-        jobs_env: JobsEnv, smtp_server: SmtpInbox) -> None:
+        jobs_env: JobsEnv, inbox: SmtpInbox) -> None:
     env = jobs_env
     async with station(env.ws_url, "EVSE-001") as cp:
         sid, tx_id = await paid_pix_charging(env, cp)
@@ -53,7 +53,7 @@ async def test_refund_retries_through_gateway_errors_and_the_receipt_is_mailed(
     job = await wait_job(env, f"{sid}:REFUND", "DONE")
     assert job["attempts"] == 3
 
-    messages = await smtp_server.wait_for(1)
+    messages = await inbox.wait_for(1)
     mail = messages[0]
     assert mail["To"] == "driver@company.com"
     text = mail.get_body(preferencelist=("plain",)).get_content()
@@ -128,9 +128,7 @@ async def test_a_restart_in_the_middle_finishes_the_refund_once(jobs_env: JobsEn
     async with station(env.ws_url, "EVSE-001") as cp:
         sid = await pix_session(env, cp)
         job_id = f"{sid}:REFUND"
-        async with asyncio.timeout(5):
-            while await store.get_job(job_id) is None:
-                await asyncio.sleep(0.05)
+        await eventually(lambda: store.get_job(job_id))
     op = await store.get_operation(job_id)
     session = await store.get_session(sid)
     # the dying worker: claimed, called the gateway, never finished
@@ -185,14 +183,14 @@ async def test_operator_refunds_never_exceed_what_was_charged(jobs_env: JobsEnv)
     assert status == 422 and body["error"]["field"] == "amount"
 
 
-async def test_smtp_failures_are_retried(jobs_env: JobsEnv, smtp_server: SmtpInbox) -> None:
+async def test_smtp_failures_are_retried(jobs_env: JobsEnv, inbox: SmtpInbox) -> None:
     env = jobs_env
-    smtp_server.tempfail = 2
+    inbox.tempfail = 2
     async with station(env.ws_url, "EVSE-001") as cp:
         sid = await card_session(env, cp)
     job = await wait_job(env, f"receipt:{sid}", "DONE")
     assert job["attempts"] == 3
-    messages = await smtp_server.wait_for(1)
+    messages = await inbox.wait_for(1)
     assert len(messages) == 1
     text = messages[0].get_body(preferencelist=("plain",)).get_content()
     assert "20.52" in text and "29.48" in text  # charged, and released from the 50.00 hold
@@ -283,9 +281,7 @@ async def test_a_job_whose_runs_never_finish_runs_out_of_attempts(jobs_env: Jobs
     async with station(env.ws_url, "EVSE-001") as cp:
         sid = await pix_session(env, cp)
     job_id = f"{sid}:REFUND"
-    async with asyncio.timeout(5):
-        while await store.get_job(job_id) is None:
-            await asyncio.sleep(0.05)
+    await eventually(lambda: store.get_job(job_id))
     for _ in range(4):  # max_attempts runs that each die mid-way
         now = utcnow()
         assert await store.claim_job(job_id, now, now + timedelta(milliseconds=1)) is not None

@@ -11,15 +11,17 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.billing.flows import paid_pix_charging, stop_tx
-from tests.jobs.conftest import JobsEnv, RedisServer, SmtpInbox
-from tests.stations import station
+from tests.jobs.conftest import JobsEnv, RedisServer
+from tests.support.smtp import SmtpInbox
+from tests.support.stations import station
+from tests.support.wait import eventually
 from web.keys import BILLING_STORE, JOBS
 
 pytestmark = pytest.mark.redis
 
 
 async def test_worker_refunds_the_unused_pix_and_mails_the_receipt(
-        jobs_env: JobsEnv, smtp_server: SmtpInbox) -> None:
+        jobs_env: JobsEnv, inbox: SmtpInbox) -> None:
     env = jobs_env
     env.start_worker()
     async with station(env.ws_url, "EVSE-001") as cp:
@@ -28,7 +30,7 @@ async def test_worker_refunds_the_unused_pix_and_mails_the_receipt(
         body = await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED", timeout=20)
     assert (body["payment"]["capturedAmount"], body["payment"]["refundedAmount"]) == \
         (2052, 2948)
-    messages = await smtp_server.wait_for(1, timeout=20)
+    messages = await inbox.wait_for(1, timeout=20)
     text = messages[0].get_body(preferencelist=("plain",)).get_content()
     assert "20.52" in text and "29.48" in text and "12.345" in text
 
@@ -40,7 +42,7 @@ async def test_worker_refunds_the_unused_pix_and_mails_the_receipt(
     await jobs.enqueue(f"receipt:{sid}")
     await asyncio.sleep(1.5)
     assert env.fake.counts == before
-    assert len(smtp_server.messages) == 1
+    assert len(inbox.messages) == 1
     # handled messages are deleted from the stream, so Redis does not grow with history
     redis = Redis.from_url(env.environ["CSMS_TASKS__REDIS_URL"])
     try:
@@ -63,9 +65,7 @@ async def test_a_worker_killed_mid_refund_loses_nothing_and_repeats_nothing(
         sid, tx_id = await paid_pix_charging(env, cp, "evt-k1")
         env.fake.on_processed = kill_on_refund
         await cp.call(stop_tx(tx_id, 12345))
-        async with asyncio.timeout(20):
-            while first.poll() is None:
-                await asyncio.sleep(0.05)
+        await eventually(lambda: first.poll() is not None, timeout=20)
         session = await env.session(sid)
         assert session["payment"]["status"] == "PAID"  # refunded at the gateway, not recorded
 
@@ -89,9 +89,7 @@ async def test_jobs_wait_out_a_redis_outage(jobs_env: JobsEnv, redis_server: Red
         sid, tx_id = await paid_pix_charging(env, cp, "evt-o1")
         redis_server.stop()
         await cp.call(stop_tx(tx_id, 12345))
-        async with asyncio.timeout(10):
-            while await store.get_job(f"{sid}:REFUND") is None:
-                await asyncio.sleep(0.05)
+        await eventually(lambda: store.get_job(f"{sid}:REFUND"), timeout=10)
         await asyncio.sleep(1.0)
         session = await env.session(sid)
         assert session["payment"]["status"] == "PAID"  # waiting, not lost
@@ -116,9 +114,7 @@ async def test_a_worker_asked_to_stop_finishes_the_job_in_flight(jobs_env: JobsE
         env.fake.on_processed = stop_on_refund
         env.fake.response_delay = 0.3  # well inside the drain window (half the 2 s lease)
         await cp.call(stop_tx(tx_id, 12345))
-        async with asyncio.timeout(20):
-            while worker.poll() is None:
-                await asyncio.sleep(0.05)
+        await eventually(lambda: worker.poll() is not None, timeout=20)
     assert worker.returncode == 0
     # no other worker exists: the stopping worker finished the refund before it exited
     body = await env.session(sid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 from ocpp.v16 import call
 
-from tests.stations import station
+from tests.support.stations import station
 
 T0 = "2026-11-22T10:00:00Z"
 

@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from csms.events import ChargingListener, ConnectorStatusChanged
 from csms.keys import CHARGING
-from tests.stations import station
+from tests.support.stations import station
 
 T0 = "2026-11-22T10:00:00Z"
 

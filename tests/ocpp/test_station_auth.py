@@ -7,7 +7,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import make_settings
-from tests.stations import station
+from tests.support.stations import station
 
 
 async def provision(http_url: str, station_id: str, password: str | None = None) -> None:
@@ -34,7 +34,7 @@ async def test_credentials_must_name_the_station(ws_url: str, http_url: str) -> 
     await provision(http_url, "CP-A", "password-a")
     from websockets.asyncio.client import connect
 
-    from tests.stations import basic_auth
+    from tests.support.stations import basic_auth
 
     with pytest.raises(InvalidStatus) as refused:
         async with connect(f"{ws_url}/CP-A", subprotocols=["ocpp1.6"],

@@ -13,6 +13,8 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.support.wait import eventually
+
 
 class FakeStation(ChargePoint):
     """A charge point that answers the CSMS's calls and records them."""
@@ -95,12 +97,9 @@ class FakeStation(ChargePoint):
 
     async def wait_for(self, action: str, timeout: float = 5.0) -> dict[str, Any]:
         """Wait until the CSMS sent us `action`; returns its payload (snake_case)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                for name, payload in self.received:
-                    if name == action:
-                        return payload
-                await asyncio.sleep(0.02)
+        return await eventually(
+            lambda: next((payload for name, payload in self.received if name == action), None),
+            lambda payload: payload is not None, timeout=timeout, interval=0.02)
 
 
 def basic_auth(user: str, password: str) -> dict[str, str]:
