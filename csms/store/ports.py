@@ -1,8 +1,10 @@
-"""The store port: domain-level operations the hub and the surfaces need.
+"""The charging store's ports, one per aggregate, composed into `Store`.
 
-Every state change is one atomic operation in the backend (a SQL transaction or a
-`find_one_and_update`-style conditional update), never a read followed by a write in the caller.
-Adapters: `csms.store.sqlite.SqliteStore`, `csms.store.mongo.MongoStore`.
+Each part of the core can depend on the narrowest port it needs (the frame log on
+`FrameLogStore`, say); an adapter implements them all. Every state change is one atomic
+operation in the backend (a SQL transaction or a `find_one_and_update`-style conditional
+update), never a read followed by a write in the caller. Adapters: `csms.store.sqlite`
+(embedded); MongoDB comes next.
 """
 
 from __future__ import annotations
@@ -18,14 +20,9 @@ class StoreError(Exception):
     """The backend failed or refused an operation."""
 
 
-class Store(Protocol):
-    # lifecycle -----------------------------------------------------------------------------
-    async def open(self) -> None:
-        """Connect and create the schema/indexes if missing (idempotent)."""
+class StationStore(Protocol):
+    """Stations and their connectors."""
 
-    async def close(self) -> None: ...
-
-    # stations ------------------------------------------------------------------------------
     async def provision_station(self, station_id: str, password_hash: str | None) -> Station:
         """Create or update a provisioned station (password hash None: no password)."""
 
@@ -70,14 +67,20 @@ class Store(Protocol):
         Creates the station row (provisioned=False) if unknown.
         """
 
-    # id tags -------------------------------------------------------------------------------
+
+class IdTagStore(Protocol):
+    """RFID cards and other id tags, with their status."""
+
     async def upsert_id_tag(self, tag: IdTag) -> IdTag: ...
 
     async def get_id_tag(self, id_tag: str) -> IdTag | None: ...
 
     async def list_id_tags(self) -> list[IdTag]: ...
 
-    # transactions --------------------------------------------------------------------------
+
+class TransactionStore(Protocol):
+    """Transactions, from start to stop, and stops for transactions we never saw."""
+
     async def next_transaction_id(self) -> int:
         """Atomically allocate the next positive transaction id (never reused)."""
 
@@ -127,7 +130,10 @@ class Store(Protocol):
 
     async def list_orphan_stops(self, station_id: str | None = None) -> list[OrphanStop]: ...
 
-    # meter values --------------------------------------------------------------------------
+
+class MeterValueStore(Protocol):
+    """Sampled values, and each transaction's latest energy register."""
+
     async def append_meter_values(self, values: Sequence[MeterValue]) -> None:
         """Store sampled values; for each transaction keep the latest energy register.
 
@@ -138,7 +144,10 @@ class Store(Protocol):
     async def list_meter_values(self, transaction_id: int) -> list[MeterValue]:
         """Oldest first."""
 
-    # message log ---------------------------------------------------------------------------
+
+class FrameLogStore(Protocol):
+    """The OCPP message log per station."""
+
     async def append_frames(self, frames: Sequence[LoggedFrame], keep: int) -> None:
         """Append OCPP frames, keeping at most `keep` newest frames per station.
 
@@ -147,3 +156,13 @@ class Store(Protocol):
 
     async def list_frames(self, station_id: str, limit: int = 100) -> list[LoggedFrame]:
         """Newest first."""
+
+
+class Store(StationStore, IdTagStore, TransactionStore, MeterValueStore, FrameLogStore,
+            Protocol):
+    """The whole charging store, as one adapter implements it."""
+
+    async def open(self) -> None:
+        """Connect and create the schema/indexes if missing (idempotent)."""
+
+    async def close(self) -> None: ...
