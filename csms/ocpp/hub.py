@@ -14,10 +14,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from csms.background import stop_if_cancelled
 from csms.charging import ChargingService
 from csms.commands import StationNotConnected
-from csms.settings import OcppSettings
 from csms.domain import LoggedFrame, utcnow
 from csms.metrics import Metrics
 from csms.ocpp.v16 import StationChargePoint
+from csms.settings import OcppSettings
 from csms.store import Store
 
 log = logging.getLogger(__name__)
