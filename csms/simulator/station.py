@@ -1,0 +1,520 @@
+"""One simulated charge point: an `ocpp` library `ChargePoint` client over `websockets` that
+boots, charges on one connector until the run ends, and answers the CSMS's calls."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import ocpp.messages
+from ocpp.exceptions import OCPPError
+from ocpp.routing import after, on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import (
+    Action,
+    AuthorizationStatus,
+    AvailabilityStatus,
+    AvailabilityType,
+    ChargePointErrorCode,
+    ChargePointStatus,
+    ClearCacheStatus,
+    ConfigurationStatus,
+    DataTransferStatus,
+    MessageTrigger,
+    Reason,
+    RegistrationStatus,
+    RemoteStartStopStatus,
+    ResetStatus,
+    ResetType,
+    TriggerMessageStatus,
+    UnlockStatus,
+)
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from csms.simulator.results import (
+    AUTHORIZE_REJECTED,
+    BOOT_REJECTED,
+    CALL_ERROR,
+    CONNECT_FAILED,
+    DISCONNECTED,
+    START_REJECTED,
+    TIMEOUT,
+    SimulationConfig,
+    Stats,
+)
+
+# Validation in the thread pool is the slowest option for both throughput and tail latency.
+ocpp.messages.ASYNC_VALIDATION = False
+
+
+VENDOR = "CSMS-Sim"
+MODEL = "SimCharger-22"
+FIRMWARE = "1.0.0"
+CONNECTOR_ID = 1
+# Nominal charging powers (W) a station picks from: 1-phase 16 A, 1-phase 32 A, 3-phase 16 A / 32 A.
+POWERS_W = (3_680, 7_360, 11_040, 22_080)
+
+# --------------------------------------------------------------------------------------------
+# one simulated station
+# --------------------------------------------------------------------------------------------
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _CountingConnection:
+    """The websocket as the `ocpp` ChargePoint sees it, counting frames both ways."""
+
+    def __init__(self, websocket: ClientConnection, stats: Stats) -> None:
+        self._websocket = websocket
+        self._stats = stats
+
+    async def send(self, message: str) -> None:
+        await self._websocket.send(message)
+        self._stats.count_sent()
+
+    async def recv(self) -> str | bytes:
+        message = await self._websocket.recv()
+        self._stats.messages_received += 1
+        return message
+
+
+class SimulatedChargePoint(ChargePoint):
+    """A charge point with one connector that charges until the run ends."""
+
+    def __init__(
+        self,
+        station_id: str,
+        connection: _CountingConnection,
+        config: SimulationConfig,
+        stats: Stats,
+    ) -> None:
+        super().__init__(station_id, connection, response_timeout=config.response_timeout)
+        self.config = config
+        self.stats = stats
+        rng = random.Random(station_id)
+        self.meter_wh = float(rng.randint(0, 500_000))  # lifetime register, Wh
+        self.power_w = float(rng.choice(POWERS_W))
+        self.rng = rng
+        self.transaction_id: int | None = None
+        self.meter_start = 0
+        self.id_tag = config.id_tag
+        self.connector_status = ChargePointStatus.available
+        self.last_sample_at = 0.0
+        # Set by handlers of server calls, acted on by the session loop.
+        self.wake = asyncio.Event()
+        self.stop_requested: str | None = None  # stop reason
+        self.start_requested: str | None = None  # id tag
+        self.triggered: list[str] = []
+        self.configuration: dict[str, tuple[str, bool]] = {  # key: (value, read-only)
+            "HeartbeatInterval": ("300", False),
+            "MeterValueSampleInterval": (str(int(config.meter_interval) or 1), False),
+            "MeterValuesSampledData": (
+                "Energy.Active.Import.Register,Power.Active.Import",
+                False,
+            ),
+            "ClockAlignedDataInterval": ("0", False),
+            "ConnectionTimeOut": ("60", False),
+            "AuthorizeRemoteTxRequests": ("false", False),
+            "LocalAuthorizeOffline": ("true", False),
+            "StopTransactionOnEVSideDisconnect": ("true", False),
+            "NumberOfConnectors": ("1", True),
+            "SupportedFeatureProfiles": ("Core,RemoteTrigger", True),
+        }
+
+    # calls we send ---------------------------------------------------------------------------
+
+    async def timed_call(self, payload: Any) -> Any | None:
+        """Send one CALL; record its latency; None (and an error counted) on failure."""
+        action = type(payload).__name__
+        self.stats.calls[action] += 1
+        started = time.perf_counter()
+        try:
+            response = await self.call(
+                payload,
+                suppress=False,
+                skip_schema_validation=not self.config.validate_messages,
+            )
+        except TimeoutError:
+            self.stats.error(TIMEOUT, f"{self.id} {action}: no response")
+            return None
+        except OCPPError as exc:
+            self.stats.error(CALL_ERROR, f"{self.id} {action}: {type(exc).__name__} {exc!r}")
+            return None
+        self.stats.latencies.setdefault(action, []).append(time.perf_counter() - started)
+        return response
+
+    async def send_status(
+        self, status: ChargePointStatus, connector_id: int = CONNECTOR_ID
+    ) -> None:
+        if connector_id == CONNECTOR_ID:
+            self.connector_status = status
+        await self.timed_call(
+            call.StatusNotification(
+                connector_id=connector_id,
+                error_code=ChargePointErrorCode.no_error,
+                status=status,
+                timestamp=_now_iso(),
+            )
+        )
+
+    def _energy_sample(self, context: str) -> dict[str, str]:
+        return {
+            "value": str(int(self.meter_wh)),
+            "context": context,
+            "measurand": "Energy.Active.Import.Register",
+            "location": "Outlet",
+            "unit": "Wh",
+        }
+
+    def _advance_meter(self) -> float:
+        """Accumulate energy since the last sample at a slightly varying power; return W."""
+        now = time.monotonic()
+        power = self.power_w * self.rng.uniform(0.95, 1.02)
+        self.meter_wh += power * max(0.0, now - self.last_sample_at) / 3600
+        self.last_sample_at = now
+        return power
+
+    async def send_meter_values(self) -> None:
+        if self.transaction_id is None:
+            return
+        power = self._advance_meter()
+        values = [
+            self._energy_sample("Sample.Periodic"),
+            {
+                "value": str(int(power)),
+                "context": "Sample.Periodic",
+                "measurand": "Power.Active.Import",
+                "location": "Outlet",
+                "unit": "W",
+            },
+        ]
+        self.stats.sampled_values_sent += len(values)
+        response = await self.timed_call(
+            call.MeterValues(
+                connector_id=CONNECTOR_ID,
+                transaction_id=self.transaction_id,
+                meter_value=[{"timestamp": _now_iso(), "sampledValue": values}],
+            )
+        )
+        if response is not None:
+            self.stats.sampled_values_acked += len(values)
+
+    async def begin_transaction(self, id_tag: str, *, authorize: bool) -> None:
+        if authorize:
+            response = await self.timed_call(call.Authorize(id_tag=id_tag))
+            if response is None:
+                return
+            status = response.id_tag_info.get("status")
+            if status != AuthorizationStatus.accepted:
+                self.stats.error(AUTHORIZE_REJECTED, f"{self.id} Authorize {id_tag}: {status}")
+                return
+        await self.send_status(ChargePointStatus.preparing)
+        meter_start = int(self.meter_wh)
+        response = await self.timed_call(
+            call.StartTransaction(
+                connector_id=CONNECTOR_ID,
+                id_tag=id_tag,
+                meter_start=meter_start,
+                timestamp=_now_iso(),
+            )
+        )
+        if response is None:
+            await self.send_status(ChargePointStatus.available)
+            return
+        status = response.id_tag_info.get("status")
+        if status != AuthorizationStatus.accepted:
+            # A real charger stops a transaction the central system did not accept.
+            self.stats.error(START_REJECTED, f"{self.id} StartTransaction {id_tag}: {status}")
+            self.transaction_id = response.transaction_id
+            self.meter_start = meter_start
+            await self.end_transaction(Reason.de_authorized)
+            return
+        self.transaction_id = response.transaction_id
+        self.meter_start = meter_start
+        self.id_tag = id_tag
+        self.stats.transactions_started += 1
+        self.last_sample_at = time.monotonic()
+        await self.send_status(ChargePointStatus.charging)
+
+    async def end_transaction(self, reason: str) -> None:
+        if self.transaction_id is None:
+            return
+        self._advance_meter()
+        meter_stop = int(self.meter_wh)
+        transaction_data = [
+            {
+                "timestamp": _now_iso(),
+                "sampledValue": [
+                    {**self._energy_sample("Transaction.End"), "value": str(meter_stop)},
+                    {
+                        "value": str(meter_stop - self.meter_start),
+                        "context": "Transaction.End",
+                        "measurand": "Energy.Active.Import.Interval",
+                        "location": "Outlet",
+                        "unit": "Wh",
+                    },
+                ],
+            }
+        ]
+        self.stats.transaction_data_values_sent += 2
+        transaction_id, self.transaction_id = self.transaction_id, None
+        await self.send_status(ChargePointStatus.finishing)
+        response = await self.timed_call(
+            call.StopTransaction(
+                meter_stop=meter_stop,
+                timestamp=_now_iso(),
+                transaction_id=transaction_id,
+                reason=reason,
+                id_tag=self.id_tag if reason == Reason.local else None,
+                transaction_data=transaction_data,
+            )
+        )
+        if response is not None:
+            self.stats.transactions_stopped += 1
+        await self.send_status(ChargePointStatus.available)
+
+    async def send_triggered(self, message: str) -> None:
+        if message == MessageTrigger.heartbeat:
+            await self.timed_call(call.Heartbeat())
+        elif message == MessageTrigger.status_notification:
+            await self.send_status(self.connector_status)
+        elif message == MessageTrigger.meter_values:
+            await self.send_meter_values()
+        elif message == MessageTrigger.boot_notification:
+            await self.timed_call(
+                call.BootNotification(
+                    charge_point_model=MODEL, charge_point_vendor=VENDOR, firmware_version=FIRMWARE
+                )
+            )
+
+    async def run_session(self, end_at: float) -> None:
+        """The station's life on an open connection, until loop time `end_at`."""
+        loop = asyncio.get_running_loop()
+        boot = await self.timed_call(
+            call.BootNotification(
+                charge_point_model=MODEL,
+                charge_point_vendor=VENDOR,
+                charge_point_serial_number=f"SN-{self.id}",
+                firmware_version=FIRMWARE,
+            )
+        )
+        if boot is None:
+            return
+        if boot.status != RegistrationStatus.accepted:
+            self.stats.error(BOOT_REJECTED, f"{self.id} BootNotification: {boot.status}")
+            return
+        self.stats.stations_booted += 1
+        heartbeat_interval = self.config.heartbeat_interval or boot.interval or 300
+        await self.timed_call(call.Heartbeat())  # clock sync, as many chargers do after boot
+        await self.send_status(ChargePointStatus.available, connector_id=0)
+        await self.send_status(ChargePointStatus.available)
+        await self.begin_transaction(self.config.id_tag, authorize=True)
+
+        interval = self.config.meter_interval
+        next_meter = loop.time() + interval
+        next_heartbeat = loop.time() + heartbeat_interval
+        while True:
+            self.wake.clear()
+            now = loop.time()
+            if now >= end_at:
+                break
+            if self.stop_requested is not None:
+                reason, self.stop_requested = self.stop_requested, None
+                await self.end_transaction(reason)
+            if self.start_requested is not None:
+                id_tag, self.start_requested = self.start_requested, None
+                if self.transaction_id is None:
+                    await self.begin_transaction(id_tag, authorize=False)
+                    next_meter = loop.time() + interval
+            while self.triggered:
+                await self.send_triggered(self.triggered.pop(0))
+            if self.transaction_id is not None and loop.time() >= next_meter:
+                await self.send_meter_values()
+                next_meter += interval
+                if next_meter <= loop.time():  # fell behind: skip, don't burst
+                    next_meter = loop.time() + interval
+            if loop.time() >= next_heartbeat:
+                await self.timed_call(call.Heartbeat())
+                next_heartbeat = loop.time() + heartbeat_interval
+            wake_at = min(end_at, next_heartbeat)
+            if self.transaction_id is not None:
+                wake_at = min(wake_at, next_meter)
+            delay = wake_at - loop.time()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self.wake.wait()
+        await self.end_transaction(Reason.local)
+
+    # calls the central system sends us ---------------------------------------------------------
+
+    def _request(self, action: str) -> None:
+        self.stats.server_calls[action] += 1
+
+    @on(Action.remote_stop_transaction)
+    def on_remote_stop_transaction(self, transaction_id: int, **kwargs: Any):
+        self._request("RemoteStopTransaction")
+        if self.transaction_id is not None and transaction_id == self.transaction_id:
+            return call_result.RemoteStopTransaction(status=RemoteStartStopStatus.accepted)
+        return call_result.RemoteStopTransaction(status=RemoteStartStopStatus.rejected)
+
+    @after(Action.remote_stop_transaction)
+    def after_remote_stop_transaction(self, transaction_id: int, **kwargs: Any) -> None:
+        if self.transaction_id is not None and transaction_id == self.transaction_id:
+            self.stop_requested = Reason.remote
+            self.wake.set()
+
+    @on(Action.remote_start_transaction)
+    def on_remote_start_transaction(self, id_tag: str, **kwargs: Any):
+        self._request("RemoteStartTransaction")
+        connector_id = kwargs.get("connector_id", CONNECTOR_ID)
+        if self.transaction_id is None and connector_id == CONNECTOR_ID:
+            self.start_requested = id_tag
+            self.wake.set()
+            return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.accepted)
+        return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.rejected)
+
+    @on(Action.reset)
+    def on_reset(self, type: str, **kwargs: Any):
+        self._request("Reset")
+        if self.transaction_id is not None:
+            self.stop_requested = Reason.hard_reset if type == ResetType.hard else Reason.soft_reset
+            self.wake.set()
+        return call_result.Reset(status=ResetStatus.accepted)
+
+    @on(Action.change_availability)
+    def on_change_availability(self, connector_id: int, type: str, **kwargs: Any):
+        self._request("ChangeAvailability")
+        if connector_id not in (0, CONNECTOR_ID):
+            return call_result.ChangeAvailability(status=AvailabilityStatus.rejected)
+        if type == AvailabilityType.inoperative and self.transaction_id is not None:
+            return call_result.ChangeAvailability(status=AvailabilityStatus.scheduled)
+        return call_result.ChangeAvailability(status=AvailabilityStatus.accepted)
+
+    @on(Action.unlock_connector)
+    def on_unlock_connector(self, connector_id: int, **kwargs: Any):
+        self._request("UnlockConnector")
+        if connector_id != CONNECTOR_ID:
+            return call_result.UnlockConnector(status=UnlockStatus.not_supported)
+        if self.transaction_id is not None:
+            self.stop_requested = Reason.unlock_command
+            self.wake.set()
+        return call_result.UnlockConnector(status=UnlockStatus.unlocked)
+
+    @on(Action.get_configuration)
+    def on_get_configuration(self, key: list[str] | None = None, **kwargs: Any):
+        self._request("GetConfiguration")
+        wanted = key or list(self.configuration)
+        known = [
+            {"key": k, "readonly": self.configuration[k][1], "value": self.configuration[k][0]}
+            for k in wanted
+            if k in self.configuration
+        ]
+        unknown = [k for k in wanted if k not in self.configuration]
+        return call_result.GetConfiguration(configuration_key=known, unknown_key=unknown or None)
+
+    @on(Action.change_configuration)
+    def on_change_configuration(self, key: str, value: str, **kwargs: Any):
+        self._request("ChangeConfiguration")
+        if key not in self.configuration:
+            return call_result.ChangeConfiguration(status=ConfigurationStatus.not_supported)
+        if self.configuration[key][1]:
+            return call_result.ChangeConfiguration(status=ConfigurationStatus.rejected)
+        self.configuration[key] = (value, False)
+        return call_result.ChangeConfiguration(status=ConfigurationStatus.accepted)
+
+    @on(Action.trigger_message)
+    def on_trigger_message(self, requested_message: str, **kwargs: Any):
+        self._request("TriggerMessage")
+        supported = (
+            MessageTrigger.boot_notification,
+            MessageTrigger.heartbeat,
+            MessageTrigger.meter_values,
+            MessageTrigger.status_notification,
+        )
+        if requested_message not in supported:
+            return call_result.TriggerMessage(status=TriggerMessageStatus.not_implemented)
+        return call_result.TriggerMessage(status=TriggerMessageStatus.accepted)
+
+    @after(Action.trigger_message)
+    def after_trigger_message(self, requested_message: str, **kwargs: Any) -> None:
+        # The requested message goes out after the TriggerMessage answer, as the spec asks.
+        if requested_message in (
+            MessageTrigger.boot_notification,
+            MessageTrigger.heartbeat,
+            MessageTrigger.meter_values,
+            MessageTrigger.status_notification,
+        ):
+            self.triggered.append(requested_message)
+            self.wake.set()
+
+    @on(Action.clear_cache)
+    def on_clear_cache(self, **kwargs: Any):
+        self._request("ClearCache")
+        return call_result.ClearCache(status=ClearCacheStatus.accepted)
+
+    @on(Action.data_transfer)
+    def on_data_transfer(self, vendor_id: str, **kwargs: Any):
+        self._request("DataTransfer")
+        if vendor_id != VENDOR:
+            return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
+        return call_result.DataTransfer(status=DataTransferStatus.accepted, data=kwargs.get("data"))
+
+
+async def run_station(
+    config: SimulationConfig, index: int, start_at: float, end_at: float, stats: Stats
+) -> None:
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, start_at - loop.time()))
+    station_id = config.station_id(index)
+    url = config.url.rstrip("/") + "/" + station_id
+    headers = None
+    if config.password is not None:
+        token = base64.b64encode(f"{station_id}:{config.password}".encode()).decode()
+        headers = {"Authorization": f"Basic {token}"}
+    try:
+        websocket = await connect(
+            url,
+            subprotocols=["ocpp1.6"],
+            additional_headers=headers,
+            compression=None,
+            open_timeout=config.connect_timeout,
+        )
+    except Exception as exc:  # refused, HTTP 401/404, timeout, bad handshake...
+        stats.error(CONNECT_FAILED, f"{station_id}: {type(exc).__name__}: {exc}")
+        return
+    stats.stations_connected += 1
+    stats.connected += 1
+    charge_point = SimulatedChargePoint(
+        station_id, _CountingConnection(websocket, stats), config, stats
+    )
+    reader = asyncio.create_task(charge_point.start())
+    session = asyncio.create_task(charge_point.run_session(end_at))
+    try:
+        await asyncio.wait({reader, session}, return_when=asyncio.FIRST_COMPLETED)
+        if session.done():
+            exc = session.exception()
+            if isinstance(exc, ConnectionClosed):
+                stats.error(DISCONNECTED, f"{station_id}: {exc}")
+            elif exc is not None:
+                stats.error(type(exc).__name__, f"{station_id}: {exc!r}")
+        else:  # the connection closed under a running session
+            session.cancel()
+            exc = reader.exception()
+            stats.error(DISCONNECTED, f"{station_id}: {exc or 'reader ended'}")
+    finally:
+        for task in (reader, session):
+            task.cancel()
+        await asyncio.gather(reader, session, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await websocket.close()
+        stats.connected -= 1
+
