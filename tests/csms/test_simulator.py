@@ -19,7 +19,7 @@ from csms import simulator
 from csms.simulator import SimulationConfig, run_simulation
 from tests.support.net import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_floor_server() -> ModuleType:

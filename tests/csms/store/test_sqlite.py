@@ -13,7 +13,7 @@ import pytest_asyncio
 from csms.domain import MeterValue
 from csms.store.ports import Store, StoreError
 from csms.store.sqlite import SCHEMA_VERSION, SqliteStore
-from tests.store.contract import StoreContract, at, energy, frame, start, stop
+from tests.csms.store.contract import StoreContract, at, energy, frame, start, stop
 
 
 @pytest_asyncio.fixture

@@ -27,7 +27,7 @@ from tests.support.pagarme import SECRET_KEY, start_fake_pagarme
 from tests.support.smtp import SmtpInbox, StartSmtp
 from web.app import create_app
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 # --- redis ---------------------------------------------------------------------------------------

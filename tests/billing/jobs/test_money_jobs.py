@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from tests.billing.flows import charge, paid_pix_charging, ready_station, start_body, stop_tx
-from tests.jobs.conftest import JobsEnv
+from tests.billing.jobs.conftest import JobsEnv
 from tests.support.smtp import SmtpInbox
 from tests.support.stations import FakeStation, station
 from tests.support.wait import eventually

@@ -11,7 +11,7 @@ from csms.settings import ConfigError
 from web import cli
 from web.settings import load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_repo_config_matches_the_documented_defaults() -> None:

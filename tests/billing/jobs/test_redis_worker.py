@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.billing.flows import paid_pix_charging, stop_tx
-from tests.jobs.conftest import JobsEnv, RedisServer
+from tests.billing.jobs.conftest import JobsEnv, RedisServer
 from tests.support.smtp import SmtpInbox
 from tests.support.stations import station
 from tests.support.wait import eventually
