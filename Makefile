@@ -27,7 +27,7 @@ test: $(TEST_STAMP)
 	bash scripts/ensure-redis.sh
 	$(PY) -m ruff check csms billing web tests bench
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 bench: $(STAMP)
 	$(PY) bench/ocpp_load.py
