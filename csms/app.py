@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import ocpp.messages
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -42,9 +41,6 @@ from web.operator_api import create_operator_api
 
 log = logging.getLogger(__name__)
 
-# Validate in the event loop: the library's default thread-pool validation is the slowest
-# option for both throughput and tail latency (see shared/NOTES-ocpp.md).
-ocpp.messages.ASYNC_VALIDATION = False
 logging.getLogger("ocpp").setLevel(logging.WARNING)
 
 

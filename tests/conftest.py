@@ -6,14 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import ocpp.messages
 import pytest
 from aiohttp.test_utils import TestServer
 
 from csms.app import create_app
 from csms.config import Settings, load_settings
-
-ocpp.messages.ASYNC_VALIDATION = False
 
 
 def make_settings(tmp_path: Path, **env: str) -> Settings:
