@@ -1,24 +1,16 @@
 """Charging domain service: what happens when a station boots, authorizes, charges and meters.
 
-Version-neutral: the OCPP 1.6 handlers (and later 2.0.1) map their payloads to these calls.
+Version-neutral: the OCPP 1.6 handlers (and later 2.0.1) map their payloads to domain values
+(parsed timestamps, `MeterValue`s) and call these methods; no OCPP payload shape reaches here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any
 
-from csms.domain import (
-    ENERGY_REGISTER,
-    MeterValue,
-    Transaction,
-    apply_energy_readings,
-    parse_timestamp,
-    utcnow,
-)
+from csms.domain import MeterValue, Transaction, apply_energy_readings, utcnow
 from csms.events import (
     Authorization,
     ChargingListener,
@@ -56,8 +48,9 @@ class ChargingService:
 
     async def connector_status(self, station_id: str, connector_id: int, *, status: str,
                                error_code: str, info: str | None,
-                               vendor_error_code: str | None, timestamp: str | None) -> None:
-        at = parse_timestamp(timestamp) if timestamp else utcnow()
+                               vendor_error_code: str | None,
+                               timestamp: datetime | None) -> None:
+        at = timestamp or utcnow()
         await self.store.set_connector_status(station_id, connector_id, status=status,
                                               error_code=error_code, info=info,
                                               vendor_error_code=vendor_error_code, at=at)
@@ -93,13 +86,13 @@ class ChargingService:
 
     # transactions ----------------------------------------------------------------------------
     async def start_transaction(self, station_id: str, *, connector_id: int, id_tag: str,
-                                meter_start: int, timestamp: str,
+                                meter_start: int, timestamp: datetime,
                                 reservation_id: int | None) -> tuple[Transaction, Authorization]:
         """Record the transaction whatever the idTag status (the station decides to go on or
         stop per its StopTransactionOnInvalidId); a retried start gets the same id."""
         result = await self._id_tag_status(id_tag)
         transaction, created = await self.store.start_transaction(
-            station_id, connector_id, id_tag, meter_start, parse_timestamp(timestamp),
+            station_id, connector_id, id_tag, meter_start, timestamp,
             reservation_id)
         event = TransactionStarted(
             station_id=transaction.station_id, connector_id=transaction.connector_id,
@@ -113,10 +106,13 @@ class ChargingService:
         return transaction, result
 
     async def stop_transaction(self, station_id: str, *, transaction_id: int, meter_stop: int,
-                               timestamp: str, reason: str | None, id_tag: str | None,
-                               transaction_data: list[dict[str, Any]] | None,
+                               timestamp: datetime, reason: str | None, id_tag: str | None,
+                               transaction_data: Sequence[MeterValue] = (),
                                ) -> Authorization | None:
-        """Always accepted: a station retries a refused stop for ever. Unknown ids are kept."""
+        """Always accepted: a station retries a refused stop for ever. Unknown ids are kept.
+
+        `transaction_data` values are attached here to the transaction's connector and id (or
+        to none when the transaction is unknown or another station's)."""
         known = await self.store.get_transaction(transaction_id)
         if known is not None and known.station_id != station_id:
             log.warning("%s: StopTransaction for transaction %s of station %s; recorded as orphan",
@@ -124,13 +120,13 @@ class ChargingService:
         if transaction_data:
             connector_id = known.connector_id if known else 0
             tx_id = transaction_id if known and known.station_id == station_id else None
-            values = sampled_values(station_id, connector_id, tx_id, transaction_data)
-            if values:
-                await self.store.append_meter_values(values)
+            for value in transaction_data:
+                value.connector_id, value.transaction_id = connector_id, tx_id
+            await self.store.append_meter_values(list(transaction_data))
         self._active.pop(transaction_id, None)
         transaction, changed = await self.store.stop_transaction(
             station_id, transaction_id, meter_stop=meter_stop,
-            stopped_at=parse_timestamp(timestamp), reason=reason, id_tag=id_tag)
+            stopped_at=timestamp, reason=reason, id_tag=id_tag)
         # again: a MeterValues still in flight (say, on a replaced connection) may have read
         # the transaction before the stop was stored and cached it as active
         self._active.pop(transaction_id, None)
@@ -160,8 +156,8 @@ class ChargingService:
         return transaction
 
     async def meter_values(self, station_id: str, *, connector_id: int,
-                           transaction_id: int | None,
-                           meter_value: list[dict[str, Any]]) -> None:
+                           transaction_id: int | None, values: list[MeterValue]) -> None:
+        """Store `values`, attached to the transaction when it is known and this station's."""
         transaction = None
         if transaction_id is not None:
             transaction = await self._transaction(transaction_id)
@@ -169,8 +165,9 @@ class ChargingService:
                 log.warning("%s: MeterValues for unknown transaction %s", station_id,
                             transaction_id)
                 transaction = None
-        values = sampled_values(station_id, connector_id,
-                                transaction.transaction_id if transaction else None, meter_value)
+        if transaction is not None:
+            for value in values:
+                value.transaction_id = transaction.transaction_id
         if values:
             await self.store.append_meter_values(values)
         if transaction is None:
@@ -182,31 +179,3 @@ class ChargingService:
             for listener in self.listeners:
                 await listener.meter_sample(event)
 
-
-def sampled_values(station_id: str, connector_id: int, transaction_id: int | None,
-                   meter_values: Iterable[dict[str, Any]]) -> list[MeterValue]:
-    """Flatten OCPP 1.6 meterValue[] (snake_case keys) into stored values.
-
-    Defaults per the 1.6 spec: measurand Energy.Active.Import.Register, unit Wh. Energy in kWh
-    is converted to Wh so every stored energy value has one unit.
-    """
-    values: list[MeterValue] = []
-    for entry in meter_values:
-        at: datetime = parse_timestamp(entry["timestamp"])
-        for sample in entry.get("sampled_value", []):
-            measurand = sample.get("measurand") or ENERGY_REGISTER
-            unit = sample.get("unit") or "Wh"
-            value = str(sample["value"])
-            if unit in ("kWh", "kvarh") and sample.get("format", "Raw") == "Raw":
-                try:
-                    value = format((Decimal(value) * 1000).normalize(), "f")
-                    unit = unit[1:]
-                except InvalidOperation:
-                    pass  # not a number: stored as sent
-            values.append(MeterValue(
-                station_id=station_id, connector_id=connector_id,
-                transaction_id=transaction_id, timestamp=at, value=value,
-                measurand=measurand, unit=unit, context=sample.get("context"),
-                phase=sample.get("phase"), location=sample.get("location"),
-                format=sample.get("format")))
-    return values

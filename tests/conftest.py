@@ -6,15 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import ocpp.messages
 import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.support.smtp import smtp_inbox  # noqa: F401  (a fixture for every test)
 from web.app import create_app
 from web.settings import Settings, load_settings
-
-ocpp.messages.ASYNC_VALIDATION = False
 
 
 def make_settings(tmp_path: Path, **env: str) -> Settings:

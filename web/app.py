@@ -12,7 +12,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import ocpp.messages
 from aiohttp import web
 
 from billing.jobs.broker import connect_jobs
@@ -36,9 +35,6 @@ from web.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Validate in the event loop: the library's default thread-pool validation is the slowest
-# option for both throughput and tail latency (see shared/NOTES-ocpp.md).
-ocpp.messages.ASYNC_VALIDATION = False
 logging.getLogger("ocpp").setLevel(logging.WARNING)
 
 PARTS = web.AppKey("billing_parts", BillingParts)

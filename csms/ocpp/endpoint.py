@@ -1,9 +1,11 @@
-"""`GET /ocpp/{stationId}`: authenticate the station, negotiate the subprotocol, hand over.
+"""`GET /ocpp/{stationId}`: authenticate the station, negotiate the version, hand over.
 
-Subprotocol policy (OCPP-J 1.6 §3.1.2): a client offering subprotocols none of which we speak
-gets the handshake completed without a Sec-WebSocket-Protocol header and the connection closed at
-once. A client offering none at all is accepted as OCPP 1.6 (some real chargers send no header),
-unless `ocpp.require_subprotocol` is true, in which case it is treated like a mismatch.
+Subprotocol policy (OCPP-J 1.6 §3.1.2): a station offering several subprotocols gets the newest
+version we speak among them, whatever the order it listed them in. A client offering
+subprotocols none of which we speak gets the handshake completed without a
+Sec-WebSocket-Protocol header and the connection closed at once. A client offering none at all
+is accepted as OCPP 1.6 (some real chargers send no header), unless `ocpp.require_subprotocol`
+is true, in which case it is treated like a mismatch.
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ import re
 from aiohttp import WSCloseCode, web
 
 from csms.keys import HUB, METRICS, OCPP_SETTINGS, STORE
+from csms.ocpp import v16
+from csms.ocpp.version import OcppVersion
 from csms.passwords import verify_password
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUBPROTOCOLS = ("ocpp1.6",)
+# The versions we speak, newest first; a station that offers no subprotocol speaks the default.
+VERSIONS: tuple[OcppVersion, ...] = (v16.VERSION,)
+DEFAULT_VERSION = v16.VERSION
+SUPPORTED_SUBPROTOCOLS = tuple(version.subprotocol for version in VERSIONS)
 # chargeBoxIdentity: printable, no slash; 1.6 limits identities to 48 characters in practice.
 STATION_ID = re.compile(r"^[A-Za-z0-9._:\-*+|@~]{1,48}$")
 
@@ -53,6 +60,11 @@ def _offered(request: web.Request) -> list[str]:
     return [p.strip() for p in header.split(",") if p.strip()]
 
 
+def negotiate(offered: list[str]) -> OcppVersion | None:
+    """The newest version we speak among those offered; None when there is none."""
+    return next((v for v in VERSIONS if v.subprotocol in offered), None)
+
+
 async def ocpp_websocket(request: web.Request) -> web.StreamResponse:
     app = request.config_dict
     settings = app[OCPP_SETTINGS]
@@ -79,9 +91,10 @@ async def ocpp_websocket(request: web.Request) -> web.StreamResponse:
                 headers={"WWW-Authenticate": 'Basic realm="ocpp", charset="UTF-8"'})
 
     offered = _offered(request)
-    agreed = next((p for p in offered if p in SUPPORTED_SUBPROTOCOLS), None)
-    ws = web.WebSocketResponse(protocols=SUPPORTED_SUBPROTOCOLS, autoping=True,
-                               max_msg_size=1024 * 1024)
+    agreed = negotiate(offered)
+    # aiohttp picks the first offered protocol it knows; offer it only the one we agreed on.
+    ws = web.WebSocketResponse(protocols=(agreed.subprotocol,) if agreed else (),
+                               autoping=True, max_msg_size=1024 * 1024)
     await ws.prepare(request)
     if agreed is None and (offered or settings.require_subprotocol):
         metrics.connections.labels("subprotocol").inc()
@@ -89,5 +102,5 @@ async def ocpp_websocket(request: web.Request) -> web.StreamResponse:
         await ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=b"unsupported subprotocol")
         return ws
     metrics.connections.labels("accepted").inc()
-    await app[HUB].serve(station_id, ws)
+    await app[HUB].serve(station_id, ws, agreed or DEFAULT_VERSION)
     return ws

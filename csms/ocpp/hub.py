@@ -1,10 +1,16 @@
-"""The hub: which stations are connected, their connections, calls to them, the frame log."""
+"""The hub: which stations are connected, their connections, calls to them, the frame log.
+
+It implements the `StationCommands` port: each command is built by the connected station's
+version (`OcppVersion.remote_start`, ...), so nothing here speaks a particular OCPP version.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +22,8 @@ from csms.charging import ChargingService
 from csms.commands import StationNotConnected
 from csms.domain import LoggedFrame, utcnow
 from csms.metrics import Metrics
-from csms.ocpp.v16 import StationChargePoint
+from csms.ocpp.session import Session
+from csms.ocpp.version import OcppVersion, StationContext
 from csms.settings import OcppSettings
 from csms.store import Store
 
@@ -28,17 +35,21 @@ class ConnectionClosed(ConnectionError):
 
 
 class WebSocketConnection:
-    """Adapts an aiohttp websocket to the `recv`/`send` pair the `ocpp` library expects."""
+    """Adapts an aiohttp websocket to the session's `recv`/`send` pair; `on_receive` runs on
+    every frame received (the hub records `last_seen` in memory)."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, on_receive: Callable[[], None]) -> None:
         self.ws = ws
+        self.on_receive = on_receive
 
     async def recv(self) -> str:
         while True:
             msg = await self.ws.receive()
             if msg.type == WSMsgType.TEXT:
+                self.on_receive()
                 return msg.data
             if msg.type == WSMsgType.BINARY:
+                self.on_receive()
                 return msg.data.decode("utf-8", errors="replace")
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
                             WSMsgType.ERROR):
@@ -54,10 +65,23 @@ class WebSocketConnection:
 class LiveStation:
     """What the hub knows of a connected station beyond the store."""
 
-    charge_point: StationChargePoint
+    session: Session
     ws: web.WebSocketResponse
     connected_at: datetime
     last_seen: datetime
+
+    @property
+    def version(self) -> OcppVersion:
+        return self.session.version
+
+    @property
+    def firmware_status(self) -> str | None:
+        """Last FirmwareStatusNotification on this connection (in memory only)."""
+        return self.session.context.firmware_status
+
+    @property
+    def diagnostics_status(self) -> str | None:
+        return self.session.context.diagnostics_status
 
 
 class FrameLog:
@@ -120,33 +144,35 @@ class Hub:
     def connected_ids(self) -> list[str]:
         return list(self._stations)
 
-    async def serve(self, station_id: str, ws: web.WebSocketResponse) -> None:
+    async def serve(self, station_id: str, ws: web.WebSocketResponse,
+                    version: OcppVersion) -> None:
         """Run one station's connection until it closes; a newer connection replaces it."""
-        charge_point = StationChargePoint(
-            station_id, _Touching(WebSocketConnection(ws), self, station_id),
-            service=self.service, metrics=self.metrics, sink=self.frames,
-            heartbeat_interval=self.settings.heartbeat_interval,
+        context = StationContext(station_id)
+        session = Session(
+            context, WebSocketConnection(ws, functools.partial(self.seen, station_id)),
+            version, version.handlers(context, self.service, self.settings),
+            metrics=self.metrics, sink=self.frames,
             response_timeout=self.settings.command_timeout)
         now = utcnow()
         previous = self._stations.get(station_id)
-        self._stations[station_id] = LiveStation(charge_point, ws, now, now)
+        self._stations[station_id] = LiveStation(session, ws, now, now)
         if previous is not None:
             log.info("%s: new connection replaces the previous one", station_id)
             await previous.ws.close(code=WSCloseCode.POLICY_VIOLATION,
                                     message=b"replaced by a newer connection")
         else:
             self.metrics.connected_stations.inc()
-        log.info("%s: connected", station_id)
+        log.info("%s: connected (OCPP %s)", station_id, version.name)
         try:
             await self.service.connected(station_id)
-            await charge_point.start()
+            await session.run()
         except ConnectionClosed:
             pass
         except Exception:
             log.exception("%s: connection failed", station_id)
         finally:
             if self._stations.get(station_id) is not None and \
-                    self._stations[station_id].charge_point is charge_point:
+                    self._stations[station_id].session is session:
                 del self._stations[station_id]
                 self.metrics.connected_stations.dec()
                 log.info("%s: disconnected", station_id)
@@ -178,31 +204,21 @@ class Hub:
         live = self._stations.get(station_id)
         if live is None:
             raise StationNotConnected(f"station {station_id} is not connected")
-        return await live.charge_point.send_call(action, payload, timeout)
+        return await live.session.send_call(action, payload, timeout)
+
+    def _version(self, station_id: str) -> OcppVersion:
+        live = self._stations.get(station_id)
+        if live is None:
+            raise StationNotConnected(f"station {station_id} is not connected")
+        return live.version
 
     async def remote_start(self, station_id: str, connector_id: int, id_tag: str) -> bool:
-        answer = await self.call(station_id, "RemoteStartTransaction",
-                                 {"connectorId": connector_id, "idTag": id_tag})
+        action, payload = self._version(station_id).remote_start(connector_id, id_tag)
+        answer = await self.call(station_id, action, payload)
         return answer.get("status") == "Accepted"
 
     async def remote_stop(self, station_id: str, transaction_id: int) -> bool:
-        answer = await self.call(station_id, "RemoteStopTransaction",
-                                 {"transactionId": transaction_id})
+        action, payload = self._version(station_id).remote_stop(transaction_id)
+        answer = await self.call(station_id, action, payload)
         return answer.get("status") == "Accepted"
 
-
-class _Touching:
-    """Connection wrapper that records `last_seen` in memory on every received frame."""
-
-    def __init__(self, inner: WebSocketConnection, hub: Hub, station_id: str) -> None:
-        self.inner = inner
-        self.hub = hub
-        self.station_id = station_id
-
-    async def recv(self) -> str:
-        raw = await self.inner.recv()
-        self.hub.seen(self.station_id)
-        return raw
-
-    async def send(self, message: str) -> None:
-        await self.inner.send(message)

@@ -1,0 +1,22 @@
+"""OCPP 1.6J: the handler table, the payload mapping and the error-code spelling."""
+
+from __future__ import annotations
+
+from ocpp.v16.enums import Action
+
+from csms.ocpp.framing import FORMAT_VIOLATION, OCCURRENCE_VIOLATION
+from csms.ocpp.v16 import mapping
+from csms.ocpp.v16.handlers import handler_table
+from csms.ocpp.version import OcppVersion
+
+VERSION = OcppVersion(
+    name="1.6",
+    subprotocol="ocpp1.6",
+    actions=frozenset(action.value for action in Action),
+    # OCPP-J 1.6 §4.2.3 spells these two differently from 2.0.1 (and "Occurence" with one r).
+    error_codes={FORMAT_VIOLATION: "FormationViolation",
+                 OCCURRENCE_VIOLATION: "OccurenceConstraintViolation"},
+    handlers=handler_table,
+    remote_start=mapping.remote_start,
+    remote_stop=mapping.remote_stop,
+)

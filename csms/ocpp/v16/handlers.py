@@ -1,0 +1,121 @@
+"""OCPP 1.6 handlers: one per action the central system answers.
+
+Each maps the payload (snake_case keyword arguments, already schema-checked by the session) to
+domain values, calls the `ChargingService`, and returns the library's 1.6 call_result
+dataclass. No business logic here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ocpp.routing import create_route_map, on
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
+
+from csms.charging import ChargingService
+from csms.domain import isoformat, parse_timestamp, utcnow
+from csms.ocpp.v16 import mapping
+from csms.ocpp.version import Handler, StationContext
+from csms.settings import OcppSettings
+
+log = logging.getLogger(__name__)
+
+
+class Handlers:
+    """The 1.6 handlers of one connection, routed with the library's `@on`."""
+
+    def __init__(self, context: StationContext, service: ChargingService,
+                 settings: OcppSettings) -> None:
+        self.context = context
+        self.id = context.station_id
+        self.service = service
+        self.heartbeat_interval = settings.heartbeat_interval
+
+    @on(Action.boot_notification)
+    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str,
+                                   **kwargs: Any) -> call_result.BootNotification:
+        await self.service.boot(
+            self.id, vendor=charge_point_vendor, model=charge_point_model,
+            serial_number=kwargs.get("charge_point_serial_number")
+            or kwargs.get("charge_box_serial_number"),
+            firmware_version=kwargs.get("firmware_version"))
+        return call_result.BootNotification(current_time=isoformat(utcnow()),
+                                            interval=self.heartbeat_interval,
+                                            status=RegistrationStatus.accepted)
+
+    @on(Action.heartbeat)
+    async def on_heartbeat(self) -> call_result.Heartbeat:
+        await self.service.heartbeat(self.id)
+        return call_result.Heartbeat(current_time=isoformat(utcnow()))
+
+    @on(Action.status_notification)
+    async def on_status_notification(self, connector_id: int, error_code: str, status: str,
+                                     timestamp: str | None = None, **kwargs: Any,
+                                     ) -> call_result.StatusNotification:
+        await self.service.connector_status(
+            self.id, connector_id, status=status, error_code=error_code,
+            info=kwargs.get("info"), vendor_error_code=kwargs.get("vendor_error_code"),
+            timestamp=parse_timestamp(timestamp) if timestamp else None)
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    async def on_authorize(self, id_tag: str) -> call_result.Authorize:
+        auth = await self.service.authorize(self.id, id_tag)
+        return call_result.Authorize(id_tag_info=mapping.id_tag_info(auth))
+
+    @on(Action.start_transaction)
+    async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int,
+                                   timestamp: str, reservation_id: int | None = None,
+                                   ) -> call_result.StartTransaction:
+        transaction, auth = await self.service.start_transaction(
+            self.id, connector_id=connector_id, id_tag=id_tag, meter_start=meter_start,
+            timestamp=parse_timestamp(timestamp), reservation_id=reservation_id)
+        return call_result.StartTransaction(transaction_id=transaction.transaction_id,
+                                            id_tag_info=mapping.id_tag_info(auth))
+
+    @on(Action.stop_transaction)
+    async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int,
+                                  reason: str | None = None, id_tag: str | None = None,
+                                  transaction_data: list | None = None,
+                                  ) -> call_result.StopTransaction:
+        auth = await self.service.stop_transaction(
+            self.id, transaction_id=transaction_id, meter_stop=meter_stop,
+            timestamp=parse_timestamp(timestamp), reason=reason, id_tag=id_tag,
+            transaction_data=mapping.meter_values(self.id, 0, transaction_data or ()))
+        return call_result.StopTransaction(
+            id_tag_info=mapping.id_tag_info(auth) if auth else None)
+
+    @on(Action.meter_values)
+    async def on_meter_values(self, connector_id: int, meter_value: list,
+                              transaction_id: int | None = None) -> call_result.MeterValues:
+        await self.service.meter_values(
+            self.id, connector_id=connector_id, transaction_id=transaction_id,
+            values=mapping.meter_values(self.id, connector_id, meter_value))
+        return call_result.MeterValues()
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:
+        log.info("%s: DataTransfer from vendor %s (%s)", self.id, vendor_id,
+                 kwargs.get("message_id"))
+        return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
+
+    @on(Action.diagnostics_status_notification)
+    async def on_diagnostics_status(self, status: str,
+                                    ) -> call_result.DiagnosticsStatusNotification:
+        self.context.diagnostics_status = status
+        return call_result.DiagnosticsStatusNotification()
+
+    @on(Action.firmware_status_notification)
+    async def on_firmware_status(self, status: str) -> call_result.FirmwareStatusNotification:
+        self.context.firmware_status = status
+        return call_result.FirmwareStatusNotification()
+
+
+def handler_table(context: StationContext, service: ChargingService,
+                  settings: OcppSettings) -> dict[str, Handler]:
+    """action -> bound handler, from the library's route map of `@on` methods."""
+    routes = create_route_map(Handlers(context, service, settings))
+    return {getattr(action, "value", action): route["_on_action"]
+            for action, route in routes.items() if "_on_action" in route}

@@ -1,0 +1,56 @@
+"""OCPP 1.6 payloads <-> version-neutral domain values, both directions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ocpp.v16 import datatypes
+
+from csms.domain import ENERGY_REGISTER, MeterValue, isoformat, parse_timestamp
+from csms.events import Authorization
+from csms.ocpp.version import Payload
+
+
+def id_tag_info(auth: Authorization) -> datatypes.IdTagInfo:
+    return datatypes.IdTagInfo(status=auth.status, parent_id_tag=auth.parent_id_tag,
+                               expiry_date=isoformat(auth.expiry_date))
+
+
+def meter_values(station_id: str, connector_id: int,
+                 meter_value: Iterable[dict[str, Any]]) -> list[MeterValue]:
+    """Flatten 1.6 meterValue[] / transactionData[] (snake_case keys) into domain values.
+
+    Defaults per the 1.6 spec: measurand Energy.Active.Import.Register, unit Wh. Energy in kWh
+    is converted to Wh so every stored energy value has one unit. The values are not yet
+    attached to a transaction: the charging service does that once it knows which one.
+    Raises InvalidTimestamp for a timestamp that is not ISO 8601.
+    """
+    values: list[MeterValue] = []
+    for entry in meter_value:
+        at = parse_timestamp(entry["timestamp"])
+        for sample in entry.get("sampled_value", []):
+            measurand = sample.get("measurand") or ENERGY_REGISTER
+            unit = sample.get("unit") or "Wh"
+            value = str(sample["value"])
+            if unit in ("kWh", "kvarh") and sample.get("format", "Raw") == "Raw":
+                try:
+                    value = format((Decimal(value) * 1000).normalize(), "f")
+                    unit = unit[1:]
+                except InvalidOperation:
+                    pass  # not a number: stored as sent
+            values.append(MeterValue(
+                station_id=station_id, connector_id=connector_id, transaction_id=None,
+                timestamp=at, value=value, measurand=measurand, unit=unit,
+                context=sample.get("context"), phase=sample.get("phase"),
+                location=sample.get("location"), format=sample.get("format")))
+    return values
+
+
+def remote_start(connector_id: int, id_tag: str) -> Payload:
+    return "RemoteStartTransaction", {"connectorId": connector_id, "idTag": id_tag}
+
+
+def remote_stop(transaction_id: int) -> Payload:
+    return "RemoteStopTransaction", {"transactionId": transaction_id}

@@ -1,0 +1,48 @@
+"""What an OCPP version plugs into the version-neutral session and hub.
+
+A version is data, not a subclass: its subprotocol, the actions it defines, how it spells the
+error codes, a factory for its handler table and builders for the command payloads the hub
+sends. `csms.ocpp.v16.VERSION` is one; 2.0.1 adds another beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from csms.charging import ChargingService
+from csms.settings import OcppSettings
+
+# A handler takes the CALL payload as snake_case keyword arguments and returns the version's
+# call_result dataclass.
+Handler = Callable[..., Awaitable[Any]]
+Payload = tuple[str, dict[str, Any]]  # (action, camelCase payload) of a call to a station
+
+
+@dataclass(slots=True)
+class StationContext:
+    """What a version's handlers know of their connection, kept in memory while it is open.
+
+    The hub shows the statuses to operators; they are not stored."""
+
+    station_id: str
+    firmware_status: str | None = None
+    diagnostics_status: str | None = None
+
+
+HandlerFactory = Callable[[StationContext, ChargingService, OcppSettings], Mapping[str, Handler]]
+
+
+@dataclass(frozen=True, slots=True)
+class OcppVersion:
+    name: str  # "1.6": the schema set, and the version named in NotSupported errors
+    subprotocol: str  # "ocpp1.6"
+    actions: frozenset[str]  # every action the version defines: NotImplemented vs NotSupported
+    error_codes: Mapping[str, str]  # neutral code (framing) -> this version's spelling
+    handlers: HandlerFactory
+    remote_start: Callable[[int, str], Payload]  # (connector id, id tag)
+    remote_stop: Callable[[int], Payload]  # (transaction id)
+
+    def error_code(self, code: str) -> str:
+        return self.error_codes.get(code, code)
