@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hmac
 import re
-from decimal import Decimal
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from billing.models import Method, Operation, Session
+from billing.money import PriceAmount
 from billing.service import BillingError, BillingService, StartRequest
 from csms.domain import isoformat
 from web.bodies import FieldError, parse_body
@@ -27,8 +27,8 @@ class _Body(BaseModel):
 
 
 class ChargerPrice(_Body):
-    price: Decimal = Field(ge=0, description="Price per kWh the app showed, currency units")
-    fixed_connection_cost: Decimal = Field(ge=0, description="Fixed fee the app showed")
+    price: PriceAmount = Field(description="Price per kWh the app showed, currency units")
+    fixed_connection_cost: PriceAmount = Field(description="Fixed fee the app showed")
 
 
 class ChargeStartRequest(_Body):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +10,7 @@ from ocpp.v16.enums import Action
 from pydantic import BaseModel, Field
 
 from billing.models import JobStatus, SessionStatus
+from billing.money import PriceAmount
 from billing.service import BillingError
 from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
 from csms.domain import IdTag, MeterValue, Station, Transaction, isoformat, parse_timestamp
@@ -264,8 +264,8 @@ async def put_id_tag(request: web.Request) -> web.Response:
 # --- billing: tariffs and sessions ------------------------------------------------------------
 
 class TariffRequest(BaseModel):
-    pricePerKwh: Decimal = Field(ge=0, max_digits=12, decimal_places=6)
-    fixedConnectionFee: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    pricePerKwh: PriceAmount = Field(max_digits=12, decimal_places=6)
+    fixedConnectionFee: PriceAmount = Field(max_digits=12, decimal_places=2)
 
 
 async def _tariff_json(request: web.Request, station_id: str) -> dict[str, Any]:
