@@ -7,11 +7,10 @@ PIX charge. Pagar.me: HTTP Basic with `billing.pagarme.webhook_user/_password`, 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing.gateways.sandbox import SandboxGateway
@@ -74,14 +73,13 @@ async def sandbox_webhook(request: web.Request) -> web.Response:
 
 
 def _basic_ok(request: web.Request, user: str, password: str) -> bool:
-    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return False
     try:
-        given = base64.b64decode(encoded.strip()).decode()
-    except (ValueError, UnicodeDecodeError):
+        given = BasicAuth.decode(request.headers.get("Authorization", ""), encoding="utf-8")
+    except ValueError:  # missing, not Basic, not base64 or not UTF-8
         return False
-    return hmac.compare_digest(given.encode(), f"{user}:{password}".encode())
+    # Both compared, always: the time taken does not tell which one was wrong.
+    return hmac.compare_digest(f"{given.login}:{given.password}".encode(),
+                               f"{user}:{password}".encode())
 
 
 @routes.post("/webhooks/pagarme", name="webhook_pagarme")
