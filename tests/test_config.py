@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from web import cli
 from csms.settings import ConfigError
+from web import cli
 from web.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
