@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -132,7 +132,7 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-def session_view(session: Session, operations: list[Operation]) -> dict[str, Any]:
+def session_view(session: Session, operations: list[Operation]) -> SessionView:
     return SessionView(
         sessionId=session.session_id, status=session.status.value,
         chargePointId=session.station_id, connectorId=session.connector_id,
@@ -145,7 +145,7 @@ def session_view(session: Session, operations: list[Operation]) -> dict[str, Any
                                       status=op.status.value, at=isoformat(op.created_at) or "",
                                       error=op.error) for op in operations]),
         receiptUrl=session.receipt_url,
-    ).model_dump()
+    )
 
 
 def _check_driver_key(request: web.Request) -> None:
@@ -196,7 +196,8 @@ async def charge_stop(request: web.Request) -> web.Response:
     except BillingError as exc:
         raise _billing_error(exc) from None
     operations = await service.operations(session.session_id)
-    return web.json_response({"success": True, "session": session_view(session, operations)})
+    stopped = ChargeStopResponse(success=True, session=session_view(session, operations))
+    return web.json_response(stopped.model_dump())
 
 
 @routes.get("/charge/{session_id}", name="charge_session")
@@ -208,6 +209,6 @@ async def charge_session(request: web.Request) -> web.Response:
     except BillingError as exc:
         raise _billing_error(exc) from None
     operations = await service.operations(session.session_id)
-    return web.json_response(session_view(session, operations))
+    return web.json_response(session_view(session, operations).model_dump())
 
 
