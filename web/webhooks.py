@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing.gateways.sandbox import SandboxGateway
 from billing.service import BillingError
+from web.apidoc import documented
 from web.bodies import parse_body
 from web.errors import ApiError
 from web.keys import BILLING, BILLING_STORE, GATEWAY, SETTINGS
@@ -62,6 +63,8 @@ async def _handle(request: web.Request, gateway: str, event: WebhookEvent,
 
 
 @routes.post("/webhooks/sandbox", name="webhook_sandbox")
+@documented("Sandbox gateway events (charge.paid pays a PIX charge)", body=WebhookEvent,
+            response=WebhookAck, errors=(404, 409, 503))
 async def sandbox_webhook(request: web.Request) -> web.Response:
     gateway = request.config_dict[GATEWAY]
     if not isinstance(gateway, SandboxGateway):
@@ -83,6 +86,8 @@ def _basic_ok(request: web.Request, user: str, password: str) -> bool:
 
 
 @routes.post("/webhooks/pagarme", name="webhook_pagarme")
+@documented("Pagar.me webhook: a hint, the charge is fetched again", body=WebhookEvent,
+            response=WebhookAck, security="gatewayBasic", errors=(401, 409, 503))
 async def pagarme_webhook(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS].billing.pagarme
     if not settings.webhook_user or not _basic_ok(request, settings.webhook_user,

@@ -13,6 +13,7 @@ from billing.models import Method, Operation, Session
 from billing.money import PriceAmount
 from billing.service import BillingError, BillingService, StartRequest
 from csms.domain import isoformat
+from web.apidoc import documented
 from web.bodies import FieldError, parse_body
 from web.errors import ApiError
 from web.keys import BILLING, SETTINGS
@@ -120,18 +121,6 @@ class ChargeStopResponse(BaseModel):
     session: SessionView
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
-    sessionId: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    success: Literal[False]
-    error: ErrorDetail
-
-
 def session_view(session: Session, operations: list[Operation]) -> SessionView:
     return SessionView(
         sessionId=session.session_id, status=session.status.value,
@@ -163,6 +152,8 @@ def _billing_error(exc: BillingError) -> ApiError:
 
 
 @routes.post("/charge/start", name="charge_start")
+@documented("Reserve the money and ask the station to start", body=ChargeStartRequest,
+            response=ChargeStartResponse, errors=(402, 404, 409, 502, 504))
 async def charge_start(request: web.Request) -> web.Response:
     _check_driver_key(request)
     body: ChargeStartRequest = await parse_body(request, ChargeStartRequest)
@@ -187,6 +178,8 @@ async def charge_start(request: web.Request) -> web.Response:
 
 
 @routes.post("/charge/stop", name="charge_stop")
+@documented("Stop a session (void at once before charging)", body=ChargeStopRequest,
+            response=ChargeStopResponse, errors=(404, 409))
 async def charge_stop(request: web.Request) -> web.Response:
     _check_driver_key(request)
     body: ChargeStopRequest = await parse_body(request, ChargeStopRequest)
@@ -201,6 +194,7 @@ async def charge_stop(request: web.Request) -> web.Response:
 
 
 @routes.get("/charge/{session_id}", name="charge_session")
+@documented("A session with its payment", response=SessionView, errors=(404,))
 async def charge_session(request: web.Request) -> web.Response:
     _check_driver_key(request)
     service: BillingService = request.config_dict[BILLING]

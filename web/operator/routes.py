@@ -16,8 +16,9 @@ from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, Stati
 from csms.domain import IdTag, Station, Transaction, parse_timestamp
 from csms.keys import HUB, STORE
 from csms.passwords import hash_password
+from web.apidoc import BOOL, INT, Param, documented
 from web.bodies import read_json, validate
-from web.driver.routes import session_view
+from web.driver.routes import SessionView, session_view
 from web.errors import ApiError, Handler
 from web.keys import BILLING, SETTINGS
 from web.openapi import openapi_view
@@ -83,12 +84,14 @@ def _int_param(request: web.Request, name: str) -> int:
 # --- stations --------------------------------------------------------------------------------
 
 @routes.get("/stations", name="stations")
+@documented("Stations, provisioned or seen", response=StationView, many=True)
 async def list_stations(request: web.Request) -> web.Response:
     stations = await request.config_dict[STORE].list_stations()
     return web.json_response([_station(request, s) for s in stations])
 
 
 @routes.get("/stations/{station_id}", name="station")
+@documented("One station, live status included", response=StationView, errors=(404,))
 async def get_station(request: web.Request) -> web.Response:
     station = await request.config_dict[STORE].get_station(request.match_info["station_id"])
     if station is None:
@@ -102,6 +105,8 @@ class ProvisionRequest(BaseModel):
 
 
 @routes.post("/stations", name="provision")
+@documented("Provision a station, optionally with a Basic password", body=ProvisionRequest,
+            response=StationView, status=201)
 async def provision_station(request: web.Request) -> web.Response:
     body = validate(ProvisionRequest, await read_json(request))
     hashed = hash_password(body.password) if body.password else None
@@ -110,6 +115,8 @@ async def provision_station(request: web.Request) -> web.Response:
 
 
 @routes.get("/stations/{station_id}/messages", name="station_messages")
+@documented("The station's latest OCPP frames, newest first", response=FrameView, many=True,
+            errors=(422,), query=(Param("limit", "at most 1000 (default 100)", INT),))
 async def station_messages(request: web.Request) -> web.Response:
     hub = request.config_dict[HUB]
     await hub.frames.flush()
@@ -124,6 +131,9 @@ async def station_messages(request: web.Request) -> web.Response:
 
 
 @routes.post("/stations/{station_id}/commands/{action}", name="command")
+@documented("Send an OCPP 1.6 call to the connected station and return its answer",
+            free_body="the action's OCPP payload", response=CommandResult,
+            errors=(404, 502, 504))
 async def station_command(request: web.Request) -> web.Response:
     station_id = request.match_info["station_id"]
     action = request.match_info["action"]
@@ -150,6 +160,11 @@ async def station_command(request: web.Request) -> web.Response:
 # --- transactions ----------------------------------------------------------------------------
 
 @routes.get("/transactions", name="transactions")
+@documented("Transactions, newest first", response=TransactionView, many=True,
+            errors=(422,),
+            query=(Param("stationId", "only this station's"),
+                   Param("active", "true: running, false: stopped", BOOL),
+                   Param("limit", "at most 1000 (default 100)", INT)))
 async def list_transactions(request: web.Request) -> web.Response:
     active_param = request.query.get("active")
     active: bool | None = None
@@ -170,6 +185,8 @@ async def list_transactions(request: web.Request) -> web.Response:
 
 
 @routes.get("/transactions/{transaction_id}", name="transaction")
+@documented("One transaction with its meter values", response=TransactionDetail,
+            errors=(404,))
 async def get_transaction(request: web.Request) -> web.Response:
     store = request.config_dict[STORE]
     tx = await store.get_transaction(_int_param(request, "transaction_id"))
@@ -181,6 +198,8 @@ async def get_transaction(request: web.Request) -> web.Response:
 
 
 @routes.get("/orphan-stops", name="orphan_stops")
+@documented("StopTransactions for transactions the CSMS does not know",
+            response=OrphanStopView, many=True, query=(Param("stationId", "only this station's"),))
 async def list_orphan_stops(request: web.Request) -> web.Response:
     stops = await request.config_dict[STORE].list_orphan_stops(
         request.query.get("stationId") or None)
@@ -196,12 +215,14 @@ class IdTagRequest(BaseModel):
 
 
 @routes.get("/id-tags", name="id_tags")
+@documented("Known id tags (RFID)", response=IdTagView, many=True)
 async def list_id_tags(request: web.Request) -> web.Response:
     tags = await request.config_dict[STORE].list_id_tags()
     return web.json_response([IdTagView.of(t).model_dump() for t in tags])
 
 
 @routes.put("/id-tags/{id_tag}", name="id_tag")
+@documented("Create or update an id tag", body=IdTagRequest, response=IdTagView)
 async def put_id_tag(request: web.Request) -> web.Response:
     id_tag = request.match_info["id_tag"]
     if not 1 <= len(id_tag) <= 20:
@@ -234,11 +255,14 @@ async def _tariff_json(request: web.Request, station_id: str) -> dict[str, Any]:
 
 
 @routes.get("/stations/{station_id}/tariff", name="station_tariff")
+@documented("The tariff a station prices with", response=TariffView)
 async def get_tariff(request: web.Request) -> web.Response:
     return web.json_response(await _tariff_json(request, request.match_info["station_id"]))
 
 
 @routes.put("/stations/{station_id}/tariff", name="put_station_tariff")
+@documented("Override the default tariff for a station", body=TariffRequest,
+            response=TariffView, errors=(404,))
 async def put_tariff(request: web.Request) -> web.Response:
     station_id = request.match_info["station_id"]
     if await request.config_dict[STORE].get_station(station_id) is None:
@@ -250,6 +274,9 @@ async def put_tariff(request: web.Request) -> web.Response:
 
 
 @routes.get("/sessions", name="sessions")
+@documented("Charging sessions (billing)", response=SessionView, many=True, errors=(422,),
+            query=(Param("status", "comma-separated session statuses"),
+                   Param("stationId", "only this station's")))
 async def list_sessions(request: web.Request) -> web.Response:
     statuses = None
     if request.query.get("status"):
@@ -266,6 +293,8 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 
 @routes.get("/sessions/{session_id}", name="session")
+@documented("One session with its payment ledger and money jobs", response=SessionDetail,
+            errors=(404,))
 async def get_session(request: web.Request) -> web.Response:
     service = request.config_dict[BILLING]
     try:
@@ -284,6 +313,10 @@ class RefundRequest(BaseModel):
 
 
 @routes.post("/sessions/{session_id}/refund", name="session_refund")
+@documented("Refund (part of) a settled session; runs as a money job", body=RefundRequest,
+            response=RefundAccepted, status=202, errors=(404, 409),
+            headers=(Param("Idempotency-Key", "replays the stored result for the same body; "
+                           "409 for another body"),))
 async def refund_session(request: web.Request) -> web.Response:
     body = validate(RefundRequest, await read_json(request))
     service = request.config_dict[BILLING]
@@ -298,6 +331,10 @@ async def refund_session(request: web.Request) -> web.Response:
 
 
 @routes.get("/jobs", name="jobs")
+@documented("Money jobs (refunds, capture/void retries, receipts)", response=JobView,
+            many=True, errors=(422,),
+            query=(Param("status", "comma-separated job statuses"),
+                   Param("sessionId", "only this session's")))
 async def list_jobs(request: web.Request) -> web.Response:
     statuses = None
     if request.query.get("status"):
@@ -312,6 +349,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 @routes.post("/jobs/{job_id}/retry", name="job_retry")
+@documented("Run a FAILED money job again", response=JobAccepted, status=202,
+            errors=(404, 409))
 async def retry_job(request: web.Request) -> web.Response:
     try:
         job = await request.config_dict[BILLING].retry_job(request.match_info["job_id"])
