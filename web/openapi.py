@@ -58,10 +58,6 @@ def operations(app: web.Application) -> Iterator[tuple[str, str, str, Doc]]:
         yield path, route.method.lower(), _camel(name), DOCS.get(route.handler, UNDOCUMENTED)
 
 
-def _ref(schema_refs: dict[Any, Any], model: type[BaseModel], mode: Mode) -> dict[str, Any]:
-    return schema_refs[(model, mode)]
-
-
 @functools.cache
 def _schemas(models: frozenset[tuple[type[BaseModel], Mode]]) -> tuple[dict[Any, Any], Any]:
     refs, schema = models_json_schema(sorted(models, key=lambda m: (m[0].__name__, m[1])),
@@ -89,14 +85,13 @@ def _security(path: str, doc: Doc) -> str | None:
 
 def _error(refs: dict[Any, Any], status: int) -> dict[str, Any]:
     return {"description": HTTPStatus(status).phrase,
-            "content": {"application/json": {"schema": _ref(refs, ErrorResponse,
-                                                             "serialization")}}}
+            "content": {"application/json": {"schema": refs[(ErrorResponse, "serialization")]}}}
 
 
 def _operation(refs: dict[Any, Any], path: str, operation_id: str, doc: Doc) -> dict[str, Any]:
     success: dict[str, Any] = {"description": HTTPStatus(doc.status).phrase}
     if doc.response is not None:
-        schema = _ref(refs, doc.response, "serialization")
+        schema = refs[(doc.response, "serialization")]
         if doc.many:
             schema = {"type": "array", "items": schema}
         success["content"] = {"application/json": {"schema": schema}}
@@ -120,7 +115,7 @@ def _operation(refs: dict[Any, Any], path: str, operation_id: str, doc: Doc) -> 
     if parameters:
         operation["parameters"] = parameters
     if doc.body is not None or doc.free_body:
-        body = (_ref(refs, doc.body, "validation") if doc.body is not None
+        body = (refs[(doc.body, "validation")] if doc.body is not None
                 else {"type": "object", "description": doc.free_body})
         operation["requestBody"] = {"required": doc.body is not None,
                                     "content": {"application/json": {"schema": body}}}
