@@ -8,6 +8,9 @@ shortest `repr`, so 1.5 becomes Decimal("1.5") and never 1.5000000000000000277..
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 CENT = Decimal("0.01")
 
@@ -27,6 +30,19 @@ def to_decimal(value: Amount) -> Decimal:
     if not result.is_finite():
         raise ValueError(f"not a finite amount: {value!r}")
     return result
+
+
+def non_negative_amount(value: Any) -> Decimal:
+    """`to_decimal`, refusing amounts below zero: a price, a fee, a shown price."""
+    amount = to_decimal(value)
+    if amount < 0:
+        raise ValueError(f"must be a non-negative amount: {value!r}")
+    return amount
+
+
+# The one validator for a price in currency units in a pydantic model (config, request bodies):
+# JSON numbers go through `repr`, never float math; NaN, infinities and negatives are refused.
+PriceAmount = Annotated[Decimal, BeforeValidator(non_negative_amount)]
 
 
 def round_to_cent(amount: Amount) -> Decimal:

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, Protocol
+from decimal import Decimal
+from typing import Literal, Protocol
 
 from pydantic import Field, field_validator
 
+from billing.money import PriceAmount
 from csms.settings import OcppSettings, Section, StoreSettings
 
 
@@ -30,21 +31,8 @@ class TasksSettings(Section):
 
 
 class TariffSettings(Section):
-    price_per_kwh: Decimal = Decimal("1.50")
-    fixed_connection_fee: Decimal = Decimal("2.00")
-
-    @field_validator("price_per_kwh", "fixed_connection_fee", mode="before")
-    @classmethod
-    def _decimal(cls, value: Any) -> Decimal:
-        if isinstance(value, float):
-            value = repr(value)
-        try:
-            amount = Decimal(str(value))
-        except InvalidOperation as exc:
-            raise ValueError(f"not a decimal amount: {value!r}") from exc
-        if not amount.is_finite() or amount < 0:
-            raise ValueError(f"must be a non-negative amount: {value!r}")
-        return amount
+    price_per_kwh: PriceAmount = Decimal("1.50")
+    fixed_connection_fee: PriceAmount = Decimal("2.00")
 
 
 class PagarmeSettings(Section):
@@ -89,7 +77,6 @@ class ReceiptSettings(Section):
     operator_name: str = "CSMS Charging"
     operator_tax_id: str = ""  # CNPJ
     operator_address: str = ""
-
 
 
 class BillingConfig(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from billing.money import Amount, to_cents, to_decimal
+from billing.money import Amount, non_negative_amount, to_cents
 from billing.settings import TariffSettings
 
 # Enough digits that no realistic meter reading or price is ever rounded before the final cent.
@@ -36,10 +36,10 @@ def energy_cost_cents(energy_wh: int, price_per_kwh: Decimal, fixed_fee: Decimal
 def _non_negative(value: Amount, name: str) -> Decimal:
     if isinstance(value, float):
         raise ValueError(f"{name} must be a Decimal, not a float: {value!r}")
-    amount = to_decimal(value)
-    if amount < 0:
-        raise ValueError(f"{name} must not be negative: {value!r}")
-    return amount
+    try:
+        return non_negative_amount(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from csms.ocpp.hub import Hub
 from csms.store import Store
 from csms.store.factory import make_store
 from web import health, receipts, webhooks
+from web.apidoc import documented
 from web.driver.routes import routes as driver_routes
 from web.errors import error_middleware
 from web.keys import BILLING, BILLING_STORE, GATEWAY, JOBS, SETTINGS
@@ -38,6 +39,11 @@ log = logging.getLogger(__name__)
 logging.getLogger("ocpp").setLevel(logging.WARNING)
 
 PARTS = web.AppKey("billing_parts", BillingParts)
+
+# The handler lives in the charging core, which knows no OpenAPI; its description lives here.
+OCPP_ENDPOINT = documented(
+    "OCPP-J websocket for a charging station (subprotocol ocpp1.6)", status=101,
+    security="stationBasic", errors=(400, 401, 404))(ocpp_websocket)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -123,7 +129,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app.cleanup_ctx.extend([_store_ctx, _hub_ctx, _billing_ctx, _tasks_ctx])
     app.on_shutdown.append(_close_stations)
 
-    app.router.add_get("/ocpp/{station_id}", ocpp_websocket, name="ocpp")
+    app.router.add_get("/ocpp/{station_id}", OCPP_ENDPOINT, name="ocpp")
     app.add_routes(health.routes)
     app.add_routes(driver_routes)
     app.add_routes(webhooks.routes)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +17,21 @@ _CODES = {400: "bad_request", 401: "unauthorized", 402: "payment_declined", 403:
           404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "too_large",
           415: "unsupported_media_type", 422: "invalid_request", 500: "internal_error",
           502: "bad_gateway", 503: "unavailable", 504: "timeout"}
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+    field: str | None = None  # the request field to blame (422)
+    sessionId: str | None = None  # the driver's session the error concerns
+    ocppErrorCode: str | None = None  # the CALLERROR code a station answered (502)
+
+
+class ErrorResponse(BaseModel):
+    success: Literal[False] = False
+    error: ErrorDetail
 
 
 class ApiError(web.HTTPException):
@@ -31,9 +47,8 @@ class ApiError(web.HTTPException):
 
 def error_response(status: int, code: str, message: str,
                    headers: Any = None, **extra: Any) -> web.Response:
-    body: dict[str, Any] = {"success": False, "error": {"code": code, "message": message}}
-    body["error"].update(extra)
-    response = web.json_response(body, status=status)
+    body = ErrorResponse(success=False, error=ErrorDetail(code=code, message=message, **extra))
+    response = web.json_response(body.model_dump(exclude_unset=True), status=status)
     if headers:
         for name in ("WWW-Authenticate", "Allow", "Retry-After"):
             if name in headers:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from web.apidoc import Param, documented
 from web.errors import ApiError
 from web.keys import BILLING_STORE
 
@@ -14,6 +15,8 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/receipts/{token}", name="receipt")
+@documented("A charging receipt (HTML, or text with ?format=text)", content_type="text/html",
+            errors=(404,), query=(Param("format", "text: plain text"),))
 async def receipt(request: web.Request) -> web.Response:
     found = await request.config_dict[BILLING_STORE].receipt_by_token(
         request.match_info["token"])

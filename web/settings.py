@@ -1,19 +1,28 @@
 """The whole configuration: `config.toml` plus `CSMS_<SECTION>__<KEY>` environment overrides.
 
 Each package owns its sections (`csms.settings`, `billing.settings`); this module composes them
-with the HTTP ones (`[server]`, `[api]`). Loading validates every value; a bad one raises
-`ConfigError` naming the key, which the CLI turns into a non-zero exit with that message.
+with the HTTP ones (`[server]`, `[api]`) into one pydantic-settings object. Precedence: the
+environment, then the TOML file, then the defaults. Loading validates every value; a bad one
+raises `ConfigError` naming the key, which the CLI turns into a non-zero exit with that message.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 from billing.settings import (
     BillingSettings,
@@ -22,6 +31,7 @@ from billing.settings import (
     TasksSettings,
 )
 from csms.settings import ConfigError, OcppSettings, Section, StoreSettings
+from web.settings_env import Environment
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -37,8 +47,25 @@ class ApiSettings(Section):
     operator_token: str = ""
     driver_keys: list[str] = []
 
+    @field_validator("driver_keys", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """`CSMS_API__DRIVER_KEYS=a,b` (the JSON form `["a","b"]` arrives already decoded)."""
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
 
-class Settings(Section):
+
+# What `load_settings` is reading: (TOML file or None, environment). Outside a `load_settings`
+# call, `Settings()` reads the process environment and no file.
+_LOADING: ContextVar[tuple[Path | None, Mapping[str, str]] | None] = ContextVar(
+    "csms_settings_loading", default=None)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
+                                      extra="forbid")
+
     server: ServerSettings = ServerSettings()
     ocpp: OcppSettings = OcppSettings()
     store: StoreSettings = StoreSettings()
@@ -48,35 +75,19 @@ class Settings(Section):
     receipts: ReceiptSettings = ReceiptSettings()
     api: ApiSettings = ApiSettings()
 
-
-def _env_value(raw: str) -> Any:
-    """Environment values are strings; lists may be given as JSON (`["a","b"]`) or `a,b`."""
-    stripped = raw.strip()
-    if stripped.startswith("["):
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
-            return raw
-    return raw
-
-
-def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
-        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
-        if not all(path):
-            raise ConfigError(f"{name}: malformed configuration variable name")
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"{name}: {'.'.join(path[:-1])} is not a table")
-            node = child
-        value: Any = _env_value(raw)
-        if path == ["api", "driver_keys"] and isinstance(value, str):
-            value = [key.strip() for key in value.split(",") if key.strip()]
-        node[path[-1]] = value
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the TOML file; no .env file, no secrets dir."""
+        path, environ = _LOADING.get() or (None, os.environ)
+        return (init_settings, Environment(settings_cls, environ),
+                TomlConfigSettingsSource(settings_cls, toml_file=path))
 
 
 def _describe(error: ValidationError) -> str:
@@ -91,20 +102,23 @@ def _describe(error: ValidationError) -> str:
 
 
 def load_settings(
-    path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
-    """Read the TOML file (if any), apply environment overrides and validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        config_path = Path(path)
-        try:
-            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file not found: {config_path}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config_path}: not valid TOML: {exc}") from exc
-    _apply_env(data, dict(os.environ if environ is None else environ))
+    """Read the TOML file (if any), apply environment overrides and validate.
+
+    `environ` replaces `os.environ` when given (tests pass a dict).
+    """
+    config_path = None if path is None else Path(path)
+    if config_path is not None and not config_path.is_file():
+        raise ConfigError(f"config file not found: {config_path}")
+    token = _LOADING.set((config_path, os.environ if environ is None else environ))
     try:
-        return Settings.model_validate(data)
+        return Settings()
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: not valid TOML: {exc}") from exc
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
+    except (SettingsError, ValueError) as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+    finally:
+        _LOADING.reset(token)

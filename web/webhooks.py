@@ -7,15 +7,15 @@ PIX charge. Pagar.me: HTTP Basic with `billing.pagarme.webhook_user/_password`, 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing.gateways.sandbox import SandboxGateway
 from billing.service import BillingError
+from web.apidoc import documented
 from web.bodies import parse_body
 from web.errors import ApiError
 from web.keys import BILLING, BILLING_STORE, GATEWAY, SETTINGS
@@ -63,6 +63,8 @@ async def _handle(request: web.Request, gateway: str, event: WebhookEvent,
 
 
 @routes.post("/webhooks/sandbox", name="webhook_sandbox")
+@documented("Sandbox gateway events (charge.paid pays a PIX charge)", body=WebhookEvent,
+            response=WebhookAck, errors=(404, 409, 503))
 async def sandbox_webhook(request: web.Request) -> web.Response:
     gateway = request.config_dict[GATEWAY]
     if not isinstance(gateway, SandboxGateway):
@@ -74,17 +76,18 @@ async def sandbox_webhook(request: web.Request) -> web.Response:
 
 
 def _basic_ok(request: web.Request, user: str, password: str) -> bool:
-    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return False
     try:
-        given = base64.b64decode(encoded.strip()).decode()
-    except (ValueError, UnicodeDecodeError):
+        given = BasicAuth.decode(request.headers.get("Authorization", ""), encoding="utf-8")
+    except ValueError:  # missing, not Basic, not base64 or not UTF-8
         return False
-    return hmac.compare_digest(given.encode(), f"{user}:{password}".encode())
+    # Both compared, always: the time taken does not tell which one was wrong.
+    return hmac.compare_digest(f"{given.login}:{given.password}".encode(),
+                               f"{user}:{password}".encode())
 
 
 @routes.post("/webhooks/pagarme", name="webhook_pagarme")
+@documented("Pagar.me webhook: a hint, the charge is fetched again", body=WebhookEvent,
+            response=WebhookAck, security="gatewayBasic", errors=(401, 409, 503))
 async def pagarme_webhook(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS].billing.pagarme
     if not settings.webhook_user or not _basic_ok(request, settings.webhook_user,

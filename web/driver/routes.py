@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hmac
 import re
-from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from billing.models import Method, Operation, Session
+from billing.money import PriceAmount
 from billing.service import BillingError, BillingService, StartRequest
 from csms.domain import isoformat
+from web.apidoc import documented
 from web.bodies import FieldError, parse_body
 from web.errors import ApiError
 from web.keys import BILLING, SETTINGS
@@ -27,8 +28,8 @@ class _Body(BaseModel):
 
 
 class ChargerPrice(_Body):
-    price: Decimal = Field(ge=0, description="Price per kWh the app showed, currency units")
-    fixed_connection_cost: Decimal = Field(ge=0, description="Fixed fee the app showed")
+    price: PriceAmount = Field(description="Price per kWh the app showed, currency units")
+    fixed_connection_cost: PriceAmount = Field(description="Fixed fee the app showed")
 
 
 class ChargeStartRequest(_Body):
@@ -120,19 +121,7 @@ class ChargeStopResponse(BaseModel):
     session: SessionView
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
-    sessionId: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    success: Literal[False]
-    error: ErrorDetail
-
-
-def session_view(session: Session, operations: list[Operation]) -> dict[str, Any]:
+def session_view(session: Session, operations: list[Operation]) -> SessionView:
     return SessionView(
         sessionId=session.session_id, status=session.status.value,
         chargePointId=session.station_id, connectorId=session.connector_id,
@@ -145,7 +134,7 @@ def session_view(session: Session, operations: list[Operation]) -> dict[str, Any
                                       status=op.status.value, at=isoformat(op.created_at) or "",
                                       error=op.error) for op in operations]),
         receiptUrl=session.receipt_url,
-    ).model_dump()
+    )
 
 
 def _check_driver_key(request: web.Request) -> None:
@@ -163,6 +152,8 @@ def _billing_error(exc: BillingError) -> ApiError:
 
 
 @routes.post("/charge/start", name="charge_start")
+@documented("Reserve the money and ask the station to start", body=ChargeStartRequest,
+            response=ChargeStartResponse, errors=(402, 404, 409, 502, 504))
 async def charge_start(request: web.Request) -> web.Response:
     _check_driver_key(request)
     body: ChargeStartRequest = await parse_body(request, ChargeStartRequest)
@@ -187,6 +178,8 @@ async def charge_start(request: web.Request) -> web.Response:
 
 
 @routes.post("/charge/stop", name="charge_stop")
+@documented("Stop a session (void at once before charging)", body=ChargeStopRequest,
+            response=ChargeStopResponse, errors=(404, 409))
 async def charge_stop(request: web.Request) -> web.Response:
     _check_driver_key(request)
     body: ChargeStopRequest = await parse_body(request, ChargeStopRequest)
@@ -196,10 +189,12 @@ async def charge_stop(request: web.Request) -> web.Response:
     except BillingError as exc:
         raise _billing_error(exc) from None
     operations = await service.operations(session.session_id)
-    return web.json_response({"success": True, "session": session_view(session, operations)})
+    stopped = ChargeStopResponse(success=True, session=session_view(session, operations))
+    return web.json_response(stopped.model_dump())
 
 
 @routes.get("/charge/{session_id}", name="charge_session")
+@documented("A session with its payment", response=SessionView, errors=(404,))
 async def charge_session(request: web.Request) -> web.Response:
     _check_driver_key(request)
     service: BillingService = request.config_dict[BILLING]
@@ -208,6 +203,6 @@ async def charge_session(request: web.Request) -> web.Response:
     except BillingError as exc:
         raise _billing_error(exc) from None
     operations = await service.operations(session.session_id)
-    return web.json_response(session_view(session, operations))
+    return web.json_response(session_view(session, operations).model_dump())
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -11,16 +10,33 @@ from ocpp.v16.enums import Action
 from pydantic import BaseModel, Field
 
 from billing.models import JobStatus, SessionStatus
+from billing.money import PriceAmount
 from billing.service import BillingError
 from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
-from csms.domain import IdTag, MeterValue, Station, Transaction, isoformat, parse_timestamp
+from csms.domain import IdTag, Station, Transaction, parse_timestamp
 from csms.keys import HUB, STORE
 from csms.passwords import hash_password
+from web.apidoc import BOOL, INT, Param, documented
 from web.bodies import read_json, validate
-from web.driver.routes import session_view
+from web.driver.routes import SessionView, session_view
 from web.errors import ApiError, Handler
 from web.keys import BILLING, SETTINGS
 from web.openapi import openapi_view
+from web.operator.views import (
+    CommandResult,
+    FrameView,
+    IdTagView,
+    JobAccepted,
+    JobView,
+    OrphanStopView,
+    RefundAccepted,
+    RefundView,
+    SessionDetail,
+    StationView,
+    TariffView,
+    TransactionDetail,
+    TransactionView,
+)
 
 routes = web.RouteTableDef()
 
@@ -47,65 +63,14 @@ async def operator_auth(request: web.Request, handler: Handler) -> web.StreamRes
     return await handler(request)
 
 
-# --- representations -------------------------------------------------------------------------
-
-def station_json(station: Station, request: web.Request) -> dict[str, Any]:
-    live = request.config_dict[HUB].live(station.id)
-    last_seen = station.last_seen
-    if live is not None and (last_seen is None or live.last_seen > last_seen):
-        last_seen = live.last_seen
-    return {
-        "id": station.id,
-        "connected": live is not None,
-        "vendor": station.vendor,
-        "model": station.model,
-        "serialNumber": station.serial_number,
-        "firmwareVersion": station.firmware_version,
-        "firmwareStatus": live.firmware_status if live else None,
-        "diagnosticsStatus": live.diagnostics_status if live else None,
-        "provisioned": station.provisioned,
-        "passwordSet": bool(station.password_hash),
-        "lastSeen": isoformat(last_seen),
-        "lastBootAt": isoformat(station.last_boot_at),
-        "connectors": [
-            {"connectorId": c.connector_id, "status": c.status, "errorCode": c.error_code,
-             "info": c.info, "vendorErrorCode": c.vendor_error_code,
-             "updatedAt": isoformat(c.updated_at)}
-            for c in station.connectors
-        ],
-    }
-
-
-def meter_value_json(value: MeterValue) -> dict[str, Any]:
-    return {"timestamp": isoformat(value.timestamp), "measurand": value.measurand,
-            "value": value.value, "unit": value.unit, "phase": value.phase,
-            "context": value.context, "location": value.location}
-
-
 async def session_of(request: web.Request, tx: Transaction) -> str | None:
     """Billing's session for a transaction (the charging core knows no money)."""
     session = await request.config_dict[BILLING].store.session_by_transaction(tx.transaction_id)
     return session.session_id if session else None
 
 
-def transaction_json(tx: Transaction, session_id: str | None,
-                     values: list[MeterValue] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "transactionId": tx.transaction_id,
-        "stationId": tx.station_id,
-        "connectorId": tx.connector_id,
-        "idTag": tx.id_tag,
-        "meterStart": tx.meter_start,
-        "meterStop": tx.meter_stop,
-        "energyWh": tx.energy_wh,
-        "startedAt": isoformat(tx.started_at),
-        "stoppedAt": isoformat(tx.stopped_at),
-        "stopReason": tx.stop_reason,
-        "sessionId": session_id,
-    }
-    if values is not None:
-        body["meterValues"] = [meter_value_json(v) for v in values]
-    return body
+def _station(request: web.Request, station: Station) -> dict[str, Any]:
+    return StationView.of(station, request.config_dict[HUB].live(station.id)).model_dump()
 
 
 def _int_param(request: web.Request, name: str) -> int:
@@ -119,17 +84,19 @@ def _int_param(request: web.Request, name: str) -> int:
 # --- stations --------------------------------------------------------------------------------
 
 @routes.get("/stations", name="stations")
+@documented("Stations, provisioned or seen", response=StationView, many=True)
 async def list_stations(request: web.Request) -> web.Response:
     stations = await request.config_dict[STORE].list_stations()
-    return web.json_response([station_json(s, request) for s in stations])
+    return web.json_response([_station(request, s) for s in stations])
 
 
 @routes.get("/stations/{station_id}", name="station")
+@documented("One station, live status included", response=StationView, errors=(404,))
 async def get_station(request: web.Request) -> web.Response:
     station = await request.config_dict[STORE].get_station(request.match_info["station_id"])
     if station is None:
         raise ApiError(404, "not_found", "unknown station")
-    return web.json_response(station_json(station, request))
+    return web.json_response(_station(request, station))
 
 
 class ProvisionRequest(BaseModel):
@@ -138,14 +105,18 @@ class ProvisionRequest(BaseModel):
 
 
 @routes.post("/stations", name="provision")
+@documented("Provision a station, optionally with a Basic password", body=ProvisionRequest,
+            response=StationView, status=201)
 async def provision_station(request: web.Request) -> web.Response:
     body = validate(ProvisionRequest, await read_json(request))
     hashed = hash_password(body.password) if body.password else None
     station = await request.config_dict[STORE].provision_station(body.id, hashed)
-    return web.json_response(station_json(station, request), status=201)
+    return web.json_response(_station(request, station), status=201)
 
 
 @routes.get("/stations/{station_id}/messages", name="station_messages")
+@documented("The station's latest OCPP frames, newest first", response=FrameView, many=True,
+            errors=(422,), query=(Param("limit", "at most 1000 (default 100)", INT),))
 async def station_messages(request: web.Request) -> web.Response:
     hub = request.config_dict[HUB]
     await hub.frames.flush()
@@ -156,11 +127,13 @@ async def station_messages(request: web.Request) -> web.Response:
             from None
     frames = await request.config_dict[STORE].list_frames(request.match_info["station_id"],
                                                           limit)
-    return web.json_response([{"at": isoformat(f.at), "direction": f.direction,
-                               "frame": f.frame} for f in frames])
+    return web.json_response([FrameView.of(f).model_dump() for f in frames])
 
 
 @routes.post("/stations/{station_id}/commands/{action}", name="command")
+@documented("Send an OCPP 1.6 call to the connected station and return its answer",
+            free_body="the action's OCPP payload", response=CommandResult,
+            errors=(404, 502, 504))
 async def station_command(request: web.Request) -> web.Response:
     station_id = request.match_info["station_id"]
     action = request.match_info["action"]
@@ -181,12 +154,17 @@ async def station_command(request: web.Request) -> web.Response:
         raise ApiError(504, "station_timeout", str(exc)) from None
     except CommandRejected as exc:
         raise ApiError(502, "station_error", str(exc), ocppErrorCode=exc.code) from None
-    return web.json_response({"action": action, "response": response})
+    return web.json_response(CommandResult(action=action, response=response).model_dump())
 
 
 # --- transactions ----------------------------------------------------------------------------
 
 @routes.get("/transactions", name="transactions")
+@documented("Transactions, newest first", response=TransactionView, many=True,
+            errors=(422,),
+            query=(Param("stationId", "only this station's"),
+                   Param("active", "true: running, false: stopped", BOOL),
+                   Param("limit", "at most 1000 (default 100)", INT)))
 async def list_transactions(request: web.Request) -> web.Response:
     active_param = request.query.get("active")
     active: bool | None = None
@@ -202,28 +180,30 @@ async def list_transactions(request: web.Request) -> web.Response:
             from None
     transactions = await request.config_dict[STORE].list_transactions(
         station_id=request.query.get("stationId") or None, active=active, limit=limit)
-    return web.json_response([transaction_json(tx, await session_of(request, tx))
+    return web.json_response([TransactionView.of(tx, await session_of(request, tx)).model_dump()
                               for tx in transactions])
 
 
 @routes.get("/transactions/{transaction_id}", name="transaction")
+@documented("One transaction with its meter values", response=TransactionDetail,
+            errors=(404,))
 async def get_transaction(request: web.Request) -> web.Response:
     store = request.config_dict[STORE]
     tx = await store.get_transaction(_int_param(request, "transaction_id"))
     if tx is None:
         raise ApiError(404, "not_found", "unknown transaction")
     values = await store.list_meter_values(tx.transaction_id)
-    return web.json_response(transaction_json(tx, await session_of(request, tx), values))
+    detail = TransactionDetail.with_values(tx, await session_of(request, tx), values)
+    return web.json_response(detail.model_dump())
 
 
 @routes.get("/orphan-stops", name="orphan_stops")
+@documented("StopTransactions for transactions the CSMS does not know",
+            response=OrphanStopView, many=True, query=(Param("stationId", "only this station's"),))
 async def list_orphan_stops(request: web.Request) -> web.Response:
     stops = await request.config_dict[STORE].list_orphan_stops(
         request.query.get("stationId") or None)
-    return web.json_response([
-        {"stationId": s.station_id, "transactionId": s.transaction_id, "meterStop": s.meter_stop,
-         "stoppedAt": isoformat(s.stopped_at), "reason": s.reason, "idTag": s.id_tag,
-         "receivedAt": isoformat(s.received_at)} for s in stops])
+    return web.json_response([OrphanStopView.of(s).model_dump() for s in stops])
 
 
 # --- id tags ---------------------------------------------------------------------------------
@@ -234,18 +214,15 @@ class IdTagRequest(BaseModel):
     parentIdTag: str | None = Field(default=None, max_length=20)
 
 
-def id_tag_json(tag: IdTag) -> dict[str, Any]:
-    return {"idTag": tag.id_tag, "status": tag.status, "expiryDate": isoformat(tag.expiry_date),
-            "parentIdTag": tag.parent_id_tag}
-
-
 @routes.get("/id-tags", name="id_tags")
+@documented("Known id tags (RFID)", response=IdTagView, many=True)
 async def list_id_tags(request: web.Request) -> web.Response:
     tags = await request.config_dict[STORE].list_id_tags()
-    return web.json_response([id_tag_json(t) for t in tags])
+    return web.json_response([IdTagView.of(t).model_dump() for t in tags])
 
 
 @routes.put("/id-tags/{id_tag}", name="id_tag")
+@documented("Create or update an id tag", body=IdTagRequest, response=IdTagView)
 async def put_id_tag(request: web.Request) -> web.Response:
     id_tag = request.match_info["id_tag"]
     if not 1 <= len(id_tag) <= 20:
@@ -258,31 +235,34 @@ async def put_id_tag(request: web.Request) -> web.Response:
                        field="expiryDate") from None
     tag = await request.config_dict[STORE].upsert_id_tag(
         IdTag(id_tag, body.status, expiry, body.parentIdTag))
-    return web.json_response(id_tag_json(tag))
+    return web.json_response(IdTagView.of(tag).model_dump())
 
 
 # --- billing: tariffs and sessions ------------------------------------------------------------
 
 class TariffRequest(BaseModel):
-    pricePerKwh: Decimal = Field(ge=0, max_digits=12, decimal_places=6)
-    fixedConnectionFee: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    pricePerKwh: PriceAmount = Field(max_digits=12, decimal_places=6)
+    fixedConnectionFee: PriceAmount = Field(max_digits=12, decimal_places=2)
 
 
 async def _tariff_json(request: web.Request, station_id: str) -> dict[str, Any]:
     service = request.config_dict[BILLING]
     tariff = await service.tariff_for(station_id)
     override = await service.store.station_tariff(station_id)
-    return {"stationId": station_id, "pricePerKwh": str(tariff.price_per_kwh),
-            "fixedConnectionFee": str(tariff.fixed_connection_fee),
-            "currency": tariff.currency, "default": override is None}
+    return TariffView(stationId=station_id, pricePerKwh=str(tariff.price_per_kwh),
+                      fixedConnectionFee=str(tariff.fixed_connection_fee),
+                      currency=tariff.currency, default=override is None).model_dump()
 
 
 @routes.get("/stations/{station_id}/tariff", name="station_tariff")
+@documented("The tariff a station prices with", response=TariffView)
 async def get_tariff(request: web.Request) -> web.Response:
     return web.json_response(await _tariff_json(request, request.match_info["station_id"]))
 
 
 @routes.put("/stations/{station_id}/tariff", name="put_station_tariff")
+@documented("Override the default tariff for a station", body=TariffRequest,
+            response=TariffView, errors=(404,))
 async def put_tariff(request: web.Request) -> web.Response:
     station_id = request.match_info["station_id"]
     if await request.config_dict[STORE].get_station(station_id) is None:
@@ -294,6 +274,9 @@ async def put_tariff(request: web.Request) -> web.Response:
 
 
 @routes.get("/sessions", name="sessions")
+@documented("Charging sessions (billing)", response=SessionView, many=True, errors=(422,),
+            query=(Param("status", "comma-separated session statuses"),
+                   Param("stationId", "only this station's")))
 async def list_sessions(request: web.Request) -> web.Response:
     statuses = None
     if request.query.get("status"):
@@ -306,20 +289,22 @@ async def list_sessions(request: web.Request) -> web.Response:
     sessions = await service.store.list_sessions(
         statuses=statuses, station_id=request.query.get("stationId") or None)
     return web.json_response([session_view(s, await service.operations(s.session_id))
-                              for s in sessions])
+                              .model_dump() for s in sessions])
 
 
 @routes.get("/sessions/{session_id}", name="session")
+@documented("One session with its payment ledger and money jobs", response=SessionDetail,
+            errors=(404,))
 async def get_session(request: web.Request) -> web.Response:
     service = request.config_dict[BILLING]
     try:
         session = await service.get(request.match_info["session_id"])
     except BillingError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
-    body = session_view(session, await service.operations(session.session_id))
-    body["jobs"] = [job_json(j) for j in
-                    await service.store.list_jobs(session_id=session.session_id)]
-    return web.json_response(body)
+    view = session_view(session, await service.operations(session.session_id))
+    jobs = await service.store.list_jobs(session_id=session.session_id)
+    detail = SessionDetail(**dict(view), jobs=[JobView.of(j) for j in jobs])
+    return web.json_response(detail.model_dump())
 
 
 class RefundRequest(BaseModel):
@@ -328,6 +313,10 @@ class RefundRequest(BaseModel):
 
 
 @routes.post("/sessions/{session_id}/refund", name="session_refund")
+@documented("Refund (part of) a settled session; runs as a money job", body=RefundRequest,
+            response=RefundAccepted, status=202, errors=(404, 409),
+            headers=(Param("Idempotency-Key", "replays the stored result for the same body; "
+                           "409 for another body"),))
 async def refund_session(request: web.Request) -> web.Response:
     body = validate(RefundRequest, await read_json(request))
     service = request.config_dict[BILLING]
@@ -336,20 +325,16 @@ async def refund_session(request: web.Request) -> web.Response:
                                            body.reason, request.headers.get("Idempotency-Key"))
     except BillingError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
-    return web.json_response({"success": True, "refund": {
-        "idempotencyKey": op.idempotency_key, "amount": op.amount, "status": op.status.value,
-        "jobId": op.idempotency_key}}, status=202)
-
-
-def job_json(job: Any) -> dict[str, Any]:
-    return {"jobId": job.job_id, "kind": job.kind.value, "sessionId": job.session_id,
-            "status": job.status.value, "attempts": job.attempts,
-            "reason": job.payload.get("reason"),
-            "nextAttemptAt": isoformat(job.next_attempt_at), "lastError": job.last_error,
-            "createdAt": isoformat(job.created_at), "updatedAt": isoformat(job.updated_at)}
+    refund = RefundView(idempotencyKey=op.idempotency_key, amount=op.amount,
+                        status=op.status.value, jobId=op.idempotency_key)
+    return web.json_response(RefundAccepted(refund=refund).model_dump(), status=202)
 
 
 @routes.get("/jobs", name="jobs")
+@documented("Money jobs (refunds, capture/void retries, receipts)", response=JobView,
+            many=True, errors=(422,),
+            query=(Param("status", "comma-separated job statuses"),
+                   Param("sessionId", "only this session's")))
 async def list_jobs(request: web.Request) -> web.Response:
     statuses = None
     if request.query.get("status"):
@@ -360,16 +345,18 @@ async def list_jobs(request: web.Request) -> web.Response:
                            field="status") from None
     jobs = await request.config_dict[BILLING].store.list_jobs(
         statuses=statuses, session_id=request.query.get("sessionId") or None)
-    return web.json_response([job_json(j) for j in jobs])
+    return web.json_response([JobView.of(j).model_dump() for j in jobs])
 
 
 @routes.post("/jobs/{job_id}/retry", name="job_retry")
+@documented("Run a FAILED money job again", response=JobAccepted, status=202,
+            errors=(404, 409))
 async def retry_job(request: web.Request) -> web.Response:
     try:
         job = await request.config_dict[BILLING].retry_job(request.match_info["job_id"])
     except BillingError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
-    return web.json_response({"success": True, "job": job_json(job)}, status=202)
+    return web.json_response(JobAccepted(job=JobView.of(job)).model_dump(), status=202)
 
 
 def create_operator_api() -> web.Application:
