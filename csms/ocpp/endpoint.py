@@ -11,12 +11,10 @@ is true, in which case it is treated like a mismatch.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import re
 
-from aiohttp import WSCloseCode, web
+from aiohttp import BasicAuth, WSCloseCode, web
 
 from csms.keys import HUB, METRICS, OCPP_SETTINGS, STORE
 from csms.ocpp import v16
@@ -43,16 +41,11 @@ async def _verify(password: str, encoded: str) -> bool:
         return await asyncio.to_thread(verify_password, password, encoded)
 
 
-def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        return None
+def _basic_credentials(request: web.Request) -> BasicAuth | None:
     try:
-        user, sep, password = base64.b64decode(encoded.strip()).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+        return BasicAuth.decode(request.headers.get("Authorization", ""), encoding="utf-8")
+    except ValueError:  # missing, not Basic, bad base64, not UTF-8, no colon
         return None
-    return (user, password) if sep else None
 
 
 def _offered(request: web.Request) -> list[str]:
@@ -82,8 +75,8 @@ async def ocpp_websocket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="unknown station")
     if station is not None and station.password_hash:
         credentials = _basic_credentials(request)
-        if credentials is None or credentials[0] != station_id or \
-                not await _verify(credentials[1], station.password_hash):
+        if credentials is None or credentials.login != station_id or \
+                not await _verify(credentials.password, station.password_hash):
             metrics.connections.labels("unauthorized").inc()
             log.warning("%s: refused, wrong or missing credentials", station_id)
             raise web.HTTPUnauthorized(
