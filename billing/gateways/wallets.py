@@ -71,13 +71,22 @@ def _strings(data: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
             raise WalletTokenError(f"{where}{key} must be a non-empty string")
 
 
+def _object(data: dict[str, Any], strings: tuple[str, ...], version: tuple[str, str],
+            nested: str, where: str) -> dict[str, Any]:
+    """Check `data`'s strings and its one accepted version; return its object `nested`."""
+    _strings(data, strings, where)
+    key, accepted = version
+    if data[key] != accepted:
+        raise WalletTokenError(f"{where}{key} {data[key]!r}: only {accepted}")
+    inner = data.get(nested)
+    if not isinstance(inner, dict):
+        raise WalletTokenError(f"{where}{nested} must be an object")
+    return inner
+
+
 def _google(token: dict[str, Any]) -> dict[str, Any]:
-    _strings(token, ("protocolVersion", "signature", "signedMessage"), "")
-    if token["protocolVersion"] != "ECv2":
-        raise WalletTokenError(f"protocolVersion {token['protocolVersion']!r}: only ECv2")
-    key = token.get("intermediateSigningKey")
-    if not isinstance(key, dict):
-        raise WalletTokenError("intermediateSigningKey must be an object")
+    key = _object(token, ("protocolVersion", "signature", "signedMessage"),
+                  ("protocolVersion", "ECv2"), "intermediateSigningKey", "")
     _strings(key, ("signedKey",), "intermediateSigningKey.")
     signatures = key.get("signatures")
     if not (isinstance(signatures, list) and signatures
@@ -94,12 +103,8 @@ def _google(token: dict[str, Any]) -> dict[str, Any]:
 
 
 def _apple(payment_data: dict[str, Any]) -> dict[str, Any]:
-    _strings(payment_data, ("version", "data", "signature"), "paymentData.")
-    if payment_data["version"] != "EC_v1":
-        raise WalletTokenError(f"paymentData.version {payment_data['version']!r}: only EC_v1")
-    header = payment_data.get("header")
-    if not isinstance(header, dict):
-        raise WalletTokenError("paymentData.header must be an object")
+    header = _object(payment_data, ("version", "data", "signature"), ("version", "EC_v1"),
+                     "header", "paymentData.")
     _strings(header, ("ephemeralPublicKey", "publicKeyHash", "transactionId"),
              "paymentData.header.")
     return {k: payment_data[k] for k in _APPLE_KEYS}

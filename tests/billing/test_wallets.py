@@ -129,26 +129,22 @@ async def held_session(env: Env) -> dict[str, Any]:
     return held  # type: ignore[no-any-return]
 
 
-async def test_saved_card_hold_then_capture(env: Env) -> None:
+@pytest.mark.parametrize(("meter", "session", "payment", "captured", "last"), [
+    ((0, 12345), "COMPLETED", "CAPTURED", 2052, "CAPTURE"),
+    ((500, 500), "CANCELED", "VOIDED", 0, "VOID"),  # no energy: the hold is released
+])
+async def test_saved_card_hold_then_capture_or_void(
+    env: Env, meter: tuple[int, int], session: str, payment: str, captured: int, last: str
+) -> None:
     async with station(env.ws_url, "EVSE-001") as cp:
         await ready_station(env, cp)
-        tx_id = await saved_card_start(env, cp, meter_start=0)
+        tx_id = await saved_card_start(env, cp, meter_start=meter[0])
         held = await held_session(env)
-        await cp.call(stop_tx(tx_id, 12345))
-        done = await env.wait_session(held["sessionId"], "COMPLETED", "CAPTURED")
+        await cp.call(stop_tx(tx_id, meter[1]))
+        done = await env.wait_session(held["sessionId"], session, payment)
     assert done["payment"]["authorizedAmount"] == 5000
-    assert done["payment"]["capturedAmount"] == 2052
-
-
-async def test_saved_card_hold_then_void_without_energy(env: Env) -> None:
-    async with station(env.ws_url, "EVSE-001") as cp:
-        await ready_station(env, cp)
-        tx_id = await saved_card_start(env, cp, meter_start=500)
-        held = await held_session(env)
-        await cp.call(stop_tx(tx_id, 500))
-        done = await env.wait_session(held["sessionId"], "CANCELED", "VOIDED")
-    assert done["payment"]["capturedAmount"] == 0
-    assert [o["type"] for o in done["payment"]["operations"]] == ["AUTHORIZE", "VOID"]
+    assert done["payment"]["capturedAmount"] == captured
+    assert [o["type"] for o in done["payment"]["operations"]] == ["AUTHORIZE", last]
 
 
 @pytest.mark.parametrize(("method", "token"), [
