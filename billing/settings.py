@@ -43,6 +43,9 @@ class PagarmeSettings(Section):
     timeout: float = Field(15, gt=0)
     # Text on the card statement: Pagar.me allows 13 characters (PSP) or 22 (gateway accounts).
     statement_descriptor: str = Field("EV CHARGING", min_length=1, max_length=22)
+    # Apple Pay merchant identifier ("merchant.com.example"): Pagar.me wants it with every Apple
+    # Pay token (it is not part of the token). Empty: Apple Pay payments are refused.
+    apple_pay_merchant_identifier: str = ""
 
 
 class BillingSettings(Section):

@@ -3,7 +3,12 @@
 Used by default (`billing.gateway = "sandbox"`) and in tests. Test values:
 
 - a `card_token`, `network_token` or saved `card_id` starting with "tok_decline" is declined
-  (a saved card that stopped working); anything else is approved and the hold is "authorized";
+  (a saved card that stopped working); so is a wallet payment token (a Google Pay or Apple Pay
+  JSON token, see `billing.gateways.wallets`) whose `signature` starts with "tok_decline";
+  anything else is approved and the hold is "authorized". A JSON `network_token` that is no
+  complete wallet token fails (status "failed"), as Pagar.me refuses it;
+- `save_card` keeps a card token (or an opaque test network token) as a saved card; a wallet
+  payment token is a one-time device token and is never saved (as with Pagar.me);
 - a PIX charge stays "pending" until `mark_pix_paid(charge_id)` is called (the sandbox webhook
   handler does so on `POST /webhooks/sandbox {"type": "charge.paid", "data": {"id": ...}}`).
 
@@ -34,6 +39,7 @@ from typing import Any, Protocol
 import aiosqlite
 
 from billing.gateways.base import Customer, GatewayResult
+from billing.gateways.wallets import WalletTokenError, is_test_decline, parse_wallet_token
 
 DECLINE_PREFIX = "tok_decline"
 
@@ -288,7 +294,8 @@ class SandboxGateway:
         description: str,
         idempotency_key: str,
     ) -> GatewayResult:
-        """Auth only. "tok_decline..." tokens are declined; everything else is authorized."""
+        """Auth only. "tok_decline..." test tokens (or wallet signatures) are declined; everything
+        else is authorized."""
         if not _valid_amount(amount):
             return _failure(f"amount must be a positive integer of cents: {amount!r}", 0)
         sources = [s for s in (card_token, network_token, card_id) if s]
@@ -296,12 +303,20 @@ class SandboxGateway:
             return _failure(
                 "exactly one of card_token, network_token or card_id is required", amount
             )
+        wallet = None
+        if network_token:
+            try:
+                wallet = parse_wallet_token(network_token)
+            except WalletTokenError as exc:
+                return _failure(f"network_token is not a wallet payment token: {exc}", amount)
         token = card_token or network_token or card_id or ""
-        declined = token.startswith(DECLINE_PREFIX)
+        declined = is_test_decline(token, DECLINE_PREFIX)
         charge = self._new_charge(session_id, amount, customer, description, "credit_card")
         charge["status"] = "declined" if declined else "authorized"
         charge["authorized_amount"] = 0 if declined else amount
-        if save_card and not declined:
+        if wallet is not None:
+            charge["wallet"] = wallet.kind
+        if save_card and not declined and wallet is None:
             charge["card_reference"] = card_id or _new_id("card")
         result = GatewayResult(
             success=not declined,

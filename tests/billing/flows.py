@@ -3,16 +3,23 @@ the driver's part over HTTP."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
 from ocpp.v16 import call
 
+from tests.conftest import make_settings
 from tests.support.fake_pagarme import FakePagarme
+from tests.support.pagarme import SECRET_KEY, start_fake_pagarme
 from tests.support.stations import FakeStation, basic_auth
 from tests.support.wait import eventually
+from tests.support.wallets import APPLE_MERCHANT
+from web.app import create_app
 
 T0 = "2026-11-22T10:00:00Z"
 PRICE = {"price": 1.50, "fixed_connection_cost": 2.00}
@@ -64,6 +71,30 @@ class Env:
         body = self.fake.webhook_body("charge.paid", charge_id)
         body["id"] = event_id
         return await self.post("/webhooks/pagarme", body, headers=basic_auth("hook", "hookpw"))
+
+
+@contextlib.asynccontextmanager
+async def open_env(gateway: str, tmp_path: Path, aiohttp_server: Any,
+                   extra: dict[str, str]) -> AsyncIterator[Env]:
+    """The whole app on a real port with the `gateway` ("sandbox", or "pagarme" played by the
+    fake); on exit, every POST and DELETE the fake received must have had an Idempotency-Key."""
+    fake = None
+    extra = dict(extra)
+    if gateway == "pagarme":
+        fake = await start_fake_pagarme(aiohttp_server)
+        extra.update(CSMS_BILLING__GATEWAY="pagarme", CSMS_BILLING__PAGARME__BASE_URL=fake.base_url,
+                     CSMS_BILLING__PAGARME__SECRET_KEY=SECRET_KEY,
+                     CSMS_BILLING__PAGARME__WEBHOOK_USER="hook",
+                     CSMS_BILLING__PAGARME__WEBHOOK_PASSWORD="hookpw",
+                     CSMS_BILLING__PAGARME__APPLE_PAY_MERCHANT_IDENTIFIER=APPLE_MERCHANT,
+                     CSMS_BILLING__GATEWAY_ATTEMPTS="2")
+    extra.setdefault("CSMS_BILLING__SANDBOX_PATH", str(tmp_path / "sandbox.db"))
+    server = await aiohttp_server(create_app(make_settings(tmp_path, **extra)))
+    async with aiohttp.ClientSession() as http:
+        yield Env(server, fake, http)
+    if fake is not None:
+        missing = [r for r in fake.mutating_requests() if not r["headers"].get("Idempotency-Key")]
+        assert not missing, "every POST and DELETE to Pagar.me carries an Idempotency-Key"
 
 
 def start_body(**overrides: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 from ocpp.v16 import call
 
@@ -14,14 +13,12 @@ from tests.billing.flows import (
     T0,
     Env,
     charge,
+    open_env,
     ops,
     ready_station,
     start_body,
     stop_tx,
 )
-from tests.conftest import make_settings
-from tests.support.fake_pagarme import FakePagarme
-from tests.support.pagarme import SECRET_KEY
 from tests.support.stations import basic_auth, station
 from web.app import create_app
 
@@ -29,28 +26,12 @@ from web.app import create_app
 @pytest.fixture(params=["sandbox", "pagarme"])
 async def env(request: pytest.FixtureRequest, tmp_path, aiohttp_server,
               ) -> AsyncIterator[Env]:
-    fake = None
     extra: dict[str, str] = dict(getattr(request, "param_env", {}))
     marker = request.node.get_closest_marker("env")
     if marker:
         extra.update(marker.kwargs)
-    if request.param == "pagarme":
-        fake = FakePagarme(secret_key=SECRET_KEY)
-        fake_server = await aiohttp_server(fake.app)
-        from tests.support.fake_pagarme import PREFIX
-        fake.base_url = f"http://{fake_server.host}:{fake_server.port}{PREFIX}"
-        extra.update(CSMS_BILLING__GATEWAY="pagarme", CSMS_BILLING__PAGARME__BASE_URL=fake.base_url,
-                     CSMS_BILLING__PAGARME__SECRET_KEY=SECRET_KEY,
-                     CSMS_BILLING__PAGARME__WEBHOOK_USER="hook",
-                     CSMS_BILLING__PAGARME__WEBHOOK_PASSWORD="hookpw",
-                     CSMS_BILLING__GATEWAY_ATTEMPTS="2")
-    extra.setdefault("CSMS_BILLING__SANDBOX_PATH", str(tmp_path / "sandbox.db"))
-    server = await aiohttp_server(create_app(make_settings(tmp_path, **extra)))
-    async with aiohttp.ClientSession() as http:
-        yield Env(server, fake, http)
-    if fake is not None:
-        missing = [r for r in fake.mutating_requests() if not r["headers"].get("Idempotency-Key")]
-        assert not missing, "every POST and DELETE to Pagar.me carries an Idempotency-Key"
+    async with open_env(request.param, tmp_path, aiohttp_server, extra) as env:
+        yield env
 
 
 async def test_card_session_captures_exactly_the_cost_once(env: Env) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import httpx
 import pytest
 
@@ -11,6 +14,12 @@ from tests.support.fake_pagarme import FakePagarme
 from tests.support.gateways import authorize as authorize_with
 from tests.support.net import free_port
 from tests.support.pagarme import SECRET_KEY, pagarme_settings
+from tests.support.wallets import (
+    apple_pay_payload,
+    apple_pay_token,
+    google_pay_payload,
+    google_pay_token,
+)
 
 
 async def authorize(gw: PagarmeGateway, customer: Customer, key: str = "s1:authorize",
@@ -84,28 +93,183 @@ async def test_declined_card(
     assert fetched.status == "declined" and not fetched.success
 
 
-async def test_network_token_and_saved_card(
+CARD = {"card_token": "tok_123456789"}
+GOOGLE = {"card_token": None, "network_token": google_pay_token()}
+APPLE = {"card_token": None, "network_token": json.dumps(apple_pay_token()["paymentData"])}
+WALLET = {"card_token": None, "network_token": json.dumps(apple_pay_token())}
+SENT_SOURCE = {
+    "card": {"card_token": "tok_123456789"},
+    "google": {"payload": google_pay_payload()},
+    "apple": {"card": {"payload": apple_pay_payload()}},
+    "wallet": {"card": {"payload": apple_pay_payload()}},
+}
+
+
+def sent_card(fake: FakePagarme) -> dict[str, Any]:
+    [order] = [r for r in fake.requests if r["path"].endswith("/orders")][-1:]
+    return order["body"]["payments"][0]["credit_card"]
+
+
+@pytest.mark.parametrize("method", ["card", "google", "apple", "wallet"])
+async def test_each_method_holds_captures_and_voids(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer, method: str
+) -> None:
+    source = {"card": CARD, "google": GOOGLE, "apple": APPLE, "wallet": WALLET}[method]
+    held = await authorize(pagarme, customer, f"{method}:auth", **source)
+    assert held.success and held.status == "authorized" and held.card_reference is None
+    assert sent_card(fake_pagarme) == {"operation_type": "auth_only", "installments": 1,
+                                       "statement_descriptor": "EV CHARGING",
+                                       **SENT_SOURCE[method]}
+    captured = await pagarme.capture(charge_id=held.charge_id or "", amount=2052,
+                                     idempotency_key=f"{method}:capture")
+    assert captured.success and captured.status == "captured" and captured.captured_amount == 2052
+
+    other = await authorize(pagarme, customer, f"{method}:auth-2", **source)
+    voided = await pagarme.void(charge_id=other.charge_id or "", amount=None,
+                                idempotency_key=f"{method}:void")
+    assert voided.success and voided.status == "voided" and voided.amount == 5000
+
+
+async def test_saving_a_card_uses_the_customer_cards_resource(
     pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
 ) -> None:
-    wallet = await authorize(
-        pagarme, customer, "w:auth", card_token=None, network_token="tok_gpay", save_card=True
-    )
-    assert wallet.status == "authorized"
-    assert (wallet.card_reference or "").startswith("card_")
-    sent = fake_pagarme.requests[-1]["body"]["payments"][0]["credit_card"]
-    assert sent["network_token"] == {"number": "tok_gpay"} and "card_token" not in sent
+    first = await authorize(pagarme, customer, "s:auth", save_card=True)
+    assert first.success and first.status == "authorized"
+    customer_id, card_id = (first.card_reference or "").split("/")
+    created, card, order = fake_pagarme.mutating_requests()
+    assert (created["path"], created["headers"]["Idempotency-Key"]) == (
+        "/core/v5/customers", "s:auth:customer")
+    assert created["body"] == {"name": "Ana Souza", "email": "ana@example.com",
+                               "type": "individual", "document": "12345678909",
+                               "document_type": "CPF"}
+    assert (card["path"], card["body"]) == (f"/core/v5/customers/{customer_id}/cards",
+                                            {"token": "tok_123456789"})
+    assert card["headers"]["Idempotency-Key"] == "s:auth:card"
+    assert order["body"]["customer_id"] == customer_id and "customer" not in order["body"]
+    assert sent_card(fake_pagarme)["card_id"] == card_id == fake_pagarme.cards[card_id]["id"]
 
-    again = await authorize(
-        pagarme, customer, "c:auth", card_token=None, card_id=wallet.card_reference
-    )
-    assert again.status == "authorized" and again.card_reference is None
-    assert fake_pagarme.requests[-1]["body"]["payments"][0]["credit_card"]["card_id"] == (
-        wallet.card_reference
-    )
-    declined_wallet = await authorize(
-        pagarme, customer, "d:auth", card_token=None, network_token="tok_decline_wallet"
-    )
-    assert declined_wallet.status == "declined"
+    # billing later charges the saved card (the driver starts with their RFID): hold, capture
+    later = await authorize(pagarme, customer, "l:auth", card_token=None,
+                            card_id=first.card_reference)
+    assert later.success and later.status == "authorized" and later.card_reference is None
+    assert fake_pagarme.mutating_requests()[-1]["body"]["customer_id"] == customer_id
+    assert sent_card(fake_pagarme)["card_id"] == card_id
+    captured = await pagarme.capture(charge_id=later.charge_id or "", amount=900,
+                                     idempotency_key="l:capture")
+    assert captured.status == "captured"
+    again = await authorize(pagarme, customer, "v:auth", card_token=None,
+                            card_id=first.card_reference)
+    voided = await pagarme.void(charge_id=again.charge_id or "", amount=None,
+                                idempotency_key="v:void")
+    assert voided.status == "voided"
+    assert fake_pagarme.counts["customers"] == 1 and fake_pagarme.counts["cards"] == 1
+
+    # a retry with the same key creates neither the customer nor the card again
+    retry = await authorize(pagarme, customer, "s:auth", save_card=True)
+    assert retry.card_reference == first.card_reference
+    assert fake_pagarme.counts["customers"] == 1 and fake_pagarme.counts["orders"] == 3
+
+
+async def test_a_reference_saved_without_customer_is_sent_with_the_customer_object(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    declined = await authorize(pagarme, customer, card_token=None, card_id="tok_decline_saved")
+    assert declined.status == "declined"
+    body = fake_pagarme.requests[-1]["body"]
+    assert body["customer"]["document"] == "12345678909" and "customer_id" not in body
+    assert body["payments"][0]["credit_card"]["card_id"] == "tok_decline_saved"
+
+
+async def test_wallets_are_declined_by_test_signature_and_never_saved(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    google = await authorize(pagarme, customer, "g", card_token=None,
+                             network_token=google_pay_token("tok_decline_gpay"))
+    apple = await authorize(pagarme, customer, "a", card_token=None,
+                            network_token=json.dumps(apple_pay_token("tok_decline_apple")))
+    assert google.status == apple.status == "declined"
+    kept = await authorize(pagarme, customer, "k", save_card=True, **GOOGLE)
+    assert kept.status == "authorized" and kept.card_reference is None
+    assert fake_pagarme.counts["customers"] == 0
+
+
+@pytest.mark.parametrize(("token", "error"), [
+    ("tok_gpay", "not a Google Pay or Apple Pay payment token"),
+    (google_pay_token().replace('"ECv2"', '"ECv1"'), "only ECv2"),
+    ('{"paymentData": {"version": "EC_v1"}}', "not a wallet payment token"),
+])
+async def test_tokens_that_are_no_documented_wallet_token_are_refused(
+    pagarme: PagarmeGateway, fake_pagarme: FakePagarme, customer: Customer, token: str,
+    error: str,
+) -> None:
+    result = await authorize(pagarme, customer, card_token=None, network_token=token)
+    assert not result.success and not result.transient and result.status == "failed"
+    assert error in (result.error or "") and fake_pagarme.requests == []
+
+
+async def test_apple_pay_needs_the_merchant_identifier(
+    fake_pagarme: FakePagarme, customer: Customer
+) -> None:
+    gateway = PagarmeGateway(pagarme_settings(fake_pagarme, apple_pay_merchant_identifier=""))
+    try:
+        result = await authorize(gateway, customer, **APPLE)
+    finally:
+        await gateway.aclose()
+    assert result.status == "failed" and "apple_pay_merchant_identifier" in (result.error or "")
+
+
+def _order(credit_card: dict[str, Any], **body: Any) -> dict[str, Any]:
+    return {"customer": {"name": "A", "email": "a@b.c", "document": "1", "type": "individual",
+                         "document_type": "CPF"},
+            "items": [{"amount": 100, "description": "x", "quantity": 1}],
+            "payments": [{"payment_method": "credit_card", "credit_card": credit_card}], **body}
+
+
+@pytest.mark.parametrize(("credit_card", "field"), [
+    ({"payload": apple_pay_payload()}, "credit_card.payload.type"),
+    ({"card": {"payload": google_pay_payload()}}, "credit_card.card.payload.type"),
+    ({"payload": {"type": "google_pay", "google_pay": {
+        **google_pay_payload()["google_pay"], "version": "ECv2"}}}, "google_pay.version"),
+    ({"payload": {"type": "google_pay", "google_pay": {
+        **google_pay_payload()["google_pay"], "data": None}}}, "google_pay.data"),
+    ({"payload": {"type": "google_pay", "google_pay": {
+        **google_pay_payload()["google_pay"], "protocolVersion": "ECv2"}}},
+     "google_pay.protocolVersion"),
+    ({"card": {"payload": {"type": "apple_pay", "apple_pay": {
+        k: v for k, v in apple_pay_payload()["apple_pay"].items()
+        if k != "merchant_identifier"}}}}, "apple_pay.merchant_identifier"),
+    ({"card_token": "tok_1", "operation_type": "authorize"}, "credit_card.operation_type"),
+    ({"card_token": "tok_1", "network_token": {"number": "4"}}, "credit_card"),
+    ({"network_token": "tok_gpay"}, "credit_card.network_token"),
+])
+async def test_the_fake_refuses_shapes_the_docs_do_not_describe(
+    fake_pagarme: FakePagarme, credit_card: dict[str, Any], field: str
+) -> None:
+    async with httpx.AsyncClient(auth=(SECRET_KEY, "")) as client:
+        response = await client.post(fake_pagarme.base_url + "/orders", json=_order(credit_card),
+                                     headers={"Idempotency-Key": "drift"})
+    assert response.status_code == 422, response.text
+    assert any(name.endswith(field) for name in response.json()["errors"]), response.json()
+
+
+async def test_the_fake_refuses_a_card_of_another_customer(fake_pagarme: FakePagarme) -> None:
+    async with httpx.AsyncClient(auth=(SECRET_KEY, ""), base_url=fake_pagarme.base_url) as c:
+        keys = iter(f"k{i}" for i in range(10))
+
+        async def post(path: str, body: dict[str, Any]) -> httpx.Response:
+            return await c.post(path, json=body, headers={"Idempotency-Key": next(keys)})
+
+        owner = _order({})["customer"]
+        first = (await post("/customers", owner)).json()["id"]
+        second = (await post("/customers", owner)).json()["id"]
+        card = (await post(f"/customers/{first}/cards", {"token": "tok_1"})).json()["id"]
+        order = _order({"card_id": card, "operation_type": "auth_only"})
+        del order["customer"]
+        assert (await post("/orders", {**order, "customer_id": first})).status_code == 200
+        refused = await post("/orders", {**order, "customer_id": second})
+        assert refused.status_code == 422 and "card_id" in refused.text
+        assert (await post("/customers", {**owner, "type": "person"})).status_code == 422
+        assert (await post(f"/customers/{first}/cards", {"number": "4"})).status_code == 422
 
 
 async def test_partial_capture_and_over_capture(

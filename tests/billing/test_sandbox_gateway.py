@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from billing.gateways.sandbox import (
     SqliteSandboxChargeStore,
 )
 from tests.support.gateways import authorize
+from tests.support.wallets import apple_pay_token, google_pay_token
 
 
 def test_sandbox_implements_the_port() -> None:
@@ -297,3 +299,16 @@ def test_gateway_result_rejects_unknown_status() -> None:
         GatewayResult(success=True, status="done", amount=1)  # type: ignore[arg-type]
     result = GatewayResult(success=True, status="paid", amount=1, raw={"a": 1})
     assert GatewayResult.from_dict(result.to_dict()) == result
+
+
+async def test_wallet_tokens_follow_the_test_token_rule(
+    sandbox: SandboxGateway, customer: Customer
+) -> None:
+    ok = await authorize(sandbox, customer, "g", card_token=None,
+                         network_token=google_pay_token(), save_card=True)
+    assert ok.status == "authorized" and ok.card_reference is None  # a device token: not kept
+    declined = await authorize(sandbox, customer, "a", card_token=None,
+                               network_token=json.dumps(apple_pay_token("tok_decline_x")))
+    assert declined.status == "declined"
+    broken = await authorize(sandbox, customer, "b", card_token=None, network_token='{"x": 1}')
+    assert broken.status == "failed" and "wallet payment token" in (broken.error or "")

@@ -7,8 +7,24 @@ secret key as user; `POST /orders`, `POST /charges/{id}/capture`, `DELETE /charg
 (same key on the same method and path returns the stored response with no second effect,
 https://docs.pagar.me/docs/o-que-%C3%A9).
 
-Card test values: a `card_token` (or network token number) starting with "tok_decline" is
-refused (order and charge "failed", last_transaction "not_authorized").
+Request shapes are checked as the documentation describes them (required fields, types, enums,
+no unknown fields in the wallet objects); a drift is a 422 naming the field:
+- customers: `POST /customers` and `POST /customers/{id}/cards {"token"}`
+  (Pagar.me's customer and card resources); an order names its customer either by the `customer`
+  object or by `customer_id`, and a `card_id` must belong to that customer;
+- credit_card: `operation_type` auth_and_capture | auth_only | pre_auth, `installments` >= 1,
+  `statement_descriptor` up to 22 characters, exactly one source of card, card_id, card_token,
+  network_token or payload (https://docs.pagar.me/reference/cart%C3%A3o-de-cr%C3%A9dito-1);
+- Google Pay: `credit_card.payload` {type "google_pay", google_pay {version "EC_v2", data,
+  intermediate_signing_key {signed_key, signatures[]}, signature, signed_message}}
+  (https://docs.pagar.me/reference/google-paytm-api);
+- Apple Pay: `credit_card.card.payload` {type "apple_pay", apple_pay {version "EC_v1",
+  merchant_identifier, header {ephemeral_public_key, public_key_hash?, transaction_id?}, data,
+  signature}} (https://docs.pagar.me/reference/apple-pay-2).
+
+Card test values: a `card_token`, saved card's token, network token number or wallet
+`signature` starting with "tok_decline" is refused (order and charge "failed", last_transaction
+"not_authorized").
 
 Test controls: `requests` (every request: method, path, headers, body), `counts` (effects per
 kind: "orders", "capture", "cancel", "get"; plus "replays", "unauthorized", "injected"),
@@ -50,6 +66,83 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+# A field spec: (required, check) where check is a type, a tuple of allowed values, or a nested
+# spec (an object whose unknown fields are refused).
+Spec = dict[str, tuple[bool, Any]]
+
+GOOGLE_PAY: Spec = {
+    "version": (True, ("EC_v2",)),
+    "data": (True, str),
+    "intermediate_signing_key": (True, {"signed_key": (True, str), "signatures": (True, list)}),
+    "signature": (True, str),
+    "signed_message": (True, str),
+    "merchant_identifier": (False, str),
+}
+APPLE_PAY: Spec = {
+    "version": (True, ("EC_v1",)),
+    "merchant_identifier": (True, str),
+    "header": (True, {"ephemeral_public_key": (True, str), "public_key_hash": (False, str),
+                      "transaction_id": (False, str)}),
+    "data": (True, str),
+    "signature": (True, str),
+}
+CUSTOMER: Spec = {
+    "name": (True, str),
+    "email": (True, str),
+    "document": (True, str),
+    "type": (True, ("individual", "company")),
+    "document_type": (True, ("CPF", "CNPJ", "PASSPORT")),
+    "code": (False, str),
+}
+
+
+def check(value: Any, spec: Spec, path: str, errors: dict[str, list[str]]) -> None:
+    """Check `value` against `spec`, adding one message per bad field under its path."""
+    if not isinstance(value, dict):
+        errors[path] = ["Must be an object."]
+        return
+    for name in value.keys() - spec.keys():
+        errors[f"{path}.{name}"] = ["Unknown field."]
+    for name, (required, rule) in spec.items():
+        where = f"{path}.{name}"
+        if value.get(name) in (None, ""):
+            if required:
+                errors[where] = [f"The {name} field is required."]
+            continue
+        field = value[name]
+        if isinstance(rule, dict):
+            check(field, rule, where, errors)
+        elif isinstance(rule, tuple):
+            if field not in rule:
+                errors[where] = [f"Must be one of {', '.join(rule)}."]
+        elif rule is list:
+            if not (isinstance(field, list) and field and all(isinstance(x, str) and x
+                                                              for x in field)):
+                errors[where] = ["Must be a non-empty list of strings."]
+        elif not (isinstance(field, rule) and field):
+            errors[where] = [f"Must be a non-empty {rule.__name__}."]
+
+
+def _wallet_payload(card: dict[str, Any], errors: dict[str, list[str]]) -> str | None:
+    """Validate a wallet payload where the docs put it; return its signature."""
+    path = "order.payments[0].credit_card"
+    google, apple = card.get("payload"), (card.get("card") or {}).get("payload")
+    if google is not None:
+        if not isinstance(google, dict) or google.get("type") != "google_pay":
+            errors[f"{path}.payload.type"] = ["Must be google_pay (Apple Pay goes in card)."]
+            return None
+        check({k: v for k, v in google.items() if k != "type"},
+              {"google_pay": (True, GOOGLE_PAY)}, f"{path}.payload", errors)
+        return str((google.get("google_pay") or {}).get("signature", ""))
+    if not isinstance(apple, dict) or apple.get("type") != "apple_pay":
+        errors[f"{path}.card.payload.type"] = ["Must be apple_pay."]
+        return None
+    check(card["card"], {"payload": (True, {"type": (True, ("apple_pay",)),
+                                            "apple_pay": (True, APPLE_PAY)})},
+          f"{path}.card", errors)
+    return str((apple.get("apple_pay") or {}).get("signature", ""))
+
+
 class FakePagarme:
     """In-memory Pagar.me V5. `app` is the aiohttp application to serve."""
 
@@ -58,6 +151,8 @@ class FakePagarme:
         self.base_url = ""  # set by the fixture once the server listens: http://host:port/core/v5
         self.orders: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.cards: dict[str, dict[str, Any]] = {}  # card id -> card (with its customer_id)
         self.requests: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
         self.delay: float = 0.0
@@ -71,6 +166,8 @@ class FakePagarme:
         self.app.add_routes(
             [
                 web.post(f"{PREFIX}/orders", self._create_order),
+                web.post(f"{PREFIX}/customers", self._create_customer),
+                web.post(f"{PREFIX}/customers/{{customer_id}}/cards", self._create_card),
                 web.post(f"{PREFIX}/charges/{{charge_id}}/capture", self._capture),
                 web.delete(f"{PREFIX}/charges/{{charge_id}}", self._cancel),
                 web.get(f"{PREFIX}/charges/{{charge_id}}", self._get_charge),
@@ -179,10 +276,15 @@ class FakePagarme:
     async def _create_order(self, request: web.Request) -> web.Response:
         body: dict[str, Any] = request[JSON_BODY]
         errors: dict[str, list[str]] = {}
-        customer = body.get("customer") or {}
-        for name in ("name", "email", "document"):
-            if not customer.get(name):
-                errors[f"order.customer.{name}"] = [f"The {name} field is required."]
+        customer: dict[str, Any] = body.get("customer") or {}
+        if ("customer" in body) == ("customer_id" in body):
+            errors["order.customer"] = ["Send either customer or customer_id."]
+        elif "customer_id" in body:
+            customer = self.customers.get(str(body["customer_id"])) or {}
+            if not customer:
+                errors["order.customer_id"] = ["Customer not found."]
+        else:
+            check(customer, CUSTOMER, "order.customer", errors)
         items = body.get("items") or []
         if not items:
             errors["order.items"] = ["The items field is required."]
@@ -200,7 +302,8 @@ class FakePagarme:
         method = payment.get("payment_method")
         amount = sum(item["amount"] * int(item.get("quantity", 1)) for item in items)
         if method == "credit_card":
-            charge, problem = self._card_charge(payment.get("credit_card") or {}, amount)
+            charge, problem = self._card_charge(payment.get("credit_card") or {}, amount,
+                                                customer.get("id"))
         elif method == "pix":
             charge, problem = self._pix_charge(payment.get("pix") or {}, amount)
         else:
@@ -211,17 +314,7 @@ class FakePagarme:
 
         self.counts["orders"] += 1
         order_id = _id("or")
-        customer_view = {
-            "id": _id("cus"),
-            "name": customer["name"],
-            "email": customer["email"],
-            "document": customer["document"],
-            "document_type": str(customer.get("document_type", "cpf")).lower(),
-            "type": customer.get("type", "individual"),
-            "delinquent": False,
-            "created_at": _now(),
-            "updated_at": _now(),
-        }
+        customer_view = customer if customer.get("id") else self._customer_view(customer)
         charge.update(
             id=_id("ch"),
             code=body.get("code"),
@@ -260,20 +353,80 @@ class FakePagarme:
         self._sync_order(charge)
         return web.json_response(self._order_view(order_id))
 
+    @staticmethod
+    def _customer_view(customer: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": _id("cus"),
+            "name": customer["name"],
+            "email": customer["email"],
+            "document": customer["document"],
+            "document_type": str(customer.get("document_type", "cpf")).lower(),
+            "type": customer.get("type", "individual"),
+            "delinquent": False,
+            "created_at": _now(),
+            "updated_at": _now(),
+        }
+
+    async def _create_customer(self, request: web.Request) -> web.Response:
+        errors: dict[str, list[str]] = {}
+        check(request[JSON_BODY], CUSTOMER, "customer", errors)
+        if errors:
+            return _invalid(errors)
+        customer = self._customer_view(request[JSON_BODY])
+        self.customers[customer["id"]] = customer
+        self.counts["customers"] += 1
+        return web.json_response(customer)
+
+    async def _create_card(self, request: web.Request) -> web.Response:
+        customer_id = request.match_info["customer_id"]
+        if customer_id not in self.customers:
+            return web.json_response({"message": "Customer not found."}, status=404)
+        body: dict[str, Any] = request[JSON_BODY]
+        errors: dict[str, list[str]] = {}
+        check(body, {"token": (True, str)}, "card", errors)
+        if errors:
+            return _invalid(errors)
+        card = {"id": _id("card"), "customer_id": customer_id, "token": body["token"],
+                "first_six_digits": "400000", "last_four_digits": "0010", "brand": "Visa",
+                "status": "active", "type": "credit", "created_at": _now()}
+        self.cards[card["id"]] = card
+        self.counts["cards"] += 1
+        return web.json_response({k: v for k, v in card.items() if k != "token"})
+
     def _card_charge(
-        self, card: dict[str, Any], amount: int
+        self, card: dict[str, Any], amount: int, customer_id: str | None
     ) -> tuple[dict[str, Any] | None, dict[str, list[str]] | None]:
-        sources = [k for k in ("card", "card_id", "card_token", "network_token") if card.get(k)]
+        path = "order.payments[0].credit_card"
+        errors: dict[str, list[str]] = {}
+        sources = [k for k in ("card", "card_id", "card_token", "network_token", "payload")
+                   if card.get(k)]
         if len(sources) != 1:
-            return None, {
-                "order.payments[0].credit_card": [
-                    "Exactly one of card, card_id, card_token or network_token is required."
-                ]
-            }
-        token = (card.get("card_token") or (card.get("network_token") or {}).get("number")
-                 or card.get("card_id") or "")
-        declined = str(token).startswith("tok_decline")
+            return None, {path: ["Exactly one of card, card_id, card_token, network_token or "
+                                 "payload is required."]}
         operation = card.get("operation_type", "auth_and_capture")
+        if operation not in ("auth_and_capture", "auth_only", "pre_auth"):
+            errors[f"{path}.operation_type"] = ["Must be auth_and_capture, auth_only or pre_auth."]
+        if not _positive_int(card.get("installments", 1)):
+            errors[f"{path}.installments"] = ["Must be a positive integer."]
+        descriptor = card.get("statement_descriptor", "")
+        if not isinstance(descriptor, str) or len(descriptor) > 22:
+            errors[f"{path}.statement_descriptor"] = ["At most 22 characters."]
+        saved = self.cards.get(str(card.get("card_id")))
+        if sources == ["card_id"] and saved and saved["customer_id"] != customer_id:
+            errors[f"{path}.card_id"] = ["The card does not belong to the order's customer."]
+        token: Any = ""
+        if sources[0] in ("payload", "card"):
+            token = _wallet_payload(card, errors)
+        elif sources == ["network_token"]:
+            if not isinstance(card["network_token"], dict):
+                errors[f"{path}.network_token"] = ["Must be an object."]
+            else:
+                token = card["network_token"].get("number")
+        else:
+            token = card.get("card_token") or (saved or {}).get("token") or card.get("card_id")
+        if errors:
+            return None, errors
+        declined = str(token).startswith("tok_decline")
         card_view = {
             "id": card.get("card_id") or _id("card"),
             "first_six_digits": "400000",

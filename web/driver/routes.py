@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import json
 import re
 from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from billing.gateways.wallets import WalletTokenError, parse_wallet_token
 from billing.models import Method, Operation, Session
 from billing.money import PriceAmount
 from billing.service import BillingError, BillingService, StartRequest
@@ -21,6 +23,7 @@ from web.keys import BILLING, SETTINGS
 routes = web.RouteTableDef()
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_TOKEN = 16384  # characters of a networkToken (wallet tokens are a few kB)
 
 
 class _Body(BaseModel):
@@ -42,7 +45,10 @@ class ChargeStartRequest(_Body):
     cpf: str | None = Field(None, description="11 digits, punctuation allowed")
     name: str | None = Field(None, max_length=128)
     cardToken: str | None = Field(None, min_length=1, max_length=256)
-    networkToken: str | None = Field(None, min_length=1, max_length=512)
+    networkToken: str | dict[str, Any] | None = Field(
+        None, description="The wallet's payment token as its SDK returns it (Google Pay: the "
+        "tokenizationData.token JSON text; Apple Pay: the payment token object or its "
+        "paymentData), as a JSON object or its text; or a sandbox test token")
     saveCard: bool = False
     idTag: str | None = Field(None, min_length=1, max_length=20,
                               description="The driver's RFID tag a saved card is bound to")
@@ -63,9 +69,26 @@ class ChargeStartRequest(_Body):
             raise FieldError("cardToken", "required for CREDIT_CARD")
         if self.method.uses_network_token and not self.networkToken:
             raise FieldError("networkToken", f"required for {self.method.value}")
+        if self.networkToken is not None:
+            self.networkToken = _wallet_token(self.method, self.networkToken)
         if self.method == Method.PIX and not (self.email and self.cpf):
             raise FieldError("cpf" if self.email else "email", "required for PIX")
         return self
+
+
+def _wallet_token(method: Method, token: str | dict[str, Any]) -> str:
+    """The token as JSON text, refused when it is no wallet token or another wallet's."""
+    text = json.dumps(token, separators=(",", ":")) if isinstance(token, dict) else token
+    if not 0 < len(text) <= MAX_TOKEN:
+        raise FieldError("networkToken", f"must have 1 to {MAX_TOKEN} characters")
+    try:
+        wallet = parse_wallet_token(text)
+    except WalletTokenError as exc:
+        raise FieldError("networkToken", str(exc)) from None
+    expected = {Method.GOOGLE_PAY: "google_pay", Method.APPLE_PAY: "apple_pay"}.get(method)
+    if wallet is not None and expected and wallet.kind != expected:
+        raise FieldError("networkToken", f"a {wallet.kind} token, not {expected}")
+    return text
 
 
 class ChargeStopRequest(_Body):
