@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
