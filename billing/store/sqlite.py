@@ -15,7 +15,9 @@ is time order; enums as their string values; `raw` and job payloads as JSON text
 Schema history (kept in `billing_meta.schema_version`; each step only adds):
   1. sessions, operations ledger, saved cards, station tariffs, webhook dedup;
   2. the money-job outbox (`billing_jobs`), receipts (`billing_receipts`) and the named
-     counters that number receipts (`billing_counters`).
+     counters that number receipts (`billing_counters`);
+  3. on sessions: the recorded transaction (meter_start, meter_stop, charging_started_at,
+     stopped_at, stop_reason) and `version`, bumped by every session write.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from csms.store.sqlite_support import connect, dt, dt_req, in_thread, ts
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class DuplicateSession(ValueError):
@@ -192,8 +194,30 @@ _SCHEMA_V2 = [
     """,
 ]
 
-# schema version -> statements bringing the billing tables to that version
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# v3: what billing records of its transaction (settlement and receipts read no charging data)
+# and the session's version, the compare-and-set token every session write bumps. Columns are
+# added only when missing, so re-running a step (a database whose version was lowered) is safe.
+_V3_SESSION_COLUMNS = {
+    "meter_start": "INTEGER",
+    "meter_stop": "INTEGER",
+    "charging_started_at": "TEXT",
+    "stopped_at": "TEXT",
+    "stop_reason": "TEXT",
+    "version": "INTEGER NOT NULL DEFAULT 0",
+}
+
+
+def _add_session_columns(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(billing_sessions)")}
+    for name, decl in _V3_SESSION_COLUMNS.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE billing_sessions ADD COLUMN {name} {decl}")
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+# schema version -> steps (SQL statements or functions) bringing the tables to that version
+_MIGRATIONS: dict[int, list[Migration]] = {1: [*_SCHEMA_V1], 2: [*_SCHEMA_V2],
+                                           3: [_add_session_columns]}
 
 RECEIPT_COUNTER = "receipt_number"
 
@@ -212,9 +236,9 @@ _SESSION_DATETIMES = frozenset(
     name for name, hint in _SESSION_TYPES.items() if datetime in (hint, *typing.get_args(hint))
 )
 # Fields a caller may never set through changes: the key, the two CAS-guarded statuses (moved
-# only by their own transition_*), and the timestamps the store owns.
+# only by their own transition_*), and what the store owns (timestamps, version).
 _PROTECTED_FIELDS = frozenset(
-    {"session_id", "status", "payment_status", "created_at", "updated_at"}
+    {"session_id", "status", "payment_status", "created_at", "updated_at", "version"}
 )
 
 _OPERATION_COLUMNS = (
@@ -347,12 +371,6 @@ def _receipt(row: sqlite3.Row) -> Receipt:
     )
 
 
-def _check_cents(name: str, value: Any, *, positive: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
-        kind = "a positive" if positive else "a non-negative"
-        raise ValueError(f"{name} must be {kind} integer of cents: {value!r}")
-
-
 # synchronous helpers (run in the connection's thread) -----------------------------------------
 
 
@@ -376,6 +394,14 @@ def _load_session(conn: sqlite3.Connection, where: str, params: tuple[Any, ...])
         params,
     ).fetchone()
     return None if row is None else _session(row)
+
+
+def _bump(conn: sqlite3.Connection, session_id: str, now: str) -> None:
+    """A write that changes what a session's money decisions rest on: version + 1."""
+    conn.execute(
+        "UPDATE billing_sessions SET version = version + 1, updated_at = ? WHERE session_id = ?",
+        (now, session_id),
+    )
 
 
 def _load_operation(conn: sqlite3.Connection, key: str) -> Operation | None:
@@ -413,8 +439,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 f"billing schema version {version} is newer than this build ({SCHEMA_VERSION})"
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[target]:
-                conn.execute(statement)
+            for step in _MIGRATIONS[target]:
+                if isinstance(step, str):
+                    conn.execute(step)
+                else:
+                    step(conn)
         conn.execute(
             "INSERT INTO billing_meta (key, value) VALUES ('schema_version', ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -573,7 +602,7 @@ class SqliteBillingStore:
             params.insert(0, target)
             where += f" AND {column} IN ({', '.join('?' for _ in wanted)})"
             where_params.extend(wanted)
-        sets.append("updated_at = ?")
+        sets.append("updated_at = ?, version = version + 1")
         params.append(ts(_now()))
         sql = f"UPDATE billing_sessions SET {', '.join(sets)} WHERE {where}"
         all_params = [*params, *where_params]
@@ -620,24 +649,30 @@ class SqliteBillingStore:
         amount: int,
         idempotency_key: str,
         charge_id: str | None = None,
-    ) -> tuple[Operation, bool]:
+        *,
+        at_version: int | None = None,
+    ) -> tuple[Operation | None, bool]:
         """Record a PENDING operation (seq = next for the session); an existing key wins.
 
-        Raises ValueError for an unknown session or an amount that is not a non-negative int.
+        With `at_version`: only if the session is still at that version, which the insert
+        bumps; (None, False) otherwise. Raises ValueError for an unknown session or an amount
+        that is not a non-negative int.
         """
         kind = OperationType(type).value
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
             raise ValueError(f"amount must be a non-negative integer of cents: {amount!r}")
 
-        def op(conn: sqlite3.Connection) -> tuple[Operation, bool] | None:
+        def op(conn: sqlite3.Connection) -> tuple[Operation | None, bool] | None:
             existing = _load_operation(conn, idempotency_key)
             if existing is not None:
                 return existing, False
             found = conn.execute(
-                "SELECT 1 FROM billing_sessions WHERE session_id = ?", (session_id,)
+                "SELECT version FROM billing_sessions WHERE session_id = ?", (session_id,)
             ).fetchone()
             if found is None:
                 return None
+            if at_version is not None and found[0] != at_version:
+                return None, False
             seq = conn.execute(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM billing_operations WHERE session_id = ?",
                 (session_id,),
@@ -648,6 +683,8 @@ class SqliteBillingStore:
                 " VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, NULL, ?, NULL)",
                 (session_id, seq, kind, amount, idempotency_key, now, now, charge_id),
             )
+            if at_version is not None:
+                _bump(conn, session_id, now)
             created = _load_operation(conn, idempotency_key)
             assert created is not None
             return created, True
@@ -683,6 +720,46 @@ class SqliteBillingStore:
                 (final.value, error, charge_id, raw_text, ts(_now()), idempotency_key),
             )
             return _load_operation(conn, idempotency_key)
+
+        return await self._write(op)
+
+    async def settle_operation(
+        self,
+        idempotency_key: str,
+        *,
+        session_version: int,
+        changes: dict[str, Any],
+        raw: dict[str, Any] | None = None,
+    ) -> Session | None:
+        """PENDING -> SUCCEEDED (error cleared; `raw` replaces the recorded context when given)
+        and, in the same transaction, the session's `changes` (payment_status included, the one
+        field besides transition_payment that may set it) with version + 1: both only if the
+        operation is PENDING and its session is at `session_version`. The updated session, or
+        None when nothing was written."""
+        pairs = _session_changes({k: v for k, v in changes.items() if k != "payment_status"})
+        if "payment_status" in changes:
+            pairs.append(("payment_status", PaymentStatus(changes["payment_status"]).value))
+        sets = "".join(f"{name} = ?, " for name, _ in pairs)
+        raw_text = None if raw is None else json.dumps(raw)
+
+        def op(conn: sqlite3.Connection) -> Session | None:
+            found = _load_operation(conn, idempotency_key)
+            if found is None or found.status is not OperationStatus.PENDING:
+                return None
+            now = ts(_now())
+            cursor = conn.execute(
+                f"UPDATE billing_sessions SET {sets}updated_at = ?, version = version + 1"
+                " WHERE session_id = ? AND version = ?",
+                (*[value for _, value in pairs], now, found.session_id, session_version),
+            )
+            if cursor.rowcount != 1:
+                return None
+            conn.execute(
+                "UPDATE billing_operations SET status = 'SUCCEEDED', error = NULL,"
+                " raw = COALESCE(?, raw), updated_at = ? WHERE idempotency_key = ?",
+                (raw_text, now, idempotency_key),
+            )
+            return _load_session(conn, "session_id = ?", (found.session_id,))
 
         return await self._write(op)
 
@@ -806,108 +883,26 @@ class SqliteBillingStore:
 
     # refunds ----------------------------------------------------------------------------------
 
-    async def begin_refund(
-        self,
-        session_id: str,
-        amount: int,
-        idempotency_key: str,
-        limit: int,
-        charge_id: str | None = None,
-    ) -> tuple[Operation | None, bool]:
-        """Record a PENDING REFUND only if the session's non-FAILED refunds plus `amount` stay
-        within `limit`; an existing key wins (returned whatever its type, session or status).
-
-        Raises ValueError for an amount that is not a positive int, or an unknown session.
-        """
-        _check_cents("amount", amount, positive=True)
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise ValueError(f"limit must be an integer of cents: {limit!r}")
-
-        def op(conn: sqlite3.Connection) -> tuple[Operation | None, bool] | None:
-            existing = _load_operation(conn, idempotency_key)
-            if existing is not None:
-                return existing, False
-            found = conn.execute(
-                "SELECT 1 FROM billing_sessions WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            if found is None:
-                return None
-            seq, refunded = conn.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1,"
-                " COALESCE(SUM(CASE WHEN type = 'REFUND' AND status != 'FAILED'"
-                " THEN amount ELSE 0 END), 0)"
-                " FROM billing_operations WHERE session_id = ?",
-                (session_id,),
-            ).fetchone()
-            if refunded + amount > limit:
-                return None, False
-            now = ts(_now())
-            conn.execute(
-                f"INSERT INTO billing_operations ({_OPERATION_COLUMNS})"
-                " VALUES (?, ?, 'REFUND', ?, 'PENDING', ?, ?, ?, NULL, ?, NULL)",
-                (session_id, seq, amount, idempotency_key, now, now, charge_id),
-            )
-            created = _load_operation(conn, idempotency_key)
-            assert created is not None
-            return created, True
-
-        result = await self._write(op)
-        if result is None:
-            raise ValueError(f"unknown session {session_id!r}")
-        return result
-
-    async def settle_refund(
-        self, idempotency_key: str, raw: dict[str, Any] | None = None
-    ) -> Session | None:
-        """PENDING REFUND -> SUCCEEDED (error cleared; `raw` replaces the recorded context when
-        given) and, in the same transaction, refunded_amount += amount and payment_status =
-        REFUNDED when refunded_amount >= paid, else PARTIALLY_REFUNDED. `paid` is
-        max(captured_amount, authorized_amount) for PIX (paid upfront) and captured_amount for
-        every other method. The payment status is set whatever it was: the gateway has
-        returned the money. None (nothing changed) when the key is unknown, not a REFUND, or
-        not PENDING."""
-        raw_text = None if raw is None else json.dumps(raw)
-
-        def op(conn: sqlite3.Connection) -> Session | None:
-            now = ts(_now())
-            cursor = conn.execute(
-                "UPDATE billing_operations SET status = 'SUCCEEDED', error = NULL,"
-                " raw = COALESCE(?, raw), updated_at = ?"
-                " WHERE idempotency_key = ? AND status = 'PENDING' AND type = 'REFUND'",
-                (raw_text, now, idempotency_key),
-            )
-            if cursor.rowcount != 1:
-                return None
-            session_id, amount = conn.execute(
-                "SELECT session_id, amount FROM billing_operations WHERE idempotency_key = ?",
-                (idempotency_key,),
-            ).fetchone()
-            conn.execute(
-                "UPDATE billing_sessions SET refunded_amount = refunded_amount + ?,"
-                " payment_status = CASE WHEN refunded_amount + ? >= (CASE WHEN method = 'PIX'"
-                " THEN MAX(captured_amount, authorized_amount) ELSE captured_amount END)"
-                " THEN 'REFUNDED' ELSE 'PARTIALLY_REFUNDED' END,"
-                " updated_at = ? WHERE session_id = ?",
-                (amount, amount, now, session_id),
-            )
-            return _load_session(conn, "session_id = ?", (session_id,))
-
-        return await self._write(op)
-
     async def reopen_operation(self, idempotency_key: str) -> Operation | None:
         """FAILED -> PENDING (any type; error and raw kept until the next outcome). None when
         the key is unknown or the operation is not FAILED.
 
-        It does not re-check a refund limit: a reopened REFUND counts towards begin_refund's
-        limit again from now on."""
+        It bumps the session's version: a reopened REFUND holds its share of the refund room
+        again, so a refund decided on the older version must decide again."""
 
         def op(conn: sqlite3.Connection) -> Operation | None:
+            now = ts(_now())
             cursor = conn.execute(
                 "UPDATE billing_operations SET status = 'PENDING', updated_at = ?"
                 " WHERE idempotency_key = ? AND status = 'FAILED'",
-                (ts(_now()), idempotency_key),
+                (now, idempotency_key),
             )
-            return None if cursor.rowcount != 1 else _load_operation(conn, idempotency_key)
+            if cursor.rowcount != 1:
+                return None
+            reopened = _load_operation(conn, idempotency_key)
+            assert reopened is not None
+            _bump(conn, reopened.session_id, now)
+            return reopened
 
         return await self._write(op)
 
@@ -1121,7 +1116,8 @@ class SqliteBillingStore:
                 (RECEIPT_COUNTER, number),
             )
             conn.execute(
-                "UPDATE billing_sessions SET receipt_url = ?, updated_at = ? WHERE session_id = ?",
+                "UPDATE billing_sessions SET receipt_url = ?, updated_at = ?,"
+                " version = version + 1 WHERE session_id = ?",
                 (f"/receipts/{token}", ts(_now()), session_id),
             )
             return _load_receipt(conn, "session_id = ?", (session_id,))

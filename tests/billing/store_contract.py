@@ -35,6 +35,7 @@ from billing.models import (
     Session,
     SessionStatus,
 )
+from billing.payment import begin_refund, settle_refund
 from billing.store.ports import BillingStore
 
 T0 = datetime(2026, 3, 1, 10, 0, 0, 123000, tzinfo=UTC)
@@ -695,7 +696,7 @@ class BillingStoreContract:
     async def test_begin_refund_keeps_within_the_limit(self, store: BillingStore) -> None:
         await add(store, 1, method=Method.PIX, payment_status=P.PAID, authorized_amount=1000)
         await store.begin_operation("S1", Op.CHARGE, 1000, "S1:CHARGE")  # not a refund
-        first, created = await store.begin_refund("S1", 400, "S1:R1", 1000, charge_id="ch_1")
+        first, created = await begin_refund(store, "S1", 400, "S1:R1", 1000, charge_id="ch_1")
         assert created and first is not None
         assert (first.type, first.status, first.amount, first.seq) == (
             Op.REFUND,
@@ -705,34 +706,34 @@ class BillingStoreContract:
         )
         assert (first.idempotency_key, first.charge_id) == ("S1:R1", "ch_1")
         assert await store.get_operation("S1:R1") == first
-        second, created = await store.begin_refund("S1", 600, "S1:R2", 1000)
+        second, created = await begin_refund(store, "S1", 600, "S1:R2", 1000)
         assert created and second is not None and second.seq == 3  # exactly up to the limit
-        assert await store.begin_refund("S1", 1, "S1:R3", 1000) == (None, False)
+        assert await begin_refund(store, "S1", 1, "S1:R3", 1000) == (None, False)
         assert await store.get_operation("S1:R3") is None
         # an existing key wins, whatever amount or limit is asked now
-        assert await store.begin_refund("S1", 999, "S1:R1", 0) == (first, False)
+        assert await begin_refund(store, "S1", 999, "S1:R1", 0) == (first, False)
         # a FAILED refund frees its share; PENDING and SUCCEEDED ones hold theirs
         await store.finish_operation("S1:R1", OperationStatus.SUCCEEDED)
         await store.finish_operation("S1:R2", OperationStatus.FAILED, error="declined")
-        assert await store.begin_refund("S1", 601, "S1:R4", 1000) == (None, False)
-        third, created = await store.begin_refund("S1", 600, "S1:R5", 1000)
+        assert await begin_refund(store, "S1", 601, "S1:R4", 1000) == (None, False)
+        third, created = await begin_refund(store, "S1", 600, "S1:R5", 1000)
         assert created and third is not None and third.seq == 4
         assert len(await store.list_operations("S1")) == 4
 
     async def test_begin_refund_limit_is_per_session(self, store: BillingStore) -> None:
         await add(store, 1)
         await add(store, 2)
-        assert (await store.begin_refund("S1", 500, "S1:R1", 500))[1]
-        assert (await store.begin_refund("S2", 500, "S2:R1", 500))[1]
-        assert await store.begin_refund("S1", 1, "S1:R2", 500) == (None, False)
+        assert (await begin_refund(store, "S1", 500, "S1:R1", 500))[1]
+        assert (await begin_refund(store, "S2", 500, "S2:R1", 500))[1]
+        assert await begin_refund(store, "S1", 1, "S1:R2", 500) == (None, False)
 
     async def test_begin_refund_refuses_bad_input(self, store: BillingStore) -> None:
         await add(store, 1)
         for amount in (0, -5, 12.5, True):
             with pytest.raises(ValueError):
-                await store.begin_refund("S1", amount, "S1:R", 1000)  # type: ignore[arg-type]
+                await begin_refund(store, "S1", amount, "S1:R", 1000)  # type: ignore[arg-type]
         with pytest.raises(ValueError):
-            await store.begin_refund("nope", 100, "nope:R", 1000)
+            await begin_refund(store, "nope", 100, "nope:R", 1000)
         assert await store.list_operations("S1") == []
 
     async def test_concurrent_begin_refunds_stop_at_the_limit(
@@ -742,7 +743,7 @@ class BillingStoreContract:
             await add(first, 1, payment_status=P.CAPTURED, captured_amount=1000)
             results = await asyncio.gather(
                 *(
-                    (first if n % 2 else second).begin_refund("S1", 100, f"S1:R{n}", 1000)
+                    begin_refund(first if n % 2 else second, "S1", 100, f"S1:R{n}", 1000)
                     for n in range(20)
                 )
             )
@@ -762,7 +763,7 @@ class BillingStoreContract:
             amounts = [300, 700, 250, 50, 400, 120, 999, 1, 80, 600]
             results = await asyncio.gather(
                 *(
-                    (first if n % 2 else second).begin_refund("S1", amount, f"S1:R{n}", 1000)
+                    begin_refund(first if n % 2 else second, "S1", amount, f"S1:R{n}", 1000)
                     for n, amount in enumerate(amounts)
                 )
             )
@@ -784,8 +785,8 @@ class BillingStoreContract:
             authorized_amount=5000,
             captured_amount=1200,
         )
-        await store.begin_refund("S1", 700, "S1:R1", 1200)
-        settled = await store.settle_refund("S1:R1", raw={"id": "rf_1"})
+        await begin_refund(store, "S1", 700, "S1:R1", 1200)
+        settled = await settle_refund(store, "S1:R1", raw={"id": "rf_1"})
         assert settled is not None
         assert (settled.payment_status, settled.refunded_amount) == (P.PARTIALLY_REFUNDED, 700)
         assert await store.get_session("S1") == settled
@@ -793,10 +794,10 @@ class BillingStoreContract:
         assert op is not None
         assert (op.status, op.raw) == (OperationStatus.SUCCEEDED, {"id": "rf_1"})
         # settling again changes nothing
-        assert await store.settle_refund("S1:R1") is None
+        assert await settle_refund(store, "S1:R1") is None
         assert await store.get_session("S1") == settled
-        await store.begin_refund("S1", 500, "S1:R2", 1200)
-        done = await store.settle_refund("S1:R2")
+        await begin_refund(store, "S1", 500, "S1:R2", 1200)
+        done = await settle_refund(store, "S1:R2")
         assert done is not None
         assert (done.payment_status, done.refunded_amount) == (P.REFUNDED, 1200)
         assert done.captured_amount == 1200 and done.authorized_amount == 5000
@@ -813,12 +814,12 @@ class BillingStoreContract:
             authorized_amount=5000,
             captured_amount=1200,
         )
-        await store.begin_refund("S1", 1200, "S1:R1", 5000)
-        partial = await store.settle_refund("S1:R1")
+        await begin_refund(store, "S1", 1200, "S1:R1", 5000)
+        partial = await settle_refund(store, "S1:R1")
         assert partial is not None
         assert (partial.payment_status, partial.refunded_amount) == (P.PARTIALLY_REFUNDED, 1200)
-        await store.begin_refund("S1", 3800, "S1:R2", 5000)
-        full = await store.settle_refund("S1:R2")
+        await begin_refund(store, "S1", 3800, "S1:R2", 5000)
+        full = await settle_refund(store, "S1:R2")
         assert full is not None
         assert (full.payment_status, full.refunded_amount) == (P.REFUNDED, 5000)
 
@@ -831,30 +832,32 @@ class BillingStoreContract:
             authorized_amount=5000,
             captured_amount=1200,
         )
-        await store.begin_refund("S1", 1200, "S1:R1", 1200)
-        full = await store.settle_refund("S1:R1")
+        await begin_refund(store, "S1", 1200, "S1:R1", 1200)
+        full = await settle_refund(store, "S1:R1")
         assert full is not None and full.payment_status is P.REFUNDED
 
     async def test_settle_refund_only_a_pending_refund(self, store: BillingStore) -> None:
         await add(store, 1, payment_status=P.AUTHORIZED, authorized_amount=5000)
         stored = await store.get_session("S1")
         await store.begin_operation("S1", Op.CAPTURE, 1200, "S1:CAPTURE")
-        assert await store.settle_refund("S1:CAPTURE") is None  # not a refund
+        assert await settle_refund(store, "S1:CAPTURE") is None  # not a refund
+        assert await store.get_session("S1") == stored
         capture = await store.get_operation("S1:CAPTURE")
         assert capture is not None and capture.status is OperationStatus.PENDING
-        await store.begin_refund("S1", 100, "S1:R1", 5000)
+        await begin_refund(store, "S1", 100, "S1:R1", 5000)
         await store.finish_operation("S1:R1", OperationStatus.FAILED, error="declined")
-        assert await store.settle_refund("S1:R1") is None  # failed
-        assert await store.settle_refund("nope") is None
+        stored = await store.get_session("S1")  # recording the refund bumped its version
+        assert await settle_refund(store, "S1:R1") is None  # failed
+        assert await settle_refund(store, "nope") is None
         assert await store.get_session("S1") == stored
 
     async def test_concurrent_settles_count_once(self, store_factory: StoreFactory) -> None:
         async with opened(store_factory) as first, opened(store_factory) as second:
             await add(first, 1, payment_status=P.CAPTURED, captured_amount=2000)
-            await first.begin_refund("S1", 500, "S1:R1", 2000)
+            await begin_refund(first, "S1", 500, "S1:R1", 2000)
             results = await asyncio.gather(
                 *(
-                    (first if n % 2 else second).settle_refund("S1:R1", raw={"n": n})
+                    settle_refund(first if n % 2 else second, "S1:R1", raw={"n": n})
                     for n in range(20)
                 )
             )
@@ -867,12 +870,12 @@ class BillingStoreContract:
 
     async def test_reopen_operation(self, store: BillingStore) -> None:
         await add(store, 1)
-        await store.begin_refund("S1", 300, "S1:R1", 500)
+        await begin_refund(store, "S1", 300, "S1:R1", 500)
         assert await store.reopen_operation("S1:R1") is None  # pending
         failed = await store.finish_operation("S1:R1", OperationStatus.FAILED, error="timeout")
         assert failed is not None
         # while FAILED it does not count, so another refund may take the room...
-        assert (await store.begin_refund("S1", 200, "S1:R2", 500))[1]
+        assert (await begin_refund(store, "S1", 200, "S1:R2", 500))[1]
         reopened = await store.reopen_operation("S1:R1")
         assert reopened is not None
         assert (reopened.status, reopened.error) == (OperationStatus.PENDING, "timeout")
@@ -880,17 +883,17 @@ class BillingStoreContract:
         assert await store.get_operation("S1:R1") == reopened
         assert await store.reopen_operation("S1:R1") is None  # pending again
         # ...and once reopened it counts again
-        assert await store.begin_refund("S1", 1, "S1:R3", 500) == (None, False)
+        assert await begin_refund(store, "S1", 1, "S1:R3", 500) == (None, False)
         await store.finish_operation("S1:R1", OperationStatus.SUCCEEDED)
         assert await store.reopen_operation("S1:R1") is None  # succeeded stays succeeded
         assert await store.reopen_operation("nope") is None
 
     async def test_reopened_refund_settles(self, store: BillingStore) -> None:
         await add(store, 1, payment_status=P.CAPTURED, captured_amount=300)
-        await store.begin_refund("S1", 300, "S1:R1", 300)
+        await begin_refund(store, "S1", 300, "S1:R1", 300)
         await store.finish_operation("S1:R1", OperationStatus.FAILED, error="timeout")
         await store.reopen_operation("S1:R1")
-        settled = await store.settle_refund("S1:R1")
+        settled = await settle_refund(store, "S1:R1")
         assert settled is not None and settled.payment_status is P.REFUNDED
         op = await store.get_operation("S1:R1")
         assert op is not None and (op.status, op.error) == (OperationStatus.SUCCEEDED, None)
