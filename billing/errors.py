@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from billing.models import Session
+from billing.store.ports import SessionStore
+
 
 class BillingError(Exception):
     """A refusal the driver API renders as `{"success": false, "error": ...}`."""
@@ -12,3 +15,11 @@ class BillingError(Exception):
         self.code = code
         self.message = message
         self.session_id = session_id
+
+
+async def require_session(store: SessionStore, session_id: str) -> Session:
+    """The session, or the 404 every entry point answers for an unknown one."""
+    session = await store.get_session(session_id)
+    if session is None:
+        raise BillingError(404, "session_not_found", "unknown session")
+    return session

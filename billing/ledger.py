@@ -1,4 +1,6 @@
-"""THE gateway pathway: `Ledger.run` is the only place billing calls a payment gateway.
+"""THE gateway pathway: `Ledger.run` is the only place billing calls a payment gateway (its
+private helpers `_send`, for operations, and `_fetch`, for the read a webhook asks for, are the
+only lines that touch the gateway, and only `run` calls them).
 
 One way for money to move, whoever asks (a start, settlement, a release, reconciliation, a job
 handler, a webhook):

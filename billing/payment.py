@@ -203,14 +203,20 @@ async def settle_refund(store: BillingStore, key: str, raw: dict[str, Any] | Non
         # settled meanwhile (then the next read returns None) or the session moved: again
 
 
-async def reopen_refund_room(store: BillingStore, key: str) -> bool:
-    """Before a FAILED refund is retried: True when the room it needs is still free (a FAILED
-    refund holds none, so others may have used it). Not a refund, or not FAILED: True."""
-    op = await store.get_operation(key)
-    if op is None or op.type != OperationType.REFUND or op.status != OperationStatus.FAILED:
-        return True
-    session = await store.get_session(op.session_id)
-    if session is None:
-        return False
-    return op.amount <= refund_room(refundable(session), await store.list_operations(
-        op.session_id))
+async def reopen(store: BillingStore, key: str) -> bool:
+    """An operator retries a FAILED operation: FAILED -> PENDING. A FAILED refund holds no
+    room, so others may have used it meanwhile: it is reopened only if its amount still fits,
+    decided on the session at some version and reopened only at that version (else decided
+    again). False when it no longer fits; True otherwise (also when nothing was FAILED)."""
+    while True:
+        op = await store.get_operation(key)
+        if op is None or op.status != OperationStatus.FAILED:
+            return True
+        session = await store.get_session(op.session_id)
+        if session is None:
+            return False
+        if op.type == OperationType.REFUND and op.amount > refund_room(
+                refundable(session), await store.list_operations(op.session_id)):
+            return False
+        if await store.reopen_operation(key, at_version=session.version) is not None:
+            return True

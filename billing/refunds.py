@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from billing import payment
-from billing.errors import BillingError
+from billing.errors import BillingError, require_session
 from billing.jobs.outbox import MoneyJobs
 from billing.ledger import key_for
 from billing.models import (
@@ -62,9 +62,7 @@ class Refunds:
                               request_key: str | None = None) -> Operation:
         """An operator refunds (part of) a settled session; never more than was charged minus
         what was already refunded. `request_key` makes a repeated request idempotent."""
-        session = await self.store.get_session(session_id)
-        if session is None:
-            raise BillingError(404, "session_not_found", "unknown session")
+        session = await require_session(self.store, session_id)
         if session.status not in (S.COMPLETED, S.CANCELED, S.FAILED):
             # While a session runs, its own settlement decides what is kept and given back.
             raise BillingError(409, "session_not_settled",
@@ -88,14 +86,11 @@ class Refunds:
             raise BillingError(404, "job_not_found", "unknown job")
         if existing.status != JobStatus.FAILED:
             raise BillingError(409, "job_not_failed", f"job is {existing.status.value}")
-        # A FAILED refund no longer counts against what may be refunded; before it is
-        # retried, make sure other refunds have not used that room meanwhile.
-        if not await payment.reopen_refund_room(self.store, job_id):
+        key = existing.payload.get("operation")
+        # reopen the operation first: the job must never run against a FAILED one
+        if key and not await payment.reopen(self.store, key):
             raise BillingError(409, "refund_exceeds_charged",
                                "other refunds have used the room this one needs")
-        key = existing.payload.get("operation")
-        if key:  # reopen the operation first: the job must never run against a FAILED one
-            await self.store.reopen_operation(key)
         job = await self.store.retry_job(job_id, utcnow())
         if job is None:
             raise BillingError(409, "job_not_failed", "the job changed meanwhile")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from billing import payment
-from billing.errors import BillingError
+from billing.errors import BillingError, require_session
 from billing.gateways.base import Customer, GatewayResult
 from billing.ledger import Fetch, Ledger, Request
 from billing.models import (
@@ -312,7 +312,4 @@ class Sessions:
                         exc.message)
 
     async def get(self, session_id: str) -> Session:
-        session = await self.store.get_session(session_id)
-        if session is None:
-            raise BillingError(404, "session_not_found", "unknown session")
-        return session
+        return await require_session(self.store, session_id)

@@ -9,7 +9,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from billing import payment
-from billing.errors import BillingError
+from billing.errors import require_session
 from billing.jobs.handlers import receipt_due
 from billing.jobs.outbox import MoneyJobs
 from billing.ledger import Ledger, Request
@@ -108,7 +108,4 @@ class Settlement:
                                                charge_id=session.charge_id, void_all=True))
 
     async def _get(self, session_id: str) -> Session:
-        session = await self.store.get_session(session_id)
-        if session is None:
-            raise BillingError(404, "session_not_found", "unknown session")
-        return session
+        return await require_session(self.store, session_id)

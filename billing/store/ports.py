@@ -149,9 +149,11 @@ class LedgerStore(Protocol):
     async def pending_operations(self, older_than: datetime | None = None) -> list[Operation]:
         """Operations whose gateway outcome is unknown (for reconciliation)."""
 
-    async def reopen_operation(self, idempotency_key: str) -> Operation | None:
+    async def reopen_operation(self, idempotency_key: str, *, at_version: int | None = None,
+                               ) -> Operation | None:
         """An operator retry: FAILED -> PENDING (error kept until the next outcome), bumping the
-        session's version (the operation counts again). None when it is not FAILED."""
+        session's version (the operation counts again). None when it is not FAILED or, with
+        `at_version`, when its session is no longer at that version."""
 
 
 class JobStore(Protocol):

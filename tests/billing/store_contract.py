@@ -654,6 +654,21 @@ class BillingStoreContract:
         assert await store.settle_operation("S1:R1", session_version=settled.version,
                                             changes=changes) is None
 
+    async def test_reopen_operation_at_version(self, store: BillingStore) -> None:
+        await add(store, 1)
+        await store.begin_operation("S1", Op.REFUND, 300, "S1:R1")
+        await store.finish_operation("S1:R1", OperationStatus.FAILED, error="timeout")
+        session = await store.get_session("S1")
+        assert session is not None
+        stale = session.version - 1
+        assert await store.reopen_operation("S1:R1", at_version=stale) is None
+        failed = await store.get_operation("S1:R1")
+        assert failed is not None and failed.status is OperationStatus.FAILED
+        reopened = await store.reopen_operation("S1:R1", at_version=session.version)
+        assert reopened is not None and reopened.status is OperationStatus.PENDING
+        bumped = await store.get_session("S1")
+        assert bumped is not None and bumped.version == session.version + 1
+
     async def test_pending_operations(self, store: BillingStore) -> None:
         await add(store, 1)
         await add(store, 2)

@@ -177,25 +177,33 @@ class LedgerTable(SqliteConnection):
 
         return await self._read(op)
 
-    async def reopen_operation(self, idempotency_key: str) -> Operation | None:
+    async def reopen_operation(
+        self, idempotency_key: str, *, at_version: int | None = None
+    ) -> Operation | None:
         """FAILED -> PENDING (any type; error and raw kept until the next outcome). None when
-        the key is unknown or the operation is not FAILED.
+        the key is unknown, the operation is not FAILED, or (with `at_version`) its session
+        is no longer at that version.
 
         It bumps the session's version: a reopened REFUND holds its share of the refund room
         again, so a refund decided on the older version must decide again."""
 
         def op(conn: sqlite3.Connection) -> Operation | None:
+            found = _load_operation(conn, idempotency_key)
+            if found is None or found.status is not OperationStatus.FAILED:
+                return None
             now = ts(_now())
             cursor = conn.execute(
-                "UPDATE billing_operations SET status = 'PENDING', updated_at = ?"
-                " WHERE idempotency_key = ? AND status = 'FAILED'",
-                (now, idempotency_key),
+                "UPDATE billing_sessions SET version = version + 1, updated_at = ?"
+                " WHERE session_id = ? AND (? IS NULL OR version = ?)",
+                (now, found.session_id, at_version, at_version),
             )
             if cursor.rowcount != 1:
                 return None
-            reopened = _load_operation(conn, idempotency_key)
-            assert reopened is not None
-            _bump(conn, reopened.session_id, now)
-            return reopened
+            conn.execute(
+                "UPDATE billing_operations SET status = 'PENDING', updated_at = ?"
+                " WHERE idempotency_key = ?",
+                (now, idempotency_key),
+            )
+            return _load_operation(conn, idempotency_key)
 
         return await self._write(op)
