@@ -27,6 +27,30 @@ from billing.store.sqlite.rows import (
 from csms.store.sqlite_support import ts
 
 
+def _step(conn: sqlite3.Connection, key: str, expected: OperationStatus,
+          at_version: int | None, session_sets: str, session_params: list[Any],
+          op_sets: str, op_params: list[Any]) -> Operation | None:
+    """The ledger's one write of two rows (in the caller's transaction): the operation, if it
+    is still `expected`, and its session, if still at `at_version` (None: any), version + 1.
+    The operation as it was, or None when nothing was written."""
+    found = _load_operation(conn, key)
+    if found is None or found.status is not expected:
+        return None
+    now = ts(_now())
+    cursor = conn.execute(
+        f"UPDATE billing_sessions SET {session_sets}updated_at = ?, version = version + 1"
+        " WHERE session_id = ? AND (? IS NULL OR version = ?)",
+        (*session_params, now, found.session_id, at_version, at_version),
+    )
+    if cursor.rowcount != 1:
+        return None
+    conn.execute(
+        f"UPDATE billing_operations SET {op_sets}updated_at = ? WHERE idempotency_key = ?",
+        (*op_params, now, key),
+    )
+    return found
+
+
 class LedgerTable(SqliteConnection):
     async def begin_operation(
         self,
@@ -129,23 +153,13 @@ class LedgerTable(SqliteConnection):
         raw_text = None if raw is None else json.dumps(raw)
 
         def op(conn: sqlite3.Connection) -> Session | None:
-            found = _load_operation(conn, idempotency_key)
-            if found is None or found.status is not OperationStatus.PENDING:
-                return None
-            now = ts(_now())
-            cursor = conn.execute(
-                f"UPDATE billing_sessions SET {sets}updated_at = ?, version = version + 1"
-                " WHERE session_id = ? AND version = ?",
-                (*[value for _, value in pairs], now, found.session_id, session_version),
+            found = _step(
+                conn, idempotency_key, OperationStatus.PENDING, session_version,
+                sets, [value for _, value in pairs],
+                "status = 'SUCCEEDED', error = NULL, raw = COALESCE(?, raw), ", [raw_text],
             )
-            if cursor.rowcount != 1:
-                return None
-            conn.execute(
-                "UPDATE billing_operations SET status = 'SUCCEEDED', error = NULL,"
-                " raw = COALESCE(?, raw), updated_at = ? WHERE idempotency_key = ?",
-                (raw_text, now, idempotency_key),
-            )
-            return _load_session(conn, "session_id = ?", (found.session_id,))
+            return None if found is None else _load_session(
+                conn, "session_id = ?", (found.session_id,))
 
         return await self._write(op)
 
@@ -188,22 +202,8 @@ class LedgerTable(SqliteConnection):
         again, so a refund decided on the older version must decide again."""
 
         def op(conn: sqlite3.Connection) -> Operation | None:
-            found = _load_operation(conn, idempotency_key)
-            if found is None or found.status is not OperationStatus.FAILED:
-                return None
-            now = ts(_now())
-            cursor = conn.execute(
-                "UPDATE billing_sessions SET version = version + 1, updated_at = ?"
-                " WHERE session_id = ? AND (? IS NULL OR version = ?)",
-                (now, found.session_id, at_version, at_version),
-            )
-            if cursor.rowcount != 1:
-                return None
-            conn.execute(
-                "UPDATE billing_operations SET status = 'PENDING', updated_at = ?"
-                " WHERE idempotency_key = ?",
-                (now, idempotency_key),
-            )
-            return _load_operation(conn, idempotency_key)
+            found = _step(conn, idempotency_key, OperationStatus.FAILED, at_version, "", [],
+                          "status = 'PENDING', ", [])
+            return None if found is None else _load_operation(conn, idempotency_key)
 
         return await self._write(op)
