@@ -65,6 +65,15 @@ class Request:
     void_all: bool = False  # VOID of an unpaid PIX charge: the whole charge, no amount
 
 
+# What an authorization is charged to: a retry must send exactly the same (one source only).
+SOURCE_FIELDS = ("card_token", "network_token", "card_id", "save_card")
+
+
+def source_of(request: Request) -> dict[str, Any]:
+    """The payment source of an authorization, as kept on its pending operation."""
+    return {name: getattr(request, name) for name in SOURCE_FIELDS if getattr(request, name)}
+
+
 @dataclass(frozen=True, slots=True)
 class Fetch:
     """Ask the gateway what became of a charge (a webhook is a hint, not the truth). A read: it
@@ -95,11 +104,14 @@ class Ledger:
         """Record -> call -> record the outcome -> move the payment (see the module doc).
 
         `key` defaults to `<sessionId>:<TYPE>`. `context` is kept on a pending operation for
-        a later retry (the card token of an authorization). `attempts` bounds the in-request
+        a later retry; an authorization keeps its payment source (`source_of`) so a retry
+        sends the same request. `attempts` bounds the in-request
         retries (default: `billing.gateway_attempts`; a job passes 1: its schedule retries).
         `hand_off=False` (a job running the operation) hands nothing to another job."""
         if isinstance(request, Fetch):
             return await self._fetch(session_id, request)
+        if context is None and request.type == OpT.AUTHORIZE:
+            context = source_of(request)
         key = key or key_for(session_id, request.type)
         op, _ = await self.store.begin_operation(session_id, request.type, request.amount, key,
                                                  request.charge_id)

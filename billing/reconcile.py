@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from billing import payment
 from billing.errors import BillingError
 from billing.jobs.outbox import MoneyJobs
-from billing.ledger import Ledger, Request
+from billing.ledger import SOURCE_FIELDS, Ledger, Request
 from billing.listener import BillingListener
 from billing.models import (
     JobKind,
@@ -163,12 +163,11 @@ class Reconciler:
         """An authorization whose outcome was unknown: ask again with its key; a hold placed
         for a session that has ended meanwhile is released at once."""
         context = op.raw or {}
+        source = {name: context[name] for name in SOURCE_FIELDS if context.get(name)}
         done = await self.ledger.run(
             session.session_id,
             Request(OpT.AUTHORIZE, op.amount, customer=customer_of(session),
-                    card_token=context.get("card_token"),
-                    network_token=context.get("network_token"),
-                    description=description(session)),
+                    description=description(session), **source),
             key=op.idempotency_key, attempts=1, hand_off=False)
         if done.result.success and session.status in (S.FAILED, S.CANCELED):
             await self.settlement.release(await self.sessions.get(session.session_id))

@@ -151,8 +151,7 @@ class Sessions:
                 sid, Request(OpT.AUTHORIZE, req.amount, customer=customer,
                              card_token=None if wallet else req.card_token,
                              network_token=req.network_token if wallet else None,
-                             save_card=req.save_card, description=description(session)),
-                context={"card_token": req.card_token, "network_token": req.network_token})
+                             save_card=req.save_card, description=description(session)))
             if not done.result.success:
                 await self._fail_start(sid, done.result)
             await payment.move_session(self.store, sid, {S.PENDING_PAYMENT}, S.AUTHORIZED)
