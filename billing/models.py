@@ -1,7 +1,7 @@
 """Billing domain: charging sessions, their payment, and the append-only operations ledger.
 
-Statuses and allowed moves are tables; the store applies a move as a compare-and-set
-(`transition_*` with the expected current statuses), never as a read followed by a write.
+Which status may follow which is decided in `billing.payment` (the move tables); the store only
+applies a move as a compare-and-set.
 """
 
 from __future__ import annotations
@@ -41,16 +41,6 @@ class SessionStatus(StrEnum):
 
 
 S = SessionStatus
-SESSION_MOVES: dict[SessionStatus, frozenset[SessionStatus]] = {
-    S.PENDING_PAYMENT: frozenset({S.AUTHORIZED, S.CANCELED, S.FAILED}),
-    S.AUTHORIZED: frozenset({S.STARTING, S.CHARGING, S.CANCELED, S.FAILED}),
-    S.STARTING: frozenset({S.CHARGING, S.CANCELED, S.FAILED}),
-    S.CHARGING: frozenset({S.STOPPING, S.COMPLETED, S.CANCELED}),
-    S.STOPPING: frozenset({S.COMPLETED, S.CANCELED}),
-    S.COMPLETED: frozenset(),
-    S.CANCELED: frozenset(),
-    S.FAILED: frozenset(),
-}
 ACTIVE_SESSION_STATUSES = frozenset({S.AUTHORIZED, S.STARTING, S.CHARGING, S.STOPPING})
 
 
@@ -66,20 +56,6 @@ class PaymentStatus(StrEnum):
     WAIVED = "WAIVED"  # VIP
 
 
-P = PaymentStatus
-PAYMENT_MOVES: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    P.PENDING: frozenset({P.AUTHORIZED, P.PAID, P.VOIDED, P.FAILED, P.WAIVED}),
-    P.AUTHORIZED: frozenset({P.CAPTURED, P.VOIDED}),
-    P.PAID: frozenset({P.REFUNDED, P.PARTIALLY_REFUNDED}),
-    P.CAPTURED: frozenset({P.REFUNDED, P.PARTIALLY_REFUNDED}),
-    P.PARTIALLY_REFUNDED: frozenset({P.REFUNDED, P.PARTIALLY_REFUNDED}),
-    P.VOIDED: frozenset(),
-    P.REFUNDED: frozenset(),
-    P.FAILED: frozenset(),
-    P.WAIVED: frozenset(),
-}
-
-
 class OperationType(StrEnum):
     AUTHORIZE = "AUTHORIZE"
     CHARGE = "CHARGE"  # PIX
@@ -92,15 +68,6 @@ class OperationStatus(StrEnum):
     PENDING = "PENDING"  # recorded, gateway outcome not known yet (retry with the same key)
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
-
-
-def can_move(table: dict[Any, frozenset[Any]], current: Any, target: Any) -> bool:
-    return target in table.get(current, frozenset())
-
-
-def sources(table: dict[Any, frozenset[Any]], target: Any) -> frozenset[Any]:
-    """Every status from which `target` may be reached."""
-    return frozenset(status for status, targets in table.items() if target in targets)
 
 
 @dataclass(slots=True)
@@ -139,6 +106,25 @@ class Session:
     pix_expires_at: str | None = None
     card_reference: str | None = None
     receipt_url: str | None = None
+    # what billing recorded of its transaction (from the core's events), so settlement and
+    # receipts never read the charging store again
+    meter_start: int | None = None  # Wh
+    meter_stop: int | None = None  # Wh; set once the stop is recorded
+    charging_started_at: datetime | None = None
+    stopped_at: datetime | None = None  # the station's stop time; None while it runs
+    stop_reason: str | None = None
+    version: int = 0  # bumped by every write: the compare-and-set token of the session
+
+    @property
+    def stop_recorded(self) -> bool:
+        return self.stopped_at is not None
+
+    @property
+    def delivered_wh(self) -> int:
+        """Energy of the recorded stop: meterStop - meterStart, never negative."""
+        if self.meter_stop is None:
+            return 0
+        return max(0, self.meter_stop - (self.meter_start or 0))
 
 
 @dataclass(slots=True)

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from billing.gateways.base import PaymentGateway
 from billing.gateways.pagarme import PagarmeGateway
 from billing.gateways.sandbox import SandboxGateway, SqliteSandboxChargeStore
+from billing.jobs.handlers import JobHandlers
 from billing.jobs.outbox import MoneyJobs
+from billing.ledger import Ledger
 from billing.receipts import make_mailer
 from billing.settings import BillingConfig
 from billing.store.ports import BillingStore
 from billing.store.sqlite import SqliteBillingStore
 from csms.settings import ConfigError
-from csms.store import Store
 
 
 def make_gateway(settings: BillingConfig) -> PaymentGateway:
@@ -38,13 +39,16 @@ class BillingParts:
     store: BillingStore
     gateway: PaymentGateway
     jobs: MoneyJobs
+    ledger: Ledger  # the one pathway to the gateway, shared by requests and job handlers
 
     @classmethod
-    def from_settings(cls, settings: BillingConfig, charging: Store) -> BillingParts:
+    def from_settings(cls, settings: BillingConfig) -> BillingParts:
         store = make_billing_store(settings)
         gateway = make_gateway(settings)
-        jobs = MoneyJobs(settings, store, charging, gateway, make_mailer(settings.mail))
-        return cls(store, gateway, jobs)
+        jobs = MoneyJobs(settings, store)
+        ledger = Ledger(store, gateway, jobs, settings.billing.gateway_attempts)
+        JobHandlers(settings, store, jobs, ledger, make_mailer(settings.mail))
+        return cls(store, gateway, jobs, ledger)
 
     async def open(self) -> None:
         await self.store.open()

@@ -1,6 +1,7 @@
 """`csms worker`: runs money jobs from the Redis broker (composition root of the worker).
 
-It opens the stores, the gateway and the mailer, consumes the job stream and runs the outbox
+It opens billing's store (jobs need no charging data: a session carries what billing recorded
+of its transaction), the gateway and the mailer, consumes the job stream and runs the outbox
 sweeper, so jobs whose delivery was lost (Redis down, a worker killed) are enqueued again.
 """
 
@@ -15,7 +16,6 @@ from billing.parts import BillingParts
 from billing.settings import BillingConfig
 from csms.background import stop_if_cancelled, wait_cancelled
 from csms.settings import ConfigError
-from csms.store.factory import make_store
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,9 @@ async def run_worker(settings: BillingConfig, stop: asyncio.Event | None = None)
         raise ConfigError("tasks.broker: `csms worker` consumes the redis broker; with the "
                           "in-process broker, `csms serve` runs the jobs itself")
     stop = stop or asyncio.Event()
-    store = make_store(settings.store)
-    parts = BillingParts.from_settings(settings, store)
+    parts = BillingParts.from_settings(settings)
     jobs = parts.jobs
     broker = connect_jobs(settings, jobs)
-    await store.open()
     await parts.open()
 
     async def consume() -> None:
@@ -62,7 +60,6 @@ async def run_worker(settings: BillingConfig, stop: asyncio.Event | None = None)
         with contextlib.suppress(Exception):
             await broker.shutdown()
         await parts.close()
-        await store.close()
 
 
 def main(settings: BillingConfig) -> int:

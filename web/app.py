@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from billing.jobs.broker import connect_jobs
-from billing.listener import BillingListener
 from billing.parts import BillingParts
 from billing.service import BillingService
 from csms.background import TaskSet, stop_if_cancelled, wait_cancelled
@@ -120,11 +119,11 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[STORE] = store = store or make_store(settings.store)
     app[CHARGING] = charging = ChargingService(store, settings.ocpp)
     app[HUB] = hub = Hub(settings.ocpp, store, charging, metrics)
-    app[PARTS] = parts = BillingParts.from_settings(settings, store)
+    app[PARTS] = parts = BillingParts.from_settings(settings)
     app[BILLING_STORE], app[GATEWAY], app[JOBS] = parts.store, parts.gateway, parts.jobs
-    app[BILLING] = billing = BillingService(settings, parts.store, store, parts.gateway, hub,
+    app[BILLING] = billing = BillingService(settings, parts.store, store, parts.ledger, hub,
                                             parts.jobs, tasks)
-    charging.listeners.append(BillingListener(billing))
+    charging.listeners.append(billing.listener)
 
     app.cleanup_ctx.extend([_store_ctx, _hub_ctx, _billing_ctx, _tasks_ctx])
     app.on_shutdown.append(_close_stations)

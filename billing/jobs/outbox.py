@@ -1,5 +1,8 @@
 """Money jobs: refunds, capture/void retries and receipts, run through an outbox.
 
+This module only submits, claims, runs, sweeps and drains jobs; what a job does lives in
+`billing.jobs.handlers` (which moves money only through `billing.ledger`).
+
 A job is written to the store (with the idempotency key of the gateway operation it
 performs) *before* it is enqueued; the task only carries the job id. The worker claims the job
 with a lease, runs it, and records the outcome. Retry times live in the outbox too, so a broker
@@ -17,44 +20,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from billing.gateways.base import GatewayResult, PaymentGateway
-from billing.models import (
-    Job,
-    JobKind,
-    JobStatus,
-    Method,
-    OperationStatus,
-    OperationType,
-    PaymentStatus,
-    Receipt,
-    Session,
-    SessionStatus,
-)
-from billing.receipts import (
-    Mailer,
-    MailError,
-    make_message_id,
-    receipt_data_from_session,
-    render_receipt,
-)
+from billing.models import Job, JobKind, JobStatus, OperationStatus
 from billing.settings import BillingConfig
 from billing.store.ports import BillingStore
 from csms.background import stop_if_cancelled
 from csms.domain import utcnow
-from csms.store import Store
 
 log = logging.getLogger(__name__)
-
-P = PaymentStatus
-SETTLED = frozenset({P.CAPTURED, P.REFUNDED, P.PARTIALLY_REFUNDED, P.WAIVED, P.PAID})
-ENDED = frozenset({SessionStatus.COMPLETED, SessionStatus.CANCELED, SessionStatus.FAILED})
-
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -75,19 +52,17 @@ def give_up(error: str | None) -> Outcome:
 
 
 Enqueue = Callable[[str], Awaitable[None]]
+Handler = Callable[[Job], Awaitable[Outcome]]
 
 
 class MoneyJobs:
     """Submits, runs and sweeps money jobs. Lives in `csms serve` (which submits and, with the
     in-process broker, runs) and in `csms worker` (which runs)."""
 
-    def __init__(self, settings: BillingConfig, store: BillingStore, charging: Store,
-                 gateway: PaymentGateway, mailer: Mailer) -> None:
+    def __init__(self, settings: BillingConfig, store: BillingStore) -> None:
         self.settings = settings
         self.store = store
-        self.charging = charging
-        self.gateway = gateway
-        self.mailer = mailer
+        self.handlers: dict[JobKind, Handler] = {}  # filled by `billing.jobs.handlers`
         self.enqueue: Enqueue | None = None  # set once the broker is up
         self._running: set[asyncio.Future[None]] = set()
 
@@ -170,7 +145,7 @@ class MoneyJobs:
             await self._exhausted(job, error)
             return
         try:
-            outcome = await self._handlers[job.kind](self, job)
+            outcome = await self.handlers[job.kind](job)
         except Exception as exc:  # a bug or an outage we did not classify: retry it
             log.exception("job %s (%s) crashed", job_id, job.kind.value)
             outcome = retry(f"{type(exc).__name__}: {exc}")
@@ -201,145 +176,3 @@ class MoneyJobs:
         key = job.payload.get("operation")
         if key:
             await self.store.finish_operation(key, OperationStatus.FAILED, error=error)
-
-    # handlers --------------------------------------------------------------------------------
-    async def _refund(self, job: Job) -> Outcome:
-        op = await self.store.get_operation(job.payload["operation"])
-        if op is None:
-            return give_up("no such refund operation")
-        if op.status == OperationStatus.SUCCEEDED:
-            return DONE
-        if op.status == OperationStatus.FAILED:  # never act on it: an operator reopens it
-            return give_up(op.error or "the refund failed")
-        session = await self._session(op.session_id)
-        charge_id = op.charge_id or session.charge_id
-        if not charge_id:
-            return give_up("the session has no gateway charge to refund")
-        result = await self.gateway.refund(charge_id=charge_id, amount=op.amount,
-                                           idempotency_key=op.idempotency_key)
-        if result.transient:
-            return retry(result.error)
-        if not result.success:
-            await self.store.finish_operation(op.idempotency_key, OperationStatus.FAILED,
-                                              error=result.error, raw=result.raw)
-            return give_up(result.error)
-        await self.store.settle_refund(op.idempotency_key, raw=result.raw)
-        await self.after_settlement(op.session_id)
-        return DONE
-
-    async def _operation(self, job: Job) -> Outcome:
-        """Retry a CAPTURE / VOID whose gateway outcome was unknown, with its stored key."""
-        op = await self.store.get_operation(job.payload["operation"])
-        if op is None:
-            return give_up("no such operation")
-        session = await self._session(op.session_id)
-        if op.status == OperationStatus.SUCCEEDED:
-            # done at the gateway; make sure the payment followed (a crash may have come
-            # between the two; both steps are compare-and-set)
-            await self.apply_success(session.session_id, op.type, op.amount)
-            await self.after_settlement(session.session_id)
-            return DONE
-        if op.status == OperationStatus.FAILED:
-            return give_up(op.error or "the gateway refused the operation")
-        charge_id = op.charge_id or session.charge_id
-        if not charge_id:
-            return give_up("the session has no gateway charge")
-        result: GatewayResult
-        if op.type == OperationType.CAPTURE:
-            result = await self.gateway.capture(charge_id=charge_id, amount=op.amount,
-                                                idempotency_key=op.idempotency_key)
-        elif op.type == OperationType.VOID:
-            result = await self.gateway.void(
-                charge_id=charge_id,
-                amount=op.amount if session.method != Method.PIX else None,
-                idempotency_key=op.idempotency_key)
-        else:
-            return give_up(f"{op.type.value} is not retried by a job")
-        if result.transient:
-            return retry(result.error)
-        status = OperationStatus.SUCCEEDED if result.success else OperationStatus.FAILED
-        await self.store.finish_operation(op.idempotency_key, status, error=result.error,
-                                          charge_id=result.charge_id or charge_id,
-                                          raw=result.raw)
-        if not result.success:
-            return give_up(result.error)
-        await self.apply_success(session.session_id, op.type, op.amount)
-        await self.after_settlement(session.session_id)
-        return DONE
-
-    async def apply_success(self, session_id: str, type: OperationType, amount: int) -> None:
-        """Move the payment after a CAPTURE or VOID succeeded (compare-and-set), whether it
-        succeeded in a request, in settlement or in a job."""
-        if type == OperationType.CAPTURE:
-            await self.store.transition_payment(session_id, {P.AUTHORIZED}, P.CAPTURED,
-                                                captured_amount=amount)
-        elif type == OperationType.VOID:  # a card hold, or an unpaid PIX charge
-            await self.store.transition_payment(session_id, {P.AUTHORIZED, P.PENDING},
-                                                P.VOIDED)
-
-    async def _receipt(self, job: Job) -> Outcome:
-        session = await self._session(job.session_id)
-        receipt = await self.store.get_receipt(session.session_id)
-        if receipt is None:
-            receipt = await self._make_receipt(session)
-        if receipt.emailed_at is not None or not session.email:
-            return DONE
-        try:
-            await self.mailer.send(
-                to=session.email,
-                subject=f"Charging receipt #{receipt.number:08d} - {session.station_id}",
-                html=receipt.html, text=receipt.text,
-                message_id=make_message_id(f"receipt-{session.session_id}",
-                                           self.settings.mail.from_address))
-        except MailError as exc:
-            return retry(str(exc)) if exc.transient else give_up(str(exc))
-        await self.store.mark_receipt_emailed(session.session_id, utcnow())
-        return DONE
-
-    async def _make_receipt(self, session: Session) -> Receipt:
-        tx = (await self.charging.get_transaction(session.transaction_id)
-              if session.transaction_id is not None else None)
-        refunds = [(op.amount, op.updated_at) for op in
-                   await self.store.list_operations(session.session_id)
-                   if op.type == OperationType.REFUND and op.status == OperationStatus.SUCCEEDED]
-        now = utcnow()
-
-        def render(number: int) -> tuple[str, str]:
-            data = receipt_data_from_session(
-                session, receipt_number=number, issued_at=now,
-                operator=self.settings.receipts, refunds=refunds,
-                started_at=tx.started_at if tx else session.created_at,
-                stopped_at=tx.stopped_at if tx else session.ended_at)
-            return render_receipt(data)
-
-        return await self.store.create_receipt(session.session_id, secrets.token_urlsafe(24),
-                                               "", "", now, render=render)
-
-    _handlers: dict[JobKind, Callable[[MoneyJobs, Job], Awaitable[Outcome]]] = {
-        JobKind.REFUND: _refund,
-        JobKind.OPERATION: _operation,
-        JobKind.RECEIPT: _receipt,
-    }
-
-    # settlement follow-up ----------------------------------------------------------------------
-    async def after_settlement(self, session_id: str) -> None:
-        """Once a session has ended and its money has settled, its receipt is due."""
-        session = await self._session(session_id)
-        if session.status not in ENDED or session.payment_status not in SETTLED:
-            return
-        if session.payment_status == P.PAID and session.status != SessionStatus.COMPLETED:
-            return  # a PIX refund is still to come
-        pending = [op for op in await self.store.list_operations(session_id)
-                   if op.status == OperationStatus.PENDING]
-        if pending:
-            return  # e.g. the PIX refund of the unused part has not settled yet
-        if session.captured_amount == 0 and session.refunded_amount == 0 and \
-                session.payment_status != P.WAIVED:
-            return  # nothing was charged
-        await self.submit(JobKind.RECEIPT, f"receipt:{session_id}", session_id)
-
-    async def _session(self, session_id: str) -> Session:
-        session = await self.store.get_session(session_id)
-        if session is None:
-            raise LookupError(f"unknown session {session_id}")
-        return session

@@ -1,5 +1,30 @@
-"""Billing persistence port: sessions (with their payment), the operations ledger, saved cards,
-webhook deduplication. Every change is atomic; status moves are compare-and-set."""
+"""Billing persistence ports, one per aggregate, composed into `BillingStore`.
+
+Adapters do persistence and compare-and-set only: which move is allowed, what may be refunded
+and what a refund leaves the payment at are decided in `billing.payment`. Every write is
+atomic; status moves are compare-and-set; every session write bumps `Session.version`, the
+token a decision made in Python hands back to the store ("only if still at version V").
+
+How a MongoDB adapter implements the primitives with single-document conditional updates
+(one `update_one`/`find_one_and_update` each, filter = the condition, so check and write are one
+step). Sessions are documents with their operations embedded as a map `ops.<seq>` (a `$set` of
+a path, not a `$push`), plus an `op_keys` array for the unique key index:
+  - transition_session / transition_payment / update_session: filter `{_id, status: {$in}}`
+    (or payment_status), `$set` changes, `$inc: {version: 1}`.
+  - begin_operation: filter `{_id, op_keys: {$ne: key}}` (+ `version: V` with at_version),
+    `$set: {ops.<seq>: op}`, `$addToSet: {op_keys: key}`, `$inc: {version: 1, op_seq: 1}`;
+    no match: read the key back (existing wins) or report the version conflict.
+  - finish_operation / reopen_operation: filter `{_id, ops.<seq>.status: PENDING|FAILED}`.
+  - settle_operation: filter `{_id, version: V, ops.<seq>.status: PENDING}`, one `$set` of
+    the operation's status and the session's refunded total and payment status.
+  Because the ledger lives in the session's document, none of these spans two documents, so
+  a crash leaves either the whole write or none of it. The writes that do span documents keep
+  an order that a crash cannot hurt: an operation is recorded before its job (a PENDING
+  operation without a job is found by reconciliation, which submits the job); a job is
+  written before it is enqueued (the sweeper enqueues it); a gateway outcome is recorded
+  before the payment moves (a SUCCEEDED capture or void with the payment not moved yet is
+  moved by the job or the sweep; the move is a compare-and-set, so doing it twice is once).
+"""
 
 from __future__ import annotations
 
@@ -21,12 +46,9 @@ from billing.models import (
 )
 
 
-class BillingStore(Protocol):
-    async def open(self) -> None: ...
+class SessionStore(Protocol):
+    """Sessions with their payment; the compare-and-set moves `billing.payment` applies."""
 
-    async def close(self) -> None: ...
-
-    # sessions --------------------------------------------------------------------------------
     async def create_session(self, session: Session) -> None:
         """Insert; session_id and id_tag are unique (a duplicate raises a ValueError)."""
 
@@ -71,7 +93,10 @@ class BillingStore(Protocol):
     ) -> Session | None:
         """Compare-and-set on payment_status (with e.g. captured_amount, refunded_amount)."""
 
-    # operations ledger ---------------------------------------------------------------------
+
+class LedgerStore(Protocol):
+    """The append-only operations ledger, one entry per gateway operation and key."""
+
     async def begin_operation(
         self,
         session_id: str,
@@ -79,11 +104,15 @@ class BillingStore(Protocol):
         amount: int,
         idempotency_key: str,
         charge_id: str | None = None,
-    ) -> tuple[Operation, bool]:
+        *,
+        at_version: int | None = None,
+    ) -> tuple[Operation | None, bool]:
         """Record an operation before calling the gateway; returns (operation, created).
 
         The idempotency key is unique: a second call with the same key returns the first
         operation (whatever its status) and created=False, so a retry reuses key and amount.
+        With `at_version`, insert only if the session is still at that version (the insert
+        bumps it); otherwise (None, False).
         """
 
     async def finish_operation(
@@ -99,6 +128,19 @@ class BillingStore(Protocol):
         returned as it is. With status=PENDING it only annotates a pending operation (e.g. the
         context a retry needs); a finished operation never goes back to PENDING."""
 
+    async def settle_operation(
+        self,
+        idempotency_key: str,
+        *,
+        session_version: int,
+        changes: dict[str, Any],
+        raw: dict[str, Any] | None = None,
+    ) -> Session | None:
+        """Atomically, only if the operation is PENDING and its session is at
+        `session_version`: the operation -> SUCCEEDED (error cleared, `raw` replaces the
+        context when given) and the session's `changes` (payment_status may be among them)
+        with version + 1. The updated session, or None when nothing was written."""
+
     async def get_operation(self, idempotency_key: str) -> Operation | None: ...
 
     async def list_operations(self, session_id: str) -> list[Operation]:
@@ -107,54 +149,16 @@ class BillingStore(Protocol):
     async def pending_operations(self, older_than: datetime | None = None) -> list[Operation]:
         """Operations whose gateway outcome is unknown (for reconciliation)."""
 
-    # saved cards -----------------------------------------------------------------------------
-    async def save_card(self, card: SavedCard) -> None:
-        """Upsert by driver_id_tag."""
+    async def reopen_operation(self, idempotency_key: str, *, at_version: int | None = None,
+                               ) -> Operation | None:
+        """An operator retry: FAILED -> PENDING (error kept until the next outcome), bumping the
+        session's version (the operation counts again). None when it is not FAILED or, with
+        `at_version`, when its session is no longer at that version."""
 
-    async def saved_card(self, driver_id_tag: str) -> SavedCard | None: ...
 
-    # tariffs ---------------------------------------------------------------------------------
-    async def station_tariff(self, station_id: str) -> tuple[str, str] | None:
-        """A station's tariff override as (price_per_kwh, fixed_connection_fee) decimal
-        strings, or None for the default tariff."""
+class JobStore(Protocol):
+    """The money-job outbox."""
 
-    async def set_station_tariff(self, station_id: str, price_per_kwh: str,
-                                 fixed_connection_fee: str) -> None: ...
-
-    # webhooks --------------------------------------------------------------------------------
-    async def record_webhook(self, gateway: str, event_id: str, body: dict[str, Any]) -> bool:
-        """Remember an event id; False when it was seen before (a duplicate delivery)."""
-
-    async def forget_webhook(self, gateway: str, event_id: str) -> None:
-        """Drop a remembered event whose handling failed, so the gateway's redelivery of it
-        is handled rather than taken for a duplicate."""
-
-    # refunds -----------------------------------------------------------------------------------
-    async def begin_refund(self, session_id: str, amount: int, idempotency_key: str,
-                           limit: int, charge_id: str | None = None,
-                           ) -> tuple[Operation | None, bool]:
-        """Record a REFUND operation only if it keeps the session's refunds within `limit`.
-
-        Atomically: if `idempotency_key` exists, return (that operation, False). Otherwise, if
-        the amounts of the session's REFUND operations that are not FAILED, plus `amount`,
-        exceed `limit`, return (None, False) and record nothing; else insert a PENDING REFUND
-        and return (it, True).
-        """
-
-    async def settle_refund(self, idempotency_key: str, raw: dict[str, Any] | None = None,
-                            ) -> Session | None:
-        """Atomically: move the PENDING REFUND operation to SUCCEEDED, add its amount to the
-        session's refunded_amount, and set payment_status to REFUNDED when refunded_amount
-        reaches what was paid (captured_amount for card methods, authorized_amount for PIX,
-        i.e. `max(captured_amount, authorized_amount)` when the payment was PAID) else
-        PARTIALLY_REFUNDED. Returns the session, or None when the operation was not PENDING
-        (already settled: nothing changes)."""
-
-    async def reopen_operation(self, idempotency_key: str) -> Operation | None:
-        """An operator retry: FAILED -> PENDING (error kept until the next outcome). None when
-        the operation is not FAILED."""
-
-    # jobs (outbox) -----------------------------------------------------------------------------
     async def add_job(self, job: Job) -> tuple[Job, bool]:
         """Insert if job_id is new; else return the existing job and False."""
 
@@ -195,7 +199,8 @@ class BillingStore(Protocol):
         it); False when another sweeper got there first. A RUNNING job whose lease is
         renewed this way goes back to PENDING (its worker is presumed dead)."""
 
-    # receipts ----------------------------------------------------------------------------------
+
+class ReceiptStore(Protocol):
     async def create_receipt(self, session_id: str, token: str, html: str, text: str,
                              now: datetime, render: Any = None) -> Receipt:
         """Store the session's receipt with the next sequential number (one receipt per
@@ -211,3 +216,36 @@ class BillingStore(Protocol):
 
     async def mark_receipt_emailed(self, session_id: str, at: datetime) -> None: ...
 
+
+class SavedCardStore(Protocol):
+    async def save_card(self, card: SavedCard) -> None:
+        """Upsert by driver_id_tag."""
+
+    async def saved_card(self, driver_id_tag: str) -> SavedCard | None: ...
+
+
+class TariffStore(Protocol):
+    async def station_tariff(self, station_id: str) -> tuple[str, str] | None:
+        """A station's tariff override as (price_per_kwh, fixed_connection_fee) decimal
+        strings, or None for the default tariff."""
+
+    async def set_station_tariff(self, station_id: str, price_per_kwh: str,
+                                 fixed_connection_fee: str) -> None: ...
+
+
+class WebhookStore(Protocol):
+    async def record_webhook(self, gateway: str, event_id: str, body: dict[str, Any]) -> bool:
+        """Remember an event id; False when it was seen before (a duplicate delivery)."""
+
+    async def forget_webhook(self, gateway: str, event_id: str) -> None:
+        """Drop a remembered event whose handling failed, so the gateway's redelivery of it
+        is handled rather than taken for a duplicate."""
+
+
+class BillingStore(SessionStore, LedgerStore, JobStore, ReceiptStore, SavedCardStore,
+                   TariffStore, WebhookStore, Protocol):
+    """Every billing aggregate behind one object (one database, one connection)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,8 +1,9 @@
-"""Fixtures for billing tests: a customer, sandbox stores, and a fake Pagar.me on a real port."""
+"""Fixtures for billing tests: a customer, the billing store on SQLite, sandbox stores, and a
+fake Pagar.me on a real port."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from billing.gateways.sandbox import (
     SandboxGateway,
     SqliteSandboxChargeStore,
 )
+from billing.store.ports import BillingStore
+from billing.store.sqlite import SqliteBillingStore
 from tests.support.fake_pagarme import FakePagarme
 from tests.support.pagarme import pagarme_settings, start_fake_pagarme
 
@@ -22,6 +25,22 @@ from tests.support.pagarme import pagarme_settings, start_fake_pagarme
 @pytest.fixture
 def customer() -> Customer:
     return Customer(name="Ana Souza", email="ana@example.com", document="12345678909")
+
+
+@pytest.fixture
+def store_factory(tmp_path: Path) -> Callable[[], BillingStore]:
+    path = str(tmp_path / "csms.db")
+    return lambda: SqliteBillingStore(path)
+
+
+@pytest.fixture
+async def store(store_factory: Callable[[], BillingStore]) -> AsyncIterator[BillingStore]:
+    store = store_factory()
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 @pytest.fixture(params=["memory", "sqlite"])

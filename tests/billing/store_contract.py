@@ -598,6 +598,77 @@ class BillingStoreContract:
             assert all(r is not None for r in results)
             assert len({(r.status, r.error) for r in results if r is not None}) == 1
 
+    async def test_every_session_write_bumps_the_version(self, store: BillingStore) -> None:
+        await add(store, 1, status=S.CHARGING, payment_status=P.AUTHORIZED)
+        versions = [(await store.get_session("S1")).version]  # type: ignore[union-attr]
+        writes = [
+            store.update_session("S1", energy_wh=5),
+            store.transition_session("S1", [S.CHARGING], S.STOPPING),
+            store.transition_payment("S1", [P.AUTHORIZED], P.CAPTURED, captured_amount=9),
+        ]
+        for write in writes:
+            written = await write
+            assert written is not None
+            versions.append(written.version)
+        assert versions == sorted(set(versions)) and len(versions) == 4
+        # a refused compare-and-set writes nothing
+        assert await store.transition_session("S1", [S.CHARGING], S.COMPLETED) is None
+        assert (await store.get_session("S1")).version == versions[-1]  # type: ignore[union-attr]
+
+    async def test_begin_operation_at_version(self, store: BillingStore) -> None:
+        session = await add(store, 1)
+        stale = session.version
+        op, created = await store.begin_operation("S1", Op.REFUND, 100, "S1:R1", at_version=stale)
+        assert created and op is not None
+        bumped = await store.get_session("S1")
+        assert bumped is not None and bumped.version == stale + 1
+        # the session moved on since `stale` was read: nothing is recorded
+        assert await store.begin_operation(
+            "S1", Op.REFUND, 100, "S1:R2", at_version=stale) == (None, False)
+        assert await store.get_operation("S1:R2") is None
+        # an existing key still wins, whatever the version
+        assert await store.begin_operation(
+            "S1", Op.REFUND, 5, "S1:R1", at_version=stale) == (op, False)
+        with pytest.raises(ValueError):
+            await store.begin_operation("nope", Op.REFUND, 1, "nope:R", at_version=0)
+
+    async def test_settle_operation_is_one_compare_and_set(self, store: BillingStore) -> None:
+        await add(store, 1, payment_status=P.CAPTURED, captured_amount=900)
+        await store.begin_operation("S1", Op.REFUND, 300, "S1:R1")
+        session = await store.get_session("S1")
+        assert session is not None
+        changes = {"refunded_amount": 300, "payment_status": P.PARTIALLY_REFUNDED}
+        stale = session.version - 1
+        assert await store.settle_operation("S1:R1", session_version=stale,
+                                            changes=changes) is None
+        op = await store.get_operation("S1:R1")
+        assert op is not None and op.status is OperationStatus.PENDING
+        settled = await store.settle_operation("S1:R1", session_version=session.version,
+                                               changes=changes, raw={"id": "rf"})
+        assert settled is not None
+        assert (settled.refunded_amount, settled.payment_status) == (300, P.PARTIALLY_REFUNDED)
+        assert settled.version == session.version + 1
+        op = await store.get_operation("S1:R1")
+        assert op is not None and (op.status, op.raw) == (OperationStatus.SUCCEEDED, {"id": "rf"})
+        # once settled, never again
+        assert await store.settle_operation("S1:R1", session_version=settled.version,
+                                            changes=changes) is None
+
+    async def test_reopen_operation_at_version(self, store: BillingStore) -> None:
+        await add(store, 1)
+        await store.begin_operation("S1", Op.REFUND, 300, "S1:R1")
+        await store.finish_operation("S1:R1", OperationStatus.FAILED, error="timeout")
+        session = await store.get_session("S1")
+        assert session is not None
+        stale = session.version - 1
+        assert await store.reopen_operation("S1:R1", at_version=stale) is None
+        failed = await store.get_operation("S1:R1")
+        assert failed is not None and failed.status is OperationStatus.FAILED
+        reopened = await store.reopen_operation("S1:R1", at_version=session.version)
+        assert reopened is not None and reopened.status is OperationStatus.PENDING
+        bumped = await store.get_session("S1")
+        assert bumped is not None and bumped.version == session.version + 1
+
     async def test_pending_operations(self, store: BillingStore) -> None:
         await add(store, 1)
         await add(store, 2)
@@ -689,211 +760,6 @@ class BillingStoreContract:
                 )
             )
             assert sum(results) == 1
-
-    # refunds ------------------------------------------------------------------------------------
-
-    async def test_begin_refund_keeps_within_the_limit(self, store: BillingStore) -> None:
-        await add(store, 1, method=Method.PIX, payment_status=P.PAID, authorized_amount=1000)
-        await store.begin_operation("S1", Op.CHARGE, 1000, "S1:CHARGE")  # not a refund
-        first, created = await store.begin_refund("S1", 400, "S1:R1", 1000, charge_id="ch_1")
-        assert created and first is not None
-        assert (first.type, first.status, first.amount, first.seq) == (
-            Op.REFUND,
-            OperationStatus.PENDING,
-            400,
-            2,
-        )
-        assert (first.idempotency_key, first.charge_id) == ("S1:R1", "ch_1")
-        assert await store.get_operation("S1:R1") == first
-        second, created = await store.begin_refund("S1", 600, "S1:R2", 1000)
-        assert created and second is not None and second.seq == 3  # exactly up to the limit
-        assert await store.begin_refund("S1", 1, "S1:R3", 1000) == (None, False)
-        assert await store.get_operation("S1:R3") is None
-        # an existing key wins, whatever amount or limit is asked now
-        assert await store.begin_refund("S1", 999, "S1:R1", 0) == (first, False)
-        # a FAILED refund frees its share; PENDING and SUCCEEDED ones hold theirs
-        await store.finish_operation("S1:R1", OperationStatus.SUCCEEDED)
-        await store.finish_operation("S1:R2", OperationStatus.FAILED, error="declined")
-        assert await store.begin_refund("S1", 601, "S1:R4", 1000) == (None, False)
-        third, created = await store.begin_refund("S1", 600, "S1:R5", 1000)
-        assert created and third is not None and third.seq == 4
-        assert len(await store.list_operations("S1")) == 4
-
-    async def test_begin_refund_limit_is_per_session(self, store: BillingStore) -> None:
-        await add(store, 1)
-        await add(store, 2)
-        assert (await store.begin_refund("S1", 500, "S1:R1", 500))[1]
-        assert (await store.begin_refund("S2", 500, "S2:R1", 500))[1]
-        assert await store.begin_refund("S1", 1, "S1:R2", 500) == (None, False)
-
-    async def test_begin_refund_refuses_bad_input(self, store: BillingStore) -> None:
-        await add(store, 1)
-        for amount in (0, -5, 12.5, True):
-            with pytest.raises(ValueError):
-                await store.begin_refund("S1", amount, "S1:R", 1000)  # type: ignore[arg-type]
-        with pytest.raises(ValueError):
-            await store.begin_refund("nope", 100, "nope:R", 1000)
-        assert await store.list_operations("S1") == []
-
-    async def test_concurrent_begin_refunds_stop_at_the_limit(
-        self, store_factory: StoreFactory
-    ) -> None:
-        async with opened(store_factory) as first, opened(store_factory) as second:
-            await add(first, 1, payment_status=P.CAPTURED, captured_amount=1000)
-            results = await asyncio.gather(
-                *(
-                    (first if n % 2 else second).begin_refund("S1", 100, f"S1:R{n}", 1000)
-                    for n in range(20)
-                )
-            )
-            made = [op for op, created in results if created]
-            assert len(made) == 10
-            assert all(op is not None for op in made)
-            assert all(r == (None, False) for r in results if not r[1])
-            ops = await second.list_operations("S1")
-            assert sorted(op.seq for op in ops) == list(range(1, 11))
-            assert sum(op.amount for op in ops) == 1000
-
-    async def test_concurrent_begin_refunds_of_mixed_amounts_fit(
-        self, store_factory: StoreFactory
-    ) -> None:
-        async with opened(store_factory) as first, opened(store_factory) as second:
-            await add(first, 1)
-            amounts = [300, 700, 250, 50, 400, 120, 999, 1, 80, 600]
-            results = await asyncio.gather(
-                *(
-                    (first if n % 2 else second).begin_refund("S1", amount, f"S1:R{n}", 1000)
-                    for n, amount in enumerate(amounts)
-                )
-            )
-            accepted = sum(op.amount for op, created in results if created and op is not None)
-            assert accepted <= 1000
-            recorded = await first.list_operations("S1")
-            assert sum(op.amount for op in recorded) == accepted
-            # every refusal was right when it was made, so it is still right at the end
-            for (op, created), amount in zip(results, amounts, strict=True):
-                if not created:
-                    assert op is None and accepted + amount > 1000
-
-    async def test_settle_refund_card_counts_against_the_capture(self, store: BillingStore) -> None:
-        await add(
-            store,
-            1,
-            method=Method.CREDIT_CARD,
-            payment_status=P.CAPTURED,
-            authorized_amount=5000,
-            captured_amount=1200,
-        )
-        await store.begin_refund("S1", 700, "S1:R1", 1200)
-        settled = await store.settle_refund("S1:R1", raw={"id": "rf_1"})
-        assert settled is not None
-        assert (settled.payment_status, settled.refunded_amount) == (P.PARTIALLY_REFUNDED, 700)
-        assert await store.get_session("S1") == settled
-        op = await store.get_operation("S1:R1")
-        assert op is not None
-        assert (op.status, op.raw) == (OperationStatus.SUCCEEDED, {"id": "rf_1"})
-        # settling again changes nothing
-        assert await store.settle_refund("S1:R1") is None
-        assert await store.get_session("S1") == settled
-        await store.begin_refund("S1", 500, "S1:R2", 1200)
-        done = await store.settle_refund("S1:R2")
-        assert done is not None
-        assert (done.payment_status, done.refunded_amount) == (P.REFUNDED, 1200)
-        assert done.captured_amount == 1200 and done.authorized_amount == 5000
-
-    async def test_settle_refund_pix_counts_against_what_was_paid(
-        self, store: BillingStore
-    ) -> None:
-        # PIX: 5000 paid upfront, 1200 charged for the energy; paid = 5000, not the 1200
-        await add(
-            store,
-            1,
-            method=Method.PIX,
-            payment_status=P.PAID,
-            authorized_amount=5000,
-            captured_amount=1200,
-        )
-        await store.begin_refund("S1", 1200, "S1:R1", 5000)
-        partial = await store.settle_refund("S1:R1")
-        assert partial is not None
-        assert (partial.payment_status, partial.refunded_amount) == (P.PARTIALLY_REFUNDED, 1200)
-        await store.begin_refund("S1", 3800, "S1:R2", 5000)
-        full = await store.settle_refund("S1:R2")
-        assert full is not None
-        assert (full.payment_status, full.refunded_amount) == (P.REFUNDED, 5000)
-
-    async def test_settle_refund_wallet_is_a_card(self, store: BillingStore) -> None:
-        await add(
-            store,
-            1,
-            method=Method.GOOGLE_PAY,
-            payment_status=P.CAPTURED,
-            authorized_amount=5000,
-            captured_amount=1200,
-        )
-        await store.begin_refund("S1", 1200, "S1:R1", 1200)
-        full = await store.settle_refund("S1:R1")
-        assert full is not None and full.payment_status is P.REFUNDED
-
-    async def test_settle_refund_only_a_pending_refund(self, store: BillingStore) -> None:
-        await add(store, 1, payment_status=P.AUTHORIZED, authorized_amount=5000)
-        stored = await store.get_session("S1")
-        await store.begin_operation("S1", Op.CAPTURE, 1200, "S1:CAPTURE")
-        assert await store.settle_refund("S1:CAPTURE") is None  # not a refund
-        capture = await store.get_operation("S1:CAPTURE")
-        assert capture is not None and capture.status is OperationStatus.PENDING
-        await store.begin_refund("S1", 100, "S1:R1", 5000)
-        await store.finish_operation("S1:R1", OperationStatus.FAILED, error="declined")
-        assert await store.settle_refund("S1:R1") is None  # failed
-        assert await store.settle_refund("nope") is None
-        assert await store.get_session("S1") == stored
-
-    async def test_concurrent_settles_count_once(self, store_factory: StoreFactory) -> None:
-        async with opened(store_factory) as first, opened(store_factory) as second:
-            await add(first, 1, payment_status=P.CAPTURED, captured_amount=2000)
-            await first.begin_refund("S1", 500, "S1:R1", 2000)
-            results = await asyncio.gather(
-                *(
-                    (first if n % 2 else second).settle_refund("S1:R1", raw={"n": n})
-                    for n in range(20)
-                )
-            )
-            winners = [r for r in results if r is not None]
-            assert len(winners) == 1
-            stored = await second.get_session("S1")
-            assert stored == winners[0]
-            assert stored is not None
-            assert (stored.refunded_amount, stored.payment_status) == (500, P.PARTIALLY_REFUNDED)
-
-    async def test_reopen_operation(self, store: BillingStore) -> None:
-        await add(store, 1)
-        await store.begin_refund("S1", 300, "S1:R1", 500)
-        assert await store.reopen_operation("S1:R1") is None  # pending
-        failed = await store.finish_operation("S1:R1", OperationStatus.FAILED, error="timeout")
-        assert failed is not None
-        # while FAILED it does not count, so another refund may take the room...
-        assert (await store.begin_refund("S1", 200, "S1:R2", 500))[1]
-        reopened = await store.reopen_operation("S1:R1")
-        assert reopened is not None
-        assert (reopened.status, reopened.error) == (OperationStatus.PENDING, "timeout")
-        assert (reopened.seq, reopened.amount) == (failed.seq, 300)
-        assert await store.get_operation("S1:R1") == reopened
-        assert await store.reopen_operation("S1:R1") is None  # pending again
-        # ...and once reopened it counts again
-        assert await store.begin_refund("S1", 1, "S1:R3", 500) == (None, False)
-        await store.finish_operation("S1:R1", OperationStatus.SUCCEEDED)
-        assert await store.reopen_operation("S1:R1") is None  # succeeded stays succeeded
-        assert await store.reopen_operation("nope") is None
-
-    async def test_reopened_refund_settles(self, store: BillingStore) -> None:
-        await add(store, 1, payment_status=P.CAPTURED, captured_amount=300)
-        await store.begin_refund("S1", 300, "S1:R1", 300)
-        await store.finish_operation("S1:R1", OperationStatus.FAILED, error="timeout")
-        await store.reopen_operation("S1:R1")
-        settled = await store.settle_refund("S1:R1")
-        assert settled is not None and settled.payment_status is P.REFUNDED
-        op = await store.get_operation("S1:R1")
-        assert op is not None and (op.status, op.error) == (OperationStatus.SUCCEEDED, None)
 
     # jobs (outbox) ------------------------------------------------------------------------------
 

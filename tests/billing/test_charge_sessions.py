@@ -479,14 +479,14 @@ async def test_a_start_interrupted_after_the_hold_is_released_by_reconciliation(
     async def interrupted(session_id: str) -> None:
         raise RuntimeError("process stopped here")
 
-    service.remote_start = interrupted
+    service.sessions.remote_start = interrupted
     async with station(env.ws_url, "EVSE-001") as cp:
         await ready_station(env, cp)
         status, _ = await env.post("/charge/start", start_body())
         assert status == 500
         stuck = await env.get("/api/sessions?status=AUTHORIZED")
         assert len(stuck) == 1 and stuck[0]["payment"]["status"] == "AUTHORIZED"
-        del service.remote_start
+        del service.sessions.remote_start
         await asyncio.sleep(0.3)
         await service.reconcile()
         body = await env.session(stuck[0]["sessionId"])

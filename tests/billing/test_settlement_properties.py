@@ -26,7 +26,7 @@ from tests.billing.flows import PRICE, T0
 from tests.conftest import make_settings
 from tests.support.stations import station
 from web.app import create_app
-from web.keys import BILLING, JOBS
+from web.keys import BILLING
 
 
 class RecordingGateway:
@@ -73,8 +73,7 @@ async def scenario(tmp: Path, amount: int, starts: bool, events: list[tuple]) ->
     try:
         service = app[BILLING]
         recorder = RecordingGateway(service.gateway)
-        service.gateway = recorder
-        app[JOBS].gateway = recorder
+        service.gateway = recorder  # the ledger's: requests and job handlers share it
         url = f"http://{server.host}:{server.port}"
         async with aiohttp.ClientSession() as http, \
                 station(f"ws://{server.host}:{server.port}/ocpp", "EVSE-P") as cp:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from billing.models import JobStatus, OperationStatus, OperationType, PaymentStatus, SessionStatus
+from billing.payment import begin_refund, settle_refund
 from billing.store.ports import BillingStore
 from billing.store.sqlite import (
     _MIGRATIONS,
@@ -31,31 +31,16 @@ from tests.billing.store_contract import (
 V2_TABLES = {"billing_jobs", "billing_receipts", "billing_counters"}
 
 
-@pytest.fixture
-def store_factory(tmp_path: Path) -> Callable[[], BillingStore]:
-    path = str(tmp_path / "csms.db")
-    return lambda: SqliteBillingStore(path)
-
-
-@pytest.fixture
-async def store(store_factory: Callable[[], BillingStore]) -> AsyncIterator[BillingStore]:
-    store = store_factory()
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 class TestSqliteBillingStore(BillingStoreContract):
     pass
 
 
 def test_satisfies_port() -> None:
     store: BillingStore = SqliteBillingStore("unused.db")  # type-checks against the Protocol
-    for name in BillingStore.__dict__:
-        if not name.startswith("_"):
-            assert callable(getattr(store, name)), name
+    for port in BillingStore.__mro__:  # the composed port and every aggregate's port
+        for name in port.__dict__:
+            if not name.startswith("_"):
+                assert callable(getattr(store, name)), name
 
 
 async def test_duplicate_is_a_value_error(store: BillingStore) -> None:
@@ -123,18 +108,48 @@ async def test_upgrades_a_v1_database(tmp_path: Path) -> None:
     store = SqliteBillingStore(str(path))
     await store.open()
     try:
-        assert _version(path) == str(SCHEMA_VERSION) == "2"
+        assert _version(path) == str(SCHEMA_VERSION) == "3"
         assert _tables(path) == _tables(fresh)
         session = await store.get_session("S1")
         assert session is not None and session.captured_amount == 1200
-        op, created = await store.begin_refund("S1", 200, "S1:R1", 1200)
+        op, created = await begin_refund(store, "S1", 200, "S1:R1", 1200)
         assert created and op is not None
-        refunded = await store.settle_refund("S1:R1")
+        refunded = await settle_refund(store, "S1:R1")
         assert refunded is not None and refunded.payment_status is PaymentStatus.PARTIALLY_REFUNDED
         _, created = await store.add_job(make_job())
         assert created
         receipt = await store.create_receipt("S1", "tok-1", "h", "t", at(5))
         assert receipt.number == 1
+    finally:
+        await store.close()
+
+
+async def test_upgrades_a_v2_database(tmp_path: Path) -> None:
+    """v3 adds the recorded transaction and the version to sessions already stored."""
+    path = tmp_path / "csms.db"
+    with sqlite3.connect(path) as conn:  # exactly what a v2 build created
+        conn.execute("CREATE TABLE billing_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for statement in [*_MIGRATIONS[1], *_MIGRATIONS[2]]:
+            assert isinstance(statement, str)
+            conn.execute(statement)
+        conn.execute("INSERT INTO billing_meta VALUES ('schema_version', '2')")
+        conn.execute(
+            "INSERT INTO billing_sessions (session_id, station_id, connector_id, method, id_tag,"
+            " requested_amount, currency, price_per_kwh, fixed_connection_fee, status,"
+            " created_at, updated_at, payment_status, transaction_id)"
+            " VALUES ('S1', 'CP1', 1, 'CREDIT_CARD', 'TAG1', 5000, 'BRL', '1.50', '2.00',"
+            " 'CHARGING', '2026-03-01T10:00:01.000000+00:00',"
+            " '2026-03-01T10:00:01.000000+00:00', 'AUTHORIZED', 7)"
+        )
+    store = SqliteBillingStore(str(path))
+    await store.open()
+    try:
+        assert _version(path) == str(SCHEMA_VERSION)
+        session = await store.get_session("S1")
+        assert session is not None and session.version == 0 and not session.stop_recorded
+        updated = await store.update_session("S1", meter_start=10, meter_stop=1010,
+                                             stopped_at=at(9))
+        assert updated is not None and updated.delivered_wh == 1000 and updated.version == 1
     finally:
         await store.close()
 

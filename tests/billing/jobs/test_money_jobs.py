@@ -11,7 +11,7 @@ from tests.billing.jobs.conftest import JobsEnv
 from tests.support.smtp import SmtpInbox
 from tests.support.stations import FakeStation, station
 from tests.support.wait import eventually
-from web.keys import BILLING_STORE, JOBS
+from web.keys import BILLING_STORE, GATEWAY, JOBS
 
 
 async def pix_session(env: JobsEnv, cp: FakeStation, energy_wh: int = 12345) -> str:
@@ -137,7 +137,7 @@ async def test_a_restart_in_the_middle_finishes_the_refund_once(jobs_env: JobsEn
     from csms.domain import utcnow
     now = utcnow()
     assert await store.claim_job(job_id, now, now + timedelta(seconds=0.3)) is not None
-    result = await jobs.gateway.refund(charge_id=session.charge_id, amount=op.amount,
+    result = await env.server.app[GATEWAY].refund(charge_id=session.charge_id, amount=op.amount,
                                        idempotency_key=op.idempotency_key)
     assert result.success
     await asyncio.sleep(0.4)  # the lease runs out

@@ -1,0 +1,232 @@
+"""THE gateway pathway: `Ledger.run` is the only place billing calls a payment gateway (its
+private helpers `_send`, for operations, and `_fetch`, for the read a webhook asks for, are the
+only lines that touch the gateway, and only `run` calls them).
+
+One way for money to move, whoever asks (a start, settlement, a release, reconciliation, a job
+handler, a webhook):
+
+  1. record the operation in the ledger with its idempotency key `<sessionId>:<TYPE>` (or the
+     key a refund was recorded with), before anything reaches the gateway; an operation that
+     already exists is reused with ITS amount, and one already finished is not sent again;
+  2. call the gateway with that key, retrying transient failures a bounded number of times
+     with the same key (jobs and sweeps retry later, again with the same key);
+  3. record the outcome on the operation;
+  4. move the payment through `billing.payment` (compare-and-set).
+
+A capture or void whose outcome stays unknown, or that the gateway refused, is handed to an
+OPERATION job (which calls `run` again with the same key); an authorization or PIX charge
+whose outcome is unknown stays PENDING for the reconciliation sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from billing import payment
+from billing.gateways.base import Customer, GatewayResult, PaymentGateway
+from billing.jobs.outbox import MoneyJobs
+from billing.models import (
+    JobKind,
+    Operation,
+    OperationStatus,
+    OperationType,
+    PaymentStatus,
+    Session,
+)
+from billing.store.ports import BillingStore
+
+log = logging.getLogger(__name__)
+
+OpT = OperationType
+P = PaymentStatus
+
+
+def key_for(session_id: str, op: OperationType) -> str:
+    return f"{session_id}:{op.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One gateway operation of a session, with what the gateway port needs for it."""
+
+    type: OperationType
+    amount: int
+    charge_id: str | None = None
+    customer: Customer | None = None  # AUTHORIZE, CHARGE
+    card_token: str | None = None  # AUTHORIZE: exactly one of the three
+    network_token: str | None = None
+    card_id: str | None = None
+    save_card: bool = False
+    description: str = ""
+    expires_in: int = 0  # CHARGE: seconds the QR code stays payable
+    void_all: bool = False  # VOID of an unpaid PIX charge: the whole charge, no amount
+
+
+# What an authorization is charged to: a retry must send exactly the same (one source only).
+SOURCE_FIELDS = ("card_token", "network_token", "card_id", "save_card")
+
+
+def source_of(request: Request) -> dict[str, Any]:
+    """The payment source of an authorization, as kept on its pending operation."""
+    return {name: getattr(request, name) for name in SOURCE_FIELDS if getattr(request, name)}
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Ask the gateway what became of a charge (a webhook is a hint, not the truth). A read: it
+    records no operation of its own; when it shows a PIX charge paid it completes the CHARGE
+    operation and moves the payment to PAID."""
+
+    charge_id: str
+    pix: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    result: GatewayResult
+    moved: Session | None = None  # the session, when this call moved its payment
+
+
+class Ledger:
+    def __init__(self, store: BillingStore, gateway: PaymentGateway, jobs: MoneyJobs,
+                 attempts: int) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.jobs = jobs
+        self.attempts = attempts
+
+    async def run(self, session_id: str, request: Request | Fetch, *, key: str | None = None,
+                  context: dict[str, Any] | None = None, attempts: int | None = None,
+                  hand_off: bool = True) -> Done:
+        """Record -> call -> record the outcome -> move the payment (see the module doc).
+
+        `key` defaults to `<sessionId>:<TYPE>`. `context` is kept on a pending operation for
+        a later retry; an authorization keeps its payment source (`source_of`) so a retry
+        sends the same request. `attempts` bounds the in-request
+        retries (default: `billing.gateway_attempts`; a job passes 1: its schedule retries).
+        `hand_off=False` (a job running the operation) hands nothing to another job."""
+        if isinstance(request, Fetch):
+            return await self._fetch(session_id, request)
+        if context is None and request.type == OpT.AUTHORIZE:
+            context = source_of(request)
+        key = key or key_for(session_id, request.type)
+        op, _ = await self.store.begin_operation(session_id, request.type, request.amount, key,
+                                                 request.charge_id)
+        assert op is not None  # without at_version an existing key wins
+        if op.status != OperationStatus.PENDING:
+            result = _recorded(op)
+            moved = await self._move(op, result) if result.success else None
+        else:
+            if context:
+                await self.store.finish_operation(key, OperationStatus.PENDING, raw=context)
+            result = await self._call(op, request, attempts or self.attempts)
+            moved = await self._record(op, request, result)
+        if hand_off and not result.success and op.type in (OpT.CAPTURE, OpT.VOID):
+            # Unknown outcome: the job retries it. Refused: the job ends FAILED with the
+            # gateway's error, where operators see it and can retry it.
+            log.warning("session %s: %s %s (%s); handed to a job", session_id, op.type.value,
+                        "outcome unknown" if result.transient else "refused", result.error)
+            await self.jobs.submit(JobKind.OPERATION, key, session_id, {"operation": key})
+        elif result.transient and hand_off:
+            log.warning("session %s: %s outcome unknown (%s); left for reconciliation",
+                        session_id, op.type.value, result.error)
+        return Done(result, moved)
+
+    async def _call(self, op: Operation, request: Request, attempts: int) -> GatewayResult:
+        result: GatewayResult | None = None
+        for attempt in range(max(attempts, 1)):
+            result = await self._send(op, request)
+            if not result.transient:
+                break
+            if attempt + 1 < attempts:
+                await asyncio.sleep(0.2 * 2**attempt)
+        assert result is not None
+        return result
+
+    async def _send(self, op: Operation, r: Request) -> GatewayResult:
+        """The gateway call of a recorded operation: its key, its amount."""
+        key, amount, charge_id = op.idempotency_key, op.amount, op.charge_id or r.charge_id
+        customer = r.customer or Customer(name="Driver", email="", document="")
+        if op.type == OpT.AUTHORIZE:
+            return await self.gateway.authorize(
+                session_id=op.session_id, amount=amount, customer=customer,
+                card_token=r.card_token, network_token=r.network_token, card_id=r.card_id,
+                save_card=r.save_card, description=r.description, idempotency_key=key)
+        if op.type == OpT.CHARGE:
+            return await self.gateway.create_pix(
+                session_id=op.session_id, amount=amount, customer=customer,
+                expires_in=r.expires_in, description=r.description, idempotency_key=key)
+        if not charge_id:
+            return GatewayResult(success=False, status="failed", amount=amount,
+                                 error="the session has no gateway charge")
+        if op.type == OpT.CAPTURE:
+            return await self.gateway.capture(charge_id=charge_id, amount=amount,
+                                              idempotency_key=key)
+        if op.type == OpT.VOID:
+            return await self.gateway.void(charge_id=charge_id,
+                                           amount=None if r.void_all else amount,
+                                           idempotency_key=key)
+        return await self.gateway.refund(charge_id=charge_id, amount=amount, idempotency_key=key)
+
+    async def _record(self, op: Operation, request: Request, result: GatewayResult,
+                      ) -> Session | None:
+        """Record the outcome of a call, then move the payment."""
+        if result.transient:
+            return None
+        key = op.idempotency_key
+        if op.type == OpT.REFUND and result.success:
+            # outcome and refunded total in one compare-and-set: never counted twice
+            return await payment.settle_refund(self.store, key, raw=result.raw)
+        status = OperationStatus.SUCCEEDED if result.success else OperationStatus.FAILED
+        await self.store.finish_operation(key, status, error=result.error,
+                                          charge_id=result.charge_id or request.charge_id,
+                                          raw=_scrub(result.raw))
+        if result.success:
+            return await self._move(op, result)
+        if op.type in (OpT.AUTHORIZE, OpT.CHARGE):
+            return await payment.move_payment(self.store, op.session_id, {P.PENDING}, P.FAILED)
+        return None
+
+    async def _move(self, op: Operation, result: GatewayResult) -> Session | None:
+        """The payment move of a succeeded operation (a compare-and-set: safe to repeat)."""
+        if op.type == OpT.AUTHORIZE:
+            changes: dict[str, Any] = {"authorized_amount": result.amount,
+                                       "order_id": result.order_id,
+                                       "charge_id": result.charge_id}
+            if result.card_reference:
+                changes["card_reference"] = result.card_reference
+            return await payment.move_payment(self.store, op.session_id, {P.PENDING},
+                                              P.AUTHORIZED, **changes)
+        return await payment.after_success(self.store, op.session_id, op.type, op.amount)
+
+    async def _fetch(self, session_id: str, request: Fetch) -> Done:
+        result = await self.gateway.fetch(charge_id=request.charge_id)
+        if result.transient or not (request.pix and result.status == "paid"):
+            return Done(result)
+        paid = await payment.move_payment(self.store, session_id, {P.PENDING}, P.PAID,
+                                          authorized_amount=result.amount)
+        if paid is not None:
+            await self.store.finish_operation(key_for(session_id, OpT.CHARGE),
+                                              OperationStatus.SUCCEEDED, raw=result.raw)
+        return Done(result, paid)
+
+
+def _recorded(op: Operation) -> GatewayResult:
+    """The outcome of an operation finished earlier, as the gateway gave it."""
+    failed = op.status == OperationStatus.FAILED
+    return GatewayResult(success=not failed, status="failed" if failed else _STATUS[op.type],
+                         amount=op.amount, charge_id=op.charge_id, error=op.error,
+                         raw=op.raw or {})
+
+
+_STATUS: dict[OperationType, Any] = {
+    OpT.AUTHORIZE: "authorized", OpT.CHARGE: "pending", OpT.CAPTURE: "captured",
+    OpT.VOID: "voided", OpT.REFUND: "refunded"}
+
+
+def _scrub(raw: dict[str, Any]) -> dict[str, Any]:
+    """Keep the gateway's answer, minus anything card-like."""
+    return {k: v for k, v in raw.items() if k not in ("card_token", "network_token", "card")}

@@ -1,0 +1,173 @@
+"""The sweeps that finish whatever a crash, a lost webhook or a timeout left half-done, using
+the keys stored in the ledger: pending operations, stopped-but-unsettled transactions, start
+timeouts, interrupted starts, and PIX charges still awaiting payment."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from billing import payment
+from billing.errors import BillingError
+from billing.jobs.outbox import MoneyJobs
+from billing.ledger import SOURCE_FIELDS, Ledger, Request
+from billing.listener import BillingListener
+from billing.models import (
+    JobKind,
+    Method,
+    Operation,
+    OperationType,
+    PaymentStatus,
+    Session,
+    SessionStatus,
+)
+from billing.sessions import Sessions, customer_of, description
+from billing.settings import BillingConfig
+from billing.settlement import Settlement
+from billing.store.ports import BillingStore
+from csms.domain import parse_timestamp, utcnow
+from csms.events import TransactionStopped
+from csms.store import Store
+
+log = logging.getLogger(__name__)
+
+S = SessionStatus
+P = PaymentStatus
+OpT = OperationType
+
+
+class Reconciler:
+    def __init__(self, settings: BillingConfig, store: BillingStore, charging: Store,
+                 ledger: Ledger, jobs: MoneyJobs, sessions: Sessions, settlement: Settlement,
+                 listener: BillingListener) -> None:
+        self.settings = settings
+        self.store = store
+        self.charging = charging
+        self.ledger = ledger
+        self.jobs = jobs
+        self.sessions = sessions
+        self.settlement = settlement
+        self.listener = listener
+
+    async def reconcile(self) -> None:
+        """Finish whatever a crash or a timeout left half-done, using the stored keys."""
+        for op in await self.store.pending_operations():
+            try:
+                await self._retry_operation(op)
+            except Exception:
+                log.exception("reconcile: operation %s failed", op.idempotency_key)
+        await self._settle_stopped()
+        timeout = timedelta(seconds=self.settings.ocpp.remote_start_timeout)
+        for session in await self.store.list_sessions(statuses={S.STARTING}, limit=1000):
+            if session.session_id in self.sessions.start_timers:
+                continue
+            started = session.starting_at or session.updated_at
+            remaining = (started + timeout - utcnow()).total_seconds()
+            self.sessions.arm_start_timeout(session.session_id, remaining)
+        await self._interrupted_starts(utcnow() - timeout)
+        for session in await self.store.list_sessions(
+                statuses={S.CANCELED, S.FAILED}, limit=1000):
+            if session.payment_status in (P.AUTHORIZED, P.PAID, P.PARTIALLY_REFUNDED):
+                await self.settlement.release(session)
+        await self._unpaid_pix()
+
+    async def _settle_stopped(self) -> None:
+        """A stop the core stored while billing was not listening (a crash between the two) is
+        learned from the core's store, recorded, and settled; running ones are followed."""
+        for session in await self.store.list_sessions(statuses={S.CHARGING, S.STOPPING},
+                                                      limit=1000):
+            if session.transaction_id is None:
+                continue
+            if not session.stop_recorded:
+                tx = await self.charging.get_transaction(session.transaction_id)
+                if tx is None or tx.active:
+                    self.listener.follow(session.transaction_id, session.session_id)
+                    continue
+                assert tx.stopped_at is not None
+                await self.settlement.record_stop(session, TransactionStopped(
+                    station_id=tx.station_id, connector_id=tx.connector_id,
+                    transaction_id=tx.transaction_id, id_tag=tx.id_tag,
+                    meter_start=tx.meter_start,
+                    meter_stop=tx.meter_stop if tx.meter_stop is not None else tx.meter_start,
+                    energy_wh=tx.energy_wh, started_at=tx.started_at,
+                    stopped_at=tx.stopped_at, reason=tx.stop_reason, changed=False))
+            await self.settlement.settle(session.session_id)
+
+    async def _interrupted_starts(self, stale: datetime) -> None:
+        """A start cut short (a crash or a shutdown between reserving the money and
+        RemoteStartTransaction, or a PIX paid while the process stopped) leaves a session
+        AUTHORIZED, or a card session PENDING_PAYMENT, with money held and the connector
+        blocked. Past the remote start timeout, and with no start in flight here, give the
+        money back."""
+        candidates = await self.store.list_sessions(
+            statuses={S.AUTHORIZED, S.PENDING_PAYMENT}, limit=1000)
+        for session in candidates:
+            lock = self.sessions.connector_locks[(session.station_id, session.connector_id)]
+            if session.updated_at > stale or lock.locked():
+                continue
+            if session.status == S.AUTHORIZED:
+                ended = await payment.move_session(
+                    self.store, session.session_id, {S.AUTHORIZED}, S.CANCELED,
+                    ended_at=utcnow(),
+                    failure_reason="interrupted before the station was asked to start")
+            elif session.method != Method.PIX:  # PIX awaiting payment has its own sweep
+                ended = await payment.move_session(
+                    self.store, session.session_id, {S.PENDING_PAYMENT}, S.FAILED,
+                    ended_at=utcnow(),
+                    failure_reason="interrupted while the payment was being authorized")
+            else:
+                continue
+            if ended is not None:
+                log.warning("session %s: %s", ended.session_id, ended.failure_reason)
+                await self.settlement.release(ended)
+
+    async def _unpaid_pix(self) -> None:
+        """A `charge.paid` webhook may be lost, or arrive before the gateway shows the charge
+        as paid (and, deduplicated, never count again): ask the gateway about every PIX charge
+        still awaiting payment, and cancel the sessions whose QR code expired unpaid."""
+        for session in await self.store.list_sessions(statuses={S.PENDING_PAYMENT},
+                                                      limit=1000):
+            if session.method != Method.PIX or not session.charge_id:
+                continue
+            try:
+                updated = await self.sessions.charge_changed(session.charge_id)
+            except BillingError:
+                continue  # gateway unavailable: next sweep
+            if updated is None or updated.status != S.PENDING_PAYMENT:
+                continue
+            try:
+                expired = session.pix_expires_at is not None and \
+                    parse_timestamp(session.pix_expires_at) <= utcnow()
+            except ValueError:
+                expired = False
+            if expired:
+                canceled = await payment.move_session(
+                    self.store, session.session_id, {S.PENDING_PAYMENT}, S.CANCELED,
+                    failure_reason="PIX not paid before the QR code expired", ended_at=utcnow())
+                if canceled is not None:
+                    await self.settlement.release(canceled)
+
+    async def _retry_operation(self, op: Operation) -> None:
+        session = await self.sessions.get(op.session_id)
+        key = op.idempotency_key
+        if op.type == OpT.REFUND:
+            await self.jobs.submit(JobKind.REFUND, key, op.session_id, {"operation": key})
+        elif op.type in (OpT.CAPTURE, OpT.VOID):
+            await self.jobs.submit(JobKind.OPERATION, key, op.session_id, {"operation": key})
+        elif op.type == OpT.AUTHORIZE:
+            await self._retry_authorize(session, op)
+        elif op.type == OpT.CHARGE and session.charge_id:
+            await self.sessions.charge_changed(session.charge_id)
+
+    async def _retry_authorize(self, session: Session, op: Operation) -> None:
+        """An authorization whose outcome was unknown: ask again with its key; a hold placed
+        for a session that has ended meanwhile is released at once."""
+        context = op.raw or {}
+        source = {name: context[name] for name in SOURCE_FIELDS if context.get(name)}
+        done = await self.ledger.run(
+            session.session_id,
+            Request(OpT.AUTHORIZE, op.amount, customer=customer_of(session),
+                    description=description(session), **source),
+            key=op.idempotency_key, attempts=1, hand_off=False)
+        if done.result.success and session.status in (S.FAILED, S.CANCELED):
+            await self.settlement.release(await self.sessions.get(session.session_id))

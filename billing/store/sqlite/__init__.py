@@ -1,0 +1,46 @@
+"""SQLite adapter of the billing store port (`billing.store.BillingStore`), on aiosqlite.
+
+In production it shares the charging store's file (`data/csms.db`), so every table is prefixed
+`billing_` and the schema version lives in `billing_meta` (PRAGMA user_version belongs to the
+charging store). It keeps its own connection: WAL lets the charging store's reader run alongside,
+and `BEGIN IMMEDIATE` + busy_timeout serialise its writes with the charging store's writer.
+
+Every store call is ONE synchronous function run in the connection's thread: a write runs inside
+its own `BEGIN IMMEDIATE ... COMMIT`, so it is atomic, and a caller cancelled while waiting
+cannot leave a transaction half done. Billing writes are few, so there is no group commit.
+
+Datetimes are stored as fixed-width ISO-8601 UTC text (microseconds, `+00:00`), so text order
+is time order; enums as their string values; `raw` and job payloads as JSON text.
+
+Schema history (kept in `billing_meta.schema_version`; each step only adds):
+  1. sessions, operations ledger, saved cards, station tariffs, webhook dedup;
+  2. the money-job outbox (`billing_jobs`), receipts (`billing_receipts`) and the named
+     counters that number receipts (`billing_counters`);
+  3. on sessions: the recorded transaction (meter_start, meter_stop, charging_started_at,
+     stopped_at, stop_reason) and `version`, bumped by every session write.
+"""
+
+from __future__ import annotations
+
+from billing.store.sqlite.cards import SavedCardTable
+from billing.store.sqlite.jobs import JobTable
+from billing.store.sqlite.ledger import LedgerTable
+from billing.store.sqlite.receipts import ReceiptTable
+from billing.store.sqlite.schema import _MIGRATIONS, RECEIPT_COUNTER, SCHEMA_VERSION
+from billing.store.sqlite.sessions import DuplicateSession, SessionTable
+from billing.store.sqlite.tariffs import TariffTable
+from billing.store.sqlite.webhooks import WebhookTable
+
+__all__ = [
+    "RECEIPT_COUNTER",
+    "SCHEMA_VERSION",
+    "_MIGRATIONS",
+    "DuplicateSession",
+    "SqliteBillingStore",
+]
+
+
+class SqliteBillingStore(SessionTable, LedgerTable, JobTable, ReceiptTable, SavedCardTable,
+                         TariffTable, WebhookTable):
+    """`BillingStore` on a SQLite file (WAL), one connection, one IMMEDIATE transaction a write:
+    one module per aggregate, all sharing `SqliteConnection`."""

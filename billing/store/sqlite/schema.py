@@ -1,0 +1,217 @@
+"""The billing tables, their migrations (kept in `billing_meta.schema_version`), and the
+one-transaction write helper."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
+
+from csms.store.ports import StoreError
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 3
+
+
+_SCHEMA_V1 = [
+    """
+    CREATE TABLE IF NOT EXISTS billing_sessions (
+        session_id           TEXT PRIMARY KEY,
+        station_id           TEXT NOT NULL,
+        connector_id         INTEGER NOT NULL,
+        method               TEXT NOT NULL,
+        id_tag               TEXT NOT NULL UNIQUE,
+        requested_amount     INTEGER NOT NULL,
+        email                TEXT,
+        cpf                  TEXT,
+        currency             TEXT NOT NULL,
+        price_per_kwh        TEXT NOT NULL,
+        fixed_connection_fee TEXT NOT NULL,
+        status               TEXT NOT NULL,
+        created_at           TEXT NOT NULL,
+        updated_at           TEXT NOT NULL,
+        save_card            INTEGER NOT NULL DEFAULT 0,
+        driver_id_tag        TEXT,
+        transaction_id       INTEGER,
+        energy_wh            INTEGER NOT NULL DEFAULT 0,
+        cost_cents           INTEGER NOT NULL DEFAULT 0,
+        starting_at          TEXT,
+        ended_at             TEXT,
+        failure_reason       TEXT,
+        payment_status       TEXT NOT NULL,
+        order_id             TEXT,
+        charge_id            TEXT,
+        authorized_amount    INTEGER NOT NULL DEFAULT 0,
+        captured_amount      INTEGER NOT NULL DEFAULT 0,
+        refunded_amount      INTEGER NOT NULL DEFAULT 0,
+        pix_qr_code          TEXT,
+        pix_qr_code_url      TEXT,
+        pix_expires_at       TEXT,
+        card_reference       TEXT,
+        receipt_url          TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS billing_sessions_created ON billing_sessions (created_at)",
+    "CREATE INDEX IF NOT EXISTS billing_sessions_station"
+    " ON billing_sessions (station_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS billing_sessions_status ON billing_sessions (status, created_at)",
+    "CREATE INDEX IF NOT EXISTS billing_sessions_transaction"
+    " ON billing_sessions (transaction_id) WHERE transaction_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS billing_sessions_charge"
+    " ON billing_sessions (charge_id) WHERE charge_id IS NOT NULL",
+    """
+    CREATE TABLE IF NOT EXISTS billing_operations (
+        idempotency_key TEXT PRIMARY KEY,
+        session_id      TEXT NOT NULL REFERENCES billing_sessions (session_id),
+        seq             INTEGER NOT NULL,
+        type            TEXT NOT NULL,
+        amount          INTEGER NOT NULL,
+        status          TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        error           TEXT,
+        charge_id       TEXT,
+        raw             TEXT,
+        UNIQUE (session_id, seq)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS billing_operations_pending"
+    " ON billing_operations (created_at) WHERE status = 'PENDING'",
+    """
+    CREATE TABLE IF NOT EXISTS billing_saved_cards (
+        driver_id_tag  TEXT PRIMARY KEY,
+        card_reference TEXT NOT NULL,
+        email          TEXT,
+        cpf            TEXT,
+        created_at     TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS billing_station_tariffs (
+        station_id           TEXT PRIMARY KEY,
+        price_per_kwh        TEXT NOT NULL,
+        fixed_connection_fee TEXT NOT NULL,
+        updated_at           TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS billing_webhooks (
+        gateway     TEXT NOT NULL,
+        event_id    TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (gateway, event_id)
+    ) WITHOUT ROWID
+    """,
+]
+
+# v2 only adds tables, so a v1 database upgrades in place.
+_SCHEMA_V2 = [
+    """
+    CREATE TABLE IF NOT EXISTS billing_jobs (
+        job_id          TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL,
+        session_id      TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        lease_until     TEXT,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        last_error      TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS billing_jobs_due"
+    " ON billing_jobs (next_attempt_at) WHERE status IN ('PENDING', 'RUNNING')",
+    "CREATE INDEX IF NOT EXISTS billing_jobs_session ON billing_jobs (session_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS billing_jobs_created ON billing_jobs (created_at)",
+    """
+    CREATE TABLE IF NOT EXISTS billing_receipts (
+        session_id TEXT PRIMARY KEY REFERENCES billing_sessions (session_id),
+        number     INTEGER NOT NULL UNIQUE,
+        token      TEXT NOT NULL UNIQUE,
+        html       TEXT NOT NULL,
+        text       TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        emailed_at TEXT
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS billing_counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    )
+    """,
+]
+
+# v3: what billing records of its transaction (settlement and receipts read no charging data)
+# and the session's version, the compare-and-set token every session write bumps. Columns are
+# added only when missing, so re-running a step (a database whose version was lowered) is safe.
+_V3_SESSION_COLUMNS = {
+    "meter_start": "INTEGER",
+    "meter_stop": "INTEGER",
+    "charging_started_at": "TEXT",
+    "stopped_at": "TEXT",
+    "stop_reason": "TEXT",
+    "version": "INTEGER NOT NULL DEFAULT 0",
+}
+
+
+def _add_session_columns(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(billing_sessions)")}
+    for name, decl in _V3_SESSION_COLUMNS.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE billing_sessions ADD COLUMN {name} {decl}")
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+# schema version -> steps (SQL statements or functions) bringing the tables to that version
+_MIGRATIONS: dict[int, list[Migration]] = {1: [*_SCHEMA_V1], 2: [*_SCHEMA_V2],
+                                           3: [_add_session_columns]}
+
+RECEIPT_COUNTER = "receipt_number"
+
+
+
+def _write_tx(conn: sqlite3.Connection, op: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `op` inside one BEGIN IMMEDIATE transaction; commit on success, else roll back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = op(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return result
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Create/upgrade the billing tables to SCHEMA_VERSION (kept in billing_meta)."""
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS billing_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
+        row = conn.execute("SELECT value FROM billing_meta WHERE key = 'schema_version'").fetchone()
+        version = 0 if row is None else int(row[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"billing schema version {version} is newer than this build ({SCHEMA_VERSION})"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for step in _MIGRATIONS[target]:
+                if isinstance(step, str):
+                    conn.execute(step)
+                else:
+                    step(conn)
+        conn.execute(
+            "INSERT INTO billing_meta (key, value) VALUES ('schema_version', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(max(version, SCHEMA_VERSION)),),
+        )
+
+    _write_tx(conn, op)
+

@@ -1,0 +1,147 @@
+"""Sessions with their payment: compare-and-set moves, every write bumping `version`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection
+from typing import Any
+
+from billing.models import (
+    PaymentStatus,
+    Session,
+    SessionStatus,
+)
+from billing.store.sqlite.base import SqliteConnection
+from billing.store.sqlite.rows import (
+    _SESSION_COLUMNS,
+    _SESSION_FIELDS,
+    _check_value,
+    _db_value,
+    _load_session,
+    _now,
+    _session,
+    _session_changes,
+)
+from csms.store.sqlite_support import ts
+
+
+class DuplicateSession(ValueError):
+    """create_session: a session with this session_id or id_tag already exists."""
+
+
+class SessionTable(SqliteConnection):
+    async def create_session(self, session: Session) -> None:
+        """Insert; raises DuplicateSession when session_id or id_tag is taken, ValueError when
+        a field does not fit its type (a float amount, an unknown status...)."""
+        for name in _SESSION_FIELDS:
+            _check_value(name, getattr(session, name))
+        values = [_db_value(getattr(session, name)) for name in _SESSION_FIELDS]
+        placeholders = ", ".join("?" for _ in _SESSION_FIELDS)
+
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    f"INSERT INTO billing_sessions ({_SESSION_COLUMNS}) VALUES ({placeholders})",
+                    values,
+                )
+            except sqlite3.IntegrityError as exc:
+                message = str(exc)
+                if "billing_sessions.id_tag" in message:
+                    raise DuplicateSession(f"id_tag {session.id_tag!r} already used") from exc
+                if "billing_sessions.session_id" in message:
+                    raise DuplicateSession(f"session {session.session_id!r} exists") from exc
+                raise
+
+        await self._write(op)
+
+    async def get_session(self, session_id: str) -> Session | None:
+        return await self._read(lambda conn: _load_session(conn, "session_id = ?", (session_id,)))
+
+    async def session_by_id_tag(self, id_tag: str) -> Session | None:
+        return await self._read(lambda conn: _load_session(conn, "id_tag = ?", (id_tag,)))
+
+    async def session_by_transaction(self, transaction_id: int) -> Session | None:
+        """The newest session bound to this OCPP transaction id."""
+        return await self._read(
+            lambda conn: _load_session(conn, "transaction_id = ?", (transaction_id,))
+        )
+
+    async def session_by_charge(self, charge_id: str) -> Session | None:
+        """The newest session holding this gateway charge id."""
+        return await self._read(lambda conn: _load_session(conn, "charge_id = ?", (charge_id,)))
+
+    async def list_sessions(
+        self,
+        *,
+        statuses: Collection[SessionStatus] | None = None,
+        station_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Session]:
+        """Newest first (created_at, then insertion order); `statuses` empty matches nothing."""
+        return await self._newest(
+            "billing_sessions", _SESSION_COLUMNS, _session,
+            None if statuses is None else [SessionStatus(s).value for s in statuses],
+            ("station_id", station_id), limit)
+
+    async def _cas(
+        self,
+        session_id: str,
+        column: str | None,
+        expected: Collection[str],
+        target: str | None,
+        changes: dict[str, Any],
+    ) -> Session | None:
+        """UPDATE the session (status column -> target if it is in `expected`) with changes.
+
+        Returns the updated row, or None when no row matched (unknown id or other status).
+        """
+        pairs = _session_changes(changes)
+        sets = [f"{name} = ?" for name, _ in pairs]
+        params: list[Any] = [value for _, value in pairs]
+        where = "session_id = ?"
+        where_params: list[Any] = [session_id]
+        if column is not None:
+            wanted = list(expected)
+            if not wanted:
+                return None
+            sets.insert(0, f"{column} = ?")
+            params.insert(0, target)
+            where += f" AND {column} IN ({', '.join('?' for _ in wanted)})"
+            where_params.extend(wanted)
+        sets.append("updated_at = ?, version = version + 1")
+        params.append(ts(_now()))
+        sql = f"UPDATE billing_sessions SET {', '.join(sets)} WHERE {where}"
+        all_params = [*params, *where_params]
+
+        def op(conn: sqlite3.Connection) -> Session | None:
+            if conn.execute(sql, all_params).rowcount != 1:
+                return None
+            return _load_session(conn, "session_id = ?", (session_id,))
+
+        return await self._write(op)
+
+    async def transition_session(
+        self,
+        session_id: str,
+        expected: Collection[SessionStatus],
+        target: SessionStatus,
+        **changes: Any,
+    ) -> Session | None:
+        wanted = [SessionStatus(s).value for s in expected]
+        return await self._cas(session_id, "status", wanted, SessionStatus(target).value, changes)
+
+    async def update_session(self, session_id: str, **changes: Any) -> Session | None:
+        """Set non-status fields; None when the session does not exist."""
+        return await self._cas(session_id, None, (), None, changes)
+
+    async def transition_payment(
+        self,
+        session_id: str,
+        expected: Collection[PaymentStatus],
+        target: PaymentStatus,
+        **changes: Any,
+    ) -> Session | None:
+        wanted = [PaymentStatus(s).value for s in expected]
+        return await self._cas(
+            session_id, "payment_status", wanted, PaymentStatus(target).value, changes
+        )
