@@ -18,7 +18,6 @@ from billing.receipts import make_mailer
 from billing.settings import BillingConfig
 from billing.store.ports import BillingStore
 from billing.store.sqlite import SqliteBillingStore
-from csms.settings import ConfigError
 
 
 def make_gateway(settings: BillingConfig) -> PaymentGateway:
@@ -28,10 +27,13 @@ def make_gateway(settings: BillingConfig) -> PaymentGateway:
 
 
 def make_billing_store(settings: BillingConfig) -> BillingStore:
-    if settings.store.backend != "sqlite":
-        raise ConfigError("store.backend: the MongoDB adapter is not available in this "
-                          "release; use \"sqlite\"")
-    return SqliteBillingStore(settings.store.sqlite_path)
+    store = settings.store
+    if store.backend == "mongodb":
+        from billing.store.mongo import MongoBillingStore
+
+        return MongoBillingStore(store.mongodb_url, store.mongodb_database,
+                                 timeout_s=store.mongodb_timeout)
+    return SqliteBillingStore(store.sqlite_path)
 
 
 @dataclass(slots=True)

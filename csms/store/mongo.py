@@ -53,8 +53,8 @@ from csms.store.mongo_support import (
     connect,
     ensure_indexes,
     insert_once,
-    mongo_errors,
     next_value,
+    store_errors,
     utc,
     utc_req,
 )
@@ -187,6 +187,7 @@ def _meter_values(doc: Document) -> list[MeterValue]:
             for sample in doc["samples"]]
 
 
+@store_errors
 class MongoStore:
     """`Store` on a MongoDB database (or any server speaking its wire protocol)."""
 
@@ -205,7 +206,6 @@ class MongoStore:
             raise StoreError("store is not open")
         return self._db
 
-    @mongo_errors
     async def open(self) -> None:
         if self._db is not None:
             return
@@ -244,21 +244,17 @@ class MongoStore:
             {"_id": station_id}, update, upsert=True, return_document=ReturnDocument.AFTER)
         return _station(doc)
 
-    @mongo_errors
     async def provision_station(self, station_id: str, password_hash: str | None) -> Station:
         return await self._upsert_station(
             station_id, {"$set": {"auth": {"provisioned": True, "password_hash": password_hash}}})
 
-    @mongo_errors
     async def get_station(self, station_id: str) -> Station | None:
         doc = await self.db.stations.find_one({"_id": station_id})
         return None if doc is None else _station(doc)
 
-    @mongo_errors
     async def list_stations(self) -> list[Station]:
         return [_station(doc) async for doc in self.db.stations.find({}).sort("_id", ASCENDING)]
 
-    @mongo_errors
     async def register_boot(self, station_id: str, *, vendor: str, model: str,
                             serial_number: str | None, firmware_version: str | None,
                             at: datetime) -> Station:
@@ -266,21 +262,17 @@ class MongoStore:
             "vendor": vendor, "model": model, "serial_number": serial_number,
             "firmware_version": firmware_version, "at": at}}})
 
-    @mongo_errors
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         await self.db.stations.update_one(
             {"_id": station_id}, {"$set": {"connected": connected, "seen": {"at": at}}},
             upsert=True)
 
-    @mongo_errors
     async def mark_all_disconnected(self) -> None:
         await self.db.stations.update_many({}, {"$set": {"connected": False}})
 
-    @mongo_errors
     async def touch_station(self, station_id: str, at: datetime) -> None:
         await self.db.stations.update_one({"_id": station_id}, {"$set": {"seen": {"at": at}}})
 
-    @mongo_errors
     async def set_connector_status(self, station_id: str, connector_id: int, *, status: str,
                                    error_code: str, info: str | None = None,
                                    vendor_error_code: str | None = None,
@@ -293,7 +285,6 @@ class MongoStore:
 
     # id tags ----------------------------------------------------------------------------------
 
-    @mongo_errors
     async def upsert_id_tag(self, tag: IdTag) -> IdTag:
         doc = await self.db.id_tags.find_one_and_update(
             {"_id": tag.id_tag},
@@ -302,22 +293,18 @@ class MongoStore:
             upsert=True, return_document=ReturnDocument.AFTER)
         return _id_tag(doc)
 
-    @mongo_errors
     async def get_id_tag(self, id_tag: str) -> IdTag | None:
         doc = await self.db.id_tags.find_one({"_id": id_tag})
         return None if doc is None else _id_tag(doc)
 
-    @mongo_errors
     async def list_id_tags(self) -> list[IdTag]:
         return [_id_tag(doc) async for doc in self.db.id_tags.find({}).sort("_id", ASCENDING)]
 
     # transactions -----------------------------------------------------------------------------
 
-    @mongo_errors
     async def next_transaction_id(self) -> int:
         return await next_value(self.db.counters, TRANSACTION_COUNTER)
 
-    @mongo_errors
     async def start_transaction(self, station_id: str, connector_id: int, id_tag: str,
                                 meter_start: int, started_at: datetime,
                                 reservation_id: int | None = None,
@@ -340,7 +327,6 @@ class MongoStore:
             raise StoreError("transaction id counter is behind the transactions collection")
         return _transaction(existing), False
 
-    @mongo_errors
     async def stop_transaction(self, station_id: str, transaction_id: int, *, meter_stop: int,
                                stopped_at: datetime, reason: str | None, id_tag: str | None,
                                ) -> tuple[Transaction | None, bool]:
@@ -360,12 +346,10 @@ class MongoStore:
             **orphan, "reason": reason, "id_tag": id_tag, "received_at": utcnow()})
         return None, inserted
 
-    @mongo_errors
     async def get_transaction(self, transaction_id: int) -> Transaction | None:
         doc = await self.db.transactions.find_one({"transaction_id": transaction_id})
         return None if doc is None else _transaction(doc)
 
-    @mongo_errors
     async def list_transactions(self, *, station_id: str | None = None,
                                 active: bool | None = None, limit: int = 100,
                                 ) -> list[Transaction]:
@@ -379,7 +363,6 @@ class MongoStore:
         cursor = self.db.transactions.find(query).sort("transaction_id", DESCENDING).limit(limit)
         return [_transaction(doc) async for doc in cursor]
 
-    @mongo_errors
     async def active_transaction(self, station_id: str, connector_id: int) -> Transaction | None:
         cursor = self.db.transactions.find(
             {"station_id": station_id, "connector_id": connector_id, "stop": None}
@@ -387,14 +370,12 @@ class MongoStore:
         docs = [doc async for doc in cursor]
         return _transaction(docs[0]) if docs else None
 
-    @mongo_errors
     async def list_orphan_stops(self, station_id: str | None = None) -> list[OrphanStop]:
         query = {} if station_id is None else {"station_id": station_id}
         return [_orphan(doc) async for doc in self.db.orphan_stops.find(query).sort("_id", 1)]
 
     # meter values -----------------------------------------------------------------------------
 
-    @mongo_errors
     async def append_meter_values(self, values: Sequence[MeterValue]) -> None:
         """Insert the frame's readings, then move each transaction's register forward.
 
@@ -411,7 +392,6 @@ class MongoStore:
                  "$or": [{"energy": None}, {"energy.at": {"$lt": at}}]},
                 {"$set": {"energy": {"wh": wh, "at": at}}})
 
-    @mongo_errors
     async def list_meter_values(self, transaction_id: int) -> list[MeterValue]:
         cursor = self.db.meter_values.find({"transaction_id": transaction_id}).sort(
             [("at", ASCENDING), ("_id", ASCENDING)])
@@ -420,7 +400,6 @@ class MongoStore:
 
     # message log ------------------------------------------------------------------------------
 
-    @mongo_errors
     async def append_frames(self, frames: Sequence[LoggedFrame], keep: int) -> None:
         """Append frames; keep at most `keep` newest (by append order) per station."""
         by_station: dict[str, list[LoggedFrame]] = {}
@@ -442,7 +421,6 @@ class MongoStore:
                 await self.db.frames.delete_many(
                     {"station_id": station_id, "seq": {"$lte": last - keep}})
 
-    @mongo_errors
     async def list_frames(self, station_id: str, limit: int = 100) -> list[LoggedFrame]:
         if limit <= 0:
             return []

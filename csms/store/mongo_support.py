@@ -15,6 +15,7 @@ string). tests/csms/store/test_nx_divergences.py pins each divergence.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
@@ -127,3 +128,44 @@ def utc(value: datetime | None) -> datetime | None:
 
 def utc_req(value: datetime) -> datetime:
     return value.astimezone(UTC)
+
+
+async def compare_and_set(collection: AsyncCollection[Document], key: Any,
+                          change: Callable[[Document], Document | None],
+                          ) -> Document | None:
+    """Optimistic concurrency on one document: read it, let `change` decide (it returns the
+    fields to `$set`, or None: nothing to write), then write with the revision read in the
+    filter (`find_one_and_update({_id, rev})`); a concurrent writer makes the write miss, and
+    the decision is taken again on the fresh document.
+
+    This is how a move whose condition reads several fields (a status, a version, a lease) is
+    one conditional single-document update on MongoDB and on nx-27017 alike, with the changed
+    parts written as whole subdocuments (see the module docstring). Returns the document as
+    written, the unchanged document when `change` returned None, or None when it is missing.
+    """
+    while True:
+        doc = await collection.find_one({"_id": key})
+        if doc is None:
+            return None
+        fields = change(doc)
+        if fields is None:
+            return doc
+        rev = doc.get("rev", 0)
+        written = await collection.find_one_and_update(
+            {"_id": key, "rev": rev}, {"$set": {**fields, "rev": rev + 1}},
+            return_document=ReturnDocument.AFTER)
+        if written is not None:
+            return written
+
+
+C = TypeVar("C", bound=type)
+
+
+def store_errors(cls: C) -> C:
+    """Class decorator: every public coroutine method (inherited ones too) maps the driver's
+    errors to `StoreError`, as `mongo_errors` does for one."""
+    for name in dir(cls):
+        method = getattr(cls, name)
+        if not name.startswith("_") and inspect.iscoroutinefunction(method):
+            setattr(cls, name, mongo_errors(method))
+    return cls

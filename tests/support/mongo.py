@@ -122,3 +122,15 @@ def mongo_database(mongo_server: MongoServer) -> Iterator[MongoDatabase]:
         database.server.drop(database.name)
     except Exception:  # a test that broke the server must not fail the next one's teardown
         pass
+
+
+BACKENDS = ["sqlite", "mongodb"]
+
+
+def backend_environ(request: pytest.FixtureRequest, backend: str) -> dict[str, str]:
+    """The `CSMS_*` settings for the store `backend` ("sqlite": the default, nothing to add;
+    "mongodb": a fresh database on the session's MongoDB wire server)."""
+    if backend == "sqlite":
+        return {}
+    database: MongoDatabase = request.getfixturevalue("mongo_database")
+    return database.env()
