@@ -42,6 +42,8 @@ class MongoServer:
     def start(self) -> None:
         """Start (or restart, on the same port and files) our nx-27017."""
         assert self.port is not None and self.directory is not None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "nx-27017.pid").unlink(missing_ok=True)  # left by a kill -9
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from nx_27017.nx_27017 import main; main()",
              "--data-dir", str(self.directory), "--host", "127.0.0.1", "-p", str(self.port),
