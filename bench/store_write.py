@@ -64,7 +64,7 @@ async def main(callers: int, duration: float, mongodb_url: str | None) -> None:
             elapsed = time.perf_counter() - begin
         finally:
             if isinstance(store, MongoStore):
-                await store._client.drop_database(database)
+                await store.db.client.drop_database(database)
             await store.close()
     total = sum(counts)
     quantiles = statistics.quantiles(latencies, n=100)

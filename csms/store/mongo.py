@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -50,8 +49,7 @@ from csms.domain import (
 from csms.store.mongo_support import (
     DEFAULT_TIMEOUT_S,
     Document,
-    connect,
-    ensure_indexes,
+    MongoConnection,
     insert_once,
     next_value,
     store_errors,
@@ -188,41 +186,19 @@ def _meter_values(doc: Document) -> list[MeterValue]:
 
 
 @store_errors
-class MongoStore:
+class MongoStore(MongoConnection):
     """`Store` on a MongoDB database (or any server speaking its wire protocol)."""
+
+    INDEXES = INDEXES
 
     def __init__(self, url: str, database: str, *, meter_values_ttl_days: int = 0,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        self.url = url
-        self.database = database
+        super().__init__(url, database, timeout_s=timeout_s)
         self.meter_values_ttl_days = meter_values_ttl_days
-        self.timeout_s = timeout_s
-        self._client: Any = None
-        self._db: AsyncDatabase[Document] | None = None
 
-    @property
-    def db(self) -> AsyncDatabase[Document]:
-        if self._db is None:
-            raise StoreError("store is not open")
-        return self._db
-
-    async def open(self) -> None:
-        if self._db is not None:
-            return
-        client, db = await connect(self.url, self.database, timeout_s=self.timeout_s)
-        try:
-            await ensure_indexes(db, INDEXES)
-            await self._ensure_retention(db)
-            await next_value(db.counters, TRANSACTION_COUNTER, 0)  # exists before any $inc
-        except BaseException:
-            await client.close()
-            raise
-        self._client, self._db = client, db
-
-    async def close(self) -> None:
-        client, self._client, self._db = self._client, None, None
-        if client is not None:
-            await client.close()
+    async def _prepare(self, db: AsyncDatabase[Document]) -> None:
+        await self._ensure_retention(db)
+        await next_value(db.counters, TRANSACTION_COUNTER, 0)  # exists before any $inc
 
     async def _ensure_retention(self, db: AsyncDatabase[Document]) -> None:
         """`store.meter_values_ttl_days`: a TTL index on received_at; 0 drops it (keep all)."""

@@ -169,3 +169,51 @@ def store_errors(cls: C) -> C:
         if not name.startswith("_") and inspect.iscoroutinefunction(method):
             setattr(cls, name, mongo_errors(method))
     return cls
+
+
+class MongoConnection:
+    """One client and database for an adapter: opened with its indexes, closed once."""
+
+    INDEXES: Mapping[str, Sequence[IndexModel]] = {}
+
+    def __init__(self, url: str, database: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 ) -> None:
+        self.url = url
+        self.database = database
+        self.timeout_s = timeout_s
+        self._client: AsyncMongoClient[Document] | None = None
+        self._db: AsyncDatabase[Document] | None = None
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        client, db = await connect(self.url, self.database, timeout_s=self.timeout_s)
+        try:
+            await ensure_indexes(db, self.INDEXES)
+            await self._prepare(db)
+        except BaseException:
+            await client.close()
+            raise
+        self._client, self._db = client, db
+
+    async def _prepare(self, db: AsyncDatabase[Document]) -> None:
+        """What an adapter sets up beyond its indexes (once per open)."""
+
+    async def close(self) -> None:
+        client, self._client, self._db = self._client, None, None
+        if client is not None:
+            await client.close()
+
+    @property
+    def db(self) -> AsyncDatabase[Document]:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    async def newest(self, collection: str, query: Document, limit: int) -> list[Document]:
+        """Documents newest first (created_at, then insertion order: `oid`)."""
+        if limit <= 0:
+            return []  # MongoDB reads limit 0 as "no limit"
+        cursor = self.db[collection].find(query).sort(
+            [("created_at", -1), ("oid", -1)]).limit(limit)
+        return [doc async for doc in cursor]

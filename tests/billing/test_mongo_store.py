@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -19,17 +19,6 @@ pytestmark = pytest.mark.mongodb
 @pytest.fixture
 def store_factory(mongo_database: MongoDatabase) -> Callable[[], MongoBillingStore]:
     return lambda: MongoBillingStore(mongo_database.url, mongo_database.name)
-
-
-@pytest.fixture
-async def store(store_factory: Callable[[], MongoBillingStore],
-                ) -> AsyncIterator[MongoBillingStore]:
-    store = store_factory()
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 class TestMongoBillingStore(BillingStoreContract):

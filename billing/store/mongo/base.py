@@ -16,7 +16,6 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.asynchronous.database import AsyncDatabase
 
 from billing.models import (
     Job,
@@ -31,14 +30,7 @@ from billing.models import (
     Session,
     SessionStatus,
 )
-from csms.store.mongo_support import (
-    DEFAULT_TIMEOUT_S,
-    Document,
-    connect,
-    ensure_indexes,
-    utc,
-    utc_req,
-)
+from csms.store.mongo_support import Document, MongoConnection, utc, utc_req
 from csms.store.ports import StoreError
 
 SESSIONS, OP_KEYS, JOBS = "billing_sessions", "billing_op_keys", "billing_jobs"
@@ -155,32 +147,10 @@ def receipt_from(doc: Document) -> Receipt:
                    emailed_at=utc((doc.get("emailed") or {}).get("at")))
 
 
-class MongoConnection:
+class BillingConnection(MongoConnection):
     """One client for every billing collection."""
 
-    def __init__(self, url: str, database: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 ) -> None:
-        self.url = url
-        self.database = database
-        self.timeout_s = timeout_s
-        self._client: Any = None
-        self._db: AsyncDatabase[Document] | None = None
-
-    async def open(self) -> None:
-        if self._db is not None:
-            return
-        client, db = await connect(self.url, self.database, timeout_s=self.timeout_s)
-        try:
-            await ensure_indexes(db, INDEXES)
-        except BaseException:
-            await client.close()
-            raise
-        self._client, self._db = client, db
-
-    async def close(self) -> None:
-        client, self._client, self._db = self._client, None, None
-        if client is not None:
-            await client.close()
+    INDEXES = INDEXES
 
     def _coll(self, name: str) -> AsyncCollection[Document]:
         if self._db is None:

@@ -6,10 +6,10 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 
 from billing.models import Job, JobKind, JobStatus
-from billing.store.mongo.base import JOBS, MongoConnection, job_doc, job_from, now
+from billing.store.mongo.base import JOBS, BillingConnection, job_doc, job_from, now
 from csms.store.mongo_support import Document, compare_and_set, insert_once
 
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
@@ -19,7 +19,7 @@ def _expired(job: Job, moment: datetime) -> bool:
     return job.lease_until is None or job.lease_until <= moment
 
 
-class JobCollection(MongoConnection):
+class JobCollection(BillingConnection):
     async def add_job(self, job: Job) -> tuple[Job, bool]:
         if isinstance(job.attempts, bool) or not isinstance(job.attempts, int) or job.attempts < 0:
             raise ValueError(f"attempts must be a non-negative integer: {job.attempts!r}")
@@ -37,16 +37,14 @@ class JobCollection(MongoConnection):
 
     async def list_jobs(self, *, statuses: Collection[JobStatus] | None = None,
                         session_id: str | None = None, limit: int = 100) -> list[Job]:
-        if limit <= 0 or (statuses is not None and not statuses):
+        if statuses is not None and not statuses:
             return []
         query: Document = {}
         if statuses is not None:
             query["job.status"] = {"$in": [JobStatus(s).value for s in statuses]}
         if session_id is not None:
             query["job.session_id"] = session_id
-        cursor = self._coll(JOBS).find(query).sort(
-            [("created_at", DESCENDING), ("oid", DESCENDING)]).limit(limit)
-        return [job_from(doc) async for doc in cursor]
+        return [job_from(doc) for doc in await self.newest(JOBS, query, limit)]
 
     async def _job_move(self, job_id: str, move: Callable[[Job], Job | None]) -> Job | None:
         """Apply `move` (None: the job is not in a state it applies to) by compare-and-set."""

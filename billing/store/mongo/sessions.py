@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from billing.models import Operation, OperationStatus, OperationType, PaymentStatus, Session
@@ -23,7 +22,7 @@ from billing.models import SessionStatus as S
 from billing.store.mongo.base import (
     OP_KEYS,
     SESSIONS,
-    MongoConnection,
+    BillingConnection,
     now,
     op_doc,
     op_from,
@@ -49,7 +48,7 @@ def _apply(session: Session, changes: dict[str, Any], **store_owned: Any) -> Ses
     return session
 
 
-class SessionCollection(MongoConnection):
+class SessionCollection(BillingConnection):
     async def _move(self, session_id: str, move: Move) -> tuple[Session, bool] | None:
         """Apply `move` by compare-and-set; (session as stored, written) or None if unknown."""
         wrote = False
@@ -76,9 +75,7 @@ class SessionCollection(MongoConnection):
             raise DuplicateSession(f"id_tag {session.id_tag!r} already used") from exc
 
     async def _newest_session(self, query: Document) -> Session | None:
-        cursor = self._coll(SESSIONS).find(query).sort(
-            [("created_at", DESCENDING), ("oid", DESCENDING)]).limit(1)
-        docs = [doc async for doc in cursor]
+        docs = await self.newest(SESSIONS, query, 1)
         return session_from(docs[0]) if docs else None
 
     async def get_session(self, session_id: str) -> Session | None:
@@ -96,16 +93,14 @@ class SessionCollection(MongoConnection):
 
     async def list_sessions(self, *, statuses: Collection[S] | None = None,
                             station_id: str | None = None, limit: int = 100) -> list[Session]:
-        if limit <= 0 or (statuses is not None and not statuses):
+        if statuses is not None and not statuses:
             return []
         query: Document = {}
         if statuses is not None:
             query["status"] = {"$in": [S(s).value for s in statuses]}
         if station_id is not None:
             query["station_id"] = station_id
-        cursor = self._coll(SESSIONS).find(query).sort(
-            [("created_at", DESCENDING), ("oid", DESCENDING)]).limit(limit)
-        return [session_from(doc) async for doc in cursor]
+        return [session_from(doc) for doc in await self.newest(SESSIONS, query, limit)]
 
     async def _transition(self, session_id: str, field: str | None, expected: Collection[str],
                           target: Any, changes: dict[str, Any]) -> Session | None:

@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 from billing.models import SavedCard
-from billing.store.mongo.base import CARDS, TARIFFS, WEBHOOKS, MongoConnection, now
+from billing.store.mongo.base import CARDS, TARIFFS, WEBHOOKS, BillingConnection, now
 from billing.store.sqlite.rows import _check_decimal_text
 from csms.store.mongo_support import insert_once, utc_req
 
 
-class SmallCollections(MongoConnection):
+class SmallCollections(BillingConnection):
     async def save_card(self, card: SavedCard) -> None:
         """Upsert by driver_id_tag: the new card replaces the old one entirely."""
         await self._coll(CARDS).update_one(
