@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 S = SessionStatus
 OpT = OperationType
+BEFORE_CHARGING = frozenset({S.PENDING_PAYMENT, S.AUTHORIZED, S.STARTING})
 USABLE_CONNECTOR_STATUSES = frozenset({"Available", "Preparing"})
 _ID_TAG_ALPHABET = string.ascii_uppercase + string.digits
 
@@ -254,22 +255,28 @@ class Sessions:
 
     # stop by the driver ------------------------------------------------------------------------
     async def stop(self, session_id: str) -> Session:
-        session = await self.get(session_id)
-        if session.status in (S.PENDING_PAYMENT, S.AUTHORIZED, S.STARTING):
-            canceled = await payment.move_session(
-                self.store, session_id, {S.PENDING_PAYMENT, S.AUTHORIZED, S.STARTING},
-                S.CANCELED, failure_reason="stopped by the driver before charging",
-                ended_at=utcnow())
-            if canceled is not None:
+        """Before charging: cancel and release; while charging: ask the station to stop.
+
+        Each branch is a compare-and-set; one that loses (StartTransaction moved STARTING ->
+        CHARGING between the read and the write, say) goes round again on the fresh status,
+        so the driver's stop is never dropped. Statuses only move forward: this ends."""
+        while True:
+            session = await self.get(session_id)
+            if session.status in BEFORE_CHARGING:
+                canceled = await payment.move_session(
+                    self.store, session_id, BEFORE_CHARGING, S.CANCELED,
+                    failure_reason="stopped by the driver before charging", ended_at=utcnow())
+                if canceled is None:
+                    continue
                 self.disarm_start_timeout(session_id)
                 await self.settlement.release(canceled)
-            return await self.get(session_id)
-        if session.status == S.CHARGING:
-            stopping = await payment.move_session(self.store, session_id, {S.CHARGING},
-                                                  S.STOPPING)
-            if stopping is not None:
+            elif session.status == S.CHARGING:
+                stopping = await payment.move_session(self.store, session_id, {S.CHARGING},
+                                                      S.STOPPING)
+                if stopping is None:
+                    continue
                 await self.remote_stop(stopping)
-        return await self.get(session_id)  # STOPPING, or already ended: nothing to do
+            return await self.get(session_id)  # STOPPING, or already ended: nothing to do
 
     async def remote_stop(self, session: Session) -> None:
         if session.transaction_id is None:
