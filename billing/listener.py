@@ -18,7 +18,7 @@ from billing.models import (
 )
 from billing.sessions import Sessions, customer_of, description, new_session
 from billing.settings import BillingConfig
-from billing.settlement import Settlement, session_tariff
+from billing.settlement import RUNNING, Settlement, session_tariff
 from billing.store.ports import BillingStore
 from csms.background import TaskSet
 from csms.domain import utcnow
@@ -136,11 +136,14 @@ class BillingListener(ChargingListener):
         if session_id is None:
             return  # not a billed transaction (every billed one is linked when it starts)
         session = await self.store.get_session(session_id)
-        if session is None or session.status not in (S.CHARGING, S.STOPPING):
+        if session is None or session.status not in RUNNING:
             return
         energy = sample.energy_wh
         cost = session_tariff(session).cost_cents(energy) if energy > 0 else 0
-        await self.store.update_session(session.session_id, energy_wh=energy, cost_cents=cost)
+        # only while it still runs: a sample handled late must not overwrite a settled stop
+        if await self.store.update_session(session.session_id, if_status=RUNNING,
+                                           energy_wh=energy, cost_cents=cost) is None:
+            return
         budget = session.authorized_amount
         if session.method != Method.VIP and session.status == S.CHARGING and budget > 0 \
                 and cost >= budget:

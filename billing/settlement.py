@@ -48,9 +48,9 @@ class Settlement:
         if session.stop_recorded or session.status not in RUNNING:
             return
         await self.store.update_session(
-            session.session_id, meter_start=stop.meter_start, meter_stop=stop.meter_stop,
-            charging_started_at=stop.started_at, stopped_at=stop.stopped_at,
-            stop_reason=stop.reason)
+            session.session_id, if_status=RUNNING, meter_start=stop.meter_start,
+            meter_stop=stop.meter_stop, charging_started_at=stop.started_at,
+            stopped_at=stop.stopped_at, stop_reason=stop.reason)
 
     async def settle(self, session_id: str) -> Session:
         """Bill a stopped transaction exactly once, however often this runs."""
@@ -61,7 +61,8 @@ class Settlement:
                 return session
             energy = session.delivered_wh
             cost = session_tariff(session).cost_cents(energy) if energy > 0 else 0
-            await self.store.update_session(session_id, energy_wh=energy, cost_cents=cost)
+            await self.store.update_session(session_id, if_status=RUNNING, energy_wh=energy,
+                                            cost_cents=cost)
             if energy == 0:
                 ended = await payment.move_session(
                     self.store, session_id, RUNNING, S.CANCELED, ended_at=session.stopped_at,
