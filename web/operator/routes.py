@@ -9,7 +9,7 @@ from aiohttp import web
 from ocpp.v16.enums import Action
 from pydantic import BaseModel, Field
 
-from billing.models import JobStatus, SessionStatus
+from billing.models import JobStatus, SessionStatus, StopRequester
 from billing.money import PriceAmount
 from billing.service import BillingError
 from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
@@ -328,6 +328,20 @@ async def refund_session(request: web.Request) -> web.Response:
     refund = RefundView(idempotencyKey=op.idempotency_key, amount=op.amount,
                         status=op.status.value, jobId=op.idempotency_key)
     return web.json_response(RefundAccepted(refund=refund).model_dump(), status=202)
+
+
+@routes.post("/sessions/{session_id}/stop", name="session_stop")
+@documented("Stop a session as the operator (same rules as the driver's stop; recorded as the "
+            "operator's and re-sent until the station stops)", response=SessionView,
+            errors=(404,))
+async def stop_session(request: web.Request) -> web.Response:
+    service = request.config_dict[BILLING]
+    try:
+        session = await service.stop(request.match_info["session_id"], StopRequester.OPERATOR)
+    except BillingError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    view = session_view(session, await service.operations(session.session_id))
+    return web.json_response(view.model_dump())
 
 
 @routes.get("/jobs", name="jobs")
