@@ -143,6 +143,11 @@ class BillingListener(ChargingListener):
         if session is None or session.status not in RUNNING:
             return
         energy = sample.energy_wh
+        if self.settlement.plausibility.doubt(session_id, "meter_sample", energy,
+                                              session.charging_started_at, sample.at):
+            # Not money owed: neither shown as the running cost nor a reason to stop (else
+            # one forged frame ends a driver's charge); settlement judges the final reading.
+            return
         cost = session_tariff(session).cost_cents(energy) if energy > 0 else 0
         # only while it still runs: a sample handled late must not overwrite a settled stop
         if await self.store.update_session(session.session_id, if_status=RUNNING,

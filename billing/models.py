@@ -35,6 +35,9 @@ class SessionStatus(StrEnum):
     STARTING = "STARTING"  # RemoteStartTransaction accepted, waiting for StartTransaction
     CHARGING = "CHARGING"
     STOPPING = "STOPPING"  # RemoteStopTransaction sent, waiting for StopTransaction
+    # stopped with energy no connector can deliver in that time (`billing.plausibility`):
+    # nothing is captured or refunded until an operator decides what is owed
+    REVIEW = "REVIEW"
     COMPLETED = "COMPLETED"
     CANCELED = "CANCELED"  # ended before any energy flowed
     FAILED = "FAILED"

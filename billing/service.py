@@ -7,12 +7,15 @@ all moving money through one `ledger` and every status through `billing.payment`
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry
+
 from billing.errors import BillingError
 from billing.gateways.base import PaymentGateway
 from billing.jobs.outbox import MoneyJobs
 from billing.ledger import Ledger
 from billing.listener import BillingListener
 from billing.models import Job, Operation, Session, StopRequester
+from billing.plausibility import Plausibility
 from billing.reconcile import Reconciler
 from billing.refunds import Refunds
 from billing.sessions import Sessions, StartRequest
@@ -31,12 +34,13 @@ __all__ = ["BillingError", "BillingService", "StartRequest"]
 class BillingService:
     def __init__(self, settings: BillingConfig, store: BillingStore, charging: Store,
                  ledger: Ledger, stations: StationCommands, jobs: MoneyJobs,
-                 tasks: TaskSet) -> None:
+                 tasks: TaskSet, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.store = store
         self.ledger = ledger
         self.refunds = Refunds(store, jobs)
-        self.settlement = Settlement(store, ledger, self.refunds, jobs)
+        self.plausibility = Plausibility(settings.billing.max_power_kw, registry)
+        self.settlement = Settlement(store, ledger, self.refunds, jobs, self.plausibility)
         self.stops = Stops(settings, store, stations, tasks)
         self.sessions = Sessions(settings, store, charging, ledger, self.settlement, stations,
                                  self.stops, tasks)
@@ -63,6 +67,9 @@ class BillingService:
 
     async def stop(self, session_id: str, by: StopRequester = StopRequester.DRIVER) -> Session:
         return await self.sessions.stop(session_id, by)
+
+    async def review(self, session_id: str, capture: int | None) -> Session:
+        return await self.settlement.review(session_id, capture)
 
     async def resend_stops(self) -> None:
         await self.stops.sweep()

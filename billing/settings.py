@@ -64,6 +64,9 @@ class BillingSettings(Section):
     # seconds, doubling per attempt up to stop_retry_max_interval (and at once on reconnect).
     stop_retry_interval: float = Field(30, gt=0)
     stop_retry_max_interval: float = Field(600, gt=0)
+    # The most a connector delivers (kW): energy implying more over the elapsed time is not
+    # captured (the session waits in REVIEW) and does not count for the budget guard.
+    max_power_kw: Decimal = Field(Decimal(350), gt=0)
 
 
 class MailSettings(Section):

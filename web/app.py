@@ -126,7 +126,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[PARTS] = parts = BillingParts.from_settings(settings)
     app[BILLING_STORE], app[GATEWAY], app[JOBS] = parts.store, parts.gateway, parts.jobs
     app[BILLING] = billing = BillingService(settings, parts.store, store, parts.ledger, hub,
-                                            parts.jobs, tasks)
+                                            parts.jobs, tasks, metrics.registry)
     charging.listeners.append(billing.listener)
 
     app.cleanup_ctx.extend([_store_ctx, _hub_ctx, _billing_ctx, _tasks_ctx])
