@@ -29,6 +29,7 @@ from billing.models import (
     Receipt,
     Session,
     SessionStatus,
+    StopRequester,
 )
 from csms.store.mongo_support import Document, MongoConnection, utc, utc_req
 from csms.store.ports import StoreError
@@ -85,12 +86,19 @@ def session_doc(session: Session) -> Document:
     return {f.name: plain(getattr(session, f.name)) for f in dataclasses.fields(Session)}
 
 
+# Every optional moment of a session (a field added later is simply absent in older documents).
+_OPTIONAL_TIMES = tuple(f.name for f in dataclasses.fields(Session)
+                        if f.type == "datetime | None")
+
+
 def session_from(doc: Document) -> Session:
     values = dict(doc["session"])
     for name in ("created_at", "updated_at"):
         values[name] = utc_req(values[name])
-    for name in ("starting_at", "ended_at", "charging_started_at", "stopped_at"):
+    for name in _OPTIONAL_TIMES:
         values[name] = utc(values.get(name))
+    if values.get("stop_requested_by") is not None:
+        values["stop_requested_by"] = StopRequester(values["stop_requested_by"])
     values["method"] = Method(values["method"])
     values["status"] = SessionStatus(values["status"])
     values["payment_status"] = PaymentStatus(values["payment_status"])

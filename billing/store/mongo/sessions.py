@@ -110,7 +110,7 @@ class SessionCollection(BillingConnection):
         def move(session: Session, ops: dict[str, Document]) -> Any:
             if field is not None and getattr(session, field).value not in wanted:
                 return None
-            owned = {} if field is None else {field: target}
+            owned = {} if field is None or target is None else {field: target}
             return _apply(session, changes, **owned), ops
 
         result = await self._move(session_id, move)
@@ -121,8 +121,13 @@ class SessionCollection(BillingConnection):
         return await self._transition(session_id, "status", [S(s).value for s in expected],
                                       S(target), changes)
 
-    async def update_session(self, session_id: str, **changes: Any) -> Session | None:
-        return await self._transition(session_id, None, (), None, changes)
+    async def update_session(self, session_id: str, *,
+                             if_status: Collection[S] | None = None,
+                             **changes: Any) -> Session | None:
+        if if_status is None:
+            return await self._transition(session_id, None, (), None, changes)
+        return await self._transition(session_id, "status", [S(s).value for s in if_status],
+                                      None, changes)
 
     async def transition_payment(self, session_id: str, expected: Collection[PaymentStatus],
                                  target: PaymentStatus, **changes: Any) -> Session | None:
