@@ -108,7 +108,7 @@ async def test_running_cost_moves_live_then_the_capture_and_a_refund_show_in_the
         await expect(refund).to_contain_text("3.00")
         await expect(refund).to_contain_text("SUCCEEDED")
         await expect(page.get_by_test_id("refunded")).to_have_text("3.00")
-        await expect(page.get_by_test_id("payment-status")).to_have_text("PARTIALLY_REFUNDED")
+        await expect(page.get_by_test_id("payment-status")).to_have_text("PARTIALLY REFUNDED")
         await browser.shot("session")
         assert (await env.session(sid))["payment"]["refundedAmount"] == 300
 
