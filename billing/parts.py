@@ -16,6 +16,7 @@ from billing.jobs.outbox import MoneyJobs
 from billing.ledger import Ledger
 from billing.receipts import make_mailer
 from billing.settings import BillingConfig
+from billing.store.observed import OnChange, observed
 from billing.store.ports import BillingStore
 from billing.store.sqlite import SqliteBillingStore
 
@@ -44,8 +45,10 @@ class BillingParts:
     ledger: Ledger  # the one pathway to the gateway, shared by requests and job handlers
 
     @classmethod
-    def from_settings(cls, settings: BillingConfig) -> BillingParts:
-        store = make_billing_store(settings)
+    def from_settings(cls, settings: BillingConfig,
+                      on_change: OnChange | None = None) -> BillingParts:
+        """`on_change(kind, session_id)` hears every write (the dashboard's live view)."""
+        store = observed(make_billing_store(settings), on_change)
         gateway = make_gateway(settings)
         jobs = MoneyJobs(settings, store)
         ledger = Ledger(store, gateway, jobs, settings.billing.gateway_attempts)

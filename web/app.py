@@ -27,6 +27,8 @@ from csms.store import Store
 from csms.store.factory import make_store
 from web import health, receipts, webhooks
 from web.apidoc import documented
+from web.dashboard.app import setup_dashboard
+from web.dashboard.live import LiveFeed
 from web.driver.routes import routes as driver_routes
 from web.errors import error_middleware
 from web.keys import BILLING, BILLING_STORE, GATEWAY, JOBS, SETTINGS
@@ -123,11 +125,13 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[STORE] = store = store or make_store(settings.store)
     app[CHARGING] = charging = ChargingService(store, settings.ocpp)
     app[HUB] = hub = Hub(settings.ocpp, store, charging, metrics)
-    app[PARTS] = parts = BillingParts.from_settings(settings)
+    feed = LiveFeed()  # the dashboard's live updates: charging events and billing's writes
+    app[PARTS] = parts = BillingParts.from_settings(settings, on_change=feed.on_change)
     app[BILLING_STORE], app[GATEWAY], app[JOBS] = parts.store, parts.gateway, parts.jobs
     app[BILLING] = billing = BillingService(settings, parts.store, store, parts.ledger, hub,
                                             parts.jobs, tasks, metrics.registry)
     charging.listeners.append(billing.listener)
+    charging.listeners.append(feed)  # after billing: a meter sample's cost is stored by then
 
     app.cleanup_ctx.extend([_store_ctx, _hub_ctx, _billing_ctx, _tasks_ctx])
     app.on_shutdown.append(_close_stations)
@@ -138,6 +142,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app.add_routes(webhooks.routes)
     app.add_routes(receipts.routes)
     app.add_subapp("/api", create_operator_api())
+    setup_dashboard(app, settings, feed)
     if not settings.api.operator_token:
         log.warning("api.operator_token is empty: the operator API at /api is open to anyone")
     return app

@@ -246,12 +246,7 @@ class TariffRequest(BaseModel):
 
 
 async def _tariff_json(request: web.Request, station_id: str) -> dict[str, Any]:
-    service = request.config_dict[BILLING]
-    tariff = await service.tariff_for(station_id)
-    override = await service.store.station_tariff(station_id)
-    return TariffView(stationId=station_id, pricePerKwh=str(tariff.price_per_kwh),
-                      fixedConnectionFee=str(tariff.fixed_connection_fee),
-                      currency=tariff.currency, default=override is None).model_dump()
+    return (await TariffView.of(request.config_dict[BILLING], station_id)).model_dump()
 
 
 @routes.get("/stations/{station_id}/tariff", name="station_tariff")
