@@ -62,7 +62,9 @@ async def overview(request: web.Request) -> web.Response:
     return await page(
         request, "overview.html", watch="station,session,job",
         stations=stations, online=sum(s.connected for s in stations),
-        status_mix=sorted(Counter(c.status for _, c in connectors).items()),
+        # connector 0 is the station itself (OCPP 1.6): not a place a car charges
+        status_mix=sorted(Counter(c.status for _, c in connectors
+                                  if c.connectorId > 0).items()),
         faults=[(sid, c) for sid, c in connectors
                 if c.status == "Faulted" or c.errorCode != "NoError"],
         live_sessions=await reads.sessions(request, statuses=ACTIVE_SESSION_STATUSES),

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from tests.billing.flows import open_env
+from tests.support.stations import station
 from tests.web.dashboard.conftest import TOKEN
 from web.dashboard.render import kwh, money
 
@@ -71,3 +72,17 @@ def test_money_and_energy_are_shown_from_integers_without_float_arithmetic() -> 
     assert (money(5000), money(5), money(-150), money(None)) == ("50.00", "0.05", "-1.50", "—")
     assert money(2052, "BRL") == "BRL 20.52"
     assert (kwh(1234), kwh(0)) == ("1.234 kWh", "0.000 kWh")
+
+
+async def test_the_connector_mix_counts_connectors_not_the_station_itself(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    """OCPP 1.6 connector 0 is the charge point as a whole: it is no place a car charges."""
+    async with open_env("sandbox", tmp_path, aiohttp_server, {}) as env:
+        async with station(env.ws_url, "EVSE-MIX") as cp:
+            await cp.boot()
+            await cp.status(0, "Available")
+            await cp.status(1, "Charging")
+            async with env.http.get(env.url + "/") as resp:
+                text = await resp.text()
+    mix = text[text.index("Connector status"):text.index("<h2>Faults")]
+    assert "Charging" in mix and "Available" not in mix
