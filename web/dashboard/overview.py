@@ -59,6 +59,7 @@ async def overview(request: web.Request) -> web.Response:
     # energy of the transactions that ended today or still run
     today = [tx for tx in await reads.transactions(request, limit=1000)
              if tx.stoppedAt is None or tx.stoppedAt >= cutoff]
+    charging = [tx for tx in today if tx.stoppedAt is None]
     return await page(
         request, "overview.html", watch="station,session,job",
         stations=stations, online=sum(s.connected for s in stations),
@@ -68,5 +69,5 @@ async def overview(request: web.Request) -> web.Response:
         faults=[(sid, c) for sid, c in connectors
                 if c.status == "Faulted" or c.errorCode != "NoError"],
         live_sessions=await reads.sessions(request, statuses=ACTIVE_SESSION_STATUSES),
-        energy_today=sum(tx.energyWh for tx in today),
+        energy_today=sum(tx.energyWh for tx in today), charging=charging,
         money=await money_today(request, since), since=cutoff)

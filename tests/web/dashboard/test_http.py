@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from ocpp.v16 import call
 
-from tests.billing.flows import open_env
+from tests.billing.flows import T0, open_env
 from tests.support.stations import station
 from tests.web.dashboard.conftest import TOKEN
 from web.dashboard.render import kwh, money
@@ -82,7 +83,12 @@ async def test_the_connector_mix_counts_connectors_not_the_station_itself(
             await cp.boot()
             await cp.status(0, "Available")
             await cp.status(1, "Charging")
+            await cp.call(call.StartTransaction(connector_id=1, id_tag="RFID-1", meter_start=0,
+                                                timestamp=T0))
             async with env.http.get(env.url + "/") as resp:
                 text = await resp.text()
     mix = text[text.index("Connector status"):text.index("<h2>Faults")]
     assert "Charging" in mix and "Available" not in mix
+    # what charges right now, billed or not
+    now = text[text.index("Charging now"):text.index("<h2>Stations")]
+    assert "EVSE-MIX" in now and "RFID-1" in now and "unbilled" in now
