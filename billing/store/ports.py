@@ -124,9 +124,11 @@ class LedgerStore(Protocol):
         charge_id: str | None = None,
         raw: dict[str, Any] | None = None,
     ) -> Operation | None:
-        """Move a PENDING operation to SUCCEEDED/FAILED; a finished one is left unchanged and
-        returned as it is. With status=PENDING it only annotates a pending operation (e.g. the
-        context a retry needs); a finished operation never goes back to PENDING."""
+        """Move a PENDING operation to SUCCEEDED/FAILED (`raw` replaces its context; None
+        clears it); a finished one is left unchanged and returned as it is. With
+        status=PENDING it only annotates a pending operation (the context a retry needs, the
+        error of a job that gave up; `raw=None` keeps the context); a finished operation never
+        goes back to PENDING."""
 
     async def settle_operation(
         self,

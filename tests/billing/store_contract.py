@@ -576,6 +576,11 @@ class BillingStoreContract:
         assert noted is not None
         assert (noted.status, noted.raw) == (OperationStatus.PENDING, {"card_token": "tok_1"})
         assert [o.idempotency_key for o in await store.pending_operations()] == ["S1:AUTHORIZE"]
+        # an error alone (a job that gave up on an unknown outcome) keeps the context
+        noted = await store.finish_operation("S1:AUTHORIZE", OperationStatus.PENDING,
+                                             error="outcome unknown")
+        assert noted is not None and (noted.status, noted.error, noted.raw) == (
+            OperationStatus.PENDING, "outcome unknown", {"card_token": "tok_1"})
         done = await store.finish_operation("S1:AUTHORIZE", OperationStatus.SUCCEEDED, raw={})
         assert done is not None and (done.status, done.raw) == (OperationStatus.SUCCEEDED, {})
         again = await store.finish_operation("S1:AUTHORIZE", OperationStatus.PENDING, raw={"x": 1})

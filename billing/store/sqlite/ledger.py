@@ -117,17 +117,19 @@ class LedgerTable(SqliteConnection):
         the key is unknown. `charge_id=None` keeps the charge id recorded at begin.
 
         `status=PENDING` annotates a still-pending operation (error, charge id, raw context)
-        without finishing it; billing.service uses it to keep a retry's context.
+        without finishing it: the ledger keeps a retry's context, a given-up job its error;
+        `raw=None` then keeps the context. Finishing replaces it (None: cleared).
         """
         final = OperationStatus(status)
         raw_text = None if raw is None else json.dumps(raw)
+        keep = final is OperationStatus.PENDING and raw is None
 
         def op(conn: sqlite3.Connection) -> Operation | None:
             conn.execute(
                 "UPDATE billing_operations SET status = ?, error = ?,"
-                " charge_id = COALESCE(?, charge_id), raw = ?, updated_at = ?"
-                " WHERE idempotency_key = ? AND status = 'PENDING'",
-                (final.value, error, charge_id, raw_text, ts(_now()), idempotency_key),
+                " charge_id = COALESCE(?, charge_id), raw = CASE WHEN ? THEN raw ELSE ? END,"
+                " updated_at = ? WHERE idempotency_key = ? AND status = 'PENDING'",
+                (final.value, error, charge_id, keep, raw_text, ts(_now()), idempotency_key),
             )
             return _load_operation(conn, idempotency_key)
 

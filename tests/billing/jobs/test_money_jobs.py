@@ -84,7 +84,8 @@ async def test_a_refund_that_keeps_failing_ends_failed_and_an_operator_retries_i
     assert "503" in job["lastError"]
     session = await env.get(f"/api/sessions/{sid}")
     refund = next(o for o in session["payment"]["operations"] if o["type"] == "REFUND")
-    assert refund["status"] == "FAILED" and "503" in refund["error"]
+    # a 503 leaves the outcome unknown: the refund keeps holding its room (issue 8, review F4)
+    assert refund["status"] == "PENDING" and "503" in refund["error"]
     assert session["payment"]["status"] == "PAID"
     failed = await env.get("/api/jobs?status=FAILED")
     assert [j["jobId"] for j in failed] == [f"{sid}:REFUND"]

@@ -1,0 +1,126 @@
+"""Money defects of issue 8 (review F3, F4, F5, F7), each seen from outside: what the driver
+app, the operator API and the gateway show."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from billing.gateways.base import GatewayResult
+from tests.billing.flows import Env, charge, open_env, ready_station, start_body, stop_tx
+from tests.support.stations import station
+from tests.support.wait import eventually
+from web.app import PARTS
+
+# one try per gateway call and one run per job: a lost answer gives up at once
+GIVE_UP_FAST = {"CSMS_TASKS__MAX_ATTEMPTS": "1", "CSMS_BILLING__GATEWAY_ATTEMPTS": "1"}
+
+
+@pytest.fixture
+async def env(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[Env]:
+    async with open_env("sandbox", tmp_path, aiohttp_server, GIVE_UP_FAST) as env:
+        yield env
+
+
+class LosingAnswers:
+    """The real gateway; the calls named in `lose` are carried out but their answers lost."""
+
+    def __init__(self, inner: Any, *lose: str) -> None:
+        self.inner, self.lose = inner, set(lose)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name not in self.lose:
+            return attr
+
+        async def call(**kwargs: Any) -> GatewayResult:
+            await attr(**kwargs)
+            return GatewayResult(success=False, status="failed",
+                                 amount=kwargs.get("amount") or 0, error="read timeout",
+                                 transient=True)
+
+        return call
+
+
+async def job(env: Env, job_id: str, status: str) -> dict[str, Any]:
+    async def find() -> dict[str, Any]:
+        return next((j for j in await env.get("/api/jobs") if j["jobId"] == job_id), {})
+
+    return await eventually(find, lambda j: j.get("status") == status)
+
+
+def op_status(body: dict[str, Any], type: str) -> list[str]:
+    return [o["status"] for o in body["payment"]["operations"] if o["type"] == type]
+
+
+async def captured_session(env: Env, meter_stop: int = 10000) -> str:
+    """A card session captured for 17.00 (10 kWh)."""
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body())
+        sid = started["sessionId"]
+        tx_id = await charge(env, cp, sid)
+        await cp.call(stop_tx(tx_id, meter_stop))
+        await env.wait_session(sid, "COMPLETED", "CAPTURED")
+    return str(sid)
+
+
+# F4: an unknown outcome given up keeps its room -------------------------------------------------
+
+async def test_a_refund_whose_outcome_stays_unknown_keeps_its_room(env: Env) -> None:
+    """Refund 10.00 of 17.00 is carried out at the gateway but every answer is lost until the
+    job gives up: the refund still holds its 10.00, so at most 7.00 more can be refunded, and
+    an operator's retry (same key) settles it once."""
+    sid = await captured_session(env)
+    ledger = env.server.app[PARTS].ledger
+    ledger.gateway = LosingAnswers(ledger.gateway, "refund")
+    key = {"Idempotency-Key": "first"}
+    status, _ = await env.post(f"/api/sessions/{sid}/refund", {"amount": 1000}, headers=key)
+    assert status == 202
+    given_up = await job(env, f"{sid}:REFUND:first", "FAILED")
+    assert "read timeout" in given_up["lastError"]
+    body = await env.session(sid)
+    assert op_status(body, "REFUND") == ["PENDING"]  # outcome unknown, not refused
+
+    ledger.gateway.lose.clear()
+    status, error = await env.post(f"/api/sessions/{sid}/refund", {"amount": 800})
+    assert status == 422 and error["error"]["code"] == "refund_exceeds_charged"
+    status, _ = await env.post(f"/api/sessions/{sid}/refund", {"amount": 700})
+    assert status == 202
+    await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED")
+
+    status, _ = await env.post(f"/api/jobs/{sid}:REFUND:first/retry", {})
+    assert status == 202
+    done = await env.wait_session(sid, "COMPLETED", "REFUNDED")
+    assert done["payment"]["refundedAmount"] == 1700
+    charge_id = (await env.server.app[PARTS].store.get_session(sid)).charge_id
+    at_gateway = await env.server.app[PARTS].gateway.fetch(charge_id=charge_id)
+    assert at_gateway.status == "refunded" and at_gateway.refunded_amount in (None, 1700)
+
+
+async def test_a_capture_whose_outcome_stays_unknown_is_not_recorded_as_refused(
+        env: Env) -> None:
+    """The capture reaches the gateway, its answers are lost until the job gives up: the
+    operation stays PENDING (the hold may be captured) and the operator's retry captures once."""
+    ledger = env.server.app[PARTS].ledger
+    ledger.gateway = LosingAnswers(ledger.gateway, "capture")
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body())
+        sid = started["sessionId"]
+        tx_id = await charge(env, cp, sid)
+        await cp.call(stop_tx(tx_id, 10000))
+        await job(env, f"{sid}:CAPTURE", "FAILED")
+    body = await env.session(sid)
+    assert op_status(body, "CAPTURE") == ["PENDING"]
+    assert body["payment"]["status"] == "AUTHORIZED"
+
+    ledger.gateway.lose.clear()
+    status, _ = await env.post(f"/api/jobs/{sid}:CAPTURE/retry", {})
+    assert status == 202
+    done = await env.wait_session(sid, "COMPLETED", "CAPTURED")
+    assert done["payment"]["capturedAmount"] == 1700
+    assert op_status(done, "CAPTURE") == ["SUCCEEDED"]
