@@ -154,10 +154,12 @@ def check_cents(name: str, value: Any, *, positive: bool = False) -> None:
 
 
 async def begin_refund(store: BillingStore, session_id: str, amount: int, key: str, limit: int,
-                       charge_id: str | None = None) -> tuple[Operation | None, bool]:
+                       charge_id: str | None = None, fingerprint: str | None = None,
+                       ) -> tuple[Operation | None, bool]:
     """Record a PENDING REFUND only if the session's refunds that hold their share, plus
     `amount`, stay within `limit`; returns (operation, created). An existing key wins, whatever
-    is asked now: (that operation, False). Too much: (None, False) and nothing is recorded.
+    is asked now: (that operation, False; the caller compares its `fingerprint`). Too much:
+    (None, False) and nothing is recorded.
 
     The decision is made on the session read at some version; the store inserts only if the
     session is still at that version (and bumps it), so two concurrent refunds never both
@@ -176,7 +178,8 @@ async def begin_refund(store: BillingStore, session_id: str, amount: int, key: s
         if amount > refund_room(limit, await store.list_operations(session_id)):
             return None, False
         op, created = await store.begin_operation(session_id, OperationType.REFUND, amount, key,
-                                                  charge_id, at_version=session.version)
+                                                  charge_id, at_version=session.version,
+                                                  fingerprint=fingerprint)
         if op is not None:
             return op, created
         # the session changed since it was read (another refund, most likely): decide again

@@ -106,11 +106,13 @@ class LedgerStore(Protocol):
         charge_id: str | None = None,
         *,
         at_version: int | None = None,
+        fingerprint: str | None = None,
     ) -> tuple[Operation | None, bool]:
         """Record an operation before calling the gateway; returns (operation, created).
 
         The idempotency key is unique: a second call with the same key returns the first
-        operation (whatever its status) and created=False, so a retry reuses key and amount.
+        operation (whatever its status, with its own `fingerprint`) and created=False, so a
+        retry reuses key and amount.
         With `at_version`, insert only if the session is still at that version (the insert
         bumps it); otherwise (None, False).
         """

@@ -124,3 +124,45 @@ async def test_a_capture_whose_outcome_stays_unknown_is_not_recorded_as_refused(
     done = await env.wait_session(sid, "COMPLETED", "CAPTURED")
     assert done["payment"]["capturedAmount"] == 1700
     assert op_status(done, "CAPTURE") == ["SUCCEEDED"]
+
+
+# F5: an operator's Idempotency-Key replays only the same request ---------------------------------
+
+async def test_a_refund_key_reused_with_other_parameters_is_409_naming_the_key(
+        env: Env) -> None:
+    sid = await captured_session(env)
+    url, key = f"/api/sessions/{sid}/refund", {"Idempotency-Key": "k-1"}
+    status, first = await env.post(url, {"amount": 100, "reason": "late start"}, headers=key)
+    assert status == 202
+    for other in ({"amount": 900, "reason": "late start"}, {"amount": 100, "reason": "other"},
+                  {"amount": 100}):
+        status, body = await env.post(url, other, headers=key)
+        assert status == 409, (other, body)
+        assert body["error"]["code"] == "idempotency_key_reused" and "k-1" in \
+            body["error"]["message"]
+    status, again = await env.post(url, {"amount": 100, "reason": "late start"}, headers=key)
+    assert status == 202
+    assert (again["refund"]["idempotencyKey"], again["refund"]["amount"]) == \
+        (first["refund"]["idempotencyKey"], 100)
+    done = await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED")
+    assert done["payment"]["refundedAmount"] == 100
+    assert op_status(done, "REFUND") == ["SUCCEEDED"]
+
+
+async def test_a_refund_key_replays_its_result_after_the_refund_settled(env: Env) -> None:
+    """The whole capture refunded: the payment is REFUNDED, nothing is refundable any more, and
+    the same request with the same key still replays its stored result."""
+    sid = await captured_session(env)
+    url, key = f"/api/sessions/{sid}/refund", {"Idempotency-Key": "all"}
+    status, first = await env.post(url, {"amount": 1700}, headers=key)
+    assert status == 202
+    await env.wait_session(sid, "COMPLETED", "REFUNDED")
+    status, again = await env.post(url, {"amount": 1700}, headers=key)
+    assert status == 202, again
+    assert again["refund"]["idempotencyKey"] == first["refund"]["idempotencyKey"]
+    assert (again["refund"]["amount"], again["refund"]["status"]) == (1700, "SUCCEEDED")
+    status, body = await env.post(url, {"amount": 1}, headers=key)
+    assert status == 409 and body["error"]["code"] == "idempotency_key_reused"
+    status, body = await env.post(url, {"amount": 1})  # no key: a new refund, nothing left
+    assert status == 409 and body["error"]["code"] == "not_refundable"
+    assert (await env.session(sid))["payment"]["refundedAmount"] == 1700

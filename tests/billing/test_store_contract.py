@@ -108,7 +108,7 @@ async def test_upgrades_a_v1_database(tmp_path: Path) -> None:
     store = SqliteBillingStore(str(path))
     await store.open()
     try:
-        assert _version(path) == str(SCHEMA_VERSION) == "3"
+        assert _version(path) == str(SCHEMA_VERSION) == "4"
         assert _tables(path) == _tables(fresh)
         session = await store.get_session("S1")
         assert session is not None and session.captured_amount == 1200
@@ -150,6 +150,41 @@ async def test_upgrades_a_v2_database(tmp_path: Path) -> None:
         updated = await store.update_session("S1", meter_start=10, meter_stop=1010,
                                              stopped_at=at(9))
         assert updated is not None and updated.delivered_wh == 1000 and updated.version == 1
+    finally:
+        await store.close()
+
+
+async def test_upgrades_a_v3_database(tmp_path: Path) -> None:
+    """v4 adds the operation's request fingerprint; operations stored before keep NULL."""
+    path = tmp_path / "csms.db"
+    with sqlite3.connect(path) as conn:  # exactly what a v3 build created
+        conn.execute("CREATE TABLE billing_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for step in [*_MIGRATIONS[1], *_MIGRATIONS[2], *_MIGRATIONS[3]]:
+            conn.execute(step) if isinstance(step, str) else step(conn)
+        conn.execute("INSERT INTO billing_meta VALUES ('schema_version', '3')")
+        conn.execute(
+            "INSERT INTO billing_sessions (session_id, station_id, connector_id, method, id_tag,"
+            " requested_amount, currency, price_per_kwh, fixed_connection_fee, status,"
+            " created_at, updated_at, payment_status, captured_amount)"
+            " VALUES ('S1', 'CP1', 1, 'CREDIT_CARD', 'TAG1', 5000, 'BRL', '1.50', '2.00',"
+            " 'COMPLETED', '2026-03-01T10:00:01.000000+00:00',"
+            " '2026-03-01T10:00:01.000000+00:00', 'CAPTURED', 1200)"
+        )
+        conn.execute(
+            "INSERT INTO billing_operations (idempotency_key, session_id, seq, type, amount,"
+            " status, created_at, updated_at) VALUES ('S1:REFUND:k', 'S1', 1, 'REFUND', 100,"
+            " 'SUCCEEDED', '2026-03-01T10:00:02.000000+00:00',"
+            " '2026-03-01T10:00:02.000000+00:00')"
+        )
+    store = SqliteBillingStore(str(path))
+    await store.open()
+    try:
+        assert _version(path) == str(SCHEMA_VERSION)
+        old = await store.get_operation("S1:REFUND:k")
+        assert old is not None and old.fingerprint is None and old.amount == 100
+        new, _ = await store.begin_operation("S1", OperationType.REFUND, 50, "S1:REFUND:n",
+                                             fingerprint="sha256:ab")
+        assert new is not None and new.fingerprint == "sha256:ab"
     finally:
         await store.close()
 

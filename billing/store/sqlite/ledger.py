@@ -61,6 +61,7 @@ class LedgerTable(SqliteConnection):
         charge_id: str | None = None,
         *,
         at_version: int | None = None,
+        fingerprint: str | None = None,
     ) -> tuple[Operation | None, bool]:
         """Record a PENDING operation (seq = next for the session); an existing key wins.
 
@@ -90,8 +91,9 @@ class LedgerTable(SqliteConnection):
             now = ts(_now())
             conn.execute(
                 f"INSERT INTO billing_operations ({_OPERATION_COLUMNS})"
-                " VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, NULL, ?, NULL)",
-                (session_id, seq, kind, amount, idempotency_key, now, now, charge_id),
+                " VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, NULL, ?, NULL, ?)",
+                (session_id, seq, kind, amount, idempotency_key, now, now, charge_id,
+                 fingerprint),
             )
             if at_version is not None:
                 _bump(conn, session_id, now)

@@ -11,7 +11,7 @@ from csms.store.ports import StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 _SCHEMA_V1 = [
@@ -166,10 +166,21 @@ def _add_session_columns(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE billing_sessions ADD COLUMN {name} {decl}")
 
 
+
+
+def _add_operation_fingerprint(conn: sqlite3.Connection) -> None:
+    """v4: the fingerprint of the request that created an operation (operator refunds: the
+    same Idempotency-Key replays only the same amount and reason). Old rows keep NULL."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(billing_operations)")}
+    if "fingerprint" not in present:
+        conn.execute("ALTER TABLE billing_operations ADD COLUMN fingerprint TEXT")
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 # schema version -> steps (SQL statements or functions) bringing the tables to that version
 _MIGRATIONS: dict[int, list[Migration]] = {1: [*_SCHEMA_V1], 2: [*_SCHEMA_V2],
-                                           3: [_add_session_columns]}
+                                           3: [_add_session_columns],
+                                           4: [_add_operation_fingerprint]}
 
 RECEIPT_COUNTER = "receipt_number"
 

@@ -164,10 +164,15 @@ async def test_operator_refunds_never_exceed_what_was_charged(jobs_env: JobsEnv)
                                                                   "reason": "slow charger"},
                                   headers={"Idempotency-Key": "ticket-42"})
     assert status == 202
-    status, again = await env.post(f"/api/sessions/{sid}/refund", {"amount": 1000},
+    # the replay sends the same body: the reason is a parameter too (Stripe's contract)
+    status, again = await env.post(f"/api/sessions/{sid}/refund", {"amount": 1000,
+                                                                   "reason": "slow charger"},
                                    headers={"Idempotency-Key": "ticket-42"})
     assert status == 202 and again["refund"]["idempotencyKey"] == \
         body["refund"]["idempotencyKey"]
+    status, other = await env.post(f"/api/sessions/{sid}/refund", {"amount": 1000},
+                                   headers={"Idempotency-Key": "ticket-42"})
+    assert status == 409 and other["error"]["code"] == "idempotency_key_reused"
     await env.wait_session(sid, "COMPLETED", "PARTIALLY_REFUNDED")
     jobs = {j["jobId"]: j for j in await env.get(f"/api/jobs?sessionId={sid}")}
     assert jobs[body["refund"]["jobId"]]["reason"] == "slow charger"
