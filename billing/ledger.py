@@ -192,6 +192,8 @@ class Ledger:
 
     async def _move(self, op: Operation, result: GatewayResult) -> Session | None:
         """The payment move of a succeeded operation (a compare-and-set: safe to repeat)."""
+        if op.type == OpT.VOID and result.status == "refunded":
+            return await _returned(self.store, op.session_id, result)
         if op.type == OpT.AUTHORIZE:
             changes: dict[str, Any] = {"authorized_amount": result.amount,
                                        "order_id": result.order_id,
@@ -204,6 +206,8 @@ class Ledger:
 
     async def _fetch(self, session_id: str, request: Fetch) -> Done:
         result = await self.gateway.fetch(charge_id=request.charge_id)
+        if request.pix and result.status == "refunded" and not result.transient:
+            return Done(result, await _returned(self.store, session_id, result))
         if result.transient or not (request.pix and result.status == "paid"):
             return Done(result)
         paid = await payment.move_payment(self.store, session_id, {P.PENDING}, P.PAID,
@@ -212,6 +216,14 @@ class Ledger:
             await self.store.finish_operation(key_for(session_id, OpT.CHARGE),
                                               OperationStatus.SUCCEEDED, raw=result.raw)
         return Done(result, paid)
+
+
+async def _returned(store: BillingStore, session_id: str, result: GatewayResult,
+                    ) -> Session | None:
+    """A PIX charge still PENDING here that the gateway shows paid and given back."""
+    refunded = result.refunded_amount if result.refunded_amount is not None else result.amount
+    return await payment.returned_unseen(store, session_id, paid=result.amount,
+                                         refunded=refunded)
 
 
 def _recorded(op: Operation) -> GatewayResult:

@@ -48,7 +48,9 @@ SESSION_MOVES: dict[SessionStatus, frozenset[SessionStatus]] = {
 }
 
 PAYMENT_MOVES: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    P.PENDING: frozenset({P.AUTHORIZED, P.PAID, P.VOIDED, P.FAILED, P.WAIVED}),
+    # PENDING -> REFUNDED: a PIX charge paid unseen (its webhook lost) whose cancel returned
+    # the money (on Pagar.me, DELETE on a paid charge is a refund)
+    P.PENDING: frozenset({P.AUTHORIZED, P.PAID, P.VOIDED, P.REFUNDED, P.FAILED, P.WAIVED}),
     P.AUTHORIZED: frozenset({P.CAPTURED, P.VOIDED}),
     P.PAID: frozenset({P.REFUNDED, P.PARTIALLY_REFUNDED}),
     P.CAPTURED: frozenset({P.REFUNDED, P.PARTIALLY_REFUNDED}),
@@ -106,6 +108,15 @@ async def after_success(store: BillingStore, session_id: str, type: OperationTyp
     if type == OperationType.VOID:  # a card hold, or an unpaid PIX charge
         return await move_payment(store, session_id, {P.AUTHORIZED, P.PENDING}, P.VOIDED)
     return None
+
+
+async def returned_unseen(store: BillingStore, session_id: str, paid: int,
+                          refunded: int) -> Session | None:
+    """The gateway shows a PIX charge we never saw paid (its webhook lost) paid and returned
+    (a cancel of a paid charge refunds it): PENDING -> REFUNDED with what it paid and returned,
+    so the ledger never reads "voided, nothing refunded" for money that came and went back."""
+    return await move_payment(store, session_id, {P.PENDING}, P.REFUNDED,
+                              authorized_amount=paid, refunded_amount=refunded)
 
 
 # refunds -----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from billing.models import (
 )
 from billing.sessions import Sessions, customer_of, description
 from billing.settings import BillingConfig
-from billing.settlement import Settlement
+from billing.settlement import Settlement, unconfirmed_pix
 from billing.store.ports import BillingStore
 from csms.domain import parse_timestamp, utcnow
 from csms.events import TransactionStopped
@@ -67,7 +67,8 @@ class Reconciler:
         await self._interrupted_starts(utcnow() - timeout)
         for session in await self.store.list_sessions(
                 statuses={S.CANCELED, S.FAILED}, limit=1000):
-            if session.payment_status in (P.AUTHORIZED, P.PAID, P.PARTIALLY_REFUNDED):
+            if session.payment_status in (P.AUTHORIZED, P.PAID, P.PARTIALLY_REFUNDED) or \
+                    unconfirmed_pix(session):
                 await self.settlement.release(session)
         await self._unpaid_pix()
 

@@ -14,6 +14,7 @@ from tests.billing.flows import Env, charge, open_env, ready_station, start_body
 from tests.support.stations import station
 from tests.support.wait import eventually
 from web.app import PARTS
+from web.keys import BILLING
 
 # one try per gateway call and one run per job: a lost answer gives up at once
 GIVE_UP_FAST = {"CSMS_TASKS__MAX_ATTEMPTS": "1", "CSMS_BILLING__GATEWAY_ATTEMPTS": "1"}
@@ -166,3 +167,97 @@ async def test_a_refund_key_replays_its_result_after_the_refund_settled(env: Env
     status, body = await env.post(url, {"amount": 1})  # no key: a new refund, nothing left
     assert status == 409 and body["error"]["code"] == "not_refundable"
     assert (await env.session(sid))["payment"]["refundedAmount"] == 1700
+
+
+# F3: a PIX paid while its webhook was lost, then canceled, is refunded -------------------------
+
+async def pix_started(env: Env, cp: Any) -> tuple[str, str]:
+    await ready_station(env, cp)
+    status, started = await env.post("/charge/start", start_body(method="PIX", cardToken=None))
+    assert status == 200, started
+    return started["sessionId"], started["paymentData"]["chargeId"]
+
+
+async def test_a_paid_pix_canceled_with_its_webhook_lost_is_refunded(env: Env) -> None:
+    """Sandbox: the driver pays, `charge.paid` never arrives, the driver stops: release asks
+    the gateway first, finds it paid, and refunds all of it (no void of a paid charge)."""
+    gateway = env.server.app[PARTS].gateway
+    async with station(env.ws_url, "EVSE-001") as cp:
+        sid, charge_id = await pix_started(env, cp)
+        await gateway.mark_pix_paid(charge_id)  # paid; the webhook never comes
+        status, _ = await env.post("/charge/stop", {"sessionId": sid})
+        assert status == 200
+        body = await env.wait_session(sid, "CANCELED", "REFUNDED")
+    assert body["payment"]["refundedAmount"] == 5000
+    assert op_status(body, "VOID") == [] and op_status(body, "REFUND") == ["SUCCEEDED"]
+    assert (await gateway.fetch(charge_id=charge_id)).status == "refunded"
+
+
+@pytest.fixture
+async def pagarme_env(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[Env]:
+    async with open_env("pagarme", tmp_path, aiohttp_server,
+                        {"CSMS_BILLING__GATEWAY_ATTEMPTS": "1"}) as env:
+        yield env
+
+
+def deletes(env: Env, charge_id: str) -> list[Any]:
+    assert env.fake is not None
+    return [r["body"] for r in env.fake.mutating_requests()
+            if r["method"] == "DELETE" and r["path"].endswith(charge_id)]
+
+
+async def test_a_paid_pix_canceled_with_its_webhook_lost_is_refunded_on_pagarme(
+        pagarme_env: Env) -> None:
+    env = pagarme_env
+    assert env.fake is not None
+    async with station(env.ws_url, "EVSE-001") as cp:
+        sid, charge_id = await pix_started(env, cp)
+        env.fake.mark_pix_paid(charge_id)
+        await env.post("/charge/stop", {"sessionId": sid})
+        body = await env.wait_session(sid, "CANCELED", "REFUNDED")
+    assert body["payment"]["refundedAmount"] == 5000
+    assert deletes(env, charge_id) == [{"amount": 5000}]  # one refund, no void
+    assert env.fake.charges[charge_id]["canceled_amount"] == 5000
+
+
+async def test_a_pix_paid_between_the_fetch_and_the_cancel_is_recorded_as_refunded(
+        pagarme_env: Env) -> None:
+    """The fetch still shows it pending; the driver pays before the DELETE, which (on a paid
+    charge) refunds it: the ledger records the money returned, not a void of nothing."""
+    env = pagarme_env
+    fake = env.fake
+    assert fake is not None
+    async with station(env.ws_url, "EVSE-001") as cp:
+        sid, charge_id = await pix_started(env, cp)
+
+        def pay_after_the_fetch(request: Any) -> None:
+            if request.method == "GET" and request.path.endswith(charge_id):
+                fake.on_processed = None
+                fake.mark_pix_paid(charge_id)
+
+        fake.on_processed = pay_after_the_fetch
+        await env.post("/charge/stop", {"sessionId": sid})
+        body = await env.wait_session(sid, "CANCELED", "REFUNDED")
+    assert (body["payment"]["authorizedAmount"], body["payment"]["refundedAmount"]) == \
+        (5000, 5000)
+    assert deletes(env, charge_id) == [{}]  # the one cancel, which returned the money
+    assert fake.charges[charge_id]["canceled_amount"] == 5000
+
+
+async def test_a_canceled_pix_whose_fetch_failed_is_refunded_by_the_sweep(
+        pagarme_env: Env) -> None:
+    """The gateway does not answer the fetch at the stop: the session is CANCELED with its
+    payment PENDING, and the reconciliation sweep asks again and refunds it."""
+    env = pagarme_env
+    assert env.fake is not None
+    async with station(env.ws_url, "EVSE-001") as cp:
+        sid, charge_id = await pix_started(env, cp)
+        env.fake.mark_pix_paid(charge_id)
+        env.fake.fail_next(1, status=503)
+        await env.post("/charge/stop", {"sessionId": sid})
+        body = await env.wait_session(sid, "CANCELED")
+        assert body["payment"]["status"] == "PENDING" and deletes(env, charge_id) == []
+        await env.server.app[BILLING].reconcile()
+        body = await env.wait_session(sid, "CANCELED", "REFUNDED")
+    assert body["payment"]["refundedAmount"] == 5000
+    assert deletes(env, charge_id) == [{"amount": 5000}]
