@@ -195,8 +195,7 @@ async def test_a_paid_pix_canceled_with_its_webhook_lost_is_refunded(env: Env) -
 
 @pytest.fixture
 async def pagarme_env(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[Env]:
-    async with open_env("pagarme", tmp_path, aiohttp_server,
-                        {"CSMS_BILLING__GATEWAY_ATTEMPTS": "1"}) as env:
+    async with open_env("pagarme", tmp_path, aiohttp_server, {}) as env:  # two tries per call
         yield env
 
 
@@ -261,3 +260,40 @@ async def test_a_canceled_pix_whose_fetch_failed_is_refunded_by_the_sweep(
         body = await env.wait_session(sid, "CANCELED", "REFUNDED")
     assert body["payment"]["refundedAmount"] == 5000
     assert deletes(env, charge_id) == [{"amount": 5000}]
+
+
+# F7: a retried AUTHORIZE sends the body the first one sent, and its token is then scrubbed -------
+
+def orders(env: Env) -> list[Any]:
+    assert env.fake is not None
+    return [r for r in env.fake.requests if r["method"] == "POST" and r["path"].endswith("/orders")]
+
+
+async def test_a_retried_authorization_sends_the_same_request_and_forgets_the_token(
+        pagarme_env: Env) -> None:
+    """The order is created but its answer is lost: the start fails (502) and the sweep asks
+    again with the same key and the same body (the driver's name included). Once the outcome
+    is known, the card token is no longer kept in the ledger."""
+    env = pagarme_env
+    assert env.fake is not None
+    store = env.server.app[PARTS].store
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        env.fake.fail_next(2, status=503, after_processing=True)  # both tries of the start
+        status, body = await env.post("/charge/start", start_body(name="Ana Souza"))
+        assert status == 502, body
+        sid = body["error"]["sessionId"]
+        pending = await store.get_operation(f"{sid}:AUTHORIZE")
+        assert pending is not None and pending.status.value == "PENDING"
+        await env.server.app[BILLING].reconcile()
+        done = await env.wait_session(sid, "FAILED", "VOIDED")
+    first, *retries = orders(env)
+    assert len(retries) == 2
+    for retry in retries:
+        assert retry["headers"]["Idempotency-Key"] == first["headers"]["Idempotency-Key"]
+        assert retry["body"] == first["body"]
+    assert first["body"]["customer"]["name"] == "Ana Souza"
+    assert op_status(done, "AUTHORIZE") == ["SUCCEEDED"]
+    for op in await store.list_operations(sid):
+        kept = repr(op.raw)
+        assert "tok_123456789" not in kept and "card_token" not in kept, (op.type, kept)
