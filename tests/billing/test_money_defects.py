@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from billing.gateways.base import GatewayResult
-from tests.billing.flows import Env, charge, open_env, ready_station, start_body, stop_tx
+from tests.billing.flows import (
+    Env,
+    card_session,
+    charge,
+    open_env,
+    ready_station,
+    start_body,
+    stop_tx,
+)
 from tests.support.stations import station
 from tests.support.wait import eventually
 from web.app import PARTS
@@ -57,16 +65,10 @@ def op_status(body: dict[str, Any], type: str) -> list[str]:
     return [o["status"] for o in body["payment"]["operations"] if o["type"] == type]
 
 
-async def captured_session(env: Env, meter_stop: int = 10000) -> str:
+async def captured_session(env: Env) -> str:
     """A card session captured for 17.00 (10 kWh)."""
     async with station(env.ws_url, "EVSE-001") as cp:
-        await ready_station(env, cp)
-        _, started = await env.post("/charge/start", start_body())
-        sid = started["sessionId"]
-        tx_id = await charge(env, cp, sid)
-        await cp.call(stop_tx(tx_id, meter_stop))
-        await env.wait_session(sid, "COMPLETED", "CAPTURED")
-    return str(sid)
+        return await card_session(env, cp, 10000)
 
 
 # F4: an unknown outcome given up keeps its room -------------------------------------------------

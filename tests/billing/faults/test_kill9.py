@@ -230,6 +230,23 @@ def no_pending_anywhere(rig: Rig, body: dict[str, Any]) -> None:
           [(o["type"], o["amount"], o["status"]) for o in body["payment"]["operations"]])
 
 
+async def charge_10_kwh(rig: Rig, id_tag: str) -> None:
+    """The charger's part: StartTransaction, a meter sample, StopTransaction at 10 kWh (sent
+    again when it was never answered, as a real charger does)."""
+    begun = await rig.step("start_tx", rig.charger(call.StartTransaction(
+        connector_id=1, id_tag=id_tag, meter_start=0, timestamp=T0)))
+    assert begun is not None and begun.id_tag_info["status"] == "Accepted"
+    tx_id = begun.transaction_id
+    await rig.step("metering", rig.charger(call.MeterValues(
+        connector_id=1, transaction_id=tx_id,
+        meter_value=[{"timestamp": "2026-11-22T10:10:00Z",
+                      "sampledValue": [{"value": "5000"}]}])))
+    stopped = await rig.step("stop_tx", rig.charger(stop_tx(tx_id, 10000)))
+    if stopped is None:  # never answered: a real charger sends it again
+        stopped = await rig.step("resent", rig.charger(stop_tx(tx_id, 10000)))
+    assert stopped is not None
+
+
 # a card session ----------------------------------------------------------------------------------
 
 CARD_POINTS = ["hold", "started", "start_tx", "metering", "capture_unsent", "capture", "stop_tx"]
@@ -260,18 +277,7 @@ async def test_a_card_session_survives_kill9(rig: Rig) -> None:
     assert remote is not None
     id_tag = remote["id_tag"]
 
-    begun = await rig.step("start_tx", rig.charger(call.StartTransaction(
-        connector_id=1, id_tag=id_tag, meter_start=0, timestamp=T0)))
-    assert begun is not None and begun.id_tag_info["status"] == "Accepted"
-    tx_id = begun.transaction_id
-    await rig.step("metering", rig.charger(call.MeterValues(
-        connector_id=1, transaction_id=tx_id,
-        meter_value=[{"timestamp": "2026-11-22T10:10:00Z",
-                      "sampledValue": [{"value": "5000"}]}])))
-    stopped = await rig.step("stop_tx", rig.charger(stop_tx(tx_id, 10000)))
-    if stopped is None:  # never answered: a real charger sends it again
-        stopped = await rig.step("resent", rig.charger(stop_tx(tx_id, 10000)))
-    assert stopped is not None
+    await charge_10_kwh(rig, id_tag)
 
     body = await rig.settled(sid)
     no_pending_anywhere(rig, body)
@@ -310,18 +316,7 @@ async def test_a_pix_session_survives_kill9(rig: Rig) -> None:
         assert effects(rig.fake) == {"orders": 1, "capture": 0, "cancel": 1}
         assert rig.fake.charges[charge_id]["canceled_amount"] == HOLD
         return
-    begun = await rig.step("start_tx", rig.charger(call.StartTransaction(
-        connector_id=1, id_tag=remote["id_tag"], meter_start=0, timestamp=T0)))
-    assert begun is not None and begun.id_tag_info["status"] == "Accepted"
-    tx_id = begun.transaction_id
-    await rig.step("metering", rig.charger(call.MeterValues(
-        connector_id=1, transaction_id=tx_id,
-        meter_value=[{"timestamp": "2026-11-22T10:10:00Z",
-                      "sampledValue": [{"value": "5000"}]}])))
-    stopped = await rig.step("stop_tx", rig.charger(stop_tx(tx_id, 10000)))
-    if stopped is None:
-        stopped = await rig.step("resent", rig.charger(stop_tx(tx_id, 10000)))
-    assert stopped is not None
+    await charge_10_kwh(rig, remote["id_tag"])
 
     body = await rig.settled(sid)
     no_pending_anywhere(rig, body)

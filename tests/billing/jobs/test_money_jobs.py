@@ -6,7 +6,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.billing.flows import charge, paid_pix_charging, ready_station, start_body, stop_tx
+from tests.billing.flows import (
+    card_session,
+    charge,
+    paid_pix_charging,
+    ready_station,
+    start_body,
+    stop_tx,
+)
 from tests.billing.jobs.conftest import JobsEnv
 from tests.support.smtp import SmtpInbox
 from tests.support.stations import FakeStation, station
@@ -18,16 +25,6 @@ async def pix_session(env: JobsEnv, cp: FakeStation, energy_wh: int = 12345) -> 
     """A PIX session paid upfront (5000), charged `energy_wh`, stopped."""
     sid, tx_id = await paid_pix_charging(env, cp)
     await cp.call(stop_tx(tx_id, energy_wh))
-    return sid
-
-
-async def card_session(env: JobsEnv, cp: FakeStation, energy_wh: int = 12345) -> str:
-    await ready_station(env, cp)
-    _, started = await env.post("/charge/start", start_body())
-    sid = started["sessionId"]
-    tx_id = await charge(env, cp, sid)
-    await cp.call(stop_tx(tx_id, energy_wh))
-    await env.wait_session(sid, "COMPLETED", "CAPTURED")
     return sid
 
 
