@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from billing import payment
@@ -65,13 +65,28 @@ class Request:
     void_all: bool = False  # VOID of an unpaid PIX charge: the whole charge, no amount
 
 
-# What an authorization is charged to: a retry must send exactly the same (one source only).
-SOURCE_FIELDS = ("card_token", "network_token", "card_id", "save_card")
+# What an authorization sends besides its amount (the operation keeps that): kept on the
+# pending operation so a retry sends exactly the same body (one payment source only).
+CONTEXT_FIELDS = ("card_token", "network_token", "card_id", "save_card", "description")
 
 
-def source_of(request: Request) -> dict[str, Any]:
-    """The payment source of an authorization, as kept on its pending operation."""
-    return {name: getattr(request, name) for name in SOURCE_FIELDS if getattr(request, name)}
+def context_of(request: Request) -> dict[str, Any]:
+    """An authorization's request as kept on its pending operation (`raw`) until it finishes:
+    the payment source (a card or wallet token) is kept only that long (see `_scrub`)."""
+    context = {name: getattr(request, name) for name in CONTEXT_FIELDS if getattr(request, name)}
+    if request.customer is not None:
+        context["customer"] = asdict(request.customer)
+    return context
+
+
+def retry_of(op: Operation) -> Request:
+    """The request a pending operation was first sent with, from its kept context (a context
+    kept by an older build has no customer: the caller supplies it)."""
+    context = op.raw or {}
+    customer = context.get("customer")
+    return Request(op.type, op.amount, charge_id=op.charge_id,
+                   customer=Customer(**customer) if customer else None,
+                   **{name: context[name] for name in CONTEXT_FIELDS if context.get(name)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +119,14 @@ class Ledger:
         """Record -> call -> record the outcome -> move the payment (see the module doc).
 
         `key` defaults to `<sessionId>:<TYPE>`. `context` is kept on a pending operation for
-        a later retry; an authorization keeps its payment source (`source_of`) so a retry
-        sends the same request. `attempts` bounds the in-request
+        a later retry; an authorization keeps its whole request (`context_of`) so a retry
+        sends the same body. `attempts` bounds the in-request
         retries (default: `billing.gateway_attempts`; a job passes 1: its schedule retries).
         `hand_off=False` (a job running the operation) hands nothing to another job."""
         if isinstance(request, Fetch):
             return await self._fetch(session_id, request)
         if context is None and request.type == OpT.AUTHORIZE:
-            context = source_of(request)
+            context = context_of(request)
         key = key or key_for(session_id, request.type)
         op, _ = await self.store.begin_operation(session_id, request.type, request.amount, key,
                                                  request.charge_id)
@@ -179,7 +194,7 @@ class Ledger:
         key = op.idempotency_key
         if op.type == OpT.REFUND and result.success:
             # outcome and refunded total in one compare-and-set: never counted twice
-            return await payment.settle_refund(self.store, key, raw=result.raw)
+            return await payment.settle_refund(self.store, key, raw=_scrub(result.raw))
         status = OperationStatus.SUCCEEDED if result.success else OperationStatus.FAILED
         await self.store.finish_operation(key, status, error=result.error,
                                           charge_id=result.charge_id or request.charge_id,
@@ -192,6 +207,8 @@ class Ledger:
 
     async def _move(self, op: Operation, result: GatewayResult) -> Session | None:
         """The payment move of a succeeded operation (a compare-and-set: safe to repeat)."""
+        if op.type == OpT.VOID and result.status == "refunded":
+            return await _returned(self.store, op.session_id, result)
         if op.type == OpT.AUTHORIZE:
             changes: dict[str, Any] = {"authorized_amount": result.amount,
                                        "order_id": result.order_id,
@@ -204,14 +221,24 @@ class Ledger:
 
     async def _fetch(self, session_id: str, request: Fetch) -> Done:
         result = await self.gateway.fetch(charge_id=request.charge_id)
+        if request.pix and result.status == "refunded" and not result.transient:
+            return Done(result, await _returned(self.store, session_id, result))
         if result.transient or not (request.pix and result.status == "paid"):
             return Done(result)
         paid = await payment.move_payment(self.store, session_id, {P.PENDING}, P.PAID,
                                           authorized_amount=result.amount)
         if paid is not None:
             await self.store.finish_operation(key_for(session_id, OpT.CHARGE),
-                                              OperationStatus.SUCCEEDED, raw=result.raw)
+                                              OperationStatus.SUCCEEDED, raw=_scrub(result.raw))
         return Done(result, paid)
+
+
+async def _returned(store: BillingStore, session_id: str, result: GatewayResult,
+                    ) -> Session | None:
+    """A PIX charge still PENDING here that the gateway shows paid and given back."""
+    refunded = result.refunded_amount if result.refunded_amount is not None else result.amount
+    return await payment.returned_unseen(store, session_id, paid=result.amount,
+                                         refunded=refunded)
 
 
 def _recorded(op: Operation) -> GatewayResult:
@@ -227,6 +254,15 @@ _STATUS: dict[OperationType, Any] = {
     OpT.VOID: "voided", OpT.REFUND: "refunded"}
 
 
-def _scrub(raw: dict[str, Any]) -> dict[str, Any]:
-    """Keep the gateway's answer, minus anything card-like."""
-    return {k: v for k, v in raw.items() if k not in ("card_token", "network_token", "card")}
+SECRET_KEYS = frozenset({"card_token", "network_token", "card_id", "card", "payload", "token"})
+
+
+def _scrub(raw: Any) -> Any:
+    """Keep the gateway's answer, minus anything card-like, at any depth. Every outcome
+    recorded on an operation goes through here, and finishing an operation replaces its kept
+    request, so no card or wallet token outlives the operation's PENDING state."""
+    if isinstance(raw, dict):
+        return {k: _scrub(v) for k, v in raw.items() if k not in SECRET_KEYS}
+    if isinstance(raw, list):
+        return [_scrub(v) for v in raw]
+    return raw

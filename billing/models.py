@@ -159,6 +159,9 @@ class Operation:
     error: str | None = None
     charge_id: str | None = None
     raw: dict[str, Any] | None = None
+    # what the request that created it asked for (an operator refund's amount and reason): a
+    # repeat of its Idempotency-Key replays it only when this matches
+    fingerprint: str | None = None
 
 
 @dataclass(slots=True)

@@ -50,7 +50,9 @@ SESSION_MOVES: dict[SessionStatus, frozenset[SessionStatus]] = {
 }
 
 PAYMENT_MOVES: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    P.PENDING: frozenset({P.AUTHORIZED, P.PAID, P.VOIDED, P.FAILED, P.WAIVED}),
+    # PENDING -> REFUNDED: a PIX charge paid unseen (its webhook lost) whose cancel returned
+    # the money (on Pagar.me, DELETE on a paid charge is a refund)
+    P.PENDING: frozenset({P.AUTHORIZED, P.PAID, P.VOIDED, P.REFUNDED, P.FAILED, P.WAIVED}),
     P.AUTHORIZED: frozenset({P.CAPTURED, P.VOIDED}),
     P.PAID: frozenset({P.REFUNDED, P.PARTIALLY_REFUNDED}),
     P.CAPTURED: frozenset({P.REFUNDED, P.PARTIALLY_REFUNDED}),
@@ -110,6 +112,15 @@ async def after_success(store: BillingStore, session_id: str, type: OperationTyp
     return None
 
 
+async def returned_unseen(store: BillingStore, session_id: str, paid: int,
+                          refunded: int) -> Session | None:
+    """The gateway shows a PIX charge we never saw paid (its webhook lost) paid and returned
+    (a cancel of a paid charge refunds it): PENDING -> REFUNDED with what it paid and returned,
+    so the ledger never reads "voided, nothing refunded" for money that came and went back."""
+    return await move_payment(store, session_id, {P.PENDING}, P.REFUNDED,
+                              authorized_amount=paid, refunded_amount=refunded)
+
+
 # refunds -----------------------------------------------------------------------------------------
 
 def refundable(session: Session) -> int:
@@ -156,10 +167,12 @@ def check_cents(name: str, value: Any, *, positive: bool = False) -> None:
 
 
 async def begin_refund(store: BillingStore, session_id: str, amount: int, key: str, limit: int,
-                       charge_id: str | None = None) -> tuple[Operation | None, bool]:
+                       charge_id: str | None = None, fingerprint: str | None = None,
+                       ) -> tuple[Operation | None, bool]:
     """Record a PENDING REFUND only if the session's refunds that hold their share, plus
     `amount`, stay within `limit`; returns (operation, created). An existing key wins, whatever
-    is asked now: (that operation, False). Too much: (None, False) and nothing is recorded.
+    is asked now: (that operation, False; the caller compares its `fingerprint`). Too much:
+    (None, False) and nothing is recorded.
 
     The decision is made on the session read at some version; the store inserts only if the
     session is still at that version (and bumps it), so two concurrent refunds never both
@@ -178,7 +191,8 @@ async def begin_refund(store: BillingStore, session_id: str, amount: int, key: s
         if amount > refund_room(limit, await store.list_operations(session_id)):
             return None, False
         op, created = await store.begin_operation(session_id, OperationType.REFUND, amount, key,
-                                                  charge_id, at_version=session.version)
+                                                  charge_id, at_version=session.version,
+                                                  fingerprint=fingerprint)
         if op is not None:
             return op, created
         # the session changed since it was read (another refund, most likely): decide again

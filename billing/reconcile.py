@@ -5,12 +5,13 @@ timeouts, interrupted starts, and PIX charges still awaiting payment."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from billing import payment
 from billing.errors import BillingError
 from billing.jobs.outbox import MoneyJobs
-from billing.ledger import SOURCE_FIELDS, Ledger, Request
+from billing.ledger import Ledger, retry_of
 from billing.listener import BillingListener
 from billing.models import (
     JobKind,
@@ -23,7 +24,7 @@ from billing.models import (
 )
 from billing.sessions import Sessions, customer_of, description
 from billing.settings import BillingConfig
-from billing.settlement import Settlement
+from billing.settlement import Settlement, unconfirmed_pix
 from billing.stops import Stops
 from billing.store.ports import BillingStore
 from csms.domain import parse_timestamp, utcnow
@@ -70,7 +71,8 @@ class Reconciler:
         await self._interrupted_starts(utcnow() - timeout)
         for session in await self.store.list_sessions(
                 statuses={S.CANCELED, S.FAILED}, limit=1000):
-            if session.payment_status in (P.AUTHORIZED, P.PAID, P.PARTIALLY_REFUNDED):
+            if session.payment_status in (P.AUTHORIZED, P.PAID, P.PARTIALLY_REFUNDED) or \
+                    unconfirmed_pix(session):
                 await self.settlement.release(session)
         await self._unpaid_pix()
 
@@ -165,12 +167,11 @@ class Reconciler:
     async def _retry_authorize(self, session: Session, op: Operation) -> None:
         """An authorization whose outcome was unknown: ask again with its key; a hold placed
         for a session that has ended meanwhile is released at once."""
-        context = op.raw or {}
-        source = {name: context[name] for name in SOURCE_FIELDS if context.get(name)}
-        done = await self.ledger.run(
-            session.session_id,
-            Request(OpT.AUTHORIZE, op.amount, customer=customer_of(session),
-                    description=description(session), **source),
-            key=op.idempotency_key, attempts=1, hand_off=False)
+        request = retry_of(op)
+        if request.customer is None:  # kept by an older build: as it rebuilt it
+            request = replace(request, customer=customer_of(session),
+                              description=request.description or description(session))
+        done = await self.ledger.run(session.session_id, request, key=op.idempotency_key,
+                                     attempts=1, hand_off=False)
         if done.result.success and session.status in (S.FAILED, S.CANCELED):
             await self.settlement.release(await self.sessions.get(session.session_id))

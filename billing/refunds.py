@@ -4,6 +4,8 @@ operators retrying a failed job. A refund is recorded within what may still be r
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 from typing import Any
@@ -44,14 +46,19 @@ class Refunds:
                       session.session_id, amount)
 
     async def _submit(self, session: Session, amount: int, key: str,
-                      reason: str | None = None) -> Operation | None:
+                      reason: str | None = None, fingerprint: str | None = None,
+                      ) -> Operation | None:
         """Record the refund (within what is refundable) with its key, then hand it to the
-        job queue. Returns None when it would refund more than was paid."""
+        job queue. Returns None when it would refund more than was paid; the operation the
+        key already names (whatever it asked for) when it exists."""
         op, _ = await payment.begin_refund(self.store, session.session_id, amount, key,
                                            limit=payment.refundable(session),
-                                           charge_id=session.charge_id)
+                                           charge_id=session.charge_id,
+                                           fingerprint=fingerprint)
         if op is None:
             return None
+        if fingerprint is not None and op.fingerprint != fingerprint:
+            return op  # another request's: the caller refuses it, nothing to submit
         body: dict[str, Any] = {"operation": key}
         if reason:
             body["reason"] = reason
@@ -61,8 +68,20 @@ class Refunds:
     async def operator_refund(self, session_id: str, amount: int, reason: str | None,
                               request_key: str | None = None) -> Operation:
         """An operator refunds (part of) a settled session; never more than was charged minus
-        what was already refunded. `request_key` makes a repeated request idempotent."""
+        what was already refunded.
+
+        `request_key` (the Idempotency-Key) makes a repeated request idempotent, as Stripe's:
+        the same key with the same amount and reason replays the stored refund, also once it
+        has settled (the key is looked up before the status checks); with other parameters it
+        is a 409 naming the key. The check is on the operation the store returns for the key
+        (existing or just created), so two racing requests agree."""
         session = await require_session(self.store, session_id)
+        fingerprint = refund_fingerprint(amount, reason)
+        key = f"{session_id}:REFUND:{request_key or secrets.token_hex(8)}"
+        if request_key:
+            existing = await self.store.get_operation(key)
+            if existing is not None:
+                return _replay(existing, request_key, amount, fingerprint)
         if session.status not in (S.COMPLETED, S.CANCELED, S.FAILED):
             # While a session runs, its own settlement decides what is kept and given back.
             raise BillingError(409, "session_not_settled",
@@ -70,12 +89,13 @@ class Refunds:
         if session.payment_status not in (P.CAPTURED, P.PAID, P.PARTIALLY_REFUNDED):
             raise BillingError(409, "not_refundable",
                                f"payment is {session.payment_status.value}, nothing to refund")
-        key = f"{session_id}:REFUND:{request_key or secrets.token_hex(8)}"
-        op = await self._submit(session, amount, key, reason or "operator refund")
+        op = await self._submit(session, amount, key, reason or "operator refund", fingerprint)
         if op is None:
             raise BillingError(422, "refund_exceeds_charged",
                                f"at most {payment.refundable(session) - session.refunded_amount}"
                                " cents can still be refunded")
+        if request_key:
+            op = _replay(op, request_key, amount, fingerprint)
         log.info("session %s: operator refund of %s (%s)", session_id, amount, reason or "-")
         return op
 
@@ -96,3 +116,20 @@ class Refunds:
             raise BillingError(409, "job_not_failed", "the job changed meanwhile")
         await self.jobs.sweep()
         return job
+
+
+def refund_fingerprint(amount: int, reason: str | None) -> str:
+    """What an operator refund asked for (the reason as sent, None when omitted), hashed."""
+    body = json.dumps({"amount": amount, "reason": reason}, sort_keys=True)
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+def _replay(op: Operation, request_key: str, amount: int, fingerprint: str) -> Operation:
+    """The refund an Idempotency-Key names, if it was asked for with the same parameters
+    (a refund recorded before fingerprints were kept is compared by amount)."""
+    same = op.amount == amount if op.fingerprint is None else op.fingerprint == fingerprint
+    if not same:
+        raise BillingError(409, "idempotency_key_reused",
+                           f"Idempotency-Key {request_key!r} was used for a refund with other "
+                           f"parameters ({op.amount} cents); use a new key for a new refund")
+    return op

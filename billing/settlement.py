@@ -12,7 +12,7 @@ from billing import payment
 from billing.errors import BillingError, require_session
 from billing.jobs.handlers import receipt_due
 from billing.jobs.outbox import MoneyJobs
-from billing.ledger import Ledger, Request
+from billing.ledger import Fetch, Ledger, Request
 from billing.models import Method, OperationType, PaymentStatus, Session, SessionStatus
 from billing.plausibility import Plausibility
 from billing.refunds import Refunds
@@ -130,9 +130,23 @@ class Settlement:
                               Request(OpT.CAPTURE, amount, charge_id=session.charge_id))
 
     async def release(self, session: Session) -> None:
-        """Give back everything reserved for a session that delivered nothing."""
+        """Give back everything reserved for a session that delivered nothing.
+
+        A PIX charge not known here to be paid may have been paid with its `charge.paid`
+        webhook lost: the gateway is asked first (through the ledger, which records it PAID),
+        and what was paid is refunded; only a charge still unpaid is canceled. Without an
+        answer nothing is sent: the reconciliation sweep reads CANCELED and FAILED PIX sessions
+        whose payment is still PENDING and releases them again."""
         session = await self._get(session.session_id)
         sid = session.session_id
+        if unconfirmed_pix(session):
+            assert session.charge_id is not None
+            seen = await self.ledger.run(sid, Fetch(session.charge_id, pix=True))
+            if seen.result.transient:
+                log.warning("session %s: PIX charge state unknown (%s); the sweep asks again",
+                            sid, seen.result.error)
+                return
+            session = await self._get(sid)
         if session.payment_status == P.AUTHORIZED and session.charge_id:
             await self.ledger.run(sid, Request(OpT.VOID, session.authorized_amount,
                                                charge_id=session.charge_id))
@@ -141,10 +155,15 @@ class Settlement:
             unrefunded = session.authorized_amount - session.refunded_amount
             if unrefunded > 0:
                 await self.refunds.refund_unused(session, unrefunded)
-        elif session.payment_status == P.PENDING and session.method == Method.PIX \
-                and session.charge_id:
+        elif unconfirmed_pix(session):
             await self.ledger.run(sid, Request(OpT.VOID, session.requested_amount,
                                                charge_id=session.charge_id, void_all=True))
 
     async def _get(self, session_id: str) -> Session:
         return await require_session(self.store, session_id)
+
+
+def unconfirmed_pix(session: Session) -> bool:
+    """A PIX charge exists at the gateway and nothing here says it was paid or canceled."""
+    return session.method == Method.PIX and session.payment_status == P.PENDING and \
+        session.charge_id is not None

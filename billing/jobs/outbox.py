@@ -142,7 +142,7 @@ class MoneyJobs:
         if job.attempts > self.settings.tasks.max_attempts:  # earlier runs never finished
             error = f"gave up: {job.attempts - 1} runs never finished ({job.last_error or '-'})"
             await self.store.fail_job(job_id, error)
-            await self._exhausted(job, error)
+            await self._exhausted(job, error, unknown=True)
             return
         try:
             outcome = await self.handlers[job.kind](job)
@@ -163,7 +163,7 @@ class MoneyJobs:
         log.error("job %s (%s) gave up after %d attempts: %s", job_id, job.kind.value,
                   attempt, outcome.error)
         await self.store.fail_job(job_id, outcome.error or "failed")
-        await self._exhausted(job, outcome.error or "failed")
+        await self._exhausted(job, outcome.error or "failed", unknown=outcome.transient)
 
     def delay(self, attempt: int) -> float:
         """Seconds before attempt `attempt + 1`: the configured schedule with +-20% jitter."""
@@ -171,8 +171,18 @@ class MoneyJobs:
         base = delays[min(attempt - 1, len(delays) - 1)]
         return base * random.uniform(0.8, 1.2)
 
-    async def _exhausted(self, job: Job, error: str) -> None:
-        """Make a given-up money operation visible as FAILED with its last error."""
+    async def _exhausted(self, job: Job, error: str, *, unknown: bool) -> None:
+        """Make a given-up money operation visible with its last error.
+
+        Refused (a final answer, or never sent): FAILED, which holds nothing. Outcome unknown
+        (every try timed out or died): the gateway may have carried it out, so it stays PENDING
+        and keeps holding its refund room (or the hold it may have captured or voided); the job
+        is FAILED, where an operator sees it and retries it with the same key."""
         key = job.payload.get("operation")
-        if key:
+        if not key:
+            return
+        if unknown:
+            await self.store.finish_operation(key, OperationStatus.PENDING,
+                                              error=f"outcome unknown, gave up: {error}")
+        else:
             await self.store.finish_operation(key, OperationStatus.FAILED, error=error)

@@ -115,11 +115,13 @@ class LedgerStore(Protocol):
         charge_id: str | None = None,
         *,
         at_version: int | None = None,
+        fingerprint: str | None = None,
     ) -> tuple[Operation | None, bool]:
         """Record an operation before calling the gateway; returns (operation, created).
 
         The idempotency key is unique: a second call with the same key returns the first
-        operation (whatever its status) and created=False, so a retry reuses key and amount.
+        operation (whatever its status, with its own `fingerprint`) and created=False, so a
+        retry reuses key and amount.
         With `at_version`, insert only if the session is still at that version (the insert
         bumps it); otherwise (None, False).
         """
@@ -133,9 +135,11 @@ class LedgerStore(Protocol):
         charge_id: str | None = None,
         raw: dict[str, Any] | None = None,
     ) -> Operation | None:
-        """Move a PENDING operation to SUCCEEDED/FAILED; a finished one is left unchanged and
-        returned as it is. With status=PENDING it only annotates a pending operation (e.g. the
-        context a retry needs); a finished operation never goes back to PENDING."""
+        """Move a PENDING operation to SUCCEEDED/FAILED (`raw` replaces its context; None
+        clears it); a finished one is left unchanged and returned as it is. With
+        status=PENDING it only annotates a pending operation (the context a retry needs, the
+        error of a job that gave up; `raw=None` keeps the context); a finished operation never
+        goes back to PENDING."""
 
     async def settle_operation(
         self,

@@ -142,3 +142,14 @@ async def paid_pix_charging(env: Env, cp: FakeStation, event: str = "evt-pix",
     sid = started["sessionId"]
     await env.pay_pix(started["paymentData"]["chargeId"], event_id=event)
     return sid, await charge(env, cp, sid)
+
+
+async def card_session(env: Env, cp: FakeStation, energy_wh: int = 12345) -> str:
+    """A card session (hold 5000) charged `energy_wh`, stopped and captured."""
+    await ready_station(env, cp)
+    _, started = await env.post("/charge/start", start_body())
+    sid = started["sessionId"]
+    tx_id = await charge(env, cp, sid)
+    await cp.call(stop_tx(tx_id, energy_wh))
+    await env.wait_session(sid, "COMPLETED", "CAPTURED")
+    return str(sid)

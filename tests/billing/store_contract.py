@@ -481,6 +481,23 @@ class BillingStoreContract:
         assert not created and done.status is OperationStatus.SUCCEEDED
         assert len(await store.list_operations("S1")) == 1
 
+    async def test_begin_operation_keeps_the_request_fingerprint(self, store: BillingStore,
+                                                                 ) -> None:
+        """An operator refund's fingerprint stays with its operation; a second begin with the
+        same key returns the first one's, whatever it passes."""
+        await add(store, 1)
+        first, created = await store.begin_operation("S1", Op.REFUND, 100, "S1:REFUND:k",
+                                                     fingerprint="sha256:one")
+        assert created and first is not None and first.fingerprint == "sha256:one"
+        again, created = await store.begin_operation("S1", Op.REFUND, 900, "S1:REFUND:k",
+                                                     fingerprint="sha256:two")
+        assert not created and again == first
+        await store.finish_operation("S1:REFUND:k", OperationStatus.FAILED, error="x")
+        reopened = await store.reopen_operation("S1:REFUND:k")
+        assert reopened is not None and reopened.fingerprint == "sha256:one"
+        plain, _ = await store.begin_operation("S1", Op.CAPTURE, 100, "S1:CAPTURE")
+        assert plain is not None and plain.fingerprint is None
+
     async def test_seq_increments_per_session(self, store: BillingStore) -> None:
         await add(store, 1)
         await add(store, 2)
@@ -586,6 +603,11 @@ class BillingStoreContract:
         assert noted is not None
         assert (noted.status, noted.raw) == (OperationStatus.PENDING, {"card_token": "tok_1"})
         assert [o.idempotency_key for o in await store.pending_operations()] == ["S1:AUTHORIZE"]
+        # an error alone (a job that gave up on an unknown outcome) keeps the context
+        noted = await store.finish_operation("S1:AUTHORIZE", OperationStatus.PENDING,
+                                             error="outcome unknown")
+        assert noted is not None and (noted.status, noted.error, noted.raw) == (
+            OperationStatus.PENDING, "outcome unknown", {"card_token": "tok_1"})
         done = await store.finish_operation("S1:AUTHORIZE", OperationStatus.SUCCEEDED, raw={})
         assert done is not None and (done.status, done.raw) == (OperationStatus.SUCCEEDED, {})
         again = await store.finish_operation("S1:AUTHORIZE", OperationStatus.PENDING, raw={"x": 1})

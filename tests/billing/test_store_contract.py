@@ -109,7 +109,7 @@ async def test_upgrades_a_v1_database(tmp_path: Path) -> None:
     store = SqliteBillingStore(str(path))
     await store.open()
     try:
-        assert _version(path) == str(SCHEMA_VERSION) == "4"
+        assert _version(path) == str(SCHEMA_VERSION) == "5"
         assert _tables(path) == _tables(fresh)
         session = await store.get_session("S1")
         assert session is not None and session.captured_amount == 1200
@@ -182,6 +182,41 @@ async def test_upgrades_a_v3_database(tmp_path: Path) -> None:
         assert stopping.stop_requested_at == datetime(2026, 3, 1, 10, 5, tzinfo=UTC)
         assert (stopping.stop_requested_by, stopping.stop_attempts) == (None, 0)
         assert charging.stop_requested_at is None
+    finally:
+        await store.close()
+
+
+async def test_upgrades_a_v4_database(tmp_path: Path) -> None:
+    """v5 adds the operation's request fingerprint; operations stored before keep NULL."""
+    path = tmp_path / "csms.db"
+    with sqlite3.connect(path) as conn:  # exactly what a v4 build created
+        conn.execute("CREATE TABLE billing_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for step in [*_MIGRATIONS[1], *_MIGRATIONS[2], *_MIGRATIONS[3], *_MIGRATIONS[4]]:
+            conn.execute(step) if isinstance(step, str) else step(conn)
+        conn.execute("INSERT INTO billing_meta VALUES ('schema_version', '4')")
+        conn.execute(
+            "INSERT INTO billing_sessions (session_id, station_id, connector_id, method, id_tag,"
+            " requested_amount, currency, price_per_kwh, fixed_connection_fee, status,"
+            " created_at, updated_at, payment_status, captured_amount)"
+            " VALUES ('S1', 'CP1', 1, 'CREDIT_CARD', 'TAG1', 5000, 'BRL', '1.50', '2.00',"
+            " 'COMPLETED', '2026-03-01T10:00:01.000000+00:00',"
+            " '2026-03-01T10:00:01.000000+00:00', 'CAPTURED', 1200)"
+        )
+        conn.execute(
+            "INSERT INTO billing_operations (idempotency_key, session_id, seq, type, amount,"
+            " status, created_at, updated_at) VALUES ('S1:REFUND:k', 'S1', 1, 'REFUND', 100,"
+            " 'SUCCEEDED', '2026-03-01T10:00:02.000000+00:00',"
+            " '2026-03-01T10:00:02.000000+00:00')"
+        )
+    store = SqliteBillingStore(str(path))
+    await store.open()
+    try:
+        assert _version(path) == str(SCHEMA_VERSION)
+        old = await store.get_operation("S1:REFUND:k")
+        assert old is not None and old.fingerprint is None and old.amount == 100
+        new, _ = await store.begin_operation("S1", OperationType.REFUND, 50, "S1:REFUND:n",
+                                             fingerprint="sha256:ab")
+        assert new is not None and new.fingerprint == "sha256:ab"
     finally:
         await store.close()
 

@@ -29,6 +29,7 @@ Card test values: a `card_token`, saved card's token, network token number or wa
 Test controls: `requests` (every request: method, path, headers, body), `counts` (effects per
 kind: "orders", "capture", "cancel", "get"; plus "replays", "unauthorized", "injected"),
 `fail_next(n, status=500, after_processing=False)`, `delay` (seconds before answering),
+`on_received(request)` / `on_processed(request)` hooks (before / after it is carried out),
 `mark_pix_paid(charge_id)` and `webhook_body(type, charge_id)`.
 """
 
@@ -160,6 +161,7 @@ class FakePagarme:
         # the way back: the client may die before it learns the outcome).
         self.response_delay: float = 0.0
         self.on_processed: Any = None  # optional callback(request) once a request is handled
+        self.on_received: Any = None  # optional callback(request) before it is handled
         self._idempotent: dict[tuple[str, str, str], tuple[int, dict[str, Any]]] = {}
         self._failures: list[tuple[int, bool]] = []
         self.app = web.Application(middlewares=[self._middleware])
@@ -223,6 +225,8 @@ class FakePagarme:
                 "body": body,
             }
         )
+        if self.on_received is not None:
+            self.on_received(request)
         if self.delay:
             await asyncio.sleep(self.delay)
         if not self._authorized(request.headers.get("Authorization", "")):

@@ -119,7 +119,8 @@ def op_doc(op: Operation) -> Document:
     return {"seq": op.seq, "type": op.type.value, "amount": op.amount, "status": op.status.value,
             "idempotency_key": op.idempotency_key, "created_at": op.created_at,
             "updated_at": op.updated_at, "error": op.error, "charge_id": op.charge_id,
-            "raw": None if op.raw is None else json.dumps(op.raw)}  # gateway keys may hold "."
+            "raw": None if op.raw is None else json.dumps(op.raw),  # gateway keys may hold "."
+            "fingerprint": op.fingerprint}
 
 
 def op_from(session_id: str, doc: Document) -> Operation:
@@ -129,7 +130,8 @@ def op_from(session_id: str, doc: Document) -> Operation:
                      created_at=utc_req(doc["created_at"]),
                      updated_at=utc_req(doc["updated_at"]), error=doc.get("error"),
                      charge_id=doc.get("charge_id"),
-                     raw=None if doc.get("raw") is None else json.loads(doc["raw"]))
+                     raw=None if doc.get("raw") is None else json.loads(doc["raw"]),
+                     fingerprint=doc.get("fingerprint"))
 
 
 def job_doc(job: Job) -> Document:

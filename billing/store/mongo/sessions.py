@@ -144,6 +144,7 @@ class SessionCollection(BillingConnection):
     async def begin_operation(self, session_id: str, type: OperationType, amount: int,
                               idempotency_key: str, charge_id: str | None = None, *,
                               at_version: int | None = None,
+                              fingerprint: str | None = None,
                               ) -> tuple[Operation | None, bool]:
         kind = OperationType(type)
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
@@ -167,7 +168,8 @@ class SessionCollection(BillingConnection):
             seq = max((int(s) for s in ops), default=0) + 1
             moment = now()
             created = Operation(session_id, seq, kind, amount, OperationStatus.PENDING,
-                                idempotency_key, moment, moment, charge_id=charge_id)
+                                idempotency_key, moment, moment, charge_id=charge_id,
+                                fingerprint=fingerprint)
             if at_version is not None:
                 session.version += 1
                 session.updated_at = moment
@@ -205,11 +207,13 @@ class SessionCollection(BillingConnection):
                                error: str | None = None, charge_id: str | None = None,
                                raw: dict[str, Any] | None = None) -> Operation | None:
         final = OperationStatus(status)
+        keep = final is OperationStatus.PENDING and raw is None  # an annotation keeps context
 
         def step(session: Session, op: Operation) -> Any:
             if op.status is not OperationStatus.PENDING:
                 return None
-            op.status, op.error, op.raw, op.updated_at = final, error, raw, now()
+            op.status, op.error, op.updated_at = final, error, now()
+            op.raw = op.raw if keep else raw
             op.charge_id = charge_id if charge_id is not None else op.charge_id
             return session, op
 

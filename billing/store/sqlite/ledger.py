@@ -61,6 +61,7 @@ class LedgerTable(SqliteConnection):
         charge_id: str | None = None,
         *,
         at_version: int | None = None,
+        fingerprint: str | None = None,
     ) -> tuple[Operation | None, bool]:
         """Record a PENDING operation (seq = next for the session); an existing key wins.
 
@@ -90,8 +91,9 @@ class LedgerTable(SqliteConnection):
             now = ts(_now())
             conn.execute(
                 f"INSERT INTO billing_operations ({_OPERATION_COLUMNS})"
-                " VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, NULL, ?, NULL)",
-                (session_id, seq, kind, amount, idempotency_key, now, now, charge_id),
+                " VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, NULL, ?, NULL, ?)",
+                (session_id, seq, kind, amount, idempotency_key, now, now, charge_id,
+                 fingerprint),
             )
             if at_version is not None:
                 _bump(conn, session_id, now)
@@ -117,17 +119,19 @@ class LedgerTable(SqliteConnection):
         the key is unknown. `charge_id=None` keeps the charge id recorded at begin.
 
         `status=PENDING` annotates a still-pending operation (error, charge id, raw context)
-        without finishing it; billing.service uses it to keep a retry's context.
+        without finishing it: the ledger keeps a retry's context, a given-up job its error;
+        `raw=None` then keeps the context. Finishing replaces it (None: cleared).
         """
         final = OperationStatus(status)
         raw_text = None if raw is None else json.dumps(raw)
+        keep = final is OperationStatus.PENDING and raw is None
 
         def op(conn: sqlite3.Connection) -> Operation | None:
             conn.execute(
                 "UPDATE billing_operations SET status = ?, error = ?,"
-                " charge_id = COALESCE(?, charge_id), raw = ?, updated_at = ?"
-                " WHERE idempotency_key = ? AND status = 'PENDING'",
-                (final.value, error, charge_id, raw_text, ts(_now()), idempotency_key),
+                " charge_id = COALESCE(?, charge_id), raw = CASE WHEN ? THEN raw ELSE ? END,"
+                " updated_at = ? WHERE idempotency_key = ? AND status = 'PENDING'",
+                (final.value, error, charge_id, keep, raw_text, ts(_now()), idempotency_key),
             )
             return _load_operation(conn, idempotency_key)
 

@@ -51,7 +51,7 @@ _PROTECTED_FIELDS = frozenset(
 
 _OPERATION_COLUMNS = (
     "session_id, seq, type, amount, status, idempotency_key, created_at, updated_at, error,"
-    " charge_id, raw"
+    " charge_id, raw, fingerprint"
 )
 _CARD_COLUMNS = "driver_id_tag, card_reference, email, cpf, created_at"
 _JOB_COLUMNS = (
@@ -140,6 +140,7 @@ def _operation(row: sqlite3.Row) -> Operation:
         error=row["error"],
         charge_id=row["charge_id"],
         raw=None if row["raw"] is None else json.loads(row["raw"]),
+        fingerprint=row["fingerprint"],
     )
 
 

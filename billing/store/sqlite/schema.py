@@ -11,7 +11,7 @@ from csms.store.ports import StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 _SCHEMA_V1 = [
@@ -171,27 +171,33 @@ _V4_SESSION_COLUMNS = {
 }
 
 
-def _session_columns(columns: dict[str, str]) -> Callable[[sqlite3.Connection], None]:
+def _add_columns(table: str, columns: dict[str, str]) -> Callable[[sqlite3.Connection], None]:
+    """A step that adds the columns a table lacks (safe to run again)."""
     def add(conn: sqlite3.Connection) -> None:
-        present = {row[1] for row in conn.execute("PRAGMA table_info(billing_sessions)")}
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         for name, decl in columns.items():
             if name not in present:
-                conn.execute(f"ALTER TABLE billing_sessions ADD COLUMN {name} {decl}")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     return add
 
 
-_add_session_columns = _session_columns(_V3_SESSION_COLUMNS)
+# v5: the fingerprint of the request that created an operation (operator refunds: the same
+# Idempotency-Key replays only the same amount and reason). Old rows keep NULL.
+_V5_OPERATION_COLUMNS = {"fingerprint": "TEXT"}
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
 # schema version -> steps (SQL statements or functions) bringing the tables to that version
-_MIGRATIONS: dict[int, list[Migration]] = {1: [*_SCHEMA_V1], 2: [*_SCHEMA_V2],
-                                           3: [_add_session_columns],
-                                           4: [_session_columns(_V4_SESSION_COLUMNS),
-                                               "UPDATE billing_sessions SET stop_requested_at ="
-                                               " updated_at WHERE status = 'STOPPING'"
-                                               " AND stop_requested_at IS NULL"]}
+_MIGRATIONS: dict[int, list[Migration]] = {
+    1: [*_SCHEMA_V1],
+    2: [*_SCHEMA_V2],
+    3: [_add_columns("billing_sessions", _V3_SESSION_COLUMNS)],
+    4: [_add_columns("billing_sessions", _V4_SESSION_COLUMNS),
+        "UPDATE billing_sessions SET stop_requested_at = updated_at"
+        " WHERE status = 'STOPPING' AND stop_requested_at IS NULL"],
+    5: [_add_columns("billing_operations", _V5_OPERATION_COLUMNS)],
+}
 
 RECEIPT_COUNTER = "receipt_number"
 
