@@ -9,11 +9,12 @@ raises `ConfigError` naming the key, which the CLI turns into a non-zero exit wi
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -41,6 +42,8 @@ ENV_PREFIX = "CSMS_"
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # "production" refuses to start with an open configuration (web.posture lists what counts)
+    mode: Literal["development", "production"] = "development"
 
 
 class ApiSettings(Section):
@@ -90,6 +93,20 @@ class Settings(BaseSettings):
                 TomlConfigSettingsSource(settings_cls, toml_file=path))
 
 
+# Keys whose values never appear in a message: tokens, passwords, secret and API keys, URLs
+# (they may carry credentials).
+_SECRET = re.compile(r"token|password|secret|key|url", re.IGNORECASE)
+
+
+def _shown(loc: tuple[Any, ...], value: Any) -> str:
+    """What an error may say about the value it refused: never a secret, never a section."""
+    if any(_SECRET.search(str(part)) for part in loc):
+        return " (value not shown: secret)"
+    if isinstance(value, dict | list):
+        return ""
+    return f" (got {value!r})"
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -97,7 +114,7 @@ def _describe(error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown configuration key")
         else:
-            lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+            lines.append(f"{key}: {item['msg']}{_shown(item['loc'], item.get('input'))}")
     return "invalid configuration: " + "; ".join(lines)
 
 
