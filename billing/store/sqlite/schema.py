@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 from csms.store.ports import StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 _SCHEMA_V1 = [
@@ -159,9 +160,14 @@ _V3_SESSION_COLUMNS = {
 }
 
 
-def _add_session_columns(conn: sqlite3.Connection) -> None:
+# v4: the card's last four digits as the gateway reported them (receipts).
+_V4_SESSION_COLUMNS = {"card_last4": "TEXT"}
+
+
+def _add_session_columns(conn: sqlite3.Connection,
+                         columns: dict[str, str] = _V3_SESSION_COLUMNS) -> None:
     present = {row[1] for row in conn.execute("PRAGMA table_info(billing_sessions)")}
-    for name, decl in _V3_SESSION_COLUMNS.items():
+    for name, decl in columns.items():
         if name not in present:
             conn.execute(f"ALTER TABLE billing_sessions ADD COLUMN {name} {decl}")
 
@@ -169,7 +175,9 @@ def _add_session_columns(conn: sqlite3.Connection) -> None:
 Migration = str | Callable[[sqlite3.Connection], None]
 # schema version -> steps (SQL statements or functions) bringing the tables to that version
 _MIGRATIONS: dict[int, list[Migration]] = {1: [*_SCHEMA_V1], 2: [*_SCHEMA_V2],
-                                           3: [_add_session_columns]}
+                                           3: [_add_session_columns],
+                                           4: [partial(_add_session_columns,
+                                                       columns=_V4_SESSION_COLUMNS)]}
 
 RECEIPT_COUNTER = "receipt_number"
 
