@@ -25,6 +25,8 @@ run: $(STAMP)
 
 test: $(TEST_STAMP)
 	bash scripts/ensure-redis.sh
+	bash scripts/ensure-compose.sh
+	bash scripts/ensure-chromium.sh
 	$(PY) -m ruff check csms billing web tests bench
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n auto

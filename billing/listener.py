@@ -15,10 +15,12 @@ from billing.models import (
     PaymentStatus,
     SavedCard,
     SessionStatus,
+    StopRequester,
 )
 from billing.sessions import Sessions, customer_of, description, new_session
 from billing.settings import BillingConfig
-from billing.settlement import Settlement, session_tariff
+from billing.settlement import RUNNING, Settlement, session_tariff
+from billing.stops import Stops
 from billing.store.ports import BillingStore
 from csms.background import TaskSet
 from csms.domain import utcnow
@@ -38,12 +40,14 @@ P = PaymentStatus
 
 class BillingListener(ChargingListener):
     def __init__(self, settings: BillingConfig, store: BillingStore, ledger: Ledger,
-                 sessions: Sessions, settlement: Settlement, tasks: TaskSet) -> None:
+                 sessions: Sessions, settlement: Settlement, stops: Stops, tasks: TaskSet,
+                 ) -> None:
         self.settings = settings
         self.store = store
         self.ledger = ledger
         self.sessions = sessions
         self.settlement = settlement
+        self.stops = stops
         self.tasks = tasks
         # Billed transactions running here (transaction id -> session id), so the meter
         # samples of the many unbilled ones cost no read. Filled when a session is linked to
@@ -136,28 +140,43 @@ class BillingListener(ChargingListener):
         if session_id is None:
             return  # not a billed transaction (every billed one is linked when it starts)
         session = await self.store.get_session(session_id)
-        if session is None or session.status not in (S.CHARGING, S.STOPPING):
+        if session is None or session.status not in RUNNING:
             return
         energy = sample.energy_wh
+        if self.settlement.plausibility.doubt(session_id, "meter_sample", energy,
+                                              session.charging_started_at, sample.at):
+            # Not money owed: neither shown as the running cost nor a reason to stop (else
+            # one forged frame ends a driver's charge); settlement judges the final reading.
+            return
         cost = session_tariff(session).cost_cents(energy) if energy > 0 else 0
-        await self.store.update_session(session.session_id, energy_wh=energy, cost_cents=cost)
+        # only while it still runs: a sample handled late must not overwrite a settled stop
+        if await self.store.update_session(session.session_id, if_status=RUNNING,
+                                           energy_wh=energy, cost_cents=cost) is None:
+            return
         budget = session.authorized_amount
-        if session.method != Method.VIP and session.status == S.CHARGING and budget > 0 \
-                and cost >= budget:
-            stopping = await payment.move_session(self.store, session.session_id,
-                                                  {S.CHARGING}, S.STOPPING)
-            if stopping is not None:
-                log.info("session %s: cost %s reached the reserved %s, stopping",
-                         session.session_id, cost, budget)
-                # Not awaited here: we are inside this station's message loop.
-                self.tasks.spawn(self.sessions.remote_stop(stopping),
-                                 f"budget-stop-{session.session_id[:8]}")
+        if session.method == Method.VIP or budget <= 0 or cost < budget:
+            return
+        if session.status == S.CHARGING:
+            if await self.stops.request(session_id, StopRequester.BUDGET_GUARD) is None:
+                return  # stopped meanwhile: that stop is being sent
+            log.info("session %s: cost %s reached the reserved %s, stopping", session_id, cost,
+                     budget)
+        elif cost <= session.cost_cents:
+            return  # STOPPING and nothing more drawn since the last sample
+        else:
+            log.warning("session %s: still drawing while stopping (cost %s, reserved %s), "
+                        "sending the stop again", session_id, cost, budget)
+        self.stops.send_later(session_id)  # not awaited: we are in this station's loop
+
+    async def station_connected(self, station_id: str) -> None:
+        await self.stops.station_connected(station_id)
 
     async def transaction_stopped(self, event: TransactionStopped) -> None:
         """Record the stop on the session (settlement reads nothing else), then settle it."""
         self.billed.pop(event.transaction_id, None)
         session = await self.store.session_by_transaction(event.transaction_id)
         if session is not None:
+            self.stops.forget(session.session_id)
             await self.settlement.record_stop(session, event)
             self.tasks.spawn(self.settlement.settle(session.session_id),
                              f"settle-{session.session_id[:8]}")

@@ -35,6 +35,9 @@ class SessionStatus(StrEnum):
     STARTING = "STARTING"  # RemoteStartTransaction accepted, waiting for StartTransaction
     CHARGING = "CHARGING"
     STOPPING = "STOPPING"  # RemoteStopTransaction sent, waiting for StopTransaction
+    # stopped with energy no connector can deliver in that time (`billing.plausibility`):
+    # nothing is captured or refunded until an operator decides what is owed
+    REVIEW = "REVIEW"
     COMPLETED = "COMPLETED"
     CANCELED = "CANCELED"  # ended before any energy flowed
     FAILED = "FAILED"
@@ -42,6 +45,14 @@ class SessionStatus(StrEnum):
 
 S = SessionStatus
 ACTIVE_SESSION_STATUSES = frozenset({S.AUTHORIZED, S.STARTING, S.CHARGING, S.STOPPING})
+
+
+class StopRequester(StrEnum):
+    """Who asked a running session to stop (the stop is then re-sent until it happens)."""
+
+    DRIVER = "DRIVER"
+    OPERATOR = "OPERATOR"
+    BUDGET_GUARD = "BUDGET_GUARD"
 
 
 class PaymentStatus(StrEnum):
@@ -114,6 +125,14 @@ class Session:
     charging_started_at: datetime | None = None
     stopped_at: datetime | None = None  # the station's stop time; None while it runs
     stop_reason: str | None = None
+    # the stop request, a durable intent: re-sent (on reconnect, on a schedule with backoff,
+    # when a driver asks again) until the station's stop is recorded
+    stop_requested_by: StopRequester | None = None  # None on a stop from before v4
+    stop_requested_at: datetime | None = None
+    stop_attempts: int = 0  # RemoteStops sent
+    stop_last_attempt_at: datetime | None = None
+    stop_last_error: str | None = None  # of the last attempt; None when it was accepted
+    stop_next_at: datetime | None = None  # when the sweep sends it again
     version: int = 0  # bumped by every write: the compare-and-set token of the session
 
     @property

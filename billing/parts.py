@@ -16,9 +16,9 @@ from billing.jobs.outbox import MoneyJobs
 from billing.ledger import Ledger
 from billing.receipts import make_mailer
 from billing.settings import BillingConfig
+from billing.store.observed import OnChange, observed
 from billing.store.ports import BillingStore
 from billing.store.sqlite import SqliteBillingStore
-from csms.settings import ConfigError
 
 
 def make_gateway(settings: BillingConfig) -> PaymentGateway:
@@ -28,10 +28,13 @@ def make_gateway(settings: BillingConfig) -> PaymentGateway:
 
 
 def make_billing_store(settings: BillingConfig) -> BillingStore:
-    if settings.store.backend != "sqlite":
-        raise ConfigError("store.backend: the MongoDB adapter is not available in this "
-                          "release; use \"sqlite\"")
-    return SqliteBillingStore(settings.store.sqlite_path)
+    store = settings.store
+    if store.backend == "mongodb":
+        from billing.store.mongo import MongoBillingStore
+
+        return MongoBillingStore(store.mongodb_url, store.mongodb_database,
+                                 timeout_s=store.mongodb_timeout)
+    return SqliteBillingStore(store.sqlite_path)
 
 
 @dataclass(slots=True)
@@ -42,8 +45,10 @@ class BillingParts:
     ledger: Ledger  # the one pathway to the gateway, shared by requests and job handlers
 
     @classmethod
-    def from_settings(cls, settings: BillingConfig) -> BillingParts:
-        store = make_billing_store(settings)
+    def from_settings(cls, settings: BillingConfig,
+                      on_change: OnChange | None = None) -> BillingParts:
+        """`on_change(kind, session_id)` hears every write (the dashboard's live view)."""
+        store = observed(make_billing_store(settings), on_change)
         gateway = make_gateway(settings)
         jobs = MoneyJobs(settings, store)
         ledger = Ledger(store, gateway, jobs, settings.billing.gateway_attempts)

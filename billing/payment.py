@@ -40,8 +40,10 @@ SESSION_MOVES: dict[SessionStatus, frozenset[SessionStatus]] = {
     S.PENDING_PAYMENT: frozenset({S.AUTHORIZED, S.CHARGING, S.CANCELED, S.FAILED}),
     S.AUTHORIZED: frozenset({S.STARTING, S.CHARGING, S.CANCELED, S.FAILED}),
     S.STARTING: frozenset({S.CHARGING, S.CANCELED, S.FAILED}),
-    S.CHARGING: frozenset({S.STOPPING, S.COMPLETED, S.CANCELED}),
-    S.STOPPING: frozenset({S.COMPLETED, S.CANCELED}),
+    # -> REVIEW: settlement found the energy implausible; an operator's decision completes it
+    S.CHARGING: frozenset({S.STOPPING, S.REVIEW, S.COMPLETED, S.CANCELED}),
+    S.STOPPING: frozenset({S.REVIEW, S.COMPLETED, S.CANCELED}),
+    S.REVIEW: frozenset({S.COMPLETED}),
     S.COMPLETED: frozenset(),
     S.CANCELED: frozenset(),
     S.FAILED: frozenset(),

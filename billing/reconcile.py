@@ -24,6 +24,7 @@ from billing.models import (
 from billing.sessions import Sessions, customer_of, description
 from billing.settings import BillingConfig
 from billing.settlement import Settlement
+from billing.stops import Stops
 from billing.store.ports import BillingStore
 from csms.domain import parse_timestamp, utcnow
 from csms.events import TransactionStopped
@@ -39,7 +40,7 @@ OpT = OperationType
 class Reconciler:
     def __init__(self, settings: BillingConfig, store: BillingStore, charging: Store,
                  ledger: Ledger, jobs: MoneyJobs, sessions: Sessions, settlement: Settlement,
-                 listener: BillingListener) -> None:
+                 listener: BillingListener, stops: Stops) -> None:
         self.settings = settings
         self.store = store
         self.charging = charging
@@ -48,6 +49,7 @@ class Reconciler:
         self.sessions = sessions
         self.settlement = settlement
         self.listener = listener
+        self.stops = stops
 
     async def reconcile(self) -> None:
         """Finish whatever a crash or a timeout left half-done, using the stored keys."""
@@ -57,6 +59,7 @@ class Reconciler:
             except Exception:
                 log.exception("reconcile: operation %s failed", op.idempotency_key)
         await self._settle_stopped()
+        await self.stops.sweep()  # stops still owed by their stations
         timeout = timedelta(seconds=self.settings.ocpp.remote_start_timeout)
         for session in await self.store.list_sessions(statuses={S.STARTING}, limit=1000):
             if session.session_id in self.sessions.start_timers:

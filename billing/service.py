@@ -7,17 +7,21 @@ all moving money through one `ledger` and every status through `billing.payment`
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry
+
 from billing.errors import BillingError
 from billing.gateways.base import PaymentGateway
 from billing.jobs.outbox import MoneyJobs
 from billing.ledger import Ledger
 from billing.listener import BillingListener
-from billing.models import Job, Operation, Session
+from billing.models import Job, Operation, Session, StopRequester
+from billing.plausibility import Plausibility
 from billing.reconcile import Reconciler
 from billing.refunds import Refunds
 from billing.sessions import Sessions, StartRequest
 from billing.settings import BillingConfig
 from billing.settlement import Settlement, session_tariff
+from billing.stops import Stops
 from billing.store.ports import BillingStore
 from billing.tariffs import Tariff
 from csms.background import TaskSet
@@ -30,18 +34,20 @@ __all__ = ["BillingError", "BillingService", "StartRequest"]
 class BillingService:
     def __init__(self, settings: BillingConfig, store: BillingStore, charging: Store,
                  ledger: Ledger, stations: StationCommands, jobs: MoneyJobs,
-                 tasks: TaskSet) -> None:
+                 tasks: TaskSet, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.store = store
         self.ledger = ledger
         self.refunds = Refunds(store, jobs)
-        self.settlement = Settlement(store, ledger, self.refunds, jobs)
+        self.plausibility = Plausibility(settings.billing.max_power_kw, registry)
+        self.settlement = Settlement(store, ledger, self.refunds, jobs, self.plausibility)
+        self.stops = Stops(settings, store, stations, tasks)
         self.sessions = Sessions(settings, store, charging, ledger, self.settlement, stations,
-                                 tasks)
+                                 self.stops, tasks)
         self.listener = BillingListener(settings, store, ledger, self.sessions, self.settlement,
-                                        tasks)
+                                        self.stops, tasks)
         self.reconciler = Reconciler(settings, store, charging, ledger, jobs, self.sessions,
-                                     self.settlement, self.listener)
+                                     self.settlement, self.listener, self.stops)
 
     @property
     def gateway(self) -> PaymentGateway:
@@ -59,8 +65,14 @@ class BillingService:
     async def start(self, req: StartRequest) -> Session:
         return await self.sessions.start(req)
 
-    async def stop(self, session_id: str) -> Session:
-        return await self.sessions.stop(session_id)
+    async def stop(self, session_id: str, by: StopRequester = StopRequester.DRIVER) -> Session:
+        return await self.sessions.stop(session_id, by)
+
+    async def review(self, session_id: str, capture: int | None) -> Session:
+        return await self.settlement.review(session_id, capture)
+
+    async def resend_stops(self) -> None:
+        await self.stops.sweep()
 
     async def expire_start(self, session_id: str) -> None:
         await self.sessions.expire_start(session_id)

@@ -22,9 +22,11 @@ from billing.models import (
     SavedCard,
     Session,
     SessionStatus,
+    StopRequester,
 )
 from billing.settings import BillingConfig
 from billing.settlement import Settlement
+from billing.stops import Stops
 from billing.store.ports import BillingStore
 from billing.tariffs import Tariff
 from csms.background import TaskSet
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 S = SessionStatus
 OpT = OperationType
+BEFORE_CHARGING = frozenset({S.PENDING_PAYMENT, S.AUTHORIZED, S.STARTING})
 USABLE_CONNECTOR_STATUSES = frozenset({"Available", "Preparing"})
 _ID_TAG_ALPHABET = string.ascii_uppercase + string.digits
 
@@ -89,13 +92,14 @@ def new_session(station_id: str, connector_id: int, method: Method, id_tag: str,
 class Sessions:
     def __init__(self, settings: BillingConfig, store: BillingStore, charging: Store,
                  ledger: Ledger, settlement: Settlement, stations: StationCommands,
-                 tasks: TaskSet) -> None:
+                 stops: Stops, tasks: TaskSet) -> None:
         self.settings = settings
         self.store = store
         self.charging = charging
         self.ledger = ledger
         self.settlement = settlement
         self.stations = stations
+        self.stops = stops
         self.tasks = tasks
         self.default_tariff = Tariff.from_settings(settings.billing.tariff,
                                                    settings.billing.currency)
@@ -252,36 +256,32 @@ class Sessions:
             log.info("session %s: station never started, releasing the money", session_id)
             await self.settlement.release(canceled)
 
-    # stop by the driver ------------------------------------------------------------------------
-    async def stop(self, session_id: str) -> Session:
-        session = await self.get(session_id)
-        if session.status in (S.PENDING_PAYMENT, S.AUTHORIZED, S.STARTING):
-            canceled = await payment.move_session(
-                self.store, session_id, {S.PENDING_PAYMENT, S.AUTHORIZED, S.STARTING},
-                S.CANCELED, failure_reason="stopped by the driver before charging",
-                ended_at=utcnow())
-            if canceled is not None:
+    # stop by the driver (or an operator) ------------------------------------------------------
+    async def stop(self, session_id: str, by: StopRequester = StopRequester.DRIVER) -> Session:
+        """Before charging: cancel and release; while charging: record the stop request and
+        ask the station; already stopping: ask the station again, at once.
+
+        Each branch is a compare-and-set; one that loses (StartTransaction moved STARTING ->
+        CHARGING between the read and the write, say) goes round again on the fresh status,
+        so the stop is never dropped. Statuses only move forward: this ends."""
+        while True:
+            session = await self.get(session_id)
+            if session.status in BEFORE_CHARGING:
+                who = by.value.lower().replace("_", " ")
+                canceled = await payment.move_session(
+                    self.store, session_id, BEFORE_CHARGING, S.CANCELED,
+                    failure_reason=f"stopped by the {who} before charging", ended_at=utcnow())
+                if canceled is None:
+                    continue
                 self.disarm_start_timeout(session_id)
                 await self.settlement.release(canceled)
-            return await self.get(session_id)
-        if session.status == S.CHARGING:
-            stopping = await payment.move_session(self.store, session_id, {S.CHARGING},
-                                                  S.STOPPING)
-            if stopping is not None:
-                await self.remote_stop(stopping)
-        return await self.get(session_id)  # STOPPING, or already ended: nothing to do
-
-    async def remote_stop(self, session: Session) -> None:
-        if session.transaction_id is None:
-            return
-        try:
-            if not await self.stations.remote_stop(session.station_id,
-                                                   session.transaction_id):
-                log.warning("session %s: station rejected RemoteStopTransaction",
-                            session.session_id)
-        except CommandError as exc:
-            # The station will send StopTransaction when it can; billing waits for it.
-            log.warning("session %s: RemoteStopTransaction failed: %s", session.session_id, exc)
+            elif session.status == S.CHARGING:
+                if await self.stops.request(session_id, by) is None:
+                    continue
+                await self.stops.send(session_id)
+            elif session.status == S.STOPPING:
+                await self.stops.send(session_id)
+            return await self.get(session_id)  # also when it has ended: nothing to do
 
     # the gateway says a charge changed (webhook or sweep) ---------------------------------------
     async def charge_changed(self, charge_id: str) -> Session | None:

@@ -60,6 +60,13 @@ class BillingSettings(Section):
     pix_expires_in: int = Field(900, gt=0)  # seconds a PIX QR code stays payable
     gateway_attempts: int = Field(3, ge=1)  # tries of a gateway call inside one request
     reconcile_interval: float = Field(30, gt=0)  # seconds between reconciliation sweeps
+    # A stop not yet followed by the station's StopTransaction is sent again after this many
+    # seconds, doubling per attempt up to stop_retry_max_interval (and at once on reconnect).
+    stop_retry_interval: float = Field(30, gt=0)
+    stop_retry_max_interval: float = Field(600, gt=0)
+    # The most a connector delivers (kW): energy implying more over the elapsed time is not
+    # captured (the session waits in REVIEW) and does not count for the budget guard.
+    max_power_kw: Decimal = Field(Decimal(350), gt=0)
 
 
 class MailSettings(Section):

@@ -9,11 +9,12 @@ from collections import defaultdict
 from decimal import Decimal
 
 from billing import payment
-from billing.errors import require_session
+from billing.errors import BillingError, require_session
 from billing.jobs.handlers import receipt_due
 from billing.jobs.outbox import MoneyJobs
 from billing.ledger import Ledger, Request
 from billing.models import Method, OperationType, PaymentStatus, Session, SessionStatus
+from billing.plausibility import Plausibility
 from billing.refunds import Refunds
 from billing.store.ports import BillingStore
 from billing.tariffs import Tariff
@@ -35,8 +36,9 @@ def session_tariff(session: Session) -> Tariff:
 
 class Settlement:
     def __init__(self, store: BillingStore, ledger: Ledger, refunds: Refunds,
-                 jobs: MoneyJobs) -> None:
+                 jobs: MoneyJobs, plausibility: Plausibility) -> None:
         self.store = store
+        self.plausibility = plausibility
         self.ledger = ledger
         self.refunds = refunds
         self.jobs = jobs
@@ -48,9 +50,9 @@ class Settlement:
         if session.stop_recorded or session.status not in RUNNING:
             return
         await self.store.update_session(
-            session.session_id, meter_start=stop.meter_start, meter_stop=stop.meter_stop,
-            charging_started_at=stop.started_at, stopped_at=stop.stopped_at,
-            stop_reason=stop.reason)
+            session.session_id, if_status=RUNNING, meter_start=stop.meter_start,
+            meter_stop=stop.meter_stop, charging_started_at=stop.started_at,
+            stopped_at=stop.stopped_at, stop_reason=stop.reason)
 
     async def settle(self, session_id: str) -> Session:
         """Bill a stopped transaction exactly once, however often this runs."""
@@ -61,7 +63,16 @@ class Settlement:
                 return session
             energy = session.delivered_wh
             cost = session_tariff(session).cost_cents(energy) if energy > 0 else 0
-            await self.store.update_session(session_id, energy_wh=energy, cost_cents=cost)
+            doubt = None if session.method == Method.VIP else self.plausibility.doubt(
+                session_id, "settlement", energy, session.charging_started_at,
+                session.stopped_at)
+            if doubt is not None:  # nothing is captured or refunded: an operator decides
+                await payment.move_session(self.store, session_id, RUNNING, S.REVIEW,
+                                           energy_wh=energy, cost_cents=cost,
+                                           failure_reason=doubt)
+                return await self._get(session_id)
+            await self.store.update_session(session_id, if_status=RUNNING, energy_wh=energy,
+                                            cost_cents=cost)
             if energy == 0:
                 ended = await payment.move_session(
                     self.store, session_id, RUNNING, S.CANCELED, ended_at=session.stopped_at,
@@ -69,20 +80,48 @@ class Settlement:
                 if ended is not None:
                     await self.release(ended)
                 return await self._get(session_id)
-            if session.method != Method.VIP and cost == 0:
+            if session.method == Method.VIP:
+                pass  # waived: nothing to take
+            elif cost == 0:
                 await self.release(session)  # free charging: nothing to capture, give it back
-            elif session.method.is_card:
-                await self._capture(session, min(cost, session.authorized_amount))
-            elif session.method == Method.PIX:
-                charged = min(cost, session.authorized_amount)
-                await self.store.update_session(session_id, captured_amount=charged)
-                unused = session.authorized_amount - charged
-                if unused > 0:
-                    await self.refunds.refund_unused(session, unused)
+            else:
+                await self._charge(session, min(cost, session.authorized_amount))
             await payment.move_session(self.store, session_id, RUNNING, S.COMPLETED,
                                        ended_at=session.stopped_at)
             await receipt_due(self.store, self.jobs, session_id)
             return await self._get(session_id)
+
+    async def review(self, session_id: str, capture: int | None) -> Session:
+        """An operator's decision on a session in REVIEW: charge `capture` cents (at most what
+        was authorized or paid; the rest of the hold is released, the rest of a PIX payment
+        refunded), or release everything (None or 0). Then COMPLETED."""
+        async with self._locks[session_id]:
+            session = await self._get(session_id)
+            if session.status != S.REVIEW:
+                raise BillingError(409, "not_in_review",
+                                   f"the session is {session.status.value}, not in REVIEW")
+            amount = min(capture or 0, session.authorized_amount)
+            if amount == 0:
+                await self.release(session)
+            else:
+                await self._charge(session, amount)
+            done = await payment.move_session(self.store, session_id, {S.REVIEW}, S.COMPLETED,
+                                              ended_at=session.stopped_at, cost_cents=amount)
+            if done is not None:
+                log.info("session %s: reviewed, %s cents charged", session_id, amount)
+                await receipt_due(self.store, self.jobs, session_id)
+            return await self._get(session_id)
+
+    async def _charge(self, session: Session, amount: int) -> None:
+        """Take `amount` (> 0): a partial capture of the card hold, or keep that much of a PIX
+        payment and refund the rest."""
+        if session.method.is_card:
+            await self._capture(session, amount)
+        elif session.method == Method.PIX:
+            await self.store.update_session(session.session_id, captured_amount=amount)
+            unused = session.authorized_amount - amount
+            if unused > 0:
+                await self.refunds.refund_unused(session, unused)
 
     async def _capture(self, session: Session, amount: int) -> None:
         if session.payment_status != P.AUTHORIZED or session.charge_id is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -148,6 +149,22 @@ def energy_wh(value: MeterValue) -> int | None:
     elif value.unit not in (None, "Wh"):
         return None
     return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def newest_energy(values: Sequence[MeterValue]) -> dict[tuple[int, str], tuple[datetime, int]]:
+    """The newest energy register per (transaction, station) among `values` (later in the
+    sequence wins ties): what every store keeps as a transaction's latest register."""
+    newest: dict[tuple[int, str], tuple[datetime, int]] = {}
+    for value in values:
+        if value.transaction_id is None:
+            continue
+        wh = energy_wh(value)
+        if wh is None:
+            continue
+        key = (value.transaction_id, value.station_id)
+        if key not in newest or newest[key][0] <= value.timestamp:
+            newest[key] = (value.timestamp, wh)
+    return newest
 
 
 def apply_energy_readings(transaction: Transaction, values: list[MeterValue]) -> bool:

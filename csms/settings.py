@@ -36,5 +36,7 @@ class StoreSettings(Section):
     sqlite_path: str = "data/csms.db"
     mongodb_url: str = "mongodb://localhost:27017"
     mongodb_database: str = "csms"
+    mongodb_timeout: float = Field(5, gt=0)  # seconds to reach MongoDB before a call fails
+    meter_values_ttl_days: int = Field(0, ge=0)  # MongoDB: TTL on meter values; 0 keeps them
 
 

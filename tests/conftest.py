@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.support.mongo import mongo_database, mongo_server  # noqa: F401  (fixtures)
 from tests.support.smtp import smtp_inbox  # noqa: F401  (a fixture for every test)
 from web.app import create_app
 from web.settings import Settings, load_settings

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -28,6 +28,8 @@ from csms.store import Store
 from csms.store.factory import make_store
 from web import health, posture, receipts, webhooks
 from web.apidoc import documented
+from web.dashboard.app import setup_dashboard
+from web.dashboard.live import LiveFeed
 from web.driver.routes import routes as driver_routes
 from web.errors import error_middleware
 from web.keys import BILLING, BILLING_STORE, GATEWAY, JOBS, SETTINGS
@@ -85,8 +87,12 @@ async def _billing_ctx(app: web.Application) -> AsyncIterator[None]:
     except Exception as exc:  # Redis down: jobs wait in the outbox until it is back
         log.warning("job broker unavailable at start-up (%s); jobs will be enqueued later", exc)
     await service.reconcile()
-    background = [asyncio.create_task(_reconcile_loop(service, settings), name="reconcile"),
-                  asyncio.create_task(parts.jobs.sweep_forever(), name="outbox-sweeper")]
+    background = [
+        asyncio.create_task(_repeat(settings.billing.reconcile_interval, service.reconcile,
+                                    "reconciliation sweep"), name="reconcile"),
+        asyncio.create_task(_repeat(settings.billing.stop_retry_interval, service.resend_stops,
+                                    "stop retry sweep"), name="stop-retries"),
+        asyncio.create_task(parts.jobs.sweep_forever(), name="outbox-sweeper")]
     yield
     await wait_cancelled(background)
     # The task set (closed before this) no longer touches the billing store; an interrupted
@@ -107,13 +113,13 @@ async def _tasks_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[TASKS].stop()
 
 
-async def _reconcile_loop(service: BillingService, settings: Settings) -> None:
+async def _repeat(interval: float, sweep: Callable[[], Awaitable[None]], what: str) -> None:
     while True:
-        await asyncio.sleep(settings.billing.reconcile_interval)
+        await asyncio.sleep(interval)
         try:
-            await service.reconcile()
+            await sweep()
         except Exception:
-            log.exception("reconciliation sweep failed")
+            log.exception("%s failed", what)
         stop_if_cancelled()
 
 
@@ -130,11 +136,13 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[STORE] = store = store or make_store(settings.store)
     app[CHARGING] = charging = ChargingService(store, settings.ocpp)
     app[HUB] = hub = Hub(settings.ocpp, store, charging, metrics)
-    app[PARTS] = parts = BillingParts.from_settings(settings)
+    feed = LiveFeed()  # the dashboard's live updates: charging events and billing's writes
+    app[PARTS] = parts = BillingParts.from_settings(settings, on_change=feed.on_change)
     app[BILLING_STORE], app[GATEWAY], app[JOBS] = parts.store, parts.gateway, parts.jobs
     app[BILLING] = billing = BillingService(settings, parts.store, store, parts.ledger, hub,
-                                            parts.jobs, tasks)
+                                            parts.jobs, tasks, metrics.registry)
     charging.listeners.append(billing.listener)
+    charging.listeners.append(feed)  # after billing: a meter sample's cost is stored by then
 
     app.cleanup_ctx.extend([_store_ctx, _hub_ctx, _billing_ctx, _tasks_ctx])
     app.on_shutdown.append(_close_stations)
@@ -145,4 +153,5 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app.add_routes(webhooks.routes)
     app.add_routes(receipts.routes)
     app.add_subapp("/api", create_operator_api())
+    setup_dashboard(app, settings, feed)
     return app

@@ -15,7 +15,7 @@ from typing import TypeVar
 from csms import simulator
 from csms.domain import IdTag, Station, isoformat
 from csms.settings import ConfigError
-from csms.store import Store
+from csms.store import Store, StoreError
 from csms.store.factory import make_store
 from web.settings import Settings, load_settings
 
@@ -192,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"csms: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # the store cannot be opened (a bad or unreachable MongoDB)
+        print(f"csms: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

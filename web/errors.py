@@ -9,6 +9,8 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from csms.store import StoreError
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -71,6 +73,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             else exc.reason
         return error_response(exc.status_code, _CODES.get(exc.status_code, "error"),
                               message or "", headers=exc.headers)
+    except StoreError as exc:  # the store is down or unreachable: retry, nothing was taken
+        log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
+        return error_response(503, "unavailable", "The store is unavailable; retry shortly",
+                              headers={"Retry-After": "5"})
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "An internal error occurred")

@@ -32,6 +32,7 @@ from billing.settings import (
     TasksSettings,
 )
 from csms.settings import ConfigError, OcppSettings, Section, StoreSettings
+from web.dashboard.settings import DashboardSettings
 from web.settings_env import Environment
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     mail: MailSettings = MailSettings()
     receipts: ReceiptSettings = ReceiptSettings()
     api: ApiSettings = ApiSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -81,8 +81,17 @@ class SessionStore(Protocol):
         Returns the updated session, or None when the status was not one of `expected`.
         """
 
-    async def update_session(self, session_id: str, **changes: Any) -> Session | None:
-        """Set non-status fields (energy, cost, gateway ids, pix data, receipt url...)."""
+    async def update_session(
+        self,
+        session_id: str,
+        *,
+        if_status: Collection[SessionStatus] | None = None,
+        **changes: Any,
+    ) -> Session | None:
+        """Set non-status fields (energy, cost, gateway ids, pix data, receipt url...).
+
+        With `if_status`, only if the status is still one of those (a compare-and-set on the
+        status that leaves it unchanged); None when it is not."""
 
     async def transition_payment(
         self,

@@ -31,7 +31,7 @@ from csms.domain import (
     OrphanStop,
     Station,
     Transaction,
-    energy_wh,
+    newest_energy,
     utcnow,
 )
 from csms.store.ports import StoreError
@@ -726,18 +726,8 @@ class SqliteStore:
             )
             for v in values
         ]
-        # newest energy register per (transaction, station) within this call; later wins ties
-        latest: dict[tuple[int, str], tuple[str, int]] = {}
-        for v, row in zip(values, rows, strict=True):
-            if v.transaction_id is None:
-                continue
-            wh = energy_wh(v)
-            if wh is None:
-                continue
-            key = (v.transaction_id, v.station_id)
-            if key not in latest or latest[key][0] <= row[3]:
-                latest[key] = (row[3], wh)
-        updates = [(wh, at, tx, station, at) for (tx, station), (at, wh) in latest.items()]
+        updates = [(wh, ts(at), tx, station, ts(at))
+                   for (tx, station), (at, wh) in newest_energy(values).items()]
 
         def op(conn: sqlite3.Connection) -> None:
             conn.executemany(

@@ -345,6 +345,16 @@ class BillingStoreContract:
         assert cleared is not None and cleared.receipt_url is None
         assert await store.update_session("nope", energy_wh=1) is None
 
+    async def test_update_session_only_in_given_statuses(self, store: BillingStore) -> None:
+        await add(store, 1, status=S.COMPLETED, energy_wh=10000)
+        before = await store.get_session("S1")
+        assert await store.update_session("S1", if_status={S.CHARGING, S.STOPPING},
+                                          energy_wh=2000) is None
+        assert await store.get_session("S1") == before  # nothing written, version unchanged
+        done = await store.update_session("S1", if_status={S.COMPLETED}, energy_wh=9000)
+        assert done is not None and (done.status, done.energy_wh) == (S.COMPLETED, 9000)
+        assert await store.update_session("S1", if_status=(), energy_wh=1) is None
+
     async def test_unknown_and_protected_change_keys_are_refused(self, store: BillingStore) -> None:
         await add(store, 1, status=S.CHARGING, payment_status=P.AUTHORIZED)
         stored = await store.get_session("S1")

@@ -19,18 +19,22 @@ from tests.billing.flows import (
     start_body,
     stop_tx,
 )
+from tests.support.mongo import backend_environ
 from tests.support.stations import basic_auth, station
 from web.app import create_app
 
 
-@pytest.fixture(params=["sandbox", "pagarme"])
+@pytest.fixture(params=["sandbox", "pagarme", "pagarme-mongodb"])
 async def env(request: pytest.FixtureRequest, tmp_path, aiohttp_server,
               ) -> AsyncIterator[Env]:
+    """The production gateway also runs on the production store (MongoDB)."""
+    gateway, _, backend = request.param.partition("-")
     extra: dict[str, str] = dict(getattr(request, "param_env", {}))
+    extra.update(backend_environ(request, backend or "sqlite"))
     marker = request.node.get_closest_marker("env")
     if marker:
         extra.update(marker.kwargs)
-    async with open_env(request.param, tmp_path, aiohttp_server, extra) as env:
+    async with open_env(gateway, tmp_path, aiohttp_server, extra) as env:
         yield env
 
 
@@ -355,7 +359,7 @@ async def test_a_stop_recorded_before_a_crash_is_billed_at_start_up(
     """The CSMS stored the StopTransaction and died before billing it: the next start's
     reconciliation pass captures it, once."""
     from csms.domain import parse_timestamp
-    from csms.store.sqlite import SqliteStore
+    from csms.store.factory import make_store
     from web.keys import SETTINGS
 
     settings = env.server.app[SETTINGS]
@@ -366,7 +370,7 @@ async def test_a_stop_recorded_before_a_crash_is_billed_at_start_up(
         tx_id = await charge(env, cp, sid)
     await env.server.close()  # the crash
 
-    store = SqliteStore(settings.store.sqlite_path)
+    store = make_store(settings.store)
     await store.open()
     await store.stop_transaction("EVSE-001", tx_id, meter_stop=12345,
                                  stopped_at=parse_timestamp("2026-11-22T10:30:00Z"),

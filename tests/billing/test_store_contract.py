@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,7 @@ async def test_upgrades_a_v1_database(tmp_path: Path) -> None:
     store = SqliteBillingStore(str(path))
     await store.open()
     try:
-        assert _version(path) == str(SCHEMA_VERSION) == "4"
+        assert _version(path) == str(SCHEMA_VERSION) == "5"
         assert _tables(path) == _tables(fresh)
         session = await store.get_session("S1")
         assert session is not None and session.captured_amount == 1200
@@ -150,6 +151,37 @@ async def test_upgrades_a_v2_database(tmp_path: Path) -> None:
         updated = await store.update_session("S1", meter_start=10, meter_stop=1010,
                                              stopped_at=at(9))
         assert updated is not None and updated.delivered_wh == 1000 and updated.version == 1
+    finally:
+        await store.close()
+
+
+async def test_upgrades_a_v3_database(tmp_path: Path) -> None:
+    """v4 records the stop request; a session an older build left STOPPING gets its request
+    time (its last update) so the stop sweep sends it again."""
+    path = tmp_path / "csms.db"
+    with sqlite3.connect(path) as conn:  # exactly what a v3 build created
+        conn.execute("CREATE TABLE billing_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for target in (1, 2, 3):
+            for step in _MIGRATIONS[target]:
+                conn.execute(step) if isinstance(step, str) else step(conn)
+        conn.execute("INSERT INTO billing_meta VALUES ('schema_version', '3')")
+        for sid, tag, status in (("S1", "TAG1", "STOPPING"), ("S2", "TAG2", "CHARGING")):
+            conn.execute(
+                "INSERT INTO billing_sessions (session_id, station_id, connector_id, method,"
+                " id_tag, requested_amount, currency, price_per_kwh, fixed_connection_fee,"
+                " status, created_at, updated_at, payment_status, transaction_id) VALUES"
+                " (?, 'CP1', 1, 'CREDIT_CARD', ?, 5000, 'BRL', '1.50', '2.00', ?,"
+                " '2026-03-01T10:00:01.000000+00:00', '2026-03-01T10:05:00.000000+00:00',"
+                " 'AUTHORIZED', 7)", (sid, tag, status))
+    store = SqliteBillingStore(str(path))
+    await store.open()
+    try:
+        assert _version(path) == str(SCHEMA_VERSION)
+        stopping, charging = await store.get_session("S1"), await store.get_session("S2")
+        assert stopping is not None and charging is not None
+        assert stopping.stop_requested_at == datetime(2026, 3, 1, 10, 5, tzinfo=UTC)
+        assert (stopping.stop_requested_by, stopping.stop_attempts) == (None, 0)
+        assert charging.stop_requested_at is None
     finally:
         await store.close()
 

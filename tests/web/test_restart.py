@@ -1,18 +1,22 @@
-"""Data survives a restart of the CSMS (same SQLite file, a new app)."""
+"""Data survives a restart of the CSMS (same SQLite file or MongoDB database, a new app)."""
 
 from __future__ import annotations
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 from ocpp.v16 import call
 
 from tests.conftest import make_settings
+from tests.support.mongo import BACKENDS, backend_environ
 from tests.support.stations import station
 from web.app import create_app
 
 
-async def test_data_survives_restart(tmp_path) -> None:
-    settings = make_settings(tmp_path)
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_data_survives_restart(tmp_path, request: pytest.FixtureRequest,
+                                     backend: str) -> None:
+    settings = make_settings(tmp_path, **backend_environ(request, backend))
     first = TestServer(create_app(settings))
     await first.start_server()
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from csms.settings import ConfigError
+from tests.support.net import free_port
 from web import cli
 from web.settings import load_settings
 
@@ -77,7 +78,9 @@ def test_cli_station_and_idtag_commands(monkeypatch, capsys, tmp_path: Path) -> 
     assert "RFID-1" in out and "Blocked" in out
 
 
-def test_a_backend_this_release_lacks_is_refused_by_name(monkeypatch, capsys) -> None:
+def test_an_unreachable_mongodb_stops_start_up_naming_the_url(monkeypatch, capsys) -> None:
     monkeypatch.setenv("CSMS_STORE__BACKEND", "mongodb")
-    assert cli.main(["serve", "--config", str(ROOT / "config.toml")]) == 2
-    assert "store.backend" in capsys.readouterr().err
+    monkeypatch.setenv("CSMS_STORE__MONGODB_URL", f"mongodb://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("CSMS_STORE__MONGODB_TIMEOUT", "1")
+    assert cli.main(["serve", "--config", str(ROOT / "config.toml"), "--port", "0"]) == 3
+    assert "store.mongodb_url: cannot reach MongoDB" in capsys.readouterr().err

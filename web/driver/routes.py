@@ -126,6 +126,17 @@ class PaymentView(BaseModel):
     operations: list[OperationView]
 
 
+class StopRequestView(BaseModel):
+    requestedBy: Literal["DRIVER", "OPERATOR", "BUDGET_GUARD"] | None = Field(
+        description="Who asked; null for a stop asked before stop requests were recorded")
+    requestedAt: str | None
+    attempts: int = Field(description="RemoteStopTransaction requests sent so far")
+    lastAttemptAt: str | None
+    lastError: str | None = Field(
+        description="Why the last attempt failed (offline, rejected, no answer); null when "
+        "the station accepted it. The stop is sent again until the station stops")
+
+
 class SessionView(BaseModel):
     sessionId: str
     status: str
@@ -137,6 +148,8 @@ class SessionView(BaseModel):
     costCents: int
     payment: PaymentView
     receiptUrl: str | None
+    stopRequest: StopRequestView | None = Field(
+        None, description="The stop asked for this session, null while nobody asked")
 
 
 class ChargeStopResponse(BaseModel):
@@ -157,7 +170,19 @@ def session_view(session: Session, operations: list[Operation]) -> SessionView:
                                       status=op.status.value, at=isoformat(op.created_at) or "",
                                       error=op.error) for op in operations]),
         receiptUrl=session.receipt_url,
+        stopRequest=stop_request_view(session),
     )
+
+
+def stop_request_view(session: Session) -> StopRequestView | None:
+    if session.stop_requested_at is None:
+        return None
+    by = session.stop_requested_by
+    return StopRequestView(requestedBy=by.value if by else None,
+                           requestedAt=isoformat(session.stop_requested_at),
+                           attempts=session.stop_attempts,
+                           lastAttemptAt=isoformat(session.stop_last_attempt_at),
+                           lastError=session.stop_last_error)
 
 
 def _check_driver_key(request: web.Request) -> None:
@@ -203,7 +228,9 @@ async def charge_start(request: web.Request) -> web.Response:
 
 
 @routes.post("/charge/stop", name="charge_stop")
-@documented("Stop a session (void at once before charging)", body=ChargeStopRequest,
+@documented("Stop a session: void at once before charging; while charging, record the stop and "
+            "send RemoteStopTransaction (again on a STOPPING session) until the station stops",
+            body=ChargeStopRequest,
             response=ChargeStopResponse, errors=(404, 409))
 async def charge_stop(request: web.Request) -> web.Response:
     _check_driver_key(request)

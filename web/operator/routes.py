@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from ocpp.v16.enums import Action
 from pydantic import BaseModel, Field
 
-from billing.models import JobStatus, SessionStatus
+from billing.models import JobStatus, SessionStatus, StopRequester
 from billing.money import PriceAmount
 from billing.service import BillingError
 from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
@@ -246,12 +246,7 @@ class TariffRequest(BaseModel):
 
 
 async def _tariff_json(request: web.Request, station_id: str) -> dict[str, Any]:
-    service = request.config_dict[BILLING]
-    tariff = await service.tariff_for(station_id)
-    override = await service.store.station_tariff(station_id)
-    return TariffView(stationId=station_id, pricePerKwh=str(tariff.price_per_kwh),
-                      fixedConnectionFee=str(tariff.fixed_connection_fee),
-                      currency=tariff.currency, default=override is None).model_dump()
+    return (await TariffView.of(request.config_dict[BILLING], station_id)).model_dump()
 
 
 @routes.get("/stations/{station_id}/tariff", name="station_tariff")
@@ -328,6 +323,45 @@ async def refund_session(request: web.Request) -> web.Response:
     refund = RefundView(idempotencyKey=op.idempotency_key, amount=op.amount,
                         status=op.status.value, jobId=op.idempotency_key)
     return web.json_response(RefundAccepted(refund=refund).model_dump(), status=202)
+
+
+@routes.post("/sessions/{session_id}/stop", name="session_stop")
+@documented("Stop a session as the operator (same rules as the driver's stop; recorded as the "
+            "operator's and re-sent until the station stops)", response=SessionView,
+            errors=(404,))
+async def stop_session(request: web.Request) -> web.Response:
+    service = request.config_dict[BILLING]
+    try:
+        session = await service.stop(request.match_info["session_id"], StopRequester.OPERATOR)
+    except BillingError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    view = session_view(session, await service.operations(session.session_id))
+    return web.json_response(view.model_dump())
+
+
+class ReviewRequest(BaseModel):
+    decision: Literal["capture", "release"]
+    amountCents: int | None = Field(None, ge=0, description="cents to charge (capture); at "
+                                    "most what was authorized or paid, the rest is given back")
+
+
+@routes.post("/sessions/{session_id}/review", name="session_review")
+@documented("Decide what a session in REVIEW (implausible energy) owes: capture an amount, or "
+            "release everything", body=ReviewRequest, response=SessionView,
+            errors=(404, 409))
+async def review_session(request: web.Request) -> web.Response:
+    body = validate(ReviewRequest, await read_json(request))
+    if body.decision == "capture" and body.amountCents is None:
+        raise ApiError(422, "invalid_request", "amountCents is required to capture",
+                       field="amountCents")
+    service = request.config_dict[BILLING]
+    try:
+        session = await service.review(request.match_info["session_id"],
+                                       body.amountCents if body.decision == "capture" else None)
+    except BillingError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    view = session_view(session, await service.operations(session.session_id))
+    return web.json_response(view.model_dump())
 
 
 @routes.get("/jobs", name="jobs")

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from billing.models import Job
+from billing.service import BillingService
 from csms.domain import IdTag, LoggedFrame, MeterValue, OrphanStop, Station, Transaction, isoformat
 from csms.ocpp.hub import LiveStation
 from web.driver.routes import SessionView
@@ -161,6 +162,15 @@ class TariffView(BaseModel):
     fixedConnectionFee: str
     currency: str
     default: bool
+
+    @classmethod
+    async def of(cls, service: BillingService, station_id: str) -> TariffView:
+        """The tariff the station prices with, and whether it is the default one."""
+        tariff = await service.tariff_for(station_id)
+        override = await service.store.station_tariff(station_id)
+        return cls(stationId=station_id, pricePerKwh=str(tariff.price_per_kwh),
+                   fixedConnectionFee=str(tariff.fixed_connection_fee),
+                   currency=tariff.currency, default=override is None)
 
 
 class JobView(BaseModel):

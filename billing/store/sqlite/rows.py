@@ -26,6 +26,7 @@ from billing.models import (
     SavedCard,
     Session,
     SessionStatus,
+    StopRequester,
 )
 from csms.store.sqlite_support import dt, dt_req, ts
 
@@ -121,6 +122,8 @@ def _session(row: sqlite3.Row) -> Session:
     values["status"] = SessionStatus(values["status"])
     values["payment_status"] = PaymentStatus(values["payment_status"])
     values["save_card"] = bool(values["save_card"])
+    if values["stop_requested_by"] is not None:
+        values["stop_requested_by"] = StopRequester(values["stop_requested_by"])
     return Session(**values)
 
 

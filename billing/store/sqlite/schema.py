@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from functools import partial
 from typing import TypeVar
 
 from csms.store.ports import StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 _SCHEMA_V1 = [
@@ -160,24 +159,42 @@ _V3_SESSION_COLUMNS = {
 }
 
 
-# v4: the card's last four digits as the gateway reported them (receipts).
-_V4_SESSION_COLUMNS = {"card_last4": "TEXT"}
+# v4: the stop request (who asked, when, attempts, last error, next attempt). A session left
+# STOPPING by an older build had its stop asked at its last update: the sweep sends it again.
+_V4_SESSION_COLUMNS = {
+    "stop_requested_by": "TEXT",
+    "stop_requested_at": "TEXT",
+    "stop_attempts": "INTEGER NOT NULL DEFAULT 0",
+    "stop_last_attempt_at": "TEXT",
+    "stop_last_error": "TEXT",
+    "stop_next_at": "TEXT",
+}
 
 
-def _add_session_columns(conn: sqlite3.Connection,
-                         columns: dict[str, str] = _V3_SESSION_COLUMNS) -> None:
-    present = {row[1] for row in conn.execute("PRAGMA table_info(billing_sessions)")}
-    for name, decl in columns.items():
-        if name not in present:
-            conn.execute(f"ALTER TABLE billing_sessions ADD COLUMN {name} {decl}")
+def _session_columns(columns: dict[str, str]) -> Callable[[sqlite3.Connection], None]:
+    def add(conn: sqlite3.Connection) -> None:
+        present = {row[1] for row in conn.execute("PRAGMA table_info(billing_sessions)")}
+        for name, decl in columns.items():
+            if name not in present:
+                conn.execute(f"ALTER TABLE billing_sessions ADD COLUMN {name} {decl}")
+
+    return add
+
+
+_add_session_columns = _session_columns(_V3_SESSION_COLUMNS)
+# v5: the card's last four digits as the gateway reported them (receipts).
+_V5_SESSION_COLUMNS = {"card_last4": "TEXT"}
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
 # schema version -> steps (SQL statements or functions) bringing the tables to that version
 _MIGRATIONS: dict[int, list[Migration]] = {1: [*_SCHEMA_V1], 2: [*_SCHEMA_V2],
                                            3: [_add_session_columns],
-                                           4: [partial(_add_session_columns,
-                                                       columns=_V4_SESSION_COLUMNS)]}
+                                           4: [_session_columns(_V4_SESSION_COLUMNS),
+                                               "UPDATE billing_sessions SET stop_requested_at ="
+                                               " updated_at WHERE status = 'STOPPING'"
+                                               " AND stop_requested_at IS NULL"],
+                                           5: [_session_columns(_V5_SESSION_COLUMNS)]}
 
 RECEIPT_COUNTER = "receipt_number"
 

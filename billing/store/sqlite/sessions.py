@@ -91,7 +91,8 @@ class SessionTable(SqliteConnection):
         target: str | None,
         changes: dict[str, Any],
     ) -> Session | None:
-        """UPDATE the session (status column -> target if it is in `expected`) with changes.
+        """UPDATE the session with changes, only if its `column` (status or payment_status)
+        is in `expected`; the column is set to `target` unless that is None.
 
         Returns the updated row, or None when no row matched (unknown id or other status).
         """
@@ -104,8 +105,9 @@ class SessionTable(SqliteConnection):
             wanted = list(expected)
             if not wanted:
                 return None
-            sets.insert(0, f"{column} = ?")
-            params.insert(0, target)
+            if target is not None:
+                sets.insert(0, f"{column} = ?")
+                params.insert(0, target)
             where += f" AND {column} IN ({', '.join('?' for _ in wanted)})"
             where_params.extend(wanted)
         sets.append("updated_at = ?, version = version + 1")
@@ -130,9 +132,19 @@ class SessionTable(SqliteConnection):
         wanted = [SessionStatus(s).value for s in expected]
         return await self._cas(session_id, "status", wanted, SessionStatus(target).value, changes)
 
-    async def update_session(self, session_id: str, **changes: Any) -> Session | None:
-        """Set non-status fields; None when the session does not exist."""
-        return await self._cas(session_id, None, (), None, changes)
+    async def update_session(
+        self,
+        session_id: str,
+        *,
+        if_status: Collection[SessionStatus] | None = None,
+        **changes: Any,
+    ) -> Session | None:
+        """Set non-status fields; None when the session does not exist or, with `if_status`,
+        is not in one of those statuses."""
+        if if_status is None:
+            return await self._cas(session_id, None, (), None, changes)
+        wanted = [SessionStatus(s).value for s in if_status]
+        return await self._cas(session_id, "status", wanted, None, changes)
 
     async def transition_payment(
         self,

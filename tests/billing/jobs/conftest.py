@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.billing.flows import Env
 from tests.conftest import make_settings
+from tests.support.mongo import BACKENDS, backend_environ
 from tests.support.net import free_port
 from tests.support.pagarme import SECRET_KEY, start_fake_pagarme
 from tests.support.smtp import SmtpInbox, StartSmtp
@@ -135,11 +136,12 @@ def inbox(smtp_inbox: StartSmtp) -> SmtpInbox:
     return smtp_inbox()
 
 
-@pytest.fixture
+@pytest.fixture(params=BACKENDS)
 async def jobs_env(request: pytest.FixtureRequest, tmp_path: Path, aiohttp_server: Any,
                    inbox: SmtpInbox) -> AsyncIterator[JobsEnv]:
-    """The CSMS on the Pagar.me fake with SMTP mail and fast job retries. Tests marked
-    `@pytest.mark.redis` get the redis broker (and start workers themselves)."""
+    """The CSMS on the Pagar.me fake with SMTP mail and fast job retries, on each store
+    backend. Tests marked `@pytest.mark.redis` get the redis broker (and start workers
+    themselves)."""
     fake = await start_fake_pagarme(aiohttp_server)
     environ = {
         **FAST_JOBS,
@@ -155,6 +157,7 @@ async def jobs_env(request: pytest.FixtureRequest, tmp_path: Path, aiohttp_serve
         "CSMS_MAIL__SMTP_TIMEOUT": "3",
         "CSMS_RECEIPTS__OPERATOR_NAME": "Eletroposto Teste Ltda",
         "CSMS_RECEIPTS__OPERATOR_TAX_ID": "12.345.678/0001-90",
+        **backend_environ(request, request.param),
     }
     if request.node.get_closest_marker("redis"):
         redis: RedisServer = request.getfixturevalue("redis_server")

@@ -1,0 +1,103 @@
+"""A stop is a durable intent: once a driver, an operator or the budget guard asks a running
+session to stop, the request is recorded on the session (who, when) in the same
+compare-and-set that moves it CHARGING -> STOPPING, and RemoteStopTransaction is sent again
+until the station's stop is recorded: when the station reconnects, when the driver asks again,
+when the budget guard sees the cost still rising, and on a schedule with backoff. Each attempt
+is recorded (count, time, error), so drivers and operators see why a session still runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from billing import payment
+from billing.models import Session, SessionStatus, StopRequester
+from billing.settings import BillingConfig
+from billing.store.ports import BillingStore
+from csms.background import TaskSet
+from csms.commands import CommandError, StationCommands
+from csms.domain import utcnow
+
+log = logging.getLogger(__name__)
+
+S = SessionStatus
+
+
+class Stops:
+    def __init__(self, settings: BillingConfig, store: BillingStore, stations: StationCommands,
+                 tasks: TaskSet) -> None:
+        self.settings = settings
+        self.store = store
+        self.stations = stations
+        self.tasks = tasks
+        # one RemoteStop in flight per session (a reconnect, the sweep and a driver at once)
+        self._sending: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def request(self, session_id: str, by: StopRequester) -> Session | None:
+        """CHARGING -> STOPPING with the request recorded; None when it was not CHARGING."""
+        now = utcnow()
+        return await payment.move_session(self.store, session_id, {S.CHARGING}, S.STOPPING,
+                                          stop_requested_by=by, stop_requested_at=now,
+                                          stop_next_at=now)
+
+    async def send(self, session_id: str) -> Session | None:
+        """Send RemoteStopTransaction for a STOPPING session whose stop the station has not
+        reported yet, and record the attempt. Returns the session as it is now."""
+        async with self._sending[session_id]:
+            session = await self.store.get_session(session_id)
+            if session is None or session.status != S.STOPPING or session.stop_recorded \
+                    or session.transaction_id is None:
+                return session
+            error = await self._remote_stop(session, session.transaction_id)
+            now = utcnow()
+            attempts = session.stop_attempts + 1
+            recorded = await self.store.update_session(
+                session_id, if_status={S.STOPPING}, stop_attempts=attempts,
+                stop_last_attempt_at=now, stop_last_error=error,
+                stop_next_at=now + self.backoff(attempts),
+                stop_requested_at=session.stop_requested_at or now)
+            return recorded or await self.store.get_session(session_id)
+
+    def forget(self, session_id: str) -> None:
+        """The station's stop arrived: nothing more to send for this session."""
+        lock = self._sending.get(session_id)
+        if lock is not None and not lock.locked():
+            del self._sending[session_id]
+
+    def send_later(self, session_id: str) -> None:
+        """`send` off the caller's path (a station's message loop must not wait for it)."""
+        self.tasks.spawn(self.send(session_id), f"stop-{session_id[:8]}")
+
+    def backoff(self, attempts: int) -> timedelta:
+        billing = self.settings.billing
+        delay = billing.stop_retry_interval * 2 ** min(max(attempts - 1, 0), 30)
+        return timedelta(seconds=min(delay, billing.stop_retry_max_interval))
+
+    async def station_connected(self, station_id: str) -> None:
+        """The station is back: every stop still owed to it is sent again at once."""
+        for session in await self.store.list_sessions(statuses={S.STOPPING},
+                                                      station_id=station_id, limit=1000):
+            if not session.stop_recorded:
+                self.send_later(session.session_id)
+
+    async def sweep(self, now: datetime | None = None) -> None:
+        """Send again every stop whose next attempt is due."""
+        now = now or utcnow()
+        for session in await self.store.list_sessions(statuses={S.STOPPING}, limit=1000):
+            due = session.stop_next_at is None or session.stop_next_at <= now
+            sending = self._sending.get(session.session_id)
+            if due and not session.stop_recorded and not (sending and sending.locked()):
+                self.send_later(session.session_id)
+
+    async def _remote_stop(self, session: Session, transaction_id: int) -> str | None:
+        """Ask the station; the error of this attempt, None when it accepted."""
+        try:
+            if await self.stations.remote_stop(session.station_id, transaction_id):
+                return None
+            error = "station rejected RemoteStopTransaction"
+        except CommandError as exc:
+            error = f"RemoteStopTransaction failed: {exc or type(exc).__name__}"
+        log.warning("session %s: %s; it will be sent again", session.session_id, error)
+        return error

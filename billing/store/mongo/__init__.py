@@ -1,0 +1,24 @@
+"""MongoDB adapter of the billing store port (`billing.store.BillingStore`), on pymongo's
+`AsyncMongoClient`: one module per aggregate, all sharing one client (`base.py`).
+
+Persistence and compare-and-set only; the money rules live in `billing.payment` and
+`billing.ledger`. Every move is one conditional single-document write. Where an operation
+touches two documents the module says how a crash between them stays correct:
+`sessions.py` (an idempotency key and its operation) and `receipts.py` (a receipt and the
+counter that numbers it without gaps); the money jobs are written before they are enqueued and
+found again by the outbox sweeper, exactly as on SQLite.
+"""
+
+from __future__ import annotations
+
+from billing.store.mongo.jobs import JobCollection
+from billing.store.mongo.receipts import RECEIPT_COUNTER, ReceiptCollection
+from billing.store.mongo.small import SmallCollections
+from csms.store.mongo_support import store_errors
+
+__all__ = ["RECEIPT_COUNTER", "MongoBillingStore"]
+
+
+@store_errors
+class MongoBillingStore(ReceiptCollection, JobCollection, SmallCollections):
+    """`BillingStore` on a MongoDB database (collections prefixed `billing_`)."""

@@ -1,0 +1,406 @@
+"""MongoDB adapter of the charging store (production), on `pymongo.AsyncMongoClient`.
+
+Every state change is one single-document operation: a conditional `find_one_and_update` with
+the expected state in the filter, an `$inc` on a counter, or an insert guarded by a unique index.
+Documents (values are written as `csms.store.mongo_support` explains):
+
+    stations      {_id: station id, auth: {provisioned, password_hash},
+                   boot: {vendor, model, serial_number, firmware_version, at}, connected,
+                   seen: {at}, connectors: {"<id>": {status, error_code, info,
+                   vendor_error_code, updated_at}}}
+    id_tags       {_id: id tag, tag: {status, expiry_date, parent_id_tag}}
+    counters      {_id: "transaction_id" | "frames:<station>", value}
+    transactions  {transaction_id, station_id, connector_id, id_tag, meter_start,
+                   started_at, reservation_id, stop: null | {meter_stop, stopped_at, reason,
+                   id_tag}, energy: null | {wh, at}}
+    orphan_stops  {station_id, transaction_id, meter_stop, stopped_at, reason, id_tag,
+                   received_at}
+    meter_values  {station_id, connector_id, transaction_id, at, received_at,
+                   samples: [{timestamp, value, measurand, unit, context, phase, location,
+                   format}]}           one document per MeterValues frame
+    frames        {station_id, seq, direction, frame, at}
+
+Two writes touch two documents, and each stays correct after a crash between them:
+`append_meter_values` inserts the readings, then moves the transaction's energy register
+forward (a crash leaves the register one frame behind; the next frame or the stop moves it);
+`append_frames` takes sequence numbers from a counter, inserts, then trims (a crash leaves a gap
+in the numbers or a few frames over the cap until the next append trims them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from csms.domain import (
+    Connector,
+    IdTag,
+    LoggedFrame,
+    MeterValue,
+    OrphanStop,
+    Station,
+    Transaction,
+    newest_energy,
+    utcnow,
+)
+from csms.store.mongo_support import (
+    DEFAULT_TIMEOUT_S,
+    Document,
+    MongoConnection,
+    insert_once,
+    next_value,
+    store_errors,
+    utc,
+    utc_req,
+)
+from csms.store.ports import StoreError
+
+TRANSACTION_COUNTER = "transaction_id"
+START_KEY = ("station_id", "connector_id", "id_tag", "meter_start", "started_at")
+ORPHAN_KEY = ("station_id", "transaction_id", "meter_stop", "stopped_at")
+TTL_FIELD = "received_at"
+
+# Every index, next to the queries that need it. `_id` serves stations, id tags and counters.
+# (No index includes `_id` with other keys: nx-27017 then refuses every insert.)
+INDEXES: dict[str, list[IndexModel]] = {
+    "transactions": [
+        # get_transaction, stop_transaction, the energy register; list_transactions (no
+        # station) newest first; and no id is ever used twice
+        IndexModel([("transaction_id", DESCENDING)], unique=True, name="transaction_id"),
+        # start_transaction: a retried StartTransaction finds (and can never duplicate) its
+        # transaction; active_transaction: (station, connector) prefix, stop null
+        IndexModel([(k, ASCENDING) for k in START_KEY], unique=True, name="start_key"),
+        # list_transactions(station_id=...): newest first
+        IndexModel([("station_id", ASCENDING), ("transaction_id", DESCENDING)],
+                   name="by_station"),
+    ],
+    "orphan_stops": [
+        # stop_transaction for an unknown id: a repeated stop is recorded once;
+        # list_orphan_stops(station_id) uses the prefix
+        IndexModel([(k, ASCENDING) for k in ORPHAN_KEY], unique=True, name="orphan_key"),
+    ],
+    "meter_values": [
+        # list_meter_values(transaction_id), oldest first
+        IndexModel([("transaction_id", ASCENDING), ("at", ASCENDING)], name="by_transaction"),
+    ],
+    "frames": [
+        # list_frames newest first; append_frames trims by seq
+        IndexModel([("station_id", ASCENDING), ("seq", DESCENDING)], unique=True,
+                   name="by_station_seq"),
+    ],
+}
+
+
+# conversions ------------------------------------------------------------------------------------
+
+
+def _station(doc: Document) -> Station:
+    auth = doc.get("auth") or {}
+    boot = doc.get("boot") or {}
+    connectors = doc.get("connectors") or {}
+    return Station(
+        id=doc["_id"],
+        password_hash=auth.get("password_hash"),
+        vendor=boot.get("vendor"),
+        model=boot.get("model"),
+        serial_number=boot.get("serial_number"),
+        firmware_version=boot.get("firmware_version"),
+        connected=bool(doc.get("connected", False)),
+        last_seen=utc((doc.get("seen") or {}).get("at")),
+        last_boot_at=utc(boot.get("at")),
+        provisioned=bool(auth.get("provisioned", False)),
+        connectors=[_connector(int(key), value)
+                    for key, value in sorted(connectors.items(), key=lambda kv: int(kv[0]))],
+    )
+
+
+def _connector(connector_id: int, doc: Document) -> Connector:
+    return Connector(connector_id=connector_id, status=doc["status"],
+                     error_code=doc["error_code"], info=doc.get("info"),
+                     vendor_error_code=doc.get("vendor_error_code"),
+                     updated_at=utc(doc.get("updated_at")))
+
+
+def _id_tag(doc: Document) -> IdTag:
+    tag = doc["tag"]
+    return IdTag(id_tag=doc["_id"], status=tag["status"], expiry_date=utc(tag.get("expiry_date")),
+                 parent_id_tag=tag.get("parent_id_tag"))
+
+
+def _transaction(doc: Document) -> Transaction:
+    stop = doc.get("stop") or {}
+    energy = doc.get("energy") or {}
+    return Transaction(
+        transaction_id=int(doc["transaction_id"]),
+        station_id=doc["station_id"],
+        connector_id=doc["connector_id"],
+        id_tag=doc["id_tag"],
+        meter_start=doc["meter_start"],
+        started_at=utc_req(doc["started_at"]),
+        reservation_id=doc.get("reservation_id"),
+        meter_stop=stop.get("meter_stop"),
+        stopped_at=utc(stop.get("stopped_at")),
+        stop_reason=stop.get("reason"),
+        stop_id_tag=stop.get("id_tag"),
+        last_energy_wh=energy.get("wh"),
+        last_energy_at=utc(energy.get("at")),
+    )
+
+
+def _orphan(doc: Document) -> OrphanStop:
+    return OrphanStop(station_id=doc["station_id"], transaction_id=doc["transaction_id"],
+                      meter_stop=doc["meter_stop"], stopped_at=utc_req(doc["stopped_at"]),
+                      reason=doc.get("reason"), id_tag=doc.get("id_tag"),
+                      received_at=utc(doc.get("received_at")))
+
+
+def _sample(value: MeterValue) -> Document:
+    return {"timestamp": value.timestamp, "value": value.value, "measurand": value.measurand,
+            "unit": value.unit, "context": value.context, "phase": value.phase,
+            "location": value.location, "format": value.format}
+
+
+def _meter_documents(values: Sequence[MeterValue], received_at: datetime) -> list[Document]:
+    """One document per (station, connector, transaction) in the call: a MeterValues frame."""
+    groups: dict[tuple[str, int, int | None], list[MeterValue]] = {}
+    for value in values:
+        groups.setdefault((value.station_id, value.connector_id, value.transaction_id),
+                          []).append(value)
+    return [{"station_id": station, "connector_id": connector, "transaction_id": tx,
+             "at": min(v.timestamp for v in group), TTL_FIELD: received_at,
+             "samples": [_sample(v) for v in group]}
+            for (station, connector, tx), group in groups.items()]
+
+
+def _meter_values(doc: Document) -> list[MeterValue]:
+    return [MeterValue(station_id=doc["station_id"], connector_id=doc["connector_id"],
+                       transaction_id=doc["transaction_id"],
+                       timestamp=utc_req(sample["timestamp"]), value=sample["value"],
+                       measurand=sample.get("measurand"), unit=sample.get("unit"),
+                       context=sample.get("context"), phase=sample.get("phase"),
+                       location=sample.get("location"), format=sample.get("format"))
+            for sample in doc["samples"]]
+
+
+@store_errors
+class MongoStore(MongoConnection):
+    """`Store` on a MongoDB database (or any server speaking its wire protocol)."""
+
+    INDEXES = INDEXES
+
+    def __init__(self, url: str, database: str, *, meter_values_ttl_days: int = 0,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        super().__init__(url, database, timeout_s=timeout_s)
+        self.meter_values_ttl_days = meter_values_ttl_days
+
+    async def _prepare(self, db: AsyncDatabase[Document]) -> None:
+        await self._ensure_retention(db)
+        await next_value(db.counters, TRANSACTION_COUNTER, 0)  # exists before any $inc
+
+    async def _ensure_retention(self, db: AsyncDatabase[Document]) -> None:
+        """`store.meter_values_ttl_days`: a TTL index on received_at; 0 drops it (keep all)."""
+        existing = [index async for index in await db.meter_values.list_indexes()
+                    if list(index["key"]) == [TTL_FIELD]]
+        seconds = self.meter_values_ttl_days * 86400
+        if existing and existing[0].get("expireAfterSeconds") == seconds:
+            return
+        for index in existing:
+            await db.meter_values.drop_index(index["name"])
+        if seconds > 0:
+            await db.meter_values.create_index([(TTL_FIELD, ASCENDING)],
+                                               expireAfterSeconds=seconds, name="retention")
+
+    # stations ---------------------------------------------------------------------------------
+
+    async def _upsert_station(self, station_id: str, update: Document) -> Station:
+        doc = await self.db.stations.find_one_and_update(
+            {"_id": station_id}, update, upsert=True, return_document=ReturnDocument.AFTER)
+        return _station(doc)
+
+    async def provision_station(self, station_id: str, password_hash: str | None) -> Station:
+        return await self._upsert_station(
+            station_id, {"$set": {"auth": {"provisioned": True, "password_hash": password_hash}}})
+
+    async def get_station(self, station_id: str) -> Station | None:
+        doc = await self.db.stations.find_one({"_id": station_id})
+        return None if doc is None else _station(doc)
+
+    async def list_stations(self) -> list[Station]:
+        return [_station(doc) async for doc in self.db.stations.find({}).sort("_id", ASCENDING)]
+
+    async def register_boot(self, station_id: str, *, vendor: str, model: str,
+                            serial_number: str | None, firmware_version: str | None,
+                            at: datetime) -> Station:
+        return await self._upsert_station(station_id, {"$set": {"boot": {
+            "vendor": vendor, "model": model, "serial_number": serial_number,
+            "firmware_version": firmware_version, "at": at}}})
+
+    async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
+        await self.db.stations.update_one(
+            {"_id": station_id}, {"$set": {"connected": connected, "seen": {"at": at}}},
+            upsert=True)
+
+    async def mark_all_disconnected(self) -> None:
+        await self.db.stations.update_many({}, {"$set": {"connected": False}})
+
+    async def touch_station(self, station_id: str, at: datetime) -> None:
+        await self.db.stations.update_one({"_id": station_id}, {"$set": {"seen": {"at": at}}})
+
+    async def set_connector_status(self, station_id: str, connector_id: int, *, status: str,
+                                   error_code: str, info: str | None = None,
+                                   vendor_error_code: str | None = None,
+                                   at: datetime) -> None:
+        connector = {"status": status, "error_code": error_code, "info": info,
+                     "vendor_error_code": vendor_error_code, "updated_at": at}
+        await self.db.stations.update_one(
+            {"_id": station_id}, {"$set": {f"connectors.{int(connector_id)}": connector}},
+            upsert=True)
+
+    # id tags ----------------------------------------------------------------------------------
+
+    async def upsert_id_tag(self, tag: IdTag) -> IdTag:
+        doc = await self.db.id_tags.find_one_and_update(
+            {"_id": tag.id_tag},
+            {"$set": {"tag": {"status": tag.status, "expiry_date": tag.expiry_date,
+                              "parent_id_tag": tag.parent_id_tag}}},
+            upsert=True, return_document=ReturnDocument.AFTER)
+        return _id_tag(doc)
+
+    async def get_id_tag(self, id_tag: str) -> IdTag | None:
+        doc = await self.db.id_tags.find_one({"_id": id_tag})
+        return None if doc is None else _id_tag(doc)
+
+    async def list_id_tags(self) -> list[IdTag]:
+        return [_id_tag(doc) async for doc in self.db.id_tags.find({}).sort("_id", ASCENDING)]
+
+    # transactions -----------------------------------------------------------------------------
+
+    async def next_transaction_id(self) -> int:
+        return await next_value(self.db.counters, TRANSACTION_COUNTER)
+
+    async def start_transaction(self, station_id: str, connector_id: int, id_tag: str,
+                                meter_start: int, started_at: datetime,
+                                reservation_id: int | None = None,
+                                ) -> tuple[Transaction, bool]:
+        """Insert under the unique start key; a retry (or a racing twin) finds the first.
+
+        A racing twin burns one transaction id; ids are never reused, so a gap is harmless.
+        """
+        key = dict(zip(START_KEY, (station_id, connector_id, id_tag, meter_start,
+                                   started_at.astimezone(UTC)), strict=True))
+        existing = await self.db.transactions.find_one(key)
+        if existing is not None:
+            return _transaction(existing), False
+        doc = {"transaction_id": await next_value(self.db.counters, TRANSACTION_COUNTER), **key,
+               "reservation_id": reservation_id, "stop": None, "energy": None}
+        if await insert_once(self.db.transactions, doc):
+            return _transaction(doc), True
+        existing = await self.db.transactions.find_one(key)
+        if existing is None:  # the duplicate was the id: a counter behind its transactions
+            raise StoreError("transaction id counter is behind the transactions collection")
+        return _transaction(existing), False
+
+    async def stop_transaction(self, station_id: str, transaction_id: int, *, meter_stop: int,
+                               stopped_at: datetime, reason: str | None, id_tag: str | None,
+                               ) -> tuple[Transaction | None, bool]:
+        stop = {"meter_stop": meter_stop, "stopped_at": stopped_at, "reason": reason,
+                "id_tag": id_tag}
+        doc = await self.db.transactions.find_one_and_update(
+            {"transaction_id": transaction_id, "station_id": station_id, "stop": None},
+            {"$set": {"stop": stop}}, return_document=ReturnDocument.AFTER)
+        if doc is not None:
+            return _transaction(doc), True
+        doc = await self.db.transactions.find_one({"transaction_id": transaction_id})
+        if doc is not None and doc["station_id"] == station_id:
+            return _transaction(doc), False
+        orphan = dict(zip(ORPHAN_KEY, (station_id, transaction_id, meter_stop,
+                                       stopped_at.astimezone(UTC)), strict=True))
+        inserted = await insert_once(self.db.orphan_stops, {
+            **orphan, "reason": reason, "id_tag": id_tag, "received_at": utcnow()})
+        return None, inserted
+
+    async def get_transaction(self, transaction_id: int) -> Transaction | None:
+        doc = await self.db.transactions.find_one({"transaction_id": transaction_id})
+        return None if doc is None else _transaction(doc)
+
+    async def list_transactions(self, *, station_id: str | None = None,
+                                active: bool | None = None, limit: int = 100,
+                                ) -> list[Transaction]:
+        if limit <= 0:
+            return []  # MongoDB reads limit 0 as "no limit"
+        query: Document = {}
+        if station_id is not None:
+            query["station_id"] = station_id
+        if active is not None:
+            query["stop"] = None if active else {"$ne": None}
+        cursor = self.db.transactions.find(query).sort("transaction_id", DESCENDING).limit(limit)
+        return [_transaction(doc) async for doc in cursor]
+
+    async def active_transaction(self, station_id: str, connector_id: int) -> Transaction | None:
+        cursor = self.db.transactions.find(
+            {"station_id": station_id, "connector_id": connector_id, "stop": None}
+        ).sort("transaction_id", DESCENDING).limit(1)
+        docs = [doc async for doc in cursor]
+        return _transaction(docs[0]) if docs else None
+
+    async def list_orphan_stops(self, station_id: str | None = None) -> list[OrphanStop]:
+        query = {} if station_id is None else {"station_id": station_id}
+        return [_orphan(doc) async for doc in self.db.orphan_stops.find(query).sort("_id", 1)]
+
+    # meter values -----------------------------------------------------------------------------
+
+    async def append_meter_values(self, values: Sequence[MeterValue]) -> None:
+        """Insert the frame's readings, then move each transaction's register forward.
+
+        The register update is conditional on the stored reading being older, so late and
+        concurrent frames never move it back.
+        """
+        if not values:
+            return
+        await self.db.meter_values.insert_many(_meter_documents(values, utcnow()),
+                                               ordered=False)
+        for (tx, station), (at, wh) in newest_energy(values).items():
+            await self.db.transactions.update_one(
+                {"transaction_id": tx, "station_id": station,
+                 "$or": [{"energy": None}, {"energy.at": {"$lt": at}}]},
+                {"$set": {"energy": {"wh": wh, "at": at}}})
+
+    async def list_meter_values(self, transaction_id: int) -> list[MeterValue]:
+        cursor = self.db.meter_values.find({"transaction_id": transaction_id}).sort(
+            [("at", ASCENDING), ("_id", ASCENDING)])
+        values = [value async for doc in cursor for value in _meter_values(doc)]
+        return sorted(values, key=lambda v: v.timestamp)  # stable: arrival order within ties
+
+    # message log ------------------------------------------------------------------------------
+
+    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int) -> None:
+        """Append frames; keep at most `keep` newest (by append order) per station."""
+        by_station: dict[str, list[LoggedFrame]] = {}
+        for frame in frames:
+            by_station.setdefault(frame.station_id, []).append(frame)
+        for station_id, station_frames in by_station.items():
+            if keep <= 0:
+                await self.db.frames.delete_many({"station_id": station_id})
+                continue
+            last = await next_value(self.db.counters, f"frames:{station_id}",
+                                    len(station_frames))
+            kept = station_frames[-keep:]
+            first = last - len(kept) + 1
+            await self.db.frames.insert_many(
+                [{"station_id": station_id, "seq": seq, "direction": f.direction,
+                  "frame": f.frame, "at": f.at} for seq, f in enumerate(kept, start=first)],
+                ordered=False)
+            if last > keep:
+                await self.db.frames.delete_many(
+                    {"station_id": station_id, "seq": {"$lte": last - keep}})
+
+    async def list_frames(self, station_id: str, limit: int = 100) -> list[LoggedFrame]:
+        if limit <= 0:
+            return []
+        cursor = self.db.frames.find({"station_id": station_id}).sort(
+            "seq", DESCENDING).limit(limit)
+        return [LoggedFrame(station_id=station_id, direction=doc["direction"],
+                            frame=doc["frame"], at=utc_req(doc["at"])) async for doc in cursor]

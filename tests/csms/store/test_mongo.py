@@ -1,0 +1,138 @@
+"""The store contract on MongoDB (nx-27017 here, a real MongoDB with CSMS_TEST_MONGODB_URL), plus
+what only the MongoDB adapter does: indexes, retention, half-done writes, an unreachable or
+vanishing server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from csms.domain import utcnow
+from csms.store.mongo import INDEXES, MongoStore, _meter_documents
+from csms.store.ports import Store, StoreError
+from tests.csms.store.contract import StoreContract, at, energy, frame, start
+from tests.support.mongo import MongoDatabase, start_nx
+from tests.support.net import free_port
+from tests.support.ports import missing_methods
+
+
+@pytest_asyncio.fixture
+async def store(mongo_database: MongoDatabase) -> AsyncIterator[MongoStore]:
+    store = MongoStore(mongo_database.url, mongo_database.name)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+class TestMongoStore(StoreContract):
+    pass
+
+
+def test_satisfies_port() -> None:
+    store: Store = MongoStore("mongodb://unused", "unused")
+    assert missing_methods(store, Store) == []
+
+
+async def _index_keys(store: MongoStore, collection: str) -> list[list[str]]:
+    return [list(index["key"]) async for index in await store.db[collection].list_indexes()]
+
+
+async def test_indexes_are_created_once_at_open(mongo_database: MongoDatabase) -> None:
+    for _ in range(2):  # a second start-up finds them and changes nothing
+        store = MongoStore(mongo_database.url, mongo_database.name)
+        await store.open()
+        try:
+            for collection, models in INDEXES.items():
+                keys = await _index_keys(store, collection)
+                for model in models:
+                    assert list(model.document["key"]) in keys, (collection, model.document)
+                assert len(keys) == len(models) + 1  # and _id
+        finally:
+            await store.close()
+
+
+async def test_meter_value_retention_follows_the_setting(mongo_database: MongoDatabase) -> None:
+    async def ttl_seconds(days: int) -> list[int | None]:
+        store = MongoStore(mongo_database.url, mongo_database.name, meter_values_ttl_days=days)
+        await store.open()
+        try:
+            return [index.get("expireAfterSeconds")
+                    async for index in await store.db.meter_values.list_indexes()
+                    if list(index["key"]) == ["received_at"]]
+        finally:
+            await store.close()
+
+    assert await ttl_seconds(0) == []
+    assert await ttl_seconds(7) == [7 * 86400]
+    assert await ttl_seconds(30) == [30 * 86400]
+    assert await ttl_seconds(0) == []  # 0 keeps them for ever again
+
+
+async def test_one_document_per_frame_with_all_its_samples(store: MongoStore) -> None:
+    tx_id = await start(store, meter=0)
+    frame_values = [energy(tx_id, "10", at(1)), energy(tx_id, "230", at(1), unit="V",
+                                                       measurand="Voltage")]
+    await store.append_meter_values(frame_values)
+    docs = [doc async for doc in store.db.meter_values.find({"transaction_id": tx_id})]
+    assert len(docs) == 1 and len(docs[0]["samples"]) == 2
+    assert await store.list_meter_values(tx_id) == frame_values
+
+
+async def test_crash_after_readings_before_register(store: MongoStore) -> None:
+    """Readings inserted, the process died before the register update: the next frame (or
+    the stop's meter reading) moves the register; nothing is lost or counted twice."""
+    tx_id = await start(store, meter=0)
+    await store.db.meter_values.insert_many(
+        _meter_documents([energy(tx_id, "100", at(1))], utcnow()))  # the first write only
+    tx = await store.get_transaction(tx_id)
+    assert tx is not None and tx.last_energy_wh is None
+    await store.append_meter_values([energy(tx_id, "150", at(2))])
+    tx = await store.get_transaction(tx_id)
+    assert tx is not None and (tx.last_energy_wh, tx.last_energy_at) == (150, at(2))
+    assert [v.value for v in await store.list_meter_values(tx_id)] == ["100", "150"]
+
+
+async def test_crash_after_frame_numbers_before_insert(store: MongoStore) -> None:
+    """Sequence numbers taken, frames never inserted: a gap, and the cap still holds."""
+    await store.append_frames([frame("CP1", 1)], keep=3)
+    await store.db.counters.update_one({"_id": "frames:CP1"}, {"$inc": {"value": 5}})
+    for n in range(2, 6):
+        await store.append_frames([frame("CP1", n)], keep=3)
+    assert [f.frame for f in await store.list_frames("CP1")] == [
+        frame("CP1", n).frame for n in (5, 4, 3)]
+
+
+async def test_unreachable_server_fails_fast_naming_the_key() -> None:
+    """timeout_s bounds the wait (the test's own timeout catches a hang)."""
+    store = MongoStore(f"mongodb://127.0.0.1:{free_port()}", "csms", timeout_s=1)
+    with pytest.raises(StoreError, match=r"store\.mongodb_url.*within 1 s"):
+        await store.open()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1", "mongodb://", "mongodb://h:notaport"])
+async def test_bad_url_names_the_key(url: str) -> None:
+    with pytest.raises(StoreError, match=r"store\.mongodb_url"):
+        await MongoStore(url, "csms", timeout_s=1).open()
+
+
+async def test_calls_fail_while_the_server_is_down_and_resume(tmp_path: Path) -> None:
+    server = start_nx(tmp_path)
+    store = MongoStore(server.url, "csms", timeout_s=1)
+    try:
+        await store.open()
+        await store.provision_station("CP1", None)
+        server.stop(kill=True)
+        with pytest.raises(StoreError):
+            await store.get_station("CP1")
+        server.start()  # same port, same files
+        station = await store.get_station("CP1")
+        assert station is not None and station.provisioned
+        await store.touch_station("CP1", at(1))
+    finally:
+        await store.close()
+        server.stop()

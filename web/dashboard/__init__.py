@@ -1,0 +1,1 @@
+"""The operator dashboard (server-rendered, live): wired by `web.dashboard.app`."""

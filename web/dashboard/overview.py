@@ -1,0 +1,73 @@
+"""`/`: what is happening right now and where money stands today (UTC day)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+
+from aiohttp import web
+
+from billing.models import (
+    ACTIVE_SESSION_STATUSES,
+    JobStatus,
+    OperationStatus,
+    OperationType,
+)
+from csms.domain import isoformat, utcnow
+from web.dashboard import reads
+from web.dashboard.render import html_page, page
+from web.keys import BILLING
+
+routes = web.RouteTableDef()
+
+# Ledger entries that count for each tile; a PIX CHARGE is money taken like an authorization.
+TILES = {OperationType.AUTHORIZE: "authorized", OperationType.CHARGE: "authorized",
+         OperationType.CAPTURE: "captured", OperationType.REFUND: "refunded"}
+
+
+@dataclass
+class MoneyToday:
+    authorized: int = 0
+    captured: int = 0
+    refunded: int = 0
+    failed_jobs: int = 0
+
+
+async def money_today(request: web.Request, since: datetime) -> MoneyToday:
+    """Succeeded ledger entries since `since`, per tile, from the sessions touched since."""
+    service = request.config_dict[BILLING]
+    today = MoneyToday()
+    for session in await service.store.list_sessions(limit=1000):
+        if session.updated_at < since:
+            continue
+        for op in await service.operations(session.session_id):
+            tile = TILES.get(op.type)
+            if tile and op.status == OperationStatus.SUCCEEDED and op.updated_at >= since:
+                setattr(today, tile, getattr(today, tile) + op.amount)
+    today.failed_jobs = len(await service.store.list_jobs(statuses={JobStatus.FAILED}))
+    return today
+
+
+@routes.get("/", name="dash_overview")
+@html_page("Dashboard: overview of stations, sessions and money today")
+async def overview(request: web.Request) -> web.Response:
+    since = datetime.combine(utcnow().date(), time(), tzinfo=UTC)
+    cutoff = isoformat(since) or ""
+    stations = await reads.stations(request)
+    connectors = [(s.id, c) for s in stations for c in s.connectors]
+    # energy of the transactions that ended today or still run
+    today = [tx for tx in await reads.transactions(request, limit=1000)
+             if tx.stoppedAt is None or tx.stoppedAt >= cutoff]
+    charging = [tx for tx in today if tx.stoppedAt is None]
+    return await page(
+        request, "overview.html", watch="station,session,job",
+        stations=stations, online=sum(s.connected for s in stations),
+        # connector 0 is the station itself (OCPP 1.6): not a place a car charges
+        status_mix=sorted(Counter(c.status for _, c in connectors
+                                  if c.connectorId > 0).items()),
+        faults=[(sid, c) for sid, c in connectors
+                if c.status == "Faulted" or c.errorCode != "NoError"],
+        live_sessions=await reads.sessions(request, statuses=ACTIVE_SESSION_STATUSES),
+        energy_today=sum(tx.energyWh for tx in today), charging=charging,
+        money=await money_today(request, since), since=cutoff)

@@ -1,0 +1,41 @@
+"""What the pages read, through the operator API's read models (web.operator.views) so a
+number on a page and in /api never disagree."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from aiohttp import web
+
+from billing.models import Session, SessionStatus
+from csms.keys import HUB, STORE
+from web.driver.routes import SessionView, session_view
+from web.keys import BILLING
+from web.operator.routes import session_of as session_of_transaction
+from web.operator.views import StationView, TransactionView
+
+
+async def stations(request: web.Request) -> list[StationView]:
+    hub = request.config_dict[HUB]
+    return [StationView.of(s, hub.live(s.id))
+            for s in await request.config_dict[STORE].list_stations()]
+
+
+async def sessions(request: web.Request, statuses: Collection[SessionStatus] | None = None,
+                   station_id: str | None = None, limit: int = 100) -> list[SessionView]:
+    service = request.config_dict[BILLING]
+    found = await service.store.list_sessions(statuses=statuses, station_id=station_id,
+                                              limit=limit)
+    return [await session_of(request, s) for s in found]
+
+
+async def session_of(request: web.Request, session: Session) -> SessionView:
+    return session_view(session, await request.config_dict[BILLING].operations(
+        session.session_id))
+
+
+async def transactions(request: web.Request, station_id: str | None = None,
+                       active: bool | None = None, limit: int = 100) -> list[TransactionView]:
+    found = await request.config_dict[STORE].list_transactions(
+        station_id=station_id, active=active, limit=limit)
+    return [TransactionView.of(tx, await session_of_transaction(request, tx)) for tx in found]

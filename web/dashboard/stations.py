@@ -1,0 +1,94 @@
+"""`/stations` and `/stations/{id}`: boot data, connectors, the running transaction, the OCPP
+message log, and one form per command an operator sends (the station's answer is shown)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from aiohttp_session import get_session
+
+from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
+from csms.keys import HUB, STORE
+from web.dashboard import reads
+from web.dashboard.render import flash, form_post, html_page, not_found, page, see_other
+from web.keys import BILLING
+from web.operator.views import FrameView, StationView, TariffView
+
+routes = web.RouteTableDef()
+
+FRAMES_SHOWN = 50
+
+
+def _int(form: Any, name: str) -> int:
+    try:
+        return int(str(form.get(name, "")))
+    except ValueError:
+        raise CommandInvalid(f"{name} must be a whole number") from None
+
+
+def command_payload(action: str, form: Any) -> dict[str, Any]:
+    """The OCPP payload (camelCase, as for POST /api/.../commands/{Action}) from a form."""
+    if action == "Reset":
+        return {"type": "Hard" if form.get("type") == "Hard" else "Soft"}
+    if action == "UnlockConnector":
+        return {"connectorId": _int(form, "connectorId")}
+    if action == "ChangeAvailability":
+        kind = "Inoperative" if form.get("type") == "Inoperative" else "Operative"
+        return {"connectorId": _int(form, "connectorId"), "type": kind}
+    if action == "TriggerMessage":
+        payload: dict[str, Any] = {"requestedMessage": str(form.get("requestedMessage", ""))}
+        if form.get("connectorId"):
+            payload["connectorId"] = _int(form, "connectorId")
+        return payload
+    if action == "RemoteStopTransaction":
+        return {"transactionId": _int(form, "transactionId")}
+    raise CommandInvalid(f"{action} is not a command the dashboard sends")
+
+
+@routes.get("/stations", name="dash_stations")
+@html_page("Dashboard: stations")
+async def stations(request: web.Request) -> web.Response:
+    found = sorted(await reads.stations(request), key=lambda s: (not s.connected, s.id))
+    return await page(request, "stations.html", watch="station", stations=found)
+
+
+@routes.get("/stations/{station_id}", name="dash_station")
+@html_page("Dashboard: one station with its message log and commands")
+async def station(request: web.Request) -> web.Response:
+    station_id = request.match_info["station_id"]
+    stored = await request.config_dict[STORE].get_station(station_id)
+    if stored is None:
+        return await not_found(request, f"No station {station_id!r} has connected or been added")
+    hub = request.config_dict[HUB]
+    await hub.frames.flush()
+    frames = await request.config_dict[STORE].list_frames(station_id, FRAMES_SHOWN)
+    session = await get_session(request)
+    answers = session.pop("answers", {})
+    return await page(
+        request, "station.html", watch=f"station:{station_id}",
+        station=StationView.of(stored, hub.live(station_id)),
+        running=await reads.transactions(request, station_id=station_id, active=True),
+        recent=await reads.transactions(request, station_id=station_id, limit=10),
+        frames=[FrameView.of(f) for f in frames], answer=answers.get(station_id),
+        tariff=await TariffView.of(request.config_dict[BILLING], station_id))
+
+
+@routes.post("/stations/{station_id}/commands/{action}", name="dash_command")
+@form_post("Dashboard: send a command to a station (form)")
+async def command(request: web.Request) -> web.Response:
+    """Send the call, keep the station's answer for the page, redirect back (PRG)."""
+    station_id, action = request.match_info["station_id"], request.match_info["action"]
+    try:
+        payload = command_payload(action, await request.post())
+        response = await request.config_dict[HUB].call(station_id, action, payload)
+        answer = {"action": action, "request": payload, "response": response, "ok": True}
+    except (StationNotConnected, CommandInvalid, CommandTimeout, CommandRejected) as exc:
+        answer = {"action": action, "error": f"{type(exc).__name__}: {exc}", "ok": False}
+    session = await get_session(request)
+    session["answers"] = {station_id: {**answer, "text": json.dumps(
+        answer.get("response", answer.get("error")))}}
+    if not answer["ok"]:
+        await flash(request, "error", f"{action} failed: {answer['error']}")
+    raise see_other(request, "dash_station", station_id=station_id)
