@@ -18,6 +18,7 @@ from csms.settings import ConfigError
 from csms.store import Store, StoreError
 from csms.store.factory import make_store
 from web.settings import Settings, load_settings
+from web.tls import server_context
 
 T = TypeVar("T")
 
@@ -39,14 +40,17 @@ def _serve(args: argparse.Namespace) -> int:
     from web.app import create_app
 
     settings = _settings(args)
+    tls = server_context(settings.server)
     app = create_app(settings)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     sock = _listen(host, port)  # before anything opens: a busy port costs nothing
     port = sock.getsockname()[1]
-    web.run_app(app, sock=sock, access_log=None, shutdown_timeout=10,
-                print=lambda _: print(f"csms listening on http://{host}:{port} "
-                                      f"(OCPP at ws://{host}:{port}/ocpp/<stationId>)",
+    http, ws = ("https", "wss") if tls else ("http", "ws")
+    web.run_app(app, sock=sock, ssl_context=tls, access_log=None, shutdown_timeout=10,
+                print=lambda _: print(f"csms listening on {http}://{host}:{port} "
+                                      f"(OCPP at {ws}://{host}:{port}/ocpp/<stationId>, "
+                                      f"security profile {settings.ocpp.security_profile})",
                                       flush=True))
     return 0
 

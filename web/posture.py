@@ -38,7 +38,10 @@ def open_settings(settings: Settings) -> list[str]:
 
 
 def open_stations(settings: Settings, stations: Iterable[Station]) -> list[str]:
-    """Provisioned stations that would connect without any credential."""
+    """Provisioned stations that would connect without any credential (profile 3: none, the
+    client certificate is every station's credential)."""
+    if settings.ocpp.security_profile == 3:
+        return []
     return [f"station {station.id}: provisioned without a password "
             f"(csms station add {station.id} --password ...)"
             for station in stations if station.provisioned and not station.password_hash]

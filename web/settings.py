@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -45,6 +45,10 @@ class ServerSettings(Section):
     port: int = Field(8080, ge=0, le=65535)
     # "production" refuses to start with an open configuration (web.posture lists what counts)
     mode: Literal["development", "production"] = "development"
+    # TLS (security profiles 2 and 3): HTTPS and wss:// on the same port; PEM files
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""  # CA that signs station certificates (profile 3)
 
 
 class ApiSettings(Section):
@@ -79,6 +83,21 @@ class Settings(BaseSettings):
     receipts: ReceiptSettings = ReceiptSettings()
     api: ApiSettings = ApiSettings()
     dashboard: DashboardSettings = DashboardSettings()
+
+    @model_validator(mode="after")
+    def _tls_for_the_profile(self) -> Settings:
+        """Profiles 2 and 3 need TLS; 3 needs the CA that signs station certificates."""
+        server, profile = self.server, self.ocpp.security_profile
+        if bool(server.tls_cert_file) != bool(server.tls_key_file):
+            raise ValueError("server.tls_cert_file and server.tls_key_file go together")
+        if profile >= 2 and not server.tls_cert_file:
+            raise ValueError(f"ocpp.security_profile = {profile} needs server.tls_cert_file "
+                             "and server.tls_key_file")
+        if profile == 3 and not server.tls_client_ca_file:
+            raise ValueError("ocpp.security_profile = 3 needs server.tls_client_ca_file")
+        if server.tls_client_ca_file and not server.tls_cert_file:
+            raise ValueError("server.tls_client_ca_file needs server.tls_cert_file")
+        return self
 
     @classmethod
     def settings_customise_sources(
