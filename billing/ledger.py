@@ -215,6 +215,8 @@ class Ledger:
                                        "charge_id": result.charge_id}
             if result.card_reference:
                 changes["card_reference"] = result.card_reference
+            if result.card_last4:
+                changes["card_last4"] = result.card_last4
             return await payment.move_payment(self.store, op.session_id, {P.PENDING},
                                               P.AUTHORIZED, **changes)
         return await payment.after_success(self.store, op.session_id, op.type, op.amount)

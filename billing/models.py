@@ -116,6 +116,7 @@ class Session:
     pix_qr_code_url: str | None = None
     pix_expires_at: str | None = None
     card_reference: str | None = None
+    card_last4: str | None = None  # as the gateway reported it at authorization (receipts)
     receipt_url: str | None = None
     # what billing recorded of its transaction (from the core's events), so settlement and
     # receipts never read the charging store again

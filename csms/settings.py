@@ -29,6 +29,8 @@ class OcppSettings(Section):
     command_timeout: float = Field(30, gt=0)
     message_log_size: int = Field(500, ge=0)
     require_subprotocol: bool = False
+    # 1: HTTP Basic; 2: TLS + Basic; 3: mutual TLS, the client certificate's CN = station id
+    security_profile: int = Field(1, ge=1, le=3)
 
 
 class StoreSettings(Section):

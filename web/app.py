@@ -2,7 +2,8 @@
 
 This is the composition root: it makes the charging core (`csms`), billing and the HTTP
 surfaces, connects billing to the core's events, and opens and closes every resource in a
-cleanup context, in this order (closed in reverse): charging store, hub, billing, task set.
+cleanup context, in this order (closed in reverse): charging store (and the
+open-configuration check, web.posture), hub, billing, task set.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from csms.ocpp.endpoint import ocpp_websocket
 from csms.ocpp.hub import Hub
 from csms.store import Store
 from csms.store.factory import make_store
-from web import health, receipts, webhooks
+from web import health, posture, receipts, webhooks
 from web.apidoc import documented
 from web.dashboard.app import setup_dashboard
 from web.dashboard.live import LiveFeed
@@ -48,8 +49,18 @@ OCPP_ENDPOINT = documented(
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = app[STORE]
+    """Open the store, then refuse (production) or warn about (development) what is open.
+
+    aiohttp runs no cleanup when start-up fails, so a refusal closes the store itself.
+    """
+    store, settings = app[STORE], app[SETTINGS]
     await store.open()
+    try:
+        findings = posture.open_stations(settings, await store.list_stations())
+        posture.enforce(settings, posture.open_settings(settings) + findings)
+    except BaseException:
+        await store.close()
+        raise
     await store.mark_all_disconnected()
     yield
     await store.close()
@@ -143,6 +154,4 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app.add_routes(receipts.routes)
     app.add_subapp("/api", create_operator_api())
     setup_dashboard(app, settings, feed)
-    if not settings.api.operator_token:
-        log.warning("api.operator_token is empty: the operator API at /api is open to anyone")
     return app

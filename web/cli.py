@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ from csms.settings import ConfigError
 from csms.store import Store, StoreError
 from csms.store.factory import make_store
 from web.settings import Settings, load_settings
+from web.tls import server_context
 
 T = TypeVar("T")
 
@@ -37,14 +40,32 @@ def _serve(args: argparse.Namespace) -> int:
     from web.app import create_app
 
     settings = _settings(args)
+    tls = server_context(settings.server)
     app = create_app(settings)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    web.run_app(app, host=host, port=port, access_log=None, shutdown_timeout=10,
-                print=lambda _: print(f"csms listening on http://{host}:{port} "
-                                      f"(OCPP at ws://{host}:{port}/ocpp/<stationId>)",
+    sock = _listen(host, port)  # before anything opens: a busy port costs nothing
+    port = sock.getsockname()[1]
+    http, ws = ("https", "wss") if tls else ("http", "ws")
+    web.run_app(app, sock=sock, ssl_context=tls, access_log=None, shutdown_timeout=10,
+                print=lambda _: print(f"csms listening on {http}://{host}:{port} "
+                                      f"(OCPP at {ws}://{host}:{port}/ocpp/<stationId>, "
+                                      f"security profile {settings.ocpp.security_profile})",
                                       flush=True))
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, or a one-line error naming the key to change."""
+    try:
+        return socket.create_server((host, port), backlog=1024)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"server.port: {port} is already in use on {host}") from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(f"server.port: not allowed to listen on {host}:{port}") from None
+        raise ConfigError(f"server.host: cannot listen on {host}:{port}: "
+                          f"{exc.strerror or exc}") from None
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -39,9 +39,10 @@ class ErrorResponse(BaseModel):
 class ApiError(web.HTTPException):
     """An error with our own code and message, rendered as JSON by the middleware."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, code: str, message: str, *,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
         self.status_code = status
-        super().__init__(reason=None)
+        super().__init__(reason=None, headers=headers)
         self.code = code
         self.message = message
         self.extra = extra
@@ -63,7 +64,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status_code, exc.code, exc.message, **exc.extra)
+        return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers,
+                              **exc.extra)
     except web.HTTPException as exc:
         if exc.status_code < 400:
             raise

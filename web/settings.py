@@ -9,13 +9,14 @@ raises `ConfigError` naming the key, which the CLI turns into a non-zero exit wi
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -42,6 +43,12 @@ ENV_PREFIX = "CSMS_"
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # "production" refuses to start with an open configuration (web.posture lists what counts)
+    mode: Literal["development", "production"] = "development"
+    # TLS (security profiles 2 and 3): HTTPS and wss:// on the same port; PEM files
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""  # CA that signs station certificates (profile 3)
 
 
 class ApiSettings(Section):
@@ -77,6 +84,21 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     dashboard: DashboardSettings = DashboardSettings()
 
+    @model_validator(mode="after")
+    def _tls_for_the_profile(self) -> Settings:
+        """Profiles 2 and 3 need TLS; 3 needs the CA that signs station certificates."""
+        server, profile = self.server, self.ocpp.security_profile
+        if bool(server.tls_cert_file) != bool(server.tls_key_file):
+            raise ValueError("server.tls_cert_file and server.tls_key_file go together")
+        if profile >= 2 and not server.tls_cert_file:
+            raise ValueError(f"ocpp.security_profile = {profile} needs server.tls_cert_file "
+                             "and server.tls_key_file")
+        if profile == 3 and not server.tls_client_ca_file:
+            raise ValueError("ocpp.security_profile = 3 needs server.tls_client_ca_file")
+        if server.tls_client_ca_file and not server.tls_cert_file:
+            raise ValueError("server.tls_client_ca_file needs server.tls_cert_file")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -92,6 +114,20 @@ class Settings(BaseSettings):
                 TomlConfigSettingsSource(settings_cls, toml_file=path))
 
 
+# Keys whose values never appear in a message: tokens, passwords, secret and API keys, URLs
+# (they may carry credentials).
+_SECRET = re.compile(r"token|password|secret|key|url", re.IGNORECASE)
+
+
+def _shown(loc: tuple[Any, ...], value: Any) -> str:
+    """What an error may say about the value it refused: never a secret, never a section."""
+    if any(_SECRET.search(str(part)) for part in loc):
+        return " (value not shown: secret)"
+    if isinstance(value, dict | list):
+        return ""
+    return f" (got {value!r})"
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -99,7 +135,7 @@ def _describe(error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown configuration key")
         else:
-            lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+            lines.append(f"{key}: {item['msg']}{_shown(item['loc'], item.get('input'))}")
     return "invalid configuration: " + "; ".join(lines)
 
 

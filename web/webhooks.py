@@ -92,7 +92,8 @@ async def pagarme_webhook(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS].billing.pagarme
     if not settings.webhook_user or not _basic_ok(request, settings.webhook_user,
                                                   settings.webhook_password):
-        raise ApiError(401, "unauthorized", "webhook credentials required")
+        raise ApiError(401, "unauthorized", "webhook credentials required",
+                       headers={"WWW-Authenticate": 'Basic realm="webhooks", charset="UTF-8"'})
     event, event_id = await _event(request)
     return await _handle(request, "pagarme", event, event_id)
 

@@ -47,7 +47,8 @@ class GatewayResult:
     `amount` is the amount this operation concerns (authorized, charged, captured, voided,
     refunded; for `fetch`, the charge amount). `captured_amount` / `refunded_amount` are the
     charge's running totals where the gateway reports them. `card_reference` is the gateway's
-    saved-card id (only when save_card was requested), never card data. `raw` is the gateway's
+    saved-card id (only when save_card was requested), never card data; `card_last4` is the
+    card's last four digits as the gateway reports them (for receipts). `raw` is the gateway's
     response body (or the sandbox charge), kept for the ledger and for debugging.
     """
 
@@ -65,6 +66,7 @@ class GatewayResult:
     captured_amount: int | None = None
     refunded_amount: int | None = None
     card_reference: str | None = None
+    card_last4: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in GATEWAY_STATUSES:

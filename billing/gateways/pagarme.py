@@ -430,6 +430,8 @@ class PagarmeGateway:
             pix_expires_at=transaction.get("expires_at"),
             captured_amount=int(paid) if is_card and paid is not None else None,
             refunded_amount=int(canceled) if paid and canceled is not None else None,
+            card_last4=(transaction.get("card") or {}).get("last_four_digits") if is_card
+            else None,
         )
 
 

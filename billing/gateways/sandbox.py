@@ -318,6 +318,7 @@ class SandboxGateway:
             charge["wallet"] = wallet.kind
         if save_card and not declined and wallet is None:
             charge["card_reference"] = card_id or _new_id("card")
+        charge["card_last4"] = _last4(token)
         result = GatewayResult(
             success=not declined,
             status=charge["status"],
@@ -329,6 +330,7 @@ class SandboxGateway:
             captured_amount=0,
             refunded_amount=0,
             card_reference=charge.get("card_reference"),
+            card_last4=charge["card_last4"],
         )
         return await self._create(idempotency_key, charge, result)
 
@@ -544,7 +546,14 @@ class SandboxGateway:
             captured_amount=charge["captured_amount"],
             refunded_amount=charge["refunded_amount"],
             card_reference=charge["card_reference"],
+            card_last4=charge.get("card_last4"),
         )
+
+
+def _last4(token: str) -> str:
+    """The sandbox's card number ends in the token's last four digits ("tok_123456789": 6789),
+    so a test can tell which card a receipt shows."""
+    return "".join(c for c in token if c.isdigit())[-4:].rjust(4, "0")
 
 
 def _valid_amount(amount: object) -> bool:

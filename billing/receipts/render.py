@@ -79,12 +79,24 @@ def mask_cpf(cpf: str | None) -> str:
     return f"***.{digits[3:6]}.{digits[6:9]}-**"
 
 
+def _payment_reference(session: Session, method: Method) -> str | None:
+    """Cards and wallets: the card's last digits as the gateway reported them, else the saved
+    card's reference; never a charge id, which means nothing to the driver. PIX: the charge."""
+    if method.is_card:
+        return session.card_last4 or session.card_reference
+    return session.card_reference or session.charge_id
+
+
 def mask_reference(reference: str | None) -> str:
-    """Keep only the last 4 characters: "card_123456789" -> "****6789" ("****" if too short)."""
+    """Keep only the last 4 characters: "card_123456789" -> "****6789" ("****" if too short).
+
+    Four digits are a card's last four as the gateway reported them: shown ("****0010").
+    """
     if not reference:
         return ""
     reference = reference.strip()
-    return "****" + (reference[-4:] if len(reference) > 4 else "")
+    shown = len(reference) > 4 or (len(reference) == 4 and reference.isdigit())
+    return "****" + (reference[-4:] if shown else "")
 
 
 def format_kwh(energy_wh: int) -> str:
@@ -206,7 +218,7 @@ def receipt_data_from_session(
         refunds=tuple(refunds),
         refunded_total=refunded,
         method=method.value,
-        payment_reference=session.card_reference or session.charge_id,
+        payment_reference=_payment_reference(session, method),
         cpf=session.cpf,
         email=session.email,
         waived=waived,

@@ -6,6 +6,10 @@ subprotocols none of which we speak gets the handshake completed without a
 Sec-WebSocket-Protocol header and the connection closed at once. A client offering none at all
 is accepted as OCPP 1.6 (some real chargers send no header), unless `ocpp.require_subprotocol`
 is true, in which case it is treated like a mismatch.
+
+Security profiles: 1 and 2 authenticate a station with a password by HTTP Basic (2 runs over
+TLS, which `csms serve` provides); 3 takes the verified client certificate instead, whose subject
+CN must be the station id, so one station's certificate never opens another's connection.
 """
 
 from __future__ import annotations
@@ -48,6 +52,17 @@ def _basic_credentials(request: web.Request) -> BasicAuth | None:
         return None
 
 
+def _certificate_cn(request: web.Request) -> str | None:
+    """The subject CN of the client certificate the TLS layer verified (None: none offered)."""
+    transport = request.transport
+    peer = transport.get_extra_info("peercert") if transport is not None else None
+    for rdn in (peer or {}).get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return None
+
+
 def _offered(request: web.Request) -> list[str]:
     header = request.headers.get("Sec-WebSocket-Protocol", "")
     return [p.strip() for p in header.split(",") if p.strip()]
@@ -73,7 +88,12 @@ async def ocpp_websocket(request: web.Request) -> web.StreamResponse:
         metrics.connections.labels("unknown").inc()
         log.warning("%s: refused, station is not provisioned", station_id)
         raise web.HTTPNotFound(text="unknown station")
-    if station is not None and station.password_hash:
+    if settings.security_profile == 3:  # the certificate is the credential
+        if _certificate_cn(request) != station_id:
+            metrics.connections.labels("certificate").inc()
+            log.warning("%s: refused, no client certificate issued to this station", station_id)
+            raise web.HTTPForbidden(text="a client certificate issued to this station is required")
+    elif station is not None and station.password_hash:
         credentials = _basic_credentials(request)
         if credentials is None or credentials.login != station_id or \
                 not await _verify(credentials.password, station.password_hash):

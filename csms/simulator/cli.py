@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import sys
 from typing import Any
 
@@ -38,7 +39,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="central system websocket URL; the station id is appended as a path segment",
     )
     parser.add_argument("--stations", type=_positive_int, default=1, help="number of stations")
-    parser.add_argument("--duration", type=_positive_float, default=60.0, help="seconds")
+    parser.add_argument(
+        "--id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a fixed station id (repeat, or comma-separate, for several); replaces "
+        "--stations and --id-prefix",
+    )
+    parser.add_argument(
+        "--idle",
+        action="store_true",
+        help="act like hardware: boot, report Available and wait for RemoteStartTransaction; "
+        "charge until RemoteStopTransaction or a full car; reconnect when dropped; run until "
+        "Ctrl-C (or --duration)",
+    )
+    parser.add_argument(
+        "--power-kw", type=_positive_float, default=None,
+        help="charging power in kW (default: 3.68, 7.36, 11.04 or 22.08 picked per station)",
+    )
+    parser.add_argument(
+        "--battery-kwh", type=_positive_float, default=None,
+        help="energy the car takes before it is full and the station stops (default: no limit)",
+    )
+    parser.add_argument(
+        "--duration", type=_positive_float, default=None,
+        help="seconds (default 60; idle: until Ctrl-C)",
+    )
     parser.add_argument(
         "--meter-interval", type=_positive_float, default=10.0, help="seconds between MeterValues"
     )
@@ -83,10 +110,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SimulationConfig:
+    ids = tuple(part.strip() for given in args.id for part in given.split(",") if part.strip())
+    duration = args.duration or (math.inf if args.idle else 60.0)
     return SimulationConfig(
         url=args.url,
         stations=args.stations,
-        duration=args.duration,
+        ids=ids,
+        idle=args.idle,
+        verbose=args.idle,
+        power_kw=args.power_kw,
+        battery_kwh=args.battery_kwh,
+        duration=duration,
         meter_interval=args.meter_interval,
         password=args.password,
         id_prefix=args.id_prefix,
@@ -95,7 +129,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         processes=args.processes,
         heartbeat_interval=args.heartbeat_interval,
         response_timeout=args.response_timeout,
-        progress_interval=args.progress_interval,
+        progress_interval=0 if args.idle else args.progress_interval,
         validate_messages=not args.no_validation,
     )
 

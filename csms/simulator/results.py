@@ -46,6 +46,17 @@ class SimulationConfig:
     # Validate our calls and the server's responses against the OCPP schemas. Off for load
     # tests: it is about half of the client's CPU, and the server validates anyway.
     validate_messages: bool = True
+    ids: tuple[str, ...] = ()  # fixed station ids; empty: id_prefix + a number
+    # Idle: boot, report Available and wait for RemoteStart, like a charger nobody plugged in
+    # yet; reconnect when the connection drops. Not idle: charge at once (load tests).
+    idle: bool = False
+    power_kw: float | None = None  # charging power; None: one of POWERS_W picked per station
+    battery_kwh: float | None = None  # energy the car takes before it is full; None: unlimited
+    verbose: bool = False  # print what each station does (idle mode's default)
+
+    def __post_init__(self) -> None:
+        if self.ids:
+            self.stations = len(self.ids)
 
     def effective_ramp(self) -> float:
         if self.ramp is not None:
@@ -53,6 +64,8 @@ class SimulationConfig:
         return min(10.0, self.stations / 100)
 
     def station_id(self, index: int) -> str:
+        if self.ids:
+            return self.ids[index]
         width = max(4, len(str(self.stations)))
         return f"{self.id_prefix}{index + 1:0{width}d}"
 

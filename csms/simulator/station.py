@@ -1,5 +1,6 @@
 """One simulated charge point: an `ocpp` library `ChargePoint` client over `websockets` that
-boots, charges on one connector until the run ends, and answers the CSMS's calls."""
+boots, charges on one connector until the run ends (or, idle, waits for RemoteStart like real
+hardware), and answers the CSMS's calls."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ class SimulatedChargePoint(ChargePoint):
         self.stats = stats
         rng = random.Random(station_id)
         self.meter_wh = float(rng.randint(0, 500_000))  # lifetime register, Wh
-        self.power_w = float(rng.choice(POWERS_W))
+        self.power_w = config.power_kw * 1000 if config.power_kw else float(rng.choice(POWERS_W))
         self.rng = rng
         self.transaction_id: int | None = None
         self.meter_start = 0
@@ -128,6 +129,17 @@ class SimulatedChargePoint(ChargePoint):
             "NumberOfConnectors": ("1", True),
             "SupportedFeatureProfiles": ("Core,RemoteTrigger", True),
         }
+
+    def say(self, text: str) -> None:
+        if self.config.verbose:
+            print(f"{self.id}: {text}", flush=True)
+
+    @property
+    def room_wh(self) -> float:
+        """What the car still takes in this transaction before it is full (inf: no limit)."""
+        if self.config.battery_kwh is None:
+            return float("inf")
+        return max(0.0, self.meter_start + self.config.battery_kwh * 1000 - self.meter_wh)
 
     # calls we send ---------------------------------------------------------------------------
 
@@ -175,10 +187,16 @@ class SimulatedChargePoint(ChargePoint):
         }
 
     def _advance_meter(self) -> float:
-        """Accumulate energy since the last sample at a slightly varying power; return W."""
+        """Accumulate energy since the last sample; return W (0 once the car is full).
+
+        A configured power is drawn exactly; a picked one varies slightly, like a real car's.
+        """
         now = time.monotonic()
-        power = self.power_w * self.rng.uniform(0.95, 1.02)
-        self.meter_wh += power * max(0.0, now - self.last_sample_at) / 3600
+        power = self.power_w if self.config.power_kw else \
+            self.power_w * self.rng.uniform(0.95, 1.02)
+        if self.room_wh <= 0:
+            power = 0.0
+        self.meter_wh += min(self.room_wh, power * max(0.0, now - self.last_sample_at) / 3600)
         self.last_sample_at = now
         return power
 
@@ -242,6 +260,8 @@ class SimulatedChargePoint(ChargePoint):
         self.id_tag = id_tag
         self.stats.transactions_started += 1
         self.last_sample_at = time.monotonic()
+        self.say(f"transaction {self.transaction_id} started (idTag {id_tag}, "
+                 f"{self.power_w / 1000:g} kW)")
         await self.send_status(ChargePointStatus.charging)
 
     async def end_transaction(self, reason: str) -> None:
@@ -279,6 +299,8 @@ class SimulatedChargePoint(ChargePoint):
         )
         if response is not None:
             self.stats.transactions_stopped += 1
+        self.say(f"transaction {transaction_id} stopped ({reason}), "
+                 f"{(meter_stop - self.meter_start) / 1000:.3f} kWh")
         await self.send_status(ChargePointStatus.available)
 
     async def send_triggered(self, message: str) -> None:
@@ -316,7 +338,10 @@ class SimulatedChargePoint(ChargePoint):
         await self.timed_call(call.Heartbeat())  # clock sync, as many chargers do after boot
         await self.send_status(ChargePointStatus.available, connector_id=0)
         await self.send_status(ChargePointStatus.available)
-        await self.begin_transaction(self.config.id_tag, authorize=True)
+        if self.config.idle:
+            self.say(f"connector {CONNECTOR_ID} Available, waiting for RemoteStartTransaction")
+        else:
+            await self.begin_transaction(self.config.id_tag, authorize=True)
 
         interval = self.config.meter_interval
         next_meter = loop.time() + interval
@@ -341,18 +366,30 @@ class SimulatedChargePoint(ChargePoint):
                 next_meter += interval
                 if next_meter <= loop.time():  # fell behind: skip, don't burst
                     next_meter = loop.time() + interval
+            if self.transaction_id is not None and self.room_wh <= 0:
+                await self.car_full()
+                continue
             if loop.time() >= next_heartbeat:
                 await self.timed_call(call.Heartbeat())
                 next_heartbeat = loop.time() + heartbeat_interval
             wake_at = min(end_at, next_heartbeat)
             if self.transaction_id is not None:
-                wake_at = min(wake_at, next_meter)
+                full_at = self.last_sample_at + self.room_wh / max(self.power_w, 1) * 3600
+                wake_at = min(wake_at, next_meter, full_at + loop.time() - time.monotonic())
             delay = wake_at - loop.time()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self.wake.wait()
         await self.end_transaction(Reason.local)
+
+    async def car_full(self) -> None:
+        """The car stops drawing; the driver unplugs it: SuspendedEV, then EVDisconnected."""
+        self._advance_meter()
+        self.say("car full")
+        await self.send_meter_values()
+        await self.send_status(ChargePointStatus.suspended_ev)
+        await self.end_transaction(Reason.ev_disconnected)
 
     # calls the central system sends us ---------------------------------------------------------
 
@@ -369,6 +406,7 @@ class SimulatedChargePoint(ChargePoint):
     @after(Action.remote_stop_transaction)
     def after_remote_stop_transaction(self, transaction_id: int, **kwargs: Any) -> None:
         if self.transaction_id is not None and transaction_id == self.transaction_id:
+            self.say(f"RemoteStopTransaction {transaction_id} accepted")
             self.stop_requested = Reason.remote
             self.wake.set()
 
@@ -377,9 +415,11 @@ class SimulatedChargePoint(ChargePoint):
         self._request("RemoteStartTransaction")
         connector_id = kwargs.get("connector_id", CONNECTOR_ID)
         if self.transaction_id is None and connector_id == CONNECTOR_ID:
+            self.say(f"RemoteStartTransaction (idTag {id_tag}) accepted")
             self.start_requested = id_tag
             self.wake.set()
             return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.accepted)
+        self.say(f"RemoteStartTransaction on connector {connector_id} rejected")
         return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.rejected)
 
     @on(Action.reset)
@@ -472,9 +512,31 @@ class SimulatedChargePoint(ChargePoint):
 async def run_station(
     config: SimulationConfig, index: int, start_at: float, end_at: float, stats: Stats
 ) -> None:
+    """One station's run; idle stations reconnect when the connection fails or drops, as
+    hardware does (an open transaction is then lost with the connection)."""
     loop = asyncio.get_running_loop()
     await asyncio.sleep(max(0.0, start_at - loop.time()))
     station_id = config.station_id(index)
+    meter_wh: float | None = None
+    backoff = 1.0
+    while True:
+        connected_at = loop.time()
+        meter_wh = await _connect_and_run(config, station_id, end_at, stats, meter_wh)
+        if not config.idle or loop.time() >= end_at:
+            return
+        if loop.time() - connected_at > 30:
+            backoff = 1.0
+        if config.verbose:
+            print(f"{station_id}: reconnecting in {backoff:g} s", flush=True)
+        await asyncio.sleep(min(backoff, max(0.0, end_at - loop.time())))
+        backoff = min(backoff * 2, 30.0)
+
+
+async def _connect_and_run(
+    config: SimulationConfig, station_id: str, end_at: float, stats: Stats,
+    meter_wh: float | None,
+) -> float | None:
+    """Connect once and run the session; returns the energy register to carry on with."""
     url = config.url.rstrip("/") + "/" + station_id
     headers = None
     if config.password is not None:
@@ -490,12 +552,17 @@ async def run_station(
         )
     except Exception as exc:  # refused, HTTP 401/404, timeout, bad handshake...
         stats.error(CONNECT_FAILED, f"{station_id}: {type(exc).__name__}: {exc}")
-        return
+        if config.verbose:
+            print(f"{station_id}: cannot connect to {url}: {exc}", flush=True)
+        return meter_wh
     stats.stations_connected += 1
     stats.connected += 1
     charge_point = SimulatedChargePoint(
         station_id, _CountingConnection(websocket, stats), config, stats
     )
+    if meter_wh is not None:
+        charge_point.meter_wh = meter_wh
+    charge_point.say(f"connected to {url}")
     reader = asyncio.create_task(charge_point.start())
     session = asyncio.create_task(charge_point.run_session(end_at))
     try:
@@ -510,6 +577,7 @@ async def run_station(
             session.cancel()
             exc = reader.exception()
             stats.error(DISCONNECTED, f"{station_id}: {exc or 'reader ended'}")
+            charge_point.say(f"disconnected: {exc or 'closed by the central system'}")
     finally:
         for task in (reader, session):
             task.cancel()
@@ -517,4 +585,4 @@ async def run_station(
         with contextlib.suppress(Exception):
             await websocket.close()
         stats.connected -= 1
-
+    return charge_point.meter_wh

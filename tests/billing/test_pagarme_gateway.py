@@ -578,3 +578,12 @@ async def test_every_post_and_delete_carries_an_idempotency_key(
 )
 def test_status_mapping(charge: dict[str, object], status: str) -> None:
     assert map_charge_status(charge) == status
+
+
+async def test_authorize_reports_the_cards_last_four_digits(
+    pagarme: PagarmeGateway, customer: Customer
+) -> None:
+    """`last_transaction.card.last_four_digits`: what the receipt shows of the card."""
+    result = await authorize(pagarme, customer)
+    assert result.card_last4 == "0010"
+    assert (await pix(pagarme, customer)).card_last4 is None

@@ -241,6 +241,21 @@ def test_receipt_data_from_session(
     render_receipt(data)
 
 
+def test_a_card_shows_its_last_digits_never_the_charge_id() -> None:
+    operator = ReceiptSettings(operator_name="Op")
+    for method in (Method.CREDIT_CARD, Method.GOOGLE_PAY):
+        session = make_session(method, payment_status=PaymentStatus.CAPTURED, captured_amount=2052,
+                               authorized_amount=5000, charge_id="ch_abc9876", card_last4="0010")
+        html, text = render_receipt(receipt_data_from_session(
+            session, receipt_number=1, issued_at=T1, operator=operator))
+        assert "****0010" in html and "****0010" in text
+        assert "9876" not in html + text
+        unknown = replace(session, card_last4=None)
+        html, text = render_receipt(receipt_data_from_session(
+            unknown, receipt_number=1, issued_at=T1, operator=operator))
+        assert "9876" not in html + text
+
+
 # --- file mailer -------------------------------------------------------------------------------
 
 

@@ -191,7 +191,9 @@ def _check_driver_key(request: web.Request) -> None:
         return
     given = request.headers.get("X-Api-Key", "")
     if not any(hmac.compare_digest(given, key) for key in keys):
-        raise ApiError(401, "unauthorized", "a valid X-Api-Key is required")
+        # No registered scheme fits an API-key header; RFC 9110 still wants a challenge.
+        raise ApiError(401, "unauthorized", "a valid X-Api-Key is required",
+                       headers={"WWW-Authenticate": 'ApiKey realm="driver", header="X-Api-Key"'})
 
 
 def _billing_error(exc: BillingError) -> ApiError:

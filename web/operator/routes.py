@@ -59,7 +59,7 @@ async def operator_auth(request: web.Request, handler: Handler) -> web.StreamRes
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
             raise ApiError(401, "unauthorized", "a valid Bearer token is required",
-                           ) from None
+                           headers={"WWW-Authenticate": 'Bearer realm="operator"'}) from None
     return await handler(request)
 
 

@@ -11,7 +11,7 @@ from csms.store.ports import StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 _SCHEMA_V1 = [
@@ -185,6 +185,8 @@ def _add_columns(table: str, columns: dict[str, str]) -> Callable[[sqlite3.Conne
 # v5: the fingerprint of the request that created an operation (operator refunds: the same
 # Idempotency-Key replays only the same amount and reason). Old rows keep NULL.
 _V5_OPERATION_COLUMNS = {"fingerprint": "TEXT"}
+# v6: the card's last four digits as the gateway reported them (receipts).
+_V6_SESSION_COLUMNS = {"card_last4": "TEXT"}
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
@@ -197,6 +199,7 @@ _MIGRATIONS: dict[int, list[Migration]] = {
         "UPDATE billing_sessions SET stop_requested_at = updated_at"
         " WHERE status = 'STOPPING' AND stop_requested_at IS NULL"],
     5: [_add_columns("billing_operations", _V5_OPERATION_COLUMNS)],
+    6: [_add_columns("billing_sessions", _V6_SESSION_COLUMNS)],
 }
 
 RECEIPT_COUNTER = "receipt_number"
