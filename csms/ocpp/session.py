@@ -133,13 +133,16 @@ class Session:
             self.metrics.handler_seconds.labels(action).observe(time.perf_counter() - started)
 
     def _unknown(self, action: str) -> ocpp_exc.OCPPError:
-        """OCPP-J §4.2.3: an action the version defines but we do not handle is NotImplemented;
-        one it does not define is NotSupported (the library's wording)."""
+        """OCPP-J 1.6 §4.2.3: an action the receiver does not know is NotImplemented; one it
+        knows (the version defines it) but does not handle is NotSupported. The `ocpp`
+        library's default descriptions of these two are swapped, so we word them here."""
         if action in self.version.actions:
-            return ocpp_exc.NotImplementedError(
-                details={"cause": f"No handler for {action} registered."})
-        return ocpp_exc.NotSupportedError(
-            details={"cause": f"{action} not supported by OCPP{self.version.name}."})
+            return ocpp_exc.NotSupportedError(
+                description="Requested Action is recognized but not supported by the receiver",
+                details={"cause": f"{action} is not supported by this central system"})
+        return ocpp_exc.NotImplementedError(
+            description="Requested Action is not known by receiver",
+            details={"cause": f"{action} is not an OCPP {self.version.name} action"})
 
     async def _send_exception(self, unique_id: str, exc: BaseException) -> None:
         if isinstance(exc, ocpp_exc.OCPPError):
