@@ -26,3 +26,34 @@ async def test_unknown_action_is_not_implemented_and_known_one_not_supported(
          {"cause": "Fly-To is not an OCPP 1.6 action"}],
     ]
     assert replies[3][:2] == [3, "hb"]
+
+
+async def test_a_unique_id_over_36_characters_is_refused_under_id_minus_one(
+        ws_url: str) -> None:
+    long_id = "x" * 37
+    replies = await raw_exchange(ws_url, "CP-LONGID", [
+        f'[2,"{long_id}","Heartbeat",{{}}]',
+        f'[2,"{"y" * 100_000}","Heartbeat",{{}}]',
+        f'[2,"{"z" * 36}","Heartbeat",{{}}]',
+    ])
+    assert replies[0] == [4, "-1", "FormationViolation",
+                          "UniqueId must be a string of at most 36 characters",
+                          {"cause": "a uniqueId of 37 characters"}]
+    assert replies[1][:3] == [4, "-1", "FormationViolation"]
+    assert replies[2][:2] == [3, "z" * 36]
+
+
+async def test_deeply_nested_json_is_a_formation_violation(ws_url: str) -> None:
+    deep = "[" * 1200 + "]" * 1200
+    deep_payload = '{"a":' * 5000 + "1" + "}" * 5000
+    replies = await raw_exchange(ws_url, "CP-DEEP", [
+        deep,
+        f'[2,"d1","DataTransfer",{deep_payload}]',
+        '[2,"d2","DataTransfer",{"vendorId":"V","data":' + "[" * 40 + "]" * 40 + "}]",
+        HEARTBEAT,
+    ])
+    assert replies[0][:3] == [4, "-1", "FormationViolation"]
+    assert replies[1][:3] == [4, "d1", "FormationViolation"]
+    assert replies[2][:3] == [4, "d2", "FormationViolation"]
+    assert "nested" in replies[0][3] and "nested" in replies[2][3]
+    assert replies[3][:2] == [3, "hb"]
