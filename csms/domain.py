@@ -25,14 +25,20 @@ class InvalidTimestamp(ValueError):
 
 
 def parse_timestamp(text: str) -> datetime:
-    """Parse an OCPP dateTime; naive values are taken as UTC."""
+    """Parse an OCPP dateTime; naive values are taken as UTC.
+
+    A moment that has no UTC equivalent inside years 1-9999 (`0001-01-01T00:00:00+05:00`) is
+    as invalid as one that does not parse."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except (ValueError, AttributeError) as exc:
         raise InvalidTimestamp(f"not an ISO 8601 date-time: {text!r}") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidTimestamp(f"outside the years 1-9999 in UTC: {text!r}") from None
 
 
 @dataclass(slots=True)

@@ -57,3 +57,19 @@ async def test_deeply_nested_json_is_a_formation_violation(ws_url: str) -> None:
     assert replies[2][:3] == [4, "d2", "FormationViolation"]
     assert "nested" in replies[0][3] and "nested" in replies[2][3]
     assert replies[3][:2] == [3, "hb"]
+
+
+async def test_timestamps_that_overflow_in_utc_are_property_constraint_violations(
+        ws_url: str) -> None:
+    start = ('[2,"{uid}","StartTransaction",{{"connectorId":1,"idTag":"T","meterStart":0,'
+             '"timestamp":"{at}"}}]')
+    replies = await raw_exchange(ws_url, "CP-TS", [
+        start.format(uid="t1", at="0001-01-01T00:00:00+05:00"),
+        start.format(uid="t2", at="9999-12-31T23:59:59-05:00"),
+        '[2,"t3","StatusNotification",{"connectorId":1,"errorCode":"NoError",'
+        '"status":"Available","timestamp":"0001-01-01T00:00:00+05:00"}]',
+        HEARTBEAT,
+    ])
+    assert [r[:3] for r in replies[:3]] == [[4, f"t{n}", "PropertyConstraintViolation"]
+                                            for n in (1, 2, 3)]
+    assert replies[3][:2] == [3, "hb"]
