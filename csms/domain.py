@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
+# The largest energy register reading taken as one, in Wh: JSON readers (the dashboard's
+# JavaScript) read integers up to 2^53 exactly; a reading beyond is kept as sent, not used.
+MAX_REGISTER_WH = 2**53 - 1
 
 
 def utcnow() -> datetime:
@@ -140,7 +143,8 @@ class LoggedFrame:
 
 
 def energy_wh(value: MeterValue) -> int | None:
-    """The reading in whole Wh if it is an unphased energy register, else None."""
+    """The reading in whole Wh if it is an unphased energy register of a plausible size, else
+    None."""
     if value.measurand != ENERGY_REGISTER or value.phase is not None:
         return None
     try:
@@ -153,6 +157,8 @@ def energy_wh(value: MeterValue) -> int | None:
         amount *= 1000
     elif value.unit not in (None, "Wh"):
         return None
+    if not -MAX_REGISTER_WH <= amount <= MAX_REGISTER_WH:
+        return None  # no meter counts that far; it would not fit the store's integer either
     return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 

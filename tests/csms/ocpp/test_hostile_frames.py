@@ -3,6 +3,8 @@ connection stays usable."""
 
 from __future__ import annotations
 
+import aiohttp
+
 from tests.support.raw import raw_exchange
 
 HEARTBEAT = '[2,"hb","Heartbeat",{}]'
@@ -73,3 +75,58 @@ async def test_timestamps_that_overflow_in_utc_are_property_constraint_violation
     assert [r[:3] for r in replies[:3]] == [[4, f"t{n}", "PropertyConstraintViolation"]
                                             for n in (1, 2, 3)]
     assert replies[3][:2] == [3, "hb"]
+
+
+BIG = 2**63
+INT32_MAX = 2**31 - 1
+
+
+async def test_integers_outside_ocpp_16s_32_bit_range_are_type_constraint_violations(
+        ws_url: str) -> None:
+    start = ('[2,"{uid}","StartTransaction",{{"connectorId":{c},"idTag":"T",'
+             '"meterStart":{m},"timestamp":"2026-11-22T10:00:00Z"}}]')
+    stop = ('[2,"{uid}","StopTransaction",{{"transactionId":{t},"meterStop":{m},'
+            '"timestamp":"2026-11-22T11:00:00Z"}}]')
+    replies = await raw_exchange(ws_url, "CP-BIGINT", [
+        start.format(uid="i1", c=1, m=BIG),
+        start.format(uid="i2", c=BIG, m=0),
+        start.format(uid="i3", c=1, m=-BIG),
+        stop.format(uid="i4", t=BIG, m=0),
+        '[2,"i5","MeterValues",{"connectorId":1,"transactionId":' + str(INT32_MAX + 1)
+        + ',"meterValue":[{"timestamp":"2026-11-22T10:30:00Z",'
+        '"sampledValue":[{"value":"5"}]}]}]',
+        start.format(uid="ok", c=1, m=INT32_MAX - 10),
+    ])
+    assert [r[:3] for r in replies[:5]] == [[4, f"i{n}", "TypeConstraintViolation"]
+                                            for n in range(1, 6)]
+    assert "2147483647" in replies[0][3]
+    tx = replies[5][2]["transactionId"]
+
+    replies = await raw_exchange(ws_url, "CP-BIGINT", [
+        stop.format(uid="s1", t=tx, m=BIG),
+        stop.format(uid="s2", t=tx, m=INT32_MAX),
+    ])
+    assert replies[0][:3] == [4, "s1", "TypeConstraintViolation"]
+    assert replies[1][:2] == [3, "s2"]
+
+
+async def test_an_energy_reading_too_large_is_stored_but_not_as_the_register(
+        ws_url: str, http_url: str) -> None:
+    meter = ('[2,"{uid}","MeterValues",{{"connectorId":1,"transactionId":{tx},"meterValue":'
+             '[{{"timestamp":"{at}","sampledValue":[{{"value":"{v}"}}]}}]}}]')
+    async with aiohttp.ClientSession() as http:
+        replies = await raw_exchange(ws_url, "CP-HUGEWH", [
+            '[2,"s","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":1000,'
+            '"timestamp":"2026-11-22T10:00:00Z"}]'])
+        tx = replies[0][2]["transactionId"]
+        replies = await raw_exchange(ws_url, "CP-HUGEWH", [
+            meter.format(uid="m1", tx=tx, at="2026-11-22T10:10:00Z", v="1500"),
+            meter.format(uid="m2", tx=tx, at="2026-11-22T10:20:00Z", v=str(BIG)),
+            meter.format(uid="m3", tx=tx, at="2026-11-22T10:30:00Z", v="1e30"),
+        ])
+        assert [r[:2] for r in replies] == [[3, "m1"], [3, "m2"], [3, "m3"]]
+        async with http.get(f"{http_url}/api/transactions/{tx}") as resp:
+            assert resp.status == 200
+            body = await resp.json()
+    assert body["energyWh"] == 500
+    assert [v["value"] for v in body["meterValues"]] == ["1500", str(BIG), "1e30"]
