@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
+# stop reason of a transaction closed because a newer one started on its connector
+SUPERSEDED = "Superseded"
 # The largest energy register reading taken as one, in Wh: JSON readers (the dashboard's
 # JavaScript) read integers up to 2^53 exactly; a reading beyond is kept as sent, not used.
 MAX_REGISTER_WH = 2**53 - 1
@@ -23,7 +25,12 @@ def isoformat(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class InvalidTimestamp(ValueError):
+class ConstraintViolation(ValueError):
+    """A value of the right type that cannot be right (a transaction on connector 0): the
+    station's message is refused, never stored."""
+
+
+class InvalidTimestamp(ConstraintViolation):
     """A dateTime field that is not ISO 8601."""
 
 

@@ -28,7 +28,7 @@ from ocpp import exceptions as ocpp_exc
 from ocpp.charge_point import remove_nones, serialize_as_dict
 
 from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
-from csms.domain import InvalidTimestamp
+from csms.domain import ConstraintViolation
 from csms.metrics import Metrics
 from csms.ocpp.framing import (
     FORMAT_VIOLATION,
@@ -114,7 +114,7 @@ class Session:
             except FrameError as error:
                 await self._send_error(msg.unique_id, error.code, error.description)
                 return
-            except InvalidTimestamp as exc:
+            except ConstraintViolation as exc:
                 await self._send_error(msg.unique_id, "PropertyConstraintViolation", str(exc))
                 return
             except TypeError:

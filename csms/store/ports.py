@@ -100,6 +100,13 @@ class TransactionStore(Protocol):
         the same transactionId.
         """
 
+    async def supersede_transactions(self, station_id: str, connector_id: int,
+                                     ) -> list[Transaction]:
+        """Leave at most one active transaction on the connector: the one that started last
+        (ties: the higher id). The others stop when it started (never before their own start),
+        at their latest energy register reading (else their meterStart), with reason
+        SUPERSEDED. Returns the transactions stopped here."""
+
     async def stop_transaction(
         self,
         station_id: str,

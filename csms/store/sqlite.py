@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from csms.domain import (
+    SUPERSEDED,
     Connector,
     IdTag,
     LoggedFrame,
@@ -596,6 +597,31 @@ class SqliteStore:
                 (transaction_id, *key, reservation_id),
             ).fetchone()
             return _transaction(row), True
+
+        return await self._write(op)
+
+    async def supersede_transactions(self, station_id: str, connector_id: int,
+                                     ) -> list[Transaction]:
+        def op(conn: sqlite3.Connection) -> list[Transaction]:
+            active = [_transaction(row) for row in conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
+                " AND connector_id = ? AND stopped_at IS NULL"
+                " ORDER BY started_at DESC, transaction_id DESC",
+                (station_id, connector_id),
+            )]
+            if len(active) < 2:
+                return []
+            ended_by = active[0].started_at
+            stopped = []
+            for tx in active[1:]:
+                row = conn.execute(
+                    "UPDATE transactions SET meter_stop = ?, stopped_at = ?, stop_reason = ?"
+                    f" WHERE transaction_id = ? AND stopped_at IS NULL RETURNING {_TX_COLUMNS}",
+                    (max(tx.meter_start, tx.last_energy_wh or tx.meter_start),
+                     ts(max(ended_by, tx.started_at)), SUPERSEDED, tx.transaction_id),
+                ).fetchone()
+                stopped.append(_transaction(row))
+            return stopped
 
         return await self._write(op)
 

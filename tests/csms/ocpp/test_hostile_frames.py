@@ -130,3 +130,49 @@ async def test_an_energy_reading_too_large_is_stored_but_not_as_the_register(
             body = await resp.json()
     assert body["energyWh"] == 500
     assert [v["value"] for v in body["meterValues"]] == ["1500", str(BIG), "1e30"]
+
+
+async def test_impossible_connectors_are_property_constraint_violations(ws_url: str) -> None:
+    start = ('[2,"{uid}","StartTransaction",{{"connectorId":{c},"idTag":"T","meterStart":0,'
+             '"timestamp":"2026-11-22T10:00:00Z"}}]')
+    replies = await raw_exchange(ws_url, "CP-CONN", [
+        start.format(uid="c1", c=0),
+        start.format(uid="c2", c=-5),
+        '[2,"c3","StatusNotification",{"connectorId":-1,"errorCode":"NoError",'
+        '"status":"Available"}]',
+        '[2,"c4","MeterValues",{"connectorId":-2,"meterValue":[{"timestamp":'
+        '"2026-11-22T10:00:00Z","sampledValue":[{"value":"1"}]}]}]',
+        '[2,"ok","StatusNotification",{"connectorId":0,"errorCode":"NoError",'
+        '"status":"Available"}]',
+    ])
+    assert [r[:3] for r in replies[:4]] == [[4, f"c{n}", "PropertyConstraintViolation"]
+                                            for n in range(1, 5)]
+    assert replies[4][:2] == [3, "ok"]
+
+
+async def test_a_new_start_on_a_busy_connector_supersedes_the_older_transaction(
+        ws_url: str, http_url: str) -> None:
+    start = ('[2,"s{n}","StartTransaction",{{"connectorId":1,"idTag":"T{n}",'
+             '"meterStart":{m},"timestamp":"2026-11-22T10:{n:02d}:00Z"}}]')
+    frames = [start.format(n=n, m=1000 + n) for n in range(60)]
+    frames.insert(1, '[2,"mv","MeterValues",{"connectorId":1,"transactionId":TX,"meterValue":'
+                  '[{"timestamp":"2026-11-22T10:00:30Z","sampledValue":[{"value":"1001"}]}]}]')
+    first = (await raw_exchange(ws_url, "CP-DOUBLE", frames[:1]))[0][2]["transactionId"]
+    frames[1] = frames[1].replace("TX", str(first))
+    replies = await raw_exchange(ws_url, "CP-DOUBLE", frames)
+    # an exact repeat of a start keeps its transaction id
+    assert replies[0][2]["transactionId"] == first
+    ids = [r[2]["transactionId"] for r in replies if r[1].startswith("s")]
+    assert len(set(ids)) == 60
+    assert {r[2]["idTagInfo"]["status"] for r in replies if r[1].startswith("s")} == \
+        {"Accepted"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{http_url}/api/transactions",
+                            params={"stationId": "CP-DOUBLE", "active": "true"}) as resp:
+            active = await resp.json()
+        async with http.get(f"{http_url}/api/transactions/{first}") as resp:
+            older = await resp.json()
+    assert [tx["transactionId"] for tx in active] == [ids[-1]]
+    assert (older["stopReason"], older["meterStop"], older["energyWh"]) == \
+        ("Superseded", 1001, 1)
+    assert older["stoppedAt"] == "2026-11-22T10:01:00.000Z"

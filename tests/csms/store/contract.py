@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
-from csms.domain import ENERGY_REGISTER, IdTag, LoggedFrame, MeterValue
+from csms.domain import ENERGY_REGISTER, SUPERSEDED, IdTag, LoggedFrame, MeterValue
 from csms.store.ports import Store
 
 T0 = datetime(2026, 3, 1, 10, 0, 0, 123000, tzinfo=UTC)
@@ -305,6 +305,23 @@ class StoreContract:
             assert other_created, args
             assert other.transaction_id != tx.transaction_id
         assert len(await store.list_transactions()) == 6
+
+    async def test_supersede_keeps_only_the_latest_start_active(self, store: Store) -> None:
+        first = await start(store, meter=1000, when=at(1))
+        await store.append_meter_values([MeterValue("CP1", 1, first, at(2), "1300")])
+        other_connector = await start(store, connector=2, when=at(1))
+        late = await start(store, tag="OLD", meter=900, when=at(0))  # a queued start, late
+        newest = await start(store, tag="NEW", meter=1400, when=at(5))
+        assert await store.supersede_transactions("CP1", 1) != []
+        assert await store.supersede_transactions("CP1", 1) == []
+        active = await store.list_transactions(station_id="CP1", active=True)
+        assert sorted(tx.transaction_id for tx in active) == sorted([other_connector, newest])
+        older = await store.get_transaction(first)
+        assert older is not None
+        assert (older.meter_stop, older.stopped_at, older.stop_reason) == \
+            (1300, at(5), SUPERSEDED)
+        queued = await store.get_transaction(late)
+        assert queued is not None and (queued.meter_stop, queued.stopped_at) == (900, at(5))
 
     async def test_stop_transaction(self, store: Store) -> None:
         tx_id = await start(store, meter=1000)
