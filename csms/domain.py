@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
+# A station id (OCPP chargeBoxIdentity, the last segment of /ocpp/{id}): printable, no slash,
+# at most 48 characters, and no "." or "..": URLs normalise dot segments away, so neither the
+# operator API nor a proxy could address such a station. Python and ECMA regex alike.
+STATION_ID_PATTERN = r"^(?!\.$)(?!.*\.\.)[A-Za-z0-9._:\-*+|@~]{1,48}$"
+STATION_ID_RULE = "1 to 48 of A-Z a-z 0-9 . _ : - * + | @ ~, and no '..'"
+_STATION_ID = re.compile(STATION_ID_PATTERN)
 # stop reason of a transaction closed because a newer one started on its connector
 SUPERSEDED = "Superseded"
 # The largest energy register reading taken as one, in Wh: JSON readers (the dashboard's
@@ -28,6 +35,11 @@ def isoformat(moment: datetime | None) -> str | None:
 class ConstraintViolation(ValueError):
     """A value of the right type that cannot be right (a transaction on connector 0): the
     station's message is refused, never stored."""
+
+
+def valid_station_id(text: str) -> bool:
+    """The whole of `text` is a station id (`re.match` with `$` let "ID\\n" through)."""
+    return _STATION_ID.fullmatch(text) is not None
 
 
 class InvalidTimestamp(ConstraintViolation):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from csms import simulator
-from csms.domain import IdTag, Station, isoformat
+from csms.domain import STATION_ID_RULE, IdTag, Station, isoformat, valid_station_id
 from csms.settings import ConfigError
 from csms.store import Store
 from csms.store.factory import make_store
@@ -66,6 +66,9 @@ async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]])
 def _station_add(args: argparse.Namespace) -> int:
     from csms.passwords import hash_password
 
+    if not valid_station_id(args.id):
+        print(f"csms: {args.id!r} is not a station id ({STATION_ID_RULE})", file=sys.stderr)
+        return 2
     settings = _settings(args)
     hashed = hash_password(args.password) if args.password else None
 

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 from ocpp.v16.enums import Action
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from billing.models import JobStatus, SessionStatus
 from billing.money import PriceAmount
 from billing.service import BillingError
 from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
-from csms.domain import IdTag, Station, Transaction, parse_timestamp
+from csms.domain import (
+    STATION_ID_PATTERN,
+    STATION_ID_RULE,
+    IdTag,
+    Station,
+    Transaction,
+    parse_timestamp,
+    valid_station_id,
+)
 from csms.keys import HUB, STORE
 from csms.passwords import hash_password
 from web.apidoc import BOOL, INT, Param, documented
@@ -99,8 +107,15 @@ async def get_station(request: web.Request) -> web.Response:
     return web.json_response(_station(request, station))
 
 
+def _station_id(text: str) -> str:
+    if not valid_station_id(text):
+        raise ValueError(f"not a station id: {STATION_ID_RULE}")
+    return text
+
+
 class ProvisionRequest(BaseModel):
-    id: str = Field(pattern=r"^[A-Za-z0-9._:\-*+|@~]{1,48}$")
+    id: Annotated[str, AfterValidator(_station_id)] = Field(
+        json_schema_extra={"pattern": STATION_ID_PATTERN})
     password: str | None = Field(default=None, min_length=8, max_length=40)
 
 

@@ -4,6 +4,8 @@ connection stays usable."""
 from __future__ import annotations
 
 import aiohttp
+import pytest
+from yarl import URL
 
 from tests.support.raw import raw_exchange
 
@@ -176,3 +178,14 @@ async def test_a_new_start_on_a_busy_connector_supersedes_the_older_transaction(
     assert (older["stopReason"], older["meterStop"], older["energyWh"]) == \
         ("Superseded", 1001, 1)
     assert older["stoppedAt"] == "2026-11-22T10:01:00.000Z"
+
+
+@pytest.mark.parametrize("encoded", ["NL-TEST%0A", "%2E%2E", "CP..1", "%2E", "A%20B"])
+async def test_station_ids_are_checked_whole(ws_url: str, http_url: str, encoded: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(URL(f"{ws_url}/{encoded}", encoded=True),
+                                  protocols=["ocpp1.6"])
+        assert refused.value.status == 400
+        async with http.get(f"{http_url}/api/stations") as resp:
+            assert await resp.json() == []
