@@ -155,8 +155,11 @@ class MeterValueStore(Protocol):
 class FrameLogStore(Protocol):
     """The OCPP message log per station."""
 
-    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int) -> None:
-        """Append OCPP frames, keeping at most `keep` newest frames per station.
+    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int,
+                            max_bytes: int = 0) -> None:
+        """Append OCPP frames, keeping at most `keep` newest frames per station and, when
+        `max_bytes` > 0, at most that many bytes of frames (UTF-8) in the whole log, the oldest
+        going first whichever station they belong to.
 
         "Newest" is append order; keep <= 0 stores nothing (and clears the named stations' log).
         """

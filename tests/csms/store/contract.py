@@ -542,6 +542,23 @@ class StoreContract:
         ]
         assert len(await store.list_frames("CP1")) == 3
 
+    async def test_frames_capped_in_bytes_across_stations(self, store: Store) -> None:
+        def big(station: str, n: int) -> LoggedFrame:
+            return LoggedFrame(station, "in", f"{n:03d}" + "é" * 48, at(n))  # 99 bytes
+
+        for n in range(10):
+            await store.append_frames([big(f"CP{n}", n)], keep=100, max_bytes=500)
+        await store.append_frames([big("CPX", n) for n in range(10, 13)], keep=100,
+                                  max_bytes=500)
+        kept = {station: [f.frame[:3] for f in await store.list_frames(station)]
+                for station in [f"CP{n}" for n in range(10)] + ["CPX"]}
+        assert {k: v for k, v in kept.items() if v} == {
+            "CP8": ["008"], "CP9": ["009"], "CPX": ["012", "011", "010"]}
+        # still counted right after the oldest went
+        await store.append_frames([big("CP1", 20)], keep=100, max_bytes=500)
+        assert await store.list_frames("CP8") == []
+        assert len(await store.list_frames("CP1")) == 1
+
     async def test_frames_keep_zero_stores_nothing(self, store: Store) -> None:
         await store.append_frames([frame("CP1", 1)], keep=0)
         assert await store.list_frames("CP1") == []
