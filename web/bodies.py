@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from csms import jsontext
 from web.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
@@ -22,9 +23,20 @@ class FieldError(ValueError):
 
 
 async def read_json(request: web.Request) -> Any:
-    """The body as JSON; 400 `malformed_json` when it is not."""
+    """The body as JSON; 415 for a charset we do not know, 400 `malformed_json` when it is
+    not JSON or nests deeper than `jsontext.MAX_DEPTH`."""
     try:
-        return await request.json()
+        text = await request.text()
+    except LookupError:
+        raise ApiError(415, "unsupported_media_type",
+                       f"unknown charset {request.charset!r}") from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "malformed_json",
+                       f"the request body is not valid {request.charset or 'utf-8'}") from None
+    try:
+        return jsontext.loads(text)
+    except jsontext.TooDeep as exc:
+        raise ApiError(400, "malformed_json", f"the request body is {exc}") from None
     except ValueError:
         raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
 

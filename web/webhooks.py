@@ -8,7 +8,6 @@ PIX charge. Pagar.me: HTTP Basic with `billing.pagarme.webhook_user/_password`, 
 from __future__ import annotations
 
 import hashlib
-import hmac
 
 from aiohttp import BasicAuth, web
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +16,7 @@ from billing.gateways.sandbox import SandboxGateway
 from billing.service import BillingError
 from web.apidoc import documented
 from web.bodies import parse_body
+from web.credentials import same_secret
 from web.errors import ApiError
 from web.keys import BILLING, BILLING_STORE, GATEWAY, SETTINGS
 
@@ -81,8 +81,7 @@ def _basic_ok(request: web.Request, user: str, password: str) -> bool:
     except ValueError:  # missing, not Basic, not base64 or not UTF-8
         return False
     # Both compared, always: the time taken does not tell which one was wrong.
-    return hmac.compare_digest(f"{given.login}:{given.password}".encode(),
-                               f"{user}:{password}".encode())
+    return same_secret(f"{given.login}:{given.password}", f"{user}:{password}")
 
 
 @routes.post("/webhooks/pagarme", name="webhook_pagarme")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from billing.service import BillingError, BillingService, StartRequest
 from csms.domain import isoformat
 from web.apidoc import documented
 from web.bodies import FieldError, parse_body
+from web.credentials import same_secret
 from web.errors import ApiError
 from web.keys import BILLING, SETTINGS
 
@@ -165,7 +165,7 @@ def _check_driver_key(request: web.Request) -> None:
     if not keys:
         return
     given = request.headers.get("X-Api-Key", "")
-    if not any(hmac.compare_digest(given, key) for key in keys):
+    if not any(same_secret(given, key) for key in keys):
         raise ApiError(401, "unauthorized", "a valid X-Api-Key is required")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
 from aiohttp import web
@@ -26,6 +25,7 @@ from csms.keys import HUB, STORE
 from csms.passwords import hash_password
 from web.apidoc import BOOL, INT, Param, documented
 from web.bodies import read_json, validate
+from web.credentials import same_secret
 from web.driver.routes import SessionView, session_view
 from web.errors import ApiError, Handler
 from web.keys import BILLING, SETTINGS
@@ -65,7 +65,7 @@ async def operator_auth(request: web.Request, handler: Handler) -> web.StreamRes
     token = request.config_dict[SETTINGS].api.operator_token
     if token and request.path != "/api/openapi.json":
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+        if scheme.lower() != "bearer" or not same_secret(given.strip(), token):
             raise ApiError(401, "unauthorized", "a valid Bearer token is required",
                            ) from None
     return await handler(request)

@@ -1,0 +1,64 @@
+"""Hostile HTTP requests get a 4xx JSON error, never a 500 (issue 8)."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+import pytest
+
+from tests.conftest import make_settings
+from tests.support.rawhttp import raw_request
+
+START = {"chargePointId": "CP-1", "connectorId": 1, "method": "CREDIT_CARD", "amount": 5000,
+         "cardToken": "tok_ok", "charger": {"price": "1.50", "fixed_connection_cost": "2.00"}}
+
+
+@pytest.fixture
+async def guarded(tmp_path, start_server):
+    """The app with an operator token and a driver key set."""
+    return await start_server(make_settings(tmp_path, CSMS_API__OPERATOR_TOKEN="op-token",
+                                            CSMS_API__DRIVER_KEYS="driver-key"))
+
+
+@pytest.mark.parametrize("path", ["/charge/start", "/charge/stop", "/api/stations",
+                                  "/webhooks/sandbox"])
+async def test_an_unknown_charset_is_415(http_url: str, path: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{http_url}{path}", data=b'{"id": "x"}',
+                             headers={"Content-Type": "application/json; charset=klingon"},
+                             ) as resp:
+            assert resp.status == 415
+            body = await resp.json()
+    assert body["success"] is False and "klingon" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(("path", "header"), [
+    ("/charge/stop", b"X-Api-Key: cl\xc3\xa9"),
+    ("/charge/stop", b"X-Api-Key: \xff\xfe"),
+    ("/api/stations", b"Authorization: Bearer t\xc3\xb6ken"),
+    ("/api/stations", b"Authorization: Bearer \xff"),
+    ("/webhooks/pagarme", b"Authorization: Basic \xc3\xa9"),
+])
+async def test_non_ascii_credentials_are_401_without_a_traceback(
+        guarded, caplog: pytest.LogCaptureFixture, path: str, header: bytes) -> None:
+    caplog.set_level(logging.INFO)
+    status, body = await raw_request(
+        guarded.host, guarded.port,
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s"
+        % (path.encode(), header), b'{"sessionId": "s"}')
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("path", ["/charge/start", "/api/stations", "/webhooks/sandbox",
+                                  "/api/stations/CP-1/commands/Reset"])
+async def test_deeply_nested_json_is_400_naming_the_problem(http_url: str, path: str) -> None:
+    for depth in (50, 100_000):
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{http_url}{path}", data="[" * depth + "]" * depth,
+                                 headers={"Content-Type": "application/json"}) as resp:
+                assert resp.status == 400, depth
+                body = await resp.json()
+        assert body["error"]["code"] == "malformed_json"
+        assert "nested deeper than" in body["error"]["message"]
