@@ -73,7 +73,8 @@ def _station_add(args: argparse.Namespace) -> int:
     hashed = hash_password(args.password) if args.password else None
 
     async def work(store: Store) -> Station:
-        return await store.provision_station(args.id, hashed)
+        return await store.provision_station(
+            args.id, hashed, keep_password=hashed is None and not args.clear_password)
 
     station = asyncio.run(_with_store(settings, work))
     print(f"station {station.id} provisioned"
@@ -147,7 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     station_sub = station.add_subparsers(dest="station_command", required=True)
     add = with_config(station_sub.add_parser("add", help="provision a station"))
     add.add_argument("id")
-    add.add_argument("--password", help="HTTP Basic password the station must send")
+    password = add.add_mutually_exclusive_group()
+    password.add_argument("--password", help="HTTP Basic password the station must send "
+                          "(without it or --clear-password, a station keeps its password)")
+    password.add_argument("--clear-password", action="store_true",
+                          help="remove the station's password")
     add.set_defaults(func=_station_add)
     with_config(station_sub.add_parser("list", help="list stations")).set_defaults(
         func=_station_list)

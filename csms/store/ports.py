@@ -23,8 +23,12 @@ class StoreError(Exception):
 class StationStore(Protocol):
     """Stations and their connectors."""
 
-    async def provision_station(self, station_id: str, password_hash: str | None) -> Station:
-        """Create or update a provisioned station (password hash None: no password)."""
+    async def provision_station(self, station_id: str, password_hash: str | None, *,
+                                keep_password: bool = False) -> Station:
+        """Create or update a provisioned station (password hash None: no password).
+
+        keep_password: leave an existing station's password as it is (`password_hash` is
+        then ignored); re-provisioning must not remove a password by omission."""
 
     async def get_station(self, station_id: str) -> Station | None: ...
 

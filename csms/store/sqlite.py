@@ -425,13 +425,14 @@ class SqliteStore:
 
     # stations ---------------------------------------------------------------------------------
 
-    async def provision_station(self, station_id: str, password_hash: str | None) -> Station:
+    async def provision_station(self, station_id: str, password_hash: str | None, *,
+                                keep_password: bool = False) -> Station:
         def op(conn: sqlite3.Connection) -> Station:
             conn.execute(
                 "INSERT INTO stations (id, password_hash, provisioned) VALUES (?, ?, 1)"
-                " ON CONFLICT (id) DO UPDATE SET"
-                " password_hash = excluded.password_hash, provisioned = 1",
-                (station_id, password_hash),
+                " ON CONFLICT (id) DO UPDATE SET provisioned = 1, password_hash ="
+                " CASE WHEN ? THEN stations.password_hash ELSE excluded.password_hash END",
+                (station_id, None if keep_password else password_hash, keep_password),
             )
             station = _load_station(conn, station_id)
             assert station is not None

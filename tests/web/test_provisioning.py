@@ -30,3 +30,34 @@ def test_the_cli_refuses_them_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert cli.main(["station", "add", "CP..1"]) == 2
     assert "station id" in capsys.readouterr().err
     assert cli.main(["station", "add", "CP.1"]) == 0
+
+
+async def station_view(http_url: str, station_id: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{http_url}/api/stations/{station_id}") as resp:
+            return await resp.json()
+
+
+async def test_reprovisioning_keeps_the_password_unless_told(http_url: str) -> None:
+    assert (await provision(http_url, {"id": "CP-PW", "password": "a-long-secret"}))[0] == 201
+    assert (await provision(http_url, {"id": "CP-PW"}))[0] == 201
+    assert (await station_view(http_url, "CP-PW"))["passwordSet"] is True
+
+    status, body = await provision(http_url, {"id": "CP-PW", "password": "another-secret",
+                                              "clearPassword": True})
+    assert (status, body["error"]["field"]) == (422, "clearPassword")
+    assert (await provision(http_url, {"id": "CP-PW", "clearPassword": True}))[0] == 201
+    assert (await station_view(http_url, "CP-PW"))["passwordSet"] is False
+
+
+def test_the_cli_keeps_the_password_unless_told(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CSMS_STORE__SQLITE_PATH", str(tmp_path / "cli.db"))
+    assert cli.main(["station", "add", "CP-PW", "--password", "a-long-secret"]) == 0
+    assert cli.main(["station", "add", "CP-PW"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == \
+        "station CP-PW provisioned with a password"
+    assert cli.main(["station", "add", "CP-PW", "--clear-password"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == \
+        "station CP-PW provisioned without a password"

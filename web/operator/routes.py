@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from aiohttp import web
 from ocpp.v16.enums import Action
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from billing.models import JobStatus, SessionStatus
 from billing.money import PriceAmount
@@ -24,7 +24,7 @@ from csms.domain import (
 from csms.keys import HUB, STORE
 from csms.passwords import hash_password
 from web.apidoc import BOOL, INT, Param, documented
-from web.bodies import read_json, validate
+from web.bodies import FieldError, read_json, validate
 from web.credentials import same_secret
 from web.driver.routes import SessionView, session_view
 from web.errors import ApiError, Handler
@@ -116,7 +116,16 @@ def _station_id(text: str) -> str:
 class ProvisionRequest(BaseModel):
     id: Annotated[str, AfterValidator(_station_id)] = Field(
         json_schema_extra={"pattern": STATION_ID_PATTERN})
-    password: str | None = Field(default=None, min_length=8, max_length=40)
+    password: str | None = Field(default=None, min_length=8, max_length=40,
+                                 description="set or change the station's Basic password")
+    clearPassword: bool = Field(False, description="remove the password; without `password` "
+                                "or this, a provisioned station keeps its password")
+
+    @model_validator(mode="after")
+    def _one_password_change(self) -> ProvisionRequest:
+        if self.password is not None and self.clearPassword:
+            raise FieldError("clearPassword", "give either password or clearPassword")
+        return self
 
 
 @routes.post("/stations", name="provision")
@@ -125,7 +134,8 @@ class ProvisionRequest(BaseModel):
 async def provision_station(request: web.Request) -> web.Response:
     body = validate(ProvisionRequest, await read_json(request))
     hashed = hash_password(body.password) if body.password else None
-    station = await request.config_dict[STORE].provision_station(body.id, hashed)
+    station = await request.config_dict[STORE].provision_station(
+        body.id, hashed, keep_password=hashed is None and not body.clearPassword)
     return web.json_response(_station(request, station), status=201)
 
 

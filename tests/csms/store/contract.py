@@ -96,6 +96,13 @@ class StoreContract:
         assert await store.get_station("nope") is None
         assert await store.list_stations() == []
 
+    async def test_provision_can_keep_the_password(self, store: Store) -> None:
+        await store.provision_station("CP1", "hash-1")
+        kept = await store.provision_station("CP1", None, keep_password=True)
+        assert kept.password_hash == "hash-1"
+        new = await store.provision_station("CP2", None, keep_password=True)
+        assert new.password_hash is None and new.provisioned
+
     async def test_provision_creates_and_updates_password(self, store: Store) -> None:
         station = await store.provision_station("CP1", "hash-1")
         assert station.id == "CP1"
