@@ -62,3 +62,26 @@ async def test_deeply_nested_json_is_400_naming_the_problem(http_url: str, path:
                 body = await resp.json()
         assert body["error"]["code"] == "malformed_json"
         assert "nested deeper than" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(("amount", "message"), [
+    (2**63, "at most 100000"), (9_007_199_254_740_993, "at most 100000"),
+    (100_001, "at most 100000"), (True, "integer"), (12.5, "integer"), ("500", "integer"),
+])
+async def test_charge_start_amount_is_a_strict_integer_within_the_maximum_hold(
+        http_url: str, amount: object, message: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{http_url}/charge/start", json={**START, "amount": amount},
+                             ) as resp:
+            assert resp.status == 422
+            body = await resp.json()
+    assert body["error"]["field"] == "amount" and message in body["error"]["message"]
+
+
+async def test_the_maximum_hold_is_configurable(tmp_path, start_server) -> None:
+    server = await start_server(make_settings(tmp_path, CSMS_BILLING__MAX_HOLD="200000"))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"http://{server.host}:{server.port}/charge/start",
+                             json={**START, "amount": 150_000}) as resp:
+            body = await resp.json()
+    assert body["error"]["code"] != "invalid_request"  # refused later: the station is offline

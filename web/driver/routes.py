@@ -7,7 +7,7 @@ import re
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from billing.gateways.wallets import WalletTokenError, parse_wallet_token
 from billing.models import Method, Operation, Session
@@ -38,9 +38,10 @@ class ChargerPrice(_Body):
 class ChargeStartRequest(_Body):
     stationId: int | str | None = Field(None, description="The app's own station reference")
     chargePointId: str = Field(min_length=1, max_length=48)
-    connectorId: int = Field(ge=1)
+    connectorId: StrictInt = Field(ge=1, le=2**31 - 1)
     method: Method
-    amount: int = Field(0, ge=0, description="Pre-authorization in cents")
+    amount: StrictInt = Field(0, ge=0, description="Pre-authorization in cents, at most "
+                              "billing.max_hold (default 100000)")
     email: str | None = Field(None, max_length=254)
     cpf: str | None = Field(None, description="11 digits, punctuation allowed")
     name: str | None = Field(None, max_length=128)
@@ -180,6 +181,10 @@ def _billing_error(exc: BillingError) -> ApiError:
 async def charge_start(request: web.Request) -> web.Response:
     _check_driver_key(request)
     body: ChargeStartRequest = await parse_body(request, ChargeStartRequest)
+    max_hold = request.config_dict[SETTINGS].billing.max_hold
+    if body.amount > max_hold:
+        raise ApiError(422, "invalid_request", f"amount: at most {max_hold} cents",
+                       field="amount")
     service: BillingService = request.config_dict[BILLING]
     try:
         session = await service.start(StartRequest(
