@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import aiohttp
 import pytest
@@ -54,7 +55,7 @@ async def test_non_ascii_credentials_are_401_without_a_traceback(
 @pytest.mark.parametrize("path", ["/charge/start", "/api/stations", "/webhooks/sandbox",
                                   "/api/stations/CP-1/commands/Reset"])
 async def test_deeply_nested_json_is_400_naming_the_problem(http_url: str, path: str) -> None:
-    for depth in (50, 100_000):
+    for depth in (50, 2000):  # 2000: json.loads itself gives up (RecursionError)
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{http_url}{path}", data="[" * depth + "]" * depth,
                                  headers={"Content-Type": "application/json"}) as resp:
@@ -85,3 +86,26 @@ async def test_the_maximum_hold_is_configurable(tmp_path, start_server) -> None:
                              json={**START, "amount": 150_000}) as resp:
             body = await resp.json()
     assert body["error"]["code"] != "invalid_request"  # refused later: the station is offline
+
+
+def webhook_rows(settings) -> int:
+    with sqlite3.connect(settings.store.sqlite_path) as conn:
+        return conn.execute("SELECT COUNT(*) FROM billing_webhooks").fetchone()[0]
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"type": "charge.paid", "data": {"id": "x" * 1_000_000}}, 413),
+    ({"type": "charge.paid", "data": {"id": "ch_1"}, "junk": "x" * 1000}, 422),
+    ({"type": "charge.paid", "data": {"id": "ch_1", "more": {"deep": [1, 2]}}}, 422),
+    ({"type": "x" * 200, "data": {"id": "ch_1"}}, 422),
+    ({"id": "", "type": "charge.paid", "data": {"id": "ch_1"}}, 422),
+    ({"type": "charge.paid", "data": {"id": "ch_unknown"}}, 404),
+])
+async def test_the_sandbox_webhook_stores_nothing_it_should_not(
+        server, settings, body: dict, status: int) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"http://{server.host}:{server.port}/webhooks/sandbox",
+                             json=body) as resp:
+            assert resp.status == status
+            assert (await resp.json())["success"] is False
+    assert webhook_rows(settings) == 0
