@@ -41,6 +41,11 @@ ENV_PREFIX = "CSMS_"
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # Slow clients (slowloris): seconds a connection may take to send a request's headers or
+    # sit idle between requests, and seconds to send a body; the largest body, in bytes.
+    idle_timeout: float = Field(30, gt=0)
+    body_timeout: float = Field(30, gt=0)
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
 
 
 class ApiSettings(Section):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sqlite3
 
@@ -109,3 +111,49 @@ async def test_the_sandbox_webhook_stores_nothing_it_should_not(
             assert resp.status == status
             assert (await resp.json())["success"] is False
     assert webhook_rows(settings) == 0
+
+
+@pytest.fixture
+async def impatient(tmp_path, start_server):
+    return await start_server(make_settings(
+        tmp_path, CSMS_SERVER__IDLE_TIMEOUT="1", CSMS_SERVER__BODY_TIMEOUT="1",
+        CSMS_SERVER__MAX_BODY_BYTES="4096"))
+
+
+async def test_a_client_sending_headers_slowly_is_cut_off(impatient) -> None:
+    reader, writer = await asyncio.open_connection(impatient.host, impatient.port)
+    writer.write(b"POST /charge/stop HTTP/1.1\r\nHost: x\r\n")
+
+    async def trickle() -> None:
+        for n in range(200):  # a header line every 50 ms, never the blank line
+            writer.write(b"X-Slow-%d: y\r\n" % n)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    dripping = asyncio.create_task(trickle())
+    try:
+        assert await asyncio.wait_for(reader.read(), 8) == b""  # closed, nothing answered
+    finally:
+        dripping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await dripping
+        writer.close()
+
+
+async def test_a_client_sending_the_body_slowly_gets_408(impatient) -> None:
+    reader, writer = await asyncio.open_connection(impatient.host, impatient.port)
+    writer.write(b"POST /charge/stop HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n{\"sessionId\": ")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 8)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b'"code":"timeout"' in answer.replace(b" ", b"")
+
+
+async def test_a_body_over_the_maximum_is_413(impatient) -> None:
+    status, body = await raw_request(
+        impatient.host, impatient.port,
+        b"POST /charge/stop HTTP/1.1\r\nHost: x\r\nContent-Type: application/json",
+        b'{"sessionId": "' + b"x" * 5000 + b'"}')
+    assert status == 413 and body["error"]["code"] == "too_large"

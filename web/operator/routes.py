@@ -165,7 +165,7 @@ async def station_command(request: web.Request) -> web.Response:
     if action not in COMMANDS:
         raise ApiError(404, "unknown_command",
                        f"{action} is not a command the CSMS can send to an OCPP 1.6 station")
-    payload = await read_json(request) if request.can_read_body else {}
+    payload = await read_json(request) if request.body_exists else {}
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_payload", "the payload must be a JSON object")
     try:
