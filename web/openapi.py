@@ -106,7 +106,9 @@ def _operation(refs: dict[Any, Any], path: str, operation_id: str, doc: Doc) -> 
         statuses.add(401)
     else:
         operation["security"] = []
-    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    typed = {p.name: dict(p.schema) for p in doc.path}
+    parameters = [{"name": name, "in": "path", "required": True,
+                   "schema": typed.get(name, {"type": "string"})}
                   for name in re.findall(r"\{(\w+)\}", path)]
     parameters += [{"name": p.name, "in": where, "description": p.description,
                     "schema": dict(p.schema)}

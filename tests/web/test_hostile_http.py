@@ -157,3 +157,13 @@ async def test_a_body_over_the_maximum_is_413(impatient) -> None:
         b"POST /charge/stop HTTP/1.1\r\nHost: x\r\nContent-Type: application/json",
         b'{"sessionId": "' + b"x" * 5000 + b'"}')
     assert status == 413 and body["error"]["code"] == "too_large"
+
+
+@pytest.mark.parametrize("transaction_id", ["9223372036854775808", "-9223372036854775809",
+                                            "2147483648", "0", "x"])
+async def test_a_transaction_id_that_cannot_exist_is_404(http_url: str,
+                                                         transaction_id: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{http_url}/api/transactions/{transaction_id}") as resp:
+            assert resp.status == 404
+            assert (await resp.json())["error"]["code"] == "not_found"

@@ -23,7 +23,7 @@ from csms.domain import (
 )
 from csms.keys import HUB, STORE
 from csms.passwords import hash_password
-from web.apidoc import BOOL, INT, Param, documented
+from web.apidoc import BOOL, ID32, INT, Param, documented
 from web.bodies import FieldError, read_json, validate
 from web.credentials import same_secret
 from web.driver.routes import SessionView, session_view
@@ -82,11 +82,15 @@ def _station(request: web.Request, station: Station) -> dict[str, Any]:
 
 
 def _int_param(request: web.Request, name: str) -> int:
+    """One of our integer ids (1 to 2^31 - 1, OCPP's integer); anything else names nothing."""
     raw = request.match_info[name]
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ApiError(404, "not_found", f"{name} must be an integer") from None
+    if not 1 <= value <= 2**31 - 1:
+        raise ApiError(404, "not_found", f"no {name} {value}")
+    return value
 
 
 # --- stations --------------------------------------------------------------------------------
@@ -211,7 +215,7 @@ async def list_transactions(request: web.Request) -> web.Response:
 
 @routes.get("/transactions/{transaction_id}", name="transaction")
 @documented("One transaction with its meter values", response=TransactionDetail,
-            errors=(404,))
+            errors=(404,), path=(Param("transactionId", "the transaction's id", ID32),))
 async def get_transaction(request: web.Request) -> web.Response:
     store = request.config_dict[STORE]
     tx = await store.get_transaction(_int_param(request, "transaction_id"))
