@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 # A station id (OCPP chargeBoxIdentity, the last segment of /ocpp/{id}): printable, no slash,
@@ -166,17 +166,13 @@ def energy_wh(value: MeterValue) -> int | None:
     None."""
     if value.measurand != ENERGY_REGISTER or value.phase is not None:
         return None
+    if value.unit not in (None, "Wh", "kWh"):
+        return None
     try:
-        amount = Decimal(value.value.strip())
-    except (InvalidOperation, AttributeError):
+        amount = Decimal(value.value.strip()) * (1000 if value.unit == "kWh" else 1)
+    except (ArithmeticError, AttributeError):  # not a number, or beyond Decimal's range
         return None
-    if not amount.is_finite():
-        return None
-    if value.unit == "kWh":
-        amount *= 1000
-    elif value.unit not in (None, "Wh"):
-        return None
-    if not -MAX_REGISTER_WH <= amount <= MAX_REGISTER_WH:
+    if not amount.is_finite() or not -MAX_REGISTER_WH <= amount <= MAX_REGISTER_WH:
         return None  # no meter counts that far; it would not fit the store's integer either
     return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 

@@ -125,13 +125,15 @@ async def test_an_energy_reading_too_large_is_stored_but_not_as_the_register(
             meter.format(uid="m1", tx=tx, at="2026-11-22T10:10:00Z", v="1500"),
             meter.format(uid="m2", tx=tx, at="2026-11-22T10:20:00Z", v=str(BIG)),
             meter.format(uid="m3", tx=tx, at="2026-11-22T10:30:00Z", v="1e30"),
+            meter.format(uid="m4", tx=tx, at="2026-11-22T10:40:00Z",
+                         v='1e999999","unit":"kWh'),
         ])
-        assert [r[:2] for r in replies] == [[3, "m1"], [3, "m2"], [3, "m3"]]
+        assert [r[:2] for r in replies] == [[3, "m1"], [3, "m2"], [3, "m3"], [3, "m4"]]
         async with http.get(f"{http_url}/api/transactions/{tx}") as resp:
             assert resp.status == 200
             body = await resp.json()
     assert body["energyWh"] == 500
-    assert [v["value"] for v in body["meterValues"]] == ["1500", str(BIG), "1e30"]
+    assert [v["value"] for v in body["meterValues"]] == ["1500", str(BIG), "1e30", "1e999999"]
 
 
 async def test_impossible_connectors_are_property_constraint_violations(ws_url: str) -> None:
