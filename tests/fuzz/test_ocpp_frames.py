@@ -7,17 +7,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from websockets.asyncio.client import ClientConnection, connect
 
 from csms.ocpp.framing import MessageType
 from csms.ocpp.schemas import violation
-from tests.support.ocpp_frames import ERROR_CODES_16, frames
+from tests.support.ocpp_frames import ERROR_CODES_16, KNOWN_HOSTILE, frames, plausible_frames
 
 EXAMPLES = 300
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -37,11 +38,35 @@ def check_reply(sent: str, reply: list[Any]) -> None:
     assert violation("1.6", MessageType.CallResult, call[2], reply[2]) is None, (sent, reply)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+
+
+def known_hostile(test: T) -> T:
+    for frame in KNOWN_HOSTILE:
+        test = example(frame=frame)(test)
+    return test
+
+
+@FUZZ
+@known_hostile
 @given(frame=frames())
 async def test_every_frame_is_answered_and_the_connection_survives(
         station_ws: ClientConnection, frame: str) -> None:
+    await exchange(station_ws, frame)
+
+
+@settings(FUZZ, max_examples=2 * EXAMPLES)
+@given(frame=plausible_frames())
+async def test_nearly_valid_frames_reach_the_handlers_and_are_answered(
+        station_ws: ClientConnection, frame: str) -> None:
+    """Frames that pass the framing checks, so transactions and meter values are exercised."""
+    await exchange(station_ws, frame)
+
+
+async def exchange(station_ws: ClientConnection, frame: str) -> None:
+    """Send `frame` and a Heartbeat; check every reply before the Heartbeat's."""
     await station_ws.send(frame)
     await station_ws.send('[2,"hb","Heartbeat",{}]')
     replies = []

@@ -27,6 +27,7 @@ integers = st.one_of(
     st.sampled_from([2**31, -(2**31) - 1, BIG - 1, BIG, -BIG, 2**64, 10**30]),
     st.integers(),
 )
+ids = st.one_of(st.integers(0, 3), st.integers(1, 200), integers)  # mostly ones that exist
 timestamps = st.one_of(
     st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
     st.sampled_from(["2026-11-22T10:00:00Z", "0001-01-01T00:00:00+05:00",
@@ -37,6 +38,12 @@ scalars = st.one_of(st.none(), st.booleans(), integers, st.floats(), st.text(max
                     timestamps, st.sampled_from(["Available", "Charging", "NoError", "Wh",
                                                  "kWh", "Energy.Active.Import.Register",
                                                  "1e30", str(BIG), "-5", "NaN"]))
+# what a meter reading's text may hold: numbers of every size, and none
+SPECIAL_READINGS = ["1e999999", "-1e999990", "1e30", str(BIG), "sNaN", "NaN", "Infinity", "-0",
+                    "1_000", " 12 ", ""]
+readings = st.one_of(st.sampled_from(SPECIAL_READINGS), st.sampled_from(SPECIAL_READINGS),
+                     st.decimals(allow_nan=True, allow_infinity=True).map(str),
+                     st.integers().map(str), st.text(max_size=10))
 json_values = st.recursive(
     scalars,
     lambda inner: st.one_of(st.lists(inner, max_size=4),
@@ -49,7 +56,7 @@ payloads = st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6)
 @st.composite
 def plausible_payloads(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     """A payload close to a valid one for its action, one field perhaps spoiled."""
-    connector, ts = draw(integers), draw(timestamps)
+    connector, ts = draw(ids), draw(timestamps)
     templates: dict[str, dict[str, Any]] = {
         "BootNotification": {"chargePointVendor": "V", "chargePointModel": "M"},
         "Heartbeat": {},
@@ -58,19 +65,26 @@ def plausible_payloads(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         "Authorize": {"idTag": draw(st.text(max_size=25))},
         "StartTransaction": {"connectorId": connector, "idTag": "T", "meterStart":
                              draw(integers), "timestamp": ts},
-        "StopTransaction": {"transactionId": draw(integers), "meterStop": draw(integers),
+        "StopTransaction": {"transactionId": draw(ids), "meterStop": draw(integers),
                             "timestamp": ts},
-        "MeterValues": {"connectorId": connector, "transactionId": draw(integers),
+        "MeterValues": {"connectorId": connector, "transactionId": draw(ids),
                         "meterValue": [{"timestamp": ts, "sampledValue": [
-                            {"value": draw(scalars.map(str)),
-                             "unit": draw(st.sampled_from(["Wh", "kWh"]))}]}]},
+                            {"value": draw(readings),
+                             "unit": draw(st.sampled_from(["kWh", "Wh", "kvarh"]))}]}]},
         "DataTransfer": {"vendorId": "V", "data": draw(st.text(max_size=50))},
     }
     action = draw(st.sampled_from(sorted(templates)))
     payload = dict(templates[action])
-    if payload and draw(st.booleans()):
+    if payload and draw(st.integers(0, 3)) == 0:
         payload[draw(st.sampled_from(sorted(payload)))] = draw(json_values)
     return action, payload
+
+
+@st.composite
+def plausible_frames(draw: st.DrawFn) -> str:
+    """A CALL close to a valid one, under a proper uniqueId."""
+    action, payload = draw(plausible_payloads())
+    return json.dumps([2, str(draw(st.uuids())), action, payload])
 
 
 unique_ids = st.one_of(st.uuids().map(str), st.text(min_size=1, max_size=40),
@@ -80,11 +94,10 @@ unique_ids = st.one_of(st.uuids().map(str), st.text(min_size=1, max_size=40),
 @st.composite
 def frames(draw: st.DrawFn) -> str:
     """One frame as text."""
-    kind = draw(st.sampled_from(["call", "plausible", "result", "junk", "deep", "raw"]))
+    kind = draw(st.sampled_from(["plausible"] * 5 + ["call", "result", "junk", "deep", "raw"]))
     uid = draw(unique_ids)
     if kind == "plausible":
-        action, payload = draw(plausible_payloads())
-        return json.dumps([2, uid, action, payload])
+        return draw(plausible_frames())
     if kind == "call":
         action = draw(st.sampled_from(ACTIONS) | st.text(max_size=12))
         return json.dumps([2, uid, action, draw(payloads | json_values)])
@@ -98,3 +111,29 @@ def frames(draw: st.DrawFn) -> str:
     if kind == "junk":
         return json.dumps(draw(json_values))
     return draw(st.text(max_size=60))
+
+
+def _meter(value: str, unit: str) -> str:
+    return json.dumps([2, "mv", "MeterValues", {"connectorId": 1, "transactionId": 1,
+                       "meterValue": [{"timestamp": "2026-11-22T10:00:00Z", "sampledValue": [
+                           {"value": value, "unit": unit}]}]}])
+
+
+# Frames that broke the server once (issue 8), sent on every run before the generated ones.
+KNOWN_HOSTILE = [
+    '[2,"s1","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":' + str(BIG)
+    + ',"timestamp":"2026-11-22T10:00:00Z"}]',
+    '[2,"s2","StopTransaction",{"transactionId":1,"meterStop":' + str(BIG)
+    + ',"timestamp":"2026-11-22T10:00:00Z"}]',
+    '[2,"s3","StartTransaction",{"connectorId":0,"idTag":"T","meterStart":0,'
+    '"timestamp":"2026-11-22T10:00:00Z"}]',
+    '[2,"s4","StatusNotification",{"connectorId":1,"errorCode":"NoError","status":"Available",'
+    '"timestamp":"0001-01-01T00:00:00+05:00"}]',
+    '[2,"s5","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":0,'
+    '"timestamp":"9999-12-31T23:59:59-05:00"}]',
+    "[" * 1500 + "]" * 1500,
+    '[2,"d","DataTransfer",{"vendorId":' + "[" * 999 + "]" * 999 + "}]",
+    '[2,"' + "u" * 37 + '","Heartbeat",{}]',
+    '[2,"x","FlyToTheMoon",{}]',
+    *(_meter(value, unit) for value in SPECIAL_READINGS for unit in ("kWh", "Wh", "kvarh")),
+]
