@@ -167,3 +167,14 @@ async def test_a_transaction_id_that_cannot_exist_is_404(http_url: str,
         async with http.get(f"{http_url}/api/transactions/{transaction_id}") as resp:
             assert resp.status == 404
             assert (await resp.json())["error"]["code"] == "not_found"
+
+
+async def test_the_document_lists_the_body_errors_every_body_route_can_answer(
+        http_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{http_url}/api/openapi.json") as resp:
+            spec = await resp.json()
+    with_body = [op for path in spec["paths"].values() for op in path.values()
+                 if "requestBody" in op]
+    assert with_body
+    assert all({"400", "413", "415", "422"} <= set(op["responses"]) for op in with_body)
