@@ -57,6 +57,8 @@ class BillingSettings(Section):
     sandbox_path: str = "data/sandbox_gateway.db"
     # Hold placed when a driver with a saved card starts at the station (RFID), in cents.
     default_hold: int = Field(5000, gt=0)
+    # The largest pre-authorization a driver app may ask for, in cents (POST /charge/start).
+    max_hold: int = Field(100_000, gt=0)
     pix_expires_in: int = Field(900, gt=0)  # seconds a PIX QR code stays payable
     gateway_attempts: int = Field(3, ge=1)  # tries of a gateway call inside one request
     reconcile_interval: float = Field(30, gt=0)  # seconds between reconciliation sweeps

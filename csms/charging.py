@@ -10,7 +10,13 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from csms.domain import MeterValue, Transaction, apply_energy_readings, utcnow
+from csms.domain import (
+    ConstraintViolation,
+    MeterValue,
+    Transaction,
+    apply_energy_readings,
+    utcnow,
+)
 from csms.events import (
     Authorization,
     ChargingListener,
@@ -23,6 +29,12 @@ from csms.settings import OcppSettings
 from csms.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def check_connector(connector_id: int, *, lowest: int = 0) -> None:
+    """Connector 0 is the station as a whole; a transaction needs a real one (>= 1)."""
+    if connector_id < lowest:
+        raise ConstraintViolation(f"connectorId must be at least {lowest}, not {connector_id}")
 
 
 class ChargingService:
@@ -50,6 +62,7 @@ class ChargingService:
                                error_code: str, info: str | None,
                                vendor_error_code: str | None,
                                timestamp: datetime | None) -> None:
+        check_connector(connector_id)
         at = timestamp or utcnow()
         await self.store.set_connector_status(station_id, connector_id, status=status,
                                               error_code=error_code, info=info,
@@ -89,11 +102,20 @@ class ChargingService:
                                 meter_start: int, timestamp: datetime,
                                 reservation_id: int | None) -> tuple[Transaction, Authorization]:
         """Record the transaction whatever the idTag status (the station decides to go on or
-        stop per its StopTransactionOnInvalidId); a retried start gets the same id."""
+        stop per its StopTransactionOnInvalidId); a retried start gets the same id.
+
+        A connector runs one transaction at a time: a different start on a busy connector
+        (a station that lost its transaction in a reboot and never sent the stop) supersedes
+        the older one, which stops at its last register reading and is billed as stopped.
+        Refusing the newer one instead would lock the connector until an operator steps in."""
+        check_connector(connector_id, lowest=1)
         result = await self._id_tag_status(id_tag)
         transaction, created = await self.store.start_transaction(
             station_id, connector_id, id_tag, meter_start, timestamp,
             reservation_id)
+        if created:
+            for older in await self.store.supersede_transactions(station_id, connector_id):
+                await self._stopped(older, changed=True)
         event = TransactionStarted(
             station_id=transaction.station_id, connector_id=transaction.connector_id,
             transaction_id=transaction.transaction_id, id_tag=transaction.id_tag,
@@ -131,20 +153,26 @@ class ChargingService:
         # the transaction before the stop was stored and cached it as active
         self._active.pop(transaction_id, None)
         if transaction is not None and transaction.stopped_at is not None:
-            event = TransactionStopped(
-                station_id=transaction.station_id, connector_id=transaction.connector_id,
-                transaction_id=transaction.transaction_id, id_tag=transaction.id_tag,
-                meter_start=transaction.meter_start,
-                meter_stop=transaction.meter_stop if transaction.meter_stop is not None
-                else transaction.meter_start,
-                energy_wh=transaction.energy_wh, started_at=transaction.started_at,
-                stopped_at=transaction.stopped_at, reason=transaction.stop_reason,
-                changed=changed)
-            for listener in self.listeners:
-                await listener.transaction_stopped(event)
+            await self._stopped(transaction, changed)
         if id_tag is None:
             return None
         return await self._id_tag_status(id_tag)
+
+    async def _stopped(self, transaction: Transaction, changed: bool) -> None:
+        """Tell the listeners (billing) that a transaction stopped."""
+        self._active.pop(transaction.transaction_id, None)
+        assert transaction.stopped_at is not None
+        event = TransactionStopped(
+            station_id=transaction.station_id, connector_id=transaction.connector_id,
+            transaction_id=transaction.transaction_id, id_tag=transaction.id_tag,
+            meter_start=transaction.meter_start,
+            meter_stop=transaction.meter_stop if transaction.meter_stop is not None
+            else transaction.meter_start,
+            energy_wh=transaction.energy_wh, started_at=transaction.started_at,
+            stopped_at=transaction.stopped_at, reason=transaction.stop_reason,
+            changed=changed)
+        for listener in self.listeners:
+            await listener.transaction_stopped(event)
 
     async def _transaction(self, transaction_id: int) -> Transaction | None:
         cached = self._active.get(transaction_id)
@@ -158,6 +186,7 @@ class ChargingService:
     async def meter_values(self, station_id: str, *, connector_id: int,
                            transaction_id: int | None, values: list[MeterValue]) -> None:
         """Store `values`, attached to the transaction when it is known and this station's."""
+        check_connector(connector_id)
         transaction = None
         if transaction_id is not None:
             transaction = await self._transaction(transaction_id)

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
+# A station id (OCPP chargeBoxIdentity, the last segment of /ocpp/{id}): printable, no slash,
+# at most 48 characters, and no "." or "..": URLs normalise dot segments away, so neither the
+# operator API nor a proxy could address such a station. Python and ECMA regex alike.
+STATION_ID_PATTERN = r"^(?!\.$)(?!.*\.\.)[A-Za-z0-9._:\-*+|@~]{1,48}$"
+STATION_ID_RULE = "1 to 48 of A-Z a-z 0-9 . _ : - * + | @ ~, and no '..'"
+_STATION_ID = re.compile(STATION_ID_PATTERN)
+# stop reason of a transaction closed because a newer one started on its connector
+SUPERSEDED = "Superseded"
+# The largest energy register reading taken as one, in Wh: JSON readers (the dashboard's
+# JavaScript) read integers up to 2^53 exactly; a reading beyond is kept as sent, not used.
+MAX_REGISTER_WH = 2**53 - 1
 
 
 def utcnow() -> datetime:
@@ -21,19 +33,35 @@ def isoformat(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class InvalidTimestamp(ValueError):
+class ConstraintViolation(ValueError):
+    """A value of the right type that cannot be right (a transaction on connector 0): the
+    station's message is refused, never stored."""
+
+
+def valid_station_id(text: str) -> bool:
+    """The whole of `text` is a station id (`re.match` with `$` let "ID\\n" through)."""
+    return _STATION_ID.fullmatch(text) is not None
+
+
+class InvalidTimestamp(ConstraintViolation):
     """A dateTime field that is not ISO 8601."""
 
 
 def parse_timestamp(text: str) -> datetime:
-    """Parse an OCPP dateTime; naive values are taken as UTC."""
+    """Parse an OCPP dateTime; naive values are taken as UTC.
+
+    A moment that has no UTC equivalent inside years 1-9999 (`0001-01-01T00:00:00+05:00`) is
+    as invalid as one that does not parse."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except (ValueError, AttributeError) as exc:
         raise InvalidTimestamp(f"not an ISO 8601 date-time: {text!r}") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidTimestamp(f"outside the years 1-9999 in UTC: {text!r}") from None
 
 
 @dataclass(slots=True)
@@ -135,19 +163,18 @@ class LoggedFrame:
 
 
 def energy_wh(value: MeterValue) -> int | None:
-    """The reading in whole Wh if it is an unphased energy register, else None."""
+    """The reading in whole Wh if it is an unphased energy register of a plausible size, else
+    None."""
     if value.measurand != ENERGY_REGISTER or value.phase is not None:
         return None
+    if value.unit not in (None, "Wh", "kWh"):
+        return None
     try:
-        amount = Decimal(value.value.strip())
-    except (InvalidOperation, AttributeError):
+        amount = Decimal(value.value.strip()) * (1000 if value.unit == "kWh" else 1)
+    except (ArithmeticError, AttributeError):  # not a number, or beyond Decimal's range
         return None
-    if not amount.is_finite():
-        return None
-    if value.unit == "kWh":
-        amount *= 1000
-    elif value.unit not in (None, "Wh"):
-        return None
+    if not amount.is_finite() or not -MAX_REGISTER_WH <= amount <= MAX_REGISTER_WH:
+        return None  # no meter counts that far; it would not fit the store's integer either
     return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 

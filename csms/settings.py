@@ -28,6 +28,10 @@ class OcppSettings(Section):
     remote_start_timeout: float = Field(60, gt=0)
     command_timeout: float = Field(30, gt=0)
     message_log_size: int = Field(500, ge=0)
+    # The message log keeps at most this many bytes of frames, all stations together (ids
+    # are free to invent while allow_unknown_stations is true); 0: no limit.
+    message_log_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    message_log_frame_bytes: int = Field(8192, ge=256)  # a longer frame is stored truncated
     require_subprotocol: bool = False
     # 1: HTTP Basic; 2: TLS + Basic; 3: mutual TLS, the client certificate's CN = station id
     security_profile: int = Field(1, ge=1, le=3)

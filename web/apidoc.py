@@ -35,6 +35,7 @@ class Doc:
     body: type[BaseModel] | None = None  # the JSON request body
     free_body: str | None = None  # a JSON object body no model describes: what it is
     errors: tuple[int, ...] = ()  # besides 401 (secured routes) and 400/422 (bodies)
+    path: tuple[Param, ...] = ()  # path parameters that are not plain strings
     query: tuple[Param, ...] = ()
     headers: tuple[Param, ...] = ()
     security: str | None = None  # a scheme other than the path's default
@@ -56,4 +57,5 @@ def documented(summary: str, **details: Any) -> Callable[[H], H]:
 
 
 INT = (("type", "integer"),)
+ID32 = (("type", "integer"), ("minimum", 1), ("maximum", 2**31 - 1))  # our integer ids
 BOOL = (("type", "boolean"),)

@@ -33,6 +33,7 @@ from web.dashboard.live import LiveFeed
 from web.driver.routes import routes as driver_routes
 from web.errors import error_middleware
 from web.keys import BILLING, BILLING_STORE, GATEWAY, JOBS, SETTINGS
+from web.limits import app_limits, body_timeout
 from web.operator.routes import create_operator_api
 from web.settings import Settings
 
@@ -128,7 +129,9 @@ async def _close_stations(app: web.Application) -> None:
 
 
 def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[error_middleware,
+                                       body_timeout(settings.server.body_timeout)],
+                          **app_limits(settings.server))
     app[SETTINGS] = settings
     app[OCPP_SETTINGS] = settings.ocpp
     app[METRICS] = metrics = Metrics()

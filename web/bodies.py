@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from csms import jsontext
 from web.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
@@ -21,10 +22,25 @@ class FieldError(ValueError):
         self.message = message
 
 
-async def read_json(request: web.Request) -> Any:
-    """The body as JSON; 400 `malformed_json` when it is not."""
+async def read_json(request: web.Request, *, max_bytes: int | None = None) -> Any:
+    """The body as JSON; 413 when longer than `max_bytes` (the app's client_max_size caps
+    every body), 415 for a charset we do not know, 400 `malformed_json` when it is not JSON
+    or nests deeper than `jsontext.MAX_DEPTH`."""
+    if max_bytes is not None and ((request.content_length or 0) > max_bytes
+                                  or len(await request.read()) > max_bytes):
+        raise ApiError(413, "too_large", f"the request body is over {max_bytes} bytes")
     try:
-        return await request.json()
+        text = await request.text()
+    except LookupError:
+        raise ApiError(415, "unsupported_media_type",
+                       f"unknown charset {request.charset!r}") from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "malformed_json",
+                       f"the request body is not valid {request.charset or 'utf-8'}") from None
+    try:
+        return jsontext.loads(text)
+    except jsontext.TooDeep as exc:
+        raise ApiError(400, "malformed_json", f"the request body is {exc}") from None
     except ValueError:
         raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
 
@@ -44,9 +60,10 @@ def validate(model: type[M], data: Any) -> M:
             from None
 
 
-async def parse_body(request: web.Request, model: type[M]) -> M:
+async def parse_body(request: web.Request, model: type[M], *,
+                     max_bytes: int | None = None) -> M:
     """A JSON object body validated as `model`."""
-    data = await read_json(request)
+    data = await read_json(request, max_bytes=max_bytes)
     if not isinstance(data, dict):
         raise ApiError(400, "malformed_json", "the request body must be a JSON object")
     return validate(model, data)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from csms import simulator
-from csms.domain import IdTag, Station, isoformat
+from csms.domain import STATION_ID_RULE, IdTag, Station, isoformat, valid_station_id
 from csms.settings import ConfigError
 from csms.store import Store, StoreError
 from csms.store.factory import make_store
@@ -87,11 +87,15 @@ async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]])
 def _station_add(args: argparse.Namespace) -> int:
     from csms.passwords import hash_password
 
+    if not valid_station_id(args.id):
+        print(f"csms: {args.id!r} is not a station id ({STATION_ID_RULE})", file=sys.stderr)
+        return 2
     settings = _settings(args)
     hashed = hash_password(args.password) if args.password else None
 
     async def work(store: Store) -> Station:
-        return await store.provision_station(args.id, hashed)
+        return await store.provision_station(
+            args.id, hashed, keep_password=hashed is None and not args.clear_password)
 
     station = asyncio.run(_with_store(settings, work))
     print(f"station {station.id} provisioned"
@@ -165,7 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     station_sub = station.add_subparsers(dest="station_command", required=True)
     add = with_config(station_sub.add_parser("add", help="provision a station"))
     add.add_argument("id")
-    add.add_argument("--password", help="HTTP Basic password the station must send")
+    password = add.add_mutually_exclusive_group()
+    password.add_argument("--password", help="HTTP Basic password the station must send "
+                          "(without it or --clear-password, a station keeps its password)")
+    password.add_argument("--clear-password", action="store_true",
+                          help="remove the station's password")
     add.set_defaults(func=_station_add)
     with_config(station_sub.add_parser("list", help="list stations")).set_defaults(
         func=_station_list)

@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _CODES = {400: "bad_request", 401: "unauthorized", 402: "payment_declined", 403: "forbidden",
-          404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "too_large",
+          404: "not_found", 405: "method_not_allowed", 408: "timeout", 409: "conflict",
+          413: "too_large",
           415: "unsupported_media_type", 422: "invalid_request", 500: "internal_error",
           502: "bad_gateway", 503: "unavailable", 504: "timeout"}
 

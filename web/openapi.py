@@ -106,7 +106,9 @@ def _operation(refs: dict[Any, Any], path: str, operation_id: str, doc: Doc) -> 
         statuses.add(401)
     else:
         operation["security"] = []
-    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    typed = {p.name: dict(p.schema) for p in doc.path}
+    parameters = [{"name": name, "in": "path", "required": True,
+                   "schema": typed.get(name, {"type": "string"})}
                   for name in re.findall(r"\{(\w+)\}", path)]
     parameters += [{"name": p.name, "in": where, "description": p.description,
                     "schema": dict(p.schema)}
@@ -119,7 +121,7 @@ def _operation(refs: dict[Any, Any], path: str, operation_id: str, doc: Doc) -> 
                 else {"type": "object", "description": doc.free_body})
         operation["requestBody"] = {"required": doc.body is not None,
                                     "content": {"application/json": {"schema": body}}}
-        statuses |= {400, 422}
+        statuses |= {400, 413, 415, 422}  # bad JSON, too large, unknown charset, bad field
     operation["responses"] = {str(doc.status): success,
                               **{str(s): _error(refs, s) for s in sorted(statuses)},
                               "default": {**_error(refs, 500), "description": "unexpected"}}

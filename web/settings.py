@@ -49,6 +49,11 @@ class ServerSettings(Section):
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""  # CA that signs station certificates (profile 3)
+    # Slow clients (slowloris): seconds a connection may take to send a request's headers or
+    # sit idle between requests, and seconds to send a body; the largest body, in bytes.
+    idle_timeout: float = Field(30, gt=0)
+    body_timeout: float = Field(30, gt=0)
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
 
 
 class ApiSettings(Section):

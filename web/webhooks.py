@@ -8,7 +8,7 @@ PIX charge. Pagar.me: HTTP Basic with `billing.pagarme.webhook_user/_password`, 
 from __future__ import annotations
 
 import hashlib
-import hmac
+from typing import TypeVar
 
 from aiohttp import BasicAuth, web
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,10 +17,12 @@ from billing.gateways.sandbox import SandboxGateway
 from billing.service import BillingError
 from web.apidoc import documented
 from web.bodies import parse_body
+from web.credentials import same_secret
 from web.errors import ApiError
 from web.keys import BILLING, BILLING_STORE, GATEWAY, SETTINGS
 
 routes = web.RouteTableDef()
+E = TypeVar("E", bound=BaseModel)
 
 
 class WebhookCharge(BaseModel):
@@ -30,9 +32,29 @@ class WebhookCharge(BaseModel):
 
 class WebhookEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
-    id: str | None = Field(None, description="Event id; deliveries are deduplicated by it")
-    type: str
+    id: str | None = Field(None, min_length=1, max_length=128,
+                           description="Event id; deliveries are deduplicated by it")
+    type: str = Field(max_length=64)
     data: WebhookCharge
+
+
+class SandboxCharge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=64)
+
+
+class SandboxEvent(BaseModel):
+    """The sandbox's own events: exactly this shape, nothing more is stored."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(None, min_length=1, max_length=64,
+                           description="Event id; deliveries are deduplicated by it")
+    type: str = Field(pattern=r"^[a-z_]{1,32}\.[a-z_]{1,32}$", examples=["charge.paid"])
+    data: SandboxCharge
+
+
+SANDBOX_MAX_BODY = 4096  # bytes: the sandbox's events are a few dozen
+PAGARME_MAX_BODY = 256 * 1024  # Pagar.me sends the whole charge, a few kB
 
 
 class WebhookAck(BaseModel):
@@ -41,14 +63,15 @@ class WebhookAck(BaseModel):
     sessionId: str | None = None
 
 
-async def _event(request: web.Request) -> tuple[WebhookEvent, str]:
-    event: WebhookEvent = await parse_body(request, WebhookEvent)
+async def _event(request: web.Request, model: type[E], max_bytes: int) -> tuple[E, str]:
+    """The event, validated and within `max_bytes`, and its id (or the body's hash)."""
+    event = await parse_body(request, model, max_bytes=max_bytes)
     body = await request.read()
     event_id = event.id or "sha256:" + hashlib.sha256(body).hexdigest()
     return event, event_id
 
 
-async def _handle(request: web.Request, gateway: str, event: WebhookEvent,
+async def _handle(request: web.Request, gateway: str, event: WebhookEvent | SandboxEvent,
                   event_id: str) -> web.Response:
     store = request.config_dict[BILLING_STORE]
     if not await store.record_webhook(gateway, event_id, event.model_dump()):
@@ -63,13 +86,15 @@ async def _handle(request: web.Request, gateway: str, event: WebhookEvent,
 
 
 @routes.post("/webhooks/sandbox", name="webhook_sandbox")
-@documented("Sandbox gateway events (charge.paid pays a PIX charge)", body=WebhookEvent,
-            response=WebhookAck, errors=(404, 409, 503))
+@documented("Sandbox gateway events (charge.paid pays a PIX charge)", body=SandboxEvent,
+            response=WebhookAck, errors=(404, 409, 413, 503))
 async def sandbox_webhook(request: web.Request) -> web.Response:
     gateway = request.config_dict[GATEWAY]
     if not isinstance(gateway, SandboxGateway):
         raise ApiError(404, "not_found", "the sandbox gateway is not enabled")
-    event, event_id = await _event(request)
+    event, event_id = await _event(request, SandboxEvent, SANDBOX_MAX_BODY)
+    if (await gateway.fetch(charge_id=event.data.id)).charge_id is None:
+        raise ApiError(404, "not_found", "the sandbox has no such charge")
     if event.type == "charge.paid":
         await gateway.mark_pix_paid(event.data.id)  # the sandbox's stand-in for a payer
     return await _handle(request, "sandbox", event, event_id)
@@ -81,20 +106,19 @@ def _basic_ok(request: web.Request, user: str, password: str) -> bool:
     except ValueError:  # missing, not Basic, not base64 or not UTF-8
         return False
     # Both compared, always: the time taken does not tell which one was wrong.
-    return hmac.compare_digest(f"{given.login}:{given.password}".encode(),
-                               f"{user}:{password}".encode())
+    return same_secret(f"{given.login}:{given.password}", f"{user}:{password}")
 
 
 @routes.post("/webhooks/pagarme", name="webhook_pagarme")
 @documented("Pagar.me webhook: a hint, the charge is fetched again", body=WebhookEvent,
-            response=WebhookAck, security="gatewayBasic", errors=(401, 409, 503))
+            response=WebhookAck, security="gatewayBasic", errors=(401, 409, 413, 503))
 async def pagarme_webhook(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS].billing.pagarme
     if not settings.webhook_user or not _basic_ok(request, settings.webhook_user,
                                                   settings.webhook_password):
         raise ApiError(401, "unauthorized", "webhook credentials required",
                        headers={"WWW-Authenticate": 'Basic realm="webhooks", charset="UTF-8"'})
-    event, event_id = await _event(request)
+    event, event_id = await _event(request, WebhookEvent, PAGARME_MAX_BODY)
     return await _handle(request, "pagarme", event, event_id)
 
 

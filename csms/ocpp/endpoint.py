@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 
 from aiohttp import BasicAuth, WSCloseCode, web
 
+from csms.domain import valid_station_id
 from csms.keys import HUB, METRICS, OCPP_SETTINGS, STORE
 from csms.ocpp import v16
 from csms.ocpp.version import OcppVersion
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 VERSIONS: tuple[OcppVersion, ...] = (v16.VERSION,)
 DEFAULT_VERSION = v16.VERSION
 SUPPORTED_SUBPROTOCOLS = tuple(version.subprotocol for version in VERSIONS)
-# chargeBoxIdentity: printable, no slash; 1.6 limits identities to 48 characters in practice.
-STATION_ID = re.compile(r"^[A-Za-z0-9._:\-*+|@~]{1,48}$")
 
 
 # scrypt costs ~40 ms of CPU: run it in threads (hashlib releases the GIL), a few at a time,
@@ -78,7 +76,7 @@ async def ocpp_websocket(request: web.Request) -> web.StreamResponse:
     settings = app[OCPP_SETTINGS]
     metrics = app[METRICS]
     station_id = request.match_info["station_id"]
-    if not STATION_ID.match(station_id):
+    if not valid_station_id(station_id):
         metrics.connections.labels("bad_id").inc()
         raise web.HTTPBadRequest(text="invalid station id")
 

@@ -9,17 +9,20 @@ Error codes raised here are neutral: the names OCPP-J 2.0.1 and the `ocpp` libra
 from __future__ import annotations
 
 import functools
-import json
+import re
 from typing import Any
 
 from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
 from ocpp.messages import Call, CallError, CallResult, MessageType
+
+from csms import jsontext
 
 __all__ = ["Call", "CallError", "CallResult", "FrameError", "MessageType", "camel_keys",
            "parse_frame", "snake_keys"]
 
 FORMAT_VIOLATION = "FormatViolation"
 OCCURRENCE_VIOLATION = "OccurrenceConstraintViolation"
+MAX_UNIQUE_ID = 36  # OCPP-J: a uniqueId is at most 36 characters (a UUID's text)
 
 
 class FrameError(Exception):
@@ -37,15 +40,27 @@ class FrameError(Exception):
 
 
 def parse_frame(raw: str | bytes) -> Call | CallResult | CallError:
-    """Parse one OCPP-J frame; raise `FrameError` with the best unique id we can recover."""
+    """Parse one OCPP-J frame; raise `FrameError` with the best unique id we can recover.
+
+    A uniqueId that is not a string of at most 36 characters is never echoed: the CALLERROR
+    goes out under "-1", as for a frame whose id cannot be read at all (echoing a shortened
+    id could match another call the station is waiting on)."""
     try:
-        data = json.loads(raw)
+        data = jsontext.loads(raw)
+    except jsontext.TooDeep as exc:
+        raise FrameError(_readable_id(raw), FORMAT_VIOLATION, str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise FrameError("-1", FORMAT_VIOLATION, "Message is not valid JSON",
+        raise FrameError(_readable_id(raw), FORMAT_VIOLATION, "Message is not valid JSON",
                          {"cause": str(exc)}) from exc
     if not isinstance(data, list) or not data:
         raise FrameError("-1", FORMAT_VIOLATION, "An OCPP-J message must be a JSON array")
     unique_id = data[1] if len(data) > 1 and isinstance(data[1], str) else "-1"
+    if len(data) > 1 and not isinstance(data[1], str):
+        raise FrameError("-1", FORMAT_VIOLATION, "UniqueId must be a string")
+    if len(unique_id) > MAX_UNIQUE_ID:
+        raise FrameError("-1", FORMAT_VIOLATION,
+                         f"UniqueId must be a string of at most {MAX_UNIQUE_ID} characters",
+                         {"cause": f"a uniqueId of {len(unique_id)} characters"})
     type_id = data[0]
     if len(data) > 1 and not isinstance(data[1], str):
         raise FrameError("-1", FORMAT_VIOLATION, "UniqueId must be a string")
@@ -67,6 +82,16 @@ def parse_frame(raw: str | bytes) -> Call | CallResult | CallError:
             raise FrameError(unique_id, FORMAT_VIOLATION, "A CALLERROR has 5 elements")
         return CallError(data[1], data[2], data[3], data[4])
     raise FrameError(unique_id, "ProtocolError", f"Unknown MessageTypeId {type_id!r}")
+
+
+_LEADING_ID = re.compile(rf'\s*\[\s*[234]\s*,\s*"([^"\\]{{1,{MAX_UNIQUE_ID}}})"')
+
+
+def _readable_id(raw: str | bytes) -> str:
+    """The uniqueId at the head of a frame that does not parse as a whole, else "-1"."""
+    text = raw if isinstance(raw, str) else raw[:200].decode("utf-8", "replace")
+    found = _LEADING_ID.match(text[:200])
+    return found.group(1) if found else "-1"
 
 
 @functools.lru_cache(maxsize=4096)

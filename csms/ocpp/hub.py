@@ -88,22 +88,35 @@ class FrameLog:
     """Per-station log of OCPP frames, buffered in memory and written to the store in batches
     so logging never adds a database round trip to a station's reply."""
 
-    def __init__(self, store: Store, keep: int, flush_interval: float = 1.0) -> None:
+    def __init__(self, store: Store, keep: int, flush_interval: float = 1.0, *,
+                 max_bytes: int = 0, frame_bytes: int = 8192) -> None:
         self.store = store
         self.keep = keep
+        self.max_bytes = max_bytes
+        self.frame_bytes = frame_bytes
         self.flush_interval = flush_interval
         self._buffer: list[LoggedFrame] = []
         self._task: asyncio.Task[None] | None = None
 
     def frame(self, station_id: str, direction: str, frame: str) -> None:
         if self.keep > 0:
-            self._buffer.append(LoggedFrame(station_id, direction, frame, utcnow()))
+            self._buffer.append(LoggedFrame(station_id, direction, self._cut(frame), utcnow()))
+
+    def _cut(self, frame: str) -> str:
+        """The frame, or its head when it is longer than `frame_bytes` in UTF-8."""
+        if len(frame) * 4 <= self.frame_bytes:  # no character takes more than 4 bytes
+            return frame
+        data = frame.encode()
+        if len(data) <= self.frame_bytes:
+            return frame
+        head = data[:self.frame_bytes - 48].decode("utf-8", "ignore")
+        return f"{head}…[truncated: {len(data)} bytes]"
 
     async def flush(self) -> None:
         batch, self._buffer = self._buffer, []
         if batch:
             try:
-                await self.store.append_frames(batch, self.keep)
+                await self.store.append_frames(batch, self.keep, self.max_bytes)
             except Exception:
                 log.exception("could not write %d OCPP frames to the message log", len(batch))
 
@@ -131,7 +144,9 @@ class Hub:
         self.store = store
         self.service = service
         self.metrics = metrics
-        self.frames = FrameLog(store, settings.message_log_size)
+        self.frames = FrameLog(store, settings.message_log_size,
+                               max_bytes=settings.message_log_bytes,
+                               frame_bytes=settings.message_log_frame_bytes)
         self._stations: dict[str, LiveStation] = {}
 
     # connections ---------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 `violation(version, message_type_id, action, payload)` is the hot path of every frame: it runs a
 schema compiled to Python by fastjsonschema (about 30x faster than jsonschema), cached per
-(version, message type, action). Only once a payload is known to be invalid does jsonschema (the
-library's own cached Draft4 validators, `get_validator`) word the error. Codes are neutral
+(version, message type, action). Only once a payload is known to be invalid does jsonschema (a
+cached Draft4 validator over the same schema) word the error. Codes are neutral
 (`framing`): the session spells them in the station's version.
 """
 
@@ -19,11 +19,13 @@ from typing import Any
 
 import fastjsonschema
 import ocpp
+from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError as SchemaValidationError
-from ocpp.messages import MessageType, get_validator
+from ocpp.messages import MessageType
 
 from csms.ocpp.framing import FORMAT_VIOLATION, OCCURRENCE_VIOLATION
 
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1  # OCPP's integer: 32 bit, signed
 _ACTION = re.compile(r"[A-Za-z]{1,64}")
 _PROPERTY = {"enum", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
              "multipleOf", "format", "minLength", "const"}
@@ -42,21 +44,50 @@ def _schema_path(version: str, message_type_id: int, action: str) -> str:
 
 
 @functools.cache
-def _compiled(version: str, message_type_id: int, action: str,
-              ) -> tuple[Callable[[Any], Any] | None, bool]:
-    """(compiled validator or None, whether floats must be checked as Decimals).
+def _schema(version: str, message_type_id: int, action: str) -> tuple[Any, bool] | None:
+    """(the schema with bounded integers, whether floats must be checked as Decimals), or None
+    when the version has no such message.
 
     Schemas with `multipleOf` on floats (1.6: SetChargingProfile, RemoteStartTransaction,
     GetCompositeSchedule.conf) are checked on Decimals as the library does: binary floats
-    fail `multipleOf: 0.1`. They skip the compiled path."""
+    fail `multipleOf: 0.1`."""
     try:
         with open(_schema_path(version, message_type_id, action), encoding="utf-8-sig") as f:
             text = f.read()
     except OSError:
-        return None, False
-    if '"multipleOf"' in text:
-        return None, True
-    return fastjsonschema.compile(json.loads(text)), False
+        return None
+    decimal_floats = '"multipleOf"' in text
+    schema = json.loads(text, parse_float=decimal.Decimal if decimal_floats else float)
+    return _bound_integers(schema), decimal_floats
+
+
+def _bound_integers(node: Any) -> Any:
+    """Give every `"type": "integer"` the range of OCPP's integer, a 32-bit signed number (1.6
+    and 2.0.1 define it so): the official schemas leave it unbounded, and 2^63 then reaches
+    the store."""
+    if isinstance(node, dict):
+        node = {key: _bound_integers(value) for key, value in node.items()}
+        if node.get("type") == "integer":
+            node.setdefault("minimum", INT_MIN)
+            node.setdefault("maximum", INT_MAX)
+    elif isinstance(node, list):
+        node = [_bound_integers(value) for value in node]
+    return node
+
+
+@functools.cache
+def _compiled(version: str, message_type_id: int, action: str) -> Callable[[Any], Any] | None:
+    """The schema compiled by fastjsonschema; None for Decimal schemas (jsonschema only)."""
+    found = _schema(version, message_type_id, action)
+    if found is None or found[1]:
+        return None
+    return fastjsonschema.compile(found[0])
+
+
+@functools.cache
+def _validator(version: str, message_type_id: int, action: str) -> Draft4Validator | None:
+    found = _schema(version, message_type_id, action)
+    return None if found is None else Draft4Validator(found[0])
 
 
 def violation(version: str, message_type_id: int, action: str, payload: Any,
@@ -64,22 +95,18 @@ def violation(version: str, message_type_id: int, action: str, payload: Any,
     """Validate a payload against the version's schema: None if valid, else (code, text)."""
     if not _ACTION.fullmatch(action):
         return ("NotImplemented", "Invalid action name")
-    compiled, decimal_floats = _compiled(version, message_type_id, action)
+    compiled = _compiled(version, message_type_id, action)
     if compiled is not None:
         try:
             compiled(payload)
             return None
         except fastjsonschema.JsonSchemaException:
             pass  # fall through to jsonschema for an exact, OCPP-coded error
-    try:
-        if decimal_floats:
-            validator = get_validator(message_type_id, action, version,
-                                      parse_float=decimal.Decimal)
-            payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
-        else:
-            validator = get_validator(message_type_id, action, version)
-    except OSError:
+    validator = _validator(version, message_type_id, action)
+    if validator is None:
         return ("NotImplemented", f"No schema for action {action}")
+    if _schema(version, message_type_id, action)[1]:  # type: ignore[index]
+        payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
     error = next(iter(validator.iter_errors(payload)), None)
     if error is None:
         return None
@@ -87,7 +114,9 @@ def violation(version: str, message_type_id: int, action: str, payload: Any,
 
 
 def _code_for(error: SchemaValidationError) -> str:
-    if error.validator == "type":
+    out_of_range = error.validator in ("minimum", "maximum") and \
+        error.validator_value in (INT_MIN, INT_MAX)  # outside the integer type, not a rule
+    if error.validator == "type" or out_of_range:
         return "TypeConstraintViolation"
     if error.validator == "maxLength":
         return "TypeConstraintViolation"  # CiStringNType: the length is part of the type

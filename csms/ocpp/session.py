@@ -28,7 +28,7 @@ from ocpp import exceptions as ocpp_exc
 from ocpp.charge_point import remove_nones, serialize_as_dict
 
 from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
-from csms.domain import InvalidTimestamp
+from csms.domain import ConstraintViolation
 from csms.metrics import Metrics
 from csms.ocpp.framing import (
     FORMAT_VIOLATION,
@@ -114,7 +114,7 @@ class Session:
             except FrameError as error:
                 await self._send_error(msg.unique_id, error.code, error.description)
                 return
-            except InvalidTimestamp as exc:
+            except ConstraintViolation as exc:
                 await self._send_error(msg.unique_id, "PropertyConstraintViolation", str(exc))
                 return
             except TypeError:
@@ -133,13 +133,16 @@ class Session:
             self.metrics.handler_seconds.labels(action).observe(time.perf_counter() - started)
 
     def _unknown(self, action: str) -> ocpp_exc.OCPPError:
-        """OCPP-J §4.2.3: an action the version defines but we do not handle is NotImplemented;
-        one it does not define is NotSupported (the library's wording)."""
+        """OCPP-J 1.6 §4.2.3: an action the receiver does not know is NotImplemented; one it
+        knows (the version defines it) but does not handle is NotSupported. The `ocpp`
+        library's default descriptions of these two are swapped, so we word them here."""
         if action in self.version.actions:
-            return ocpp_exc.NotImplementedError(
-                details={"cause": f"No handler for {action} registered."})
-        return ocpp_exc.NotSupportedError(
-            details={"cause": f"{action} not supported by OCPP{self.version.name}."})
+            return ocpp_exc.NotSupportedError(
+                description="Requested Action is recognized but not supported by the receiver",
+                details={"cause": f"{action} is not supported by this central system"})
+        return ocpp_exc.NotImplementedError(
+            description="Requested Action is not known by receiver",
+            details={"cause": f"{action} is not an OCPP {self.version.name} action"})
 
     async def _send_exception(self, unique_id: str, exc: BaseException) -> None:
         if isinstance(exc, ocpp_exc.OCPPError):

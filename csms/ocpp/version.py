@@ -36,9 +36,9 @@ HandlerFactory = Callable[[StationContext, ChargingService, OcppSettings], Mappi
 
 @dataclass(frozen=True, slots=True)
 class OcppVersion:
-    name: str  # "1.6": the schema set, and the version named in NotSupported errors
+    name: str  # "1.6": the schema set, and the version named in NotImplemented errors
     subprotocol: str  # "ocpp1.6"
-    actions: frozenset[str]  # every action the version defines: NotImplemented vs NotSupported
+    actions: frozenset[str]  # the actions it defines: NotSupported; others NotImplemented
     error_codes: Mapping[str, str]  # neutral code (framing) -> this version's spelling
     handlers: HandlerFactory
     remote_start: Callable[[int, str], Payload]  # (connector id, id tag)

@@ -23,8 +23,12 @@ class StoreError(Exception):
 class StationStore(Protocol):
     """Stations and their connectors."""
 
-    async def provision_station(self, station_id: str, password_hash: str | None) -> Station:
-        """Create or update a provisioned station (password hash None: no password)."""
+    async def provision_station(self, station_id: str, password_hash: str | None, *,
+                                keep_password: bool = False) -> Station:
+        """Create or update a provisioned station (password hash None: no password).
+
+        keep_password: leave an existing station's password as it is (`password_hash` is
+        then ignored); re-provisioning must not remove a password by omission."""
 
     async def get_station(self, station_id: str) -> Station | None: ...
 
@@ -100,6 +104,13 @@ class TransactionStore(Protocol):
         the same transactionId.
         """
 
+    async def supersede_transactions(self, station_id: str, connector_id: int,
+                                     ) -> list[Transaction]:
+        """Leave at most one active transaction on the connector: the one that started last
+        (ties: the higher id). The others stop when it started (never before their own start),
+        at their latest energy register reading (else their meterStart), with reason
+        SUPERSEDED. Returns the transactions stopped here."""
+
     async def stop_transaction(
         self,
         station_id: str,
@@ -148,8 +159,11 @@ class MeterValueStore(Protocol):
 class FrameLogStore(Protocol):
     """The OCPP message log per station."""
 
-    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int) -> None:
-        """Append OCPP frames, keeping at most `keep` newest frames per station.
+    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int,
+                            max_bytes: int = 0) -> None:
+        """Append OCPP frames, keeping at most `keep` newest frames per station and, when
+        `max_bytes` > 0, at most that many bytes of frames (UTF-8) in the whole log, the oldest
+        going first whichever station they belong to.
 
         "Newest" is append order; keep <= 0 stores nothing (and clears the named stations' log).
         """

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from csms.domain import (
+    SUPERSEDED,
     Connector,
     IdTag,
     LoggedFrame,
@@ -306,6 +307,7 @@ class SqliteStore:
         self._closing = False
         self._frames: aiosqlite.Connection | None = None  # the message log's own file
         self._frame_tops: dict[str, int] = {}  # newest frame seq per station, once known
+        self._frame_bytes: int | None = None  # bytes of frames in the log, once known
 
     # plumbing ---------------------------------------------------------------------------------
 
@@ -325,6 +327,9 @@ class SqliteStore:
             reader = await self._connect(query_only=True)
             frames = await self._connect(query_only=False, path=frames_path(self.path))
             await self._in_thread(frames, lambda raw: raw.executescript(FRAMES_SCHEMA))
+            # a burst of large frames must not leave a WAL file of hundreds of MB behind
+            await self._in_thread(frames, lambda raw: raw.execute(
+                f"PRAGMA journal_size_limit = {FRAMES_WAL_LIMIT}"))
         except BaseException as exc:
             await writer.close()
             raise _store_error(exc) from exc
@@ -420,13 +425,14 @@ class SqliteStore:
 
     # stations ---------------------------------------------------------------------------------
 
-    async def provision_station(self, station_id: str, password_hash: str | None) -> Station:
+    async def provision_station(self, station_id: str, password_hash: str | None, *,
+                                keep_password: bool = False) -> Station:
         def op(conn: sqlite3.Connection) -> Station:
             conn.execute(
                 "INSERT INTO stations (id, password_hash, provisioned) VALUES (?, ?, 1)"
-                " ON CONFLICT (id) DO UPDATE SET"
-                " password_hash = excluded.password_hash, provisioned = 1",
-                (station_id, password_hash),
+                " ON CONFLICT (id) DO UPDATE SET provisioned = 1, password_hash ="
+                " CASE WHEN ? THEN stations.password_hash ELSE excluded.password_hash END",
+                (station_id, None if keep_password else password_hash, keep_password),
             )
             station = _load_station(conn, station_id)
             assert station is not None
@@ -596,6 +602,31 @@ class SqliteStore:
                 (transaction_id, *key, reservation_id),
             ).fetchone()
             return _transaction(row), True
+
+        return await self._write(op)
+
+    async def supersede_transactions(self, station_id: str, connector_id: int,
+                                     ) -> list[Transaction]:
+        def op(conn: sqlite3.Connection) -> list[Transaction]:
+            active = [_transaction(row) for row in conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
+                " AND connector_id = ? AND stopped_at IS NULL"
+                " ORDER BY started_at DESC, transaction_id DESC",
+                (station_id, connector_id),
+            )]
+            if len(active) < 2:
+                return []
+            ended_by = active[0].started_at
+            stopped = []
+            for tx in active[1:]:
+                row = conn.execute(
+                    "UPDATE transactions SET meter_stop = ?, stopped_at = ?, stop_reason = ?"
+                    f" WHERE transaction_id = ? AND stopped_at IS NULL RETURNING {_TX_COLUMNS}",
+                    (max(tx.meter_start, tx.last_energy_wh or tx.meter_start),
+                     ts(max(ended_by, tx.started_at)), SUPERSEDED, tx.transaction_id),
+                ).fetchone()
+                stopped.append(_transaction(row))
+            return stopped
 
         return await self._write(op)
 
@@ -771,8 +802,10 @@ class SqliteStore:
 
     # message log ------------------------------------------------------------------------------
 
-    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int) -> None:
-        """Append frames; keep at most `keep` newest (by append order) per station.
+    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int,
+                            max_bytes: int = 0) -> None:
+        """Append frames; keep at most `keep` newest (by append order) per station, and at most
+        `max_bytes` in all (0: no limit), counted as they come and go.
 
         keep <= 0 stores nothing and clears the log of the stations named in `frames`.
         """
@@ -787,9 +820,12 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> None:
             inserts: list[tuple[Any, ...]] = []
             trims: list[tuple[str, int]] = []
+            if self._frame_bytes is None:
+                self._frame_bytes = conn.execute(
+                    f"SELECT COALESCE(SUM({_FRAME_BYTES}), 0) FROM frames").fetchone()[0]
             for station_id, station_frames in by_station.items():
                 if keep <= 0:
-                    conn.execute("DELETE FROM frames WHERE station_id = ?", (station_id,))
+                    _delete_frames(conn, "station_id = ?", (station_id,))
                     continue
                 top = tops.get(station_id)
                 if top is None:  # first frames of this station since start: ask the table
@@ -809,12 +845,30 @@ class SqliteStore:
                 "INSERT INTO frames (station_id, seq, direction, frame, at) VALUES (?, ?, ?, ?, ?)",
                 inserts,
             )
-            conn.executemany("DELETE FROM frames WHERE station_id = ? AND seq <= ?", trims)
+            self._frame_bytes += sum(len(row[3].encode()) for row in inserts)
+            for trim in trims:
+                _delete_frames(conn, "station_id = ? AND seq <= ?", trim)
+            if max_bytes > 0 and self._frame_bytes > max_bytes:
+                excess, cut = self._frame_bytes - max_bytes, 0
+                for rowid, size in conn.execute(
+                        f"SELECT rowid, {_FRAME_BYTES} FROM frames ORDER BY rowid"):
+                    excess, cut = excess - size, rowid
+                    if excess <= 0:
+                        break
+                _delete_frames(conn, "rowid <= ?", (cut,))  # the oldest, whoever sent them
+
+        def _delete_frames(conn: sqlite3.Connection, where: str, params: tuple[Any, ...],
+                           ) -> None:
+            assert self._frame_bytes is not None
+            self._frame_bytes -= sum(row[0] for row in conn.execute(
+                f"DELETE FROM frames WHERE {where} RETURNING {_FRAME_BYTES}", params))
 
         try:
             await self._frames_op(op, write=True)
         except BaseException:
-            tops.clear()  # the batch rolled back: the cached tops may be ahead of the table
+            # the batch rolled back: the cached tops and byte count may be off
+            tops.clear()
+            self._frame_bytes = None
             raise
 
     async def list_frames(self, station_id: str, limit: int = 100) -> list[LoggedFrame]:
@@ -835,6 +889,9 @@ class SqliteStore:
 
         return await self._frames_op(op, write=False)
 
+
+_FRAME_BYTES = "LENGTH(CAST(frame AS BLOB))"
+FRAMES_WAL_LIMIT = 16 * 1024 * 1024  # bytes the frames WAL file keeps after a checkpoint
 
 FRAMES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames (

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from billing.gateways.wallets import WalletTokenError, parse_wallet_token
 from billing.models import Method, Operation, Session
@@ -17,6 +16,7 @@ from billing.service import BillingError, BillingService, StartRequest
 from csms.domain import isoformat
 from web.apidoc import documented
 from web.bodies import FieldError, parse_body
+from web.credentials import same_secret
 from web.errors import ApiError
 from web.keys import BILLING, SETTINGS
 
@@ -38,9 +38,10 @@ class ChargerPrice(_Body):
 class ChargeStartRequest(_Body):
     stationId: int | str | None = Field(None, description="The app's own station reference")
     chargePointId: str = Field(min_length=1, max_length=48)
-    connectorId: int = Field(ge=1)
+    connectorId: StrictInt = Field(ge=1, le=2**31 - 1)
     method: Method
-    amount: int = Field(0, ge=0, description="Pre-authorization in cents")
+    amount: StrictInt = Field(0, ge=0, description="Pre-authorization in cents, at most "
+                              "billing.max_hold (default 100000)")
     email: str | None = Field(None, max_length=254)
     cpf: str | None = Field(None, description="11 digits, punctuation allowed")
     name: str | None = Field(None, max_length=128)
@@ -190,7 +191,7 @@ def _check_driver_key(request: web.Request) -> None:
     if not keys:
         return
     given = request.headers.get("X-Api-Key", "")
-    if not any(hmac.compare_digest(given, key) for key in keys):
+    if not any(same_secret(given, key) for key in keys):
         # No registered scheme fits an API-key header; RFC 9110 still wants a challenge.
         raise ApiError(401, "unauthorized", "a valid X-Api-Key is required",
                        headers={"WWW-Authenticate": 'ApiKey realm="driver", header="X-Api-Key"'})
@@ -207,6 +208,10 @@ def _billing_error(exc: BillingError) -> ApiError:
 async def charge_start(request: web.Request) -> web.Response:
     _check_driver_key(request)
     body: ChargeStartRequest = await parse_body(request, ChargeStartRequest)
+    max_hold = request.config_dict[SETTINGS].billing.max_hold
+    if body.amount > max_hold:
+        raise ApiError(422, "invalid_request", f"amount: at most {max_hold} cents",
+                       field="amount")
     service: BillingService = request.config_dict[BILLING]
     try:
         session = await service.start(StartRequest(

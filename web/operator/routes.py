@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-import hmac
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from ocpp.v16.enums import Action
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from billing.models import JobStatus, SessionStatus, StopRequester
 from billing.money import PriceAmount
 from billing.service import BillingError
 from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
-from csms.domain import IdTag, Station, Transaction, parse_timestamp
+from csms.domain import (
+    STATION_ID_PATTERN,
+    STATION_ID_RULE,
+    IdTag,
+    Station,
+    Transaction,
+    parse_timestamp,
+    valid_station_id,
+)
 from csms.keys import HUB, STORE
 from csms.passwords import hash_password
-from web.apidoc import BOOL, INT, Param, documented
-from web.bodies import read_json, validate
+from web.apidoc import BOOL, ID32, INT, Param, documented
+from web.bodies import FieldError, read_json, validate
+from web.credentials import same_secret
 from web.driver.routes import SessionView, session_view
 from web.errors import ApiError, Handler
 from web.keys import BILLING, SETTINGS
@@ -57,7 +65,7 @@ async def operator_auth(request: web.Request, handler: Handler) -> web.StreamRes
     token = request.config_dict[SETTINGS].api.operator_token
     if token and request.path != "/api/openapi.json":
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+        if scheme.lower() != "bearer" or not same_secret(given.strip(), token):
             raise ApiError(401, "unauthorized", "a valid Bearer token is required",
                            headers={"WWW-Authenticate": 'Bearer realm="operator"'}) from None
     return await handler(request)
@@ -74,11 +82,15 @@ def _station(request: web.Request, station: Station) -> dict[str, Any]:
 
 
 def _int_param(request: web.Request, name: str) -> int:
+    """One of our integer ids (1 to 2^31 - 1, OCPP's integer); anything else names nothing."""
     raw = request.match_info[name]
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ApiError(404, "not_found", f"{name} must be an integer") from None
+    if not 1 <= value <= 2**31 - 1:
+        raise ApiError(404, "not_found", f"no {name} {value}")
+    return value
 
 
 # --- stations --------------------------------------------------------------------------------
@@ -99,9 +111,25 @@ async def get_station(request: web.Request) -> web.Response:
     return web.json_response(_station(request, station))
 
 
+def _station_id(text: str) -> str:
+    if not valid_station_id(text):
+        raise ValueError(f"not a station id: {STATION_ID_RULE}")
+    return text
+
+
 class ProvisionRequest(BaseModel):
-    id: str = Field(pattern=r"^[A-Za-z0-9._:\-*+|@~]{1,48}$")
-    password: str | None = Field(default=None, min_length=8, max_length=40)
+    id: Annotated[str, AfterValidator(_station_id)] = Field(
+        json_schema_extra={"pattern": STATION_ID_PATTERN})
+    password: str | None = Field(default=None, min_length=8, max_length=40,
+                                 description="set or change the station's Basic password")
+    clearPassword: bool = Field(False, description="remove the password; without `password` "
+                                "or this, a provisioned station keeps its password")
+
+    @model_validator(mode="after")
+    def _one_password_change(self) -> ProvisionRequest:
+        if self.password is not None and self.clearPassword:
+            raise FieldError("clearPassword", "give either password or clearPassword")
+        return self
 
 
 @routes.post("/stations", name="provision")
@@ -110,7 +138,8 @@ class ProvisionRequest(BaseModel):
 async def provision_station(request: web.Request) -> web.Response:
     body = validate(ProvisionRequest, await read_json(request))
     hashed = hash_password(body.password) if body.password else None
-    station = await request.config_dict[STORE].provision_station(body.id, hashed)
+    station = await request.config_dict[STORE].provision_station(
+        body.id, hashed, keep_password=hashed is None and not body.clearPassword)
     return web.json_response(_station(request, station), status=201)
 
 
@@ -140,7 +169,7 @@ async def station_command(request: web.Request) -> web.Response:
     if action not in COMMANDS:
         raise ApiError(404, "unknown_command",
                        f"{action} is not a command the CSMS can send to an OCPP 1.6 station")
-    payload = await read_json(request) if request.can_read_body else {}
+    payload = await read_json(request) if request.body_exists else {}
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_payload", "the payload must be a JSON object")
     try:
@@ -186,7 +215,7 @@ async def list_transactions(request: web.Request) -> web.Response:
 
 @routes.get("/transactions/{transaction_id}", name="transaction")
 @documented("One transaction with its meter values", response=TransactionDetail,
-            errors=(404,))
+            errors=(404,), path=(Param("transactionId", "the transaction's id", ID32),))
 async def get_transaction(request: web.Request) -> web.Response:
     store = request.config_dict[STORE]
     tx = await store.get_transaction(_int_param(request, "transaction_id"))

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from ocpp.v16 import datatypes
 
-from csms.domain import ENERGY_REGISTER, MeterValue, isoformat, parse_timestamp
+from csms.domain import (
+    ENERGY_REGISTER,
+    MAX_REGISTER_WH,
+    MeterValue,
+    isoformat,
+    parse_timestamp,
+)
 from csms.events import Authorization
 from csms.ocpp.version import Payload
 
@@ -35,17 +41,25 @@ def meter_values(station_id: str, connector_id: int,
             unit = sample.get("unit") or "Wh"
             value = str(sample["value"])
             if unit in ("kWh", "kvarh") and sample.get("format", "Raw") == "Raw":
-                try:
-                    value = format((Decimal(value) * 1000).normalize(), "f")
-                    unit = unit[1:]
-                except InvalidOperation:
-                    pass  # not a number: stored as sent
+                value, unit = _in_wh(value, unit)
             values.append(MeterValue(
                 station_id=station_id, connector_id=connector_id, transaction_id=None,
                 timestamp=at, value=value, measurand=measurand, unit=unit,
                 context=sample.get("context"), phase=sample.get("phase"),
                 location=sample.get("location"), format=sample.get("format")))
     return values
+
+
+def _in_wh(value: str, unit: str) -> tuple[str, str]:
+    """kWh (kvarh) text in Wh (varh); as sent when it is no number a meter could show
+    ("1e999990" kWh would be a million digits of Wh)."""
+    try:
+        wh = Decimal(value) * 1000
+    except ArithmeticError:  # not a number, or beyond Decimal's range
+        return value, unit
+    if not wh.is_finite() or abs(wh) > MAX_REGISTER_WH:
+        return value, unit
+    return format(wh.normalize(), "f"), unit[1:]
 
 
 def remote_start(connector_id: int, id_tag: str) -> Payload:

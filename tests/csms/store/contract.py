@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
-from csms.domain import ENERGY_REGISTER, IdTag, LoggedFrame, MeterValue
+from csms.domain import ENERGY_REGISTER, SUPERSEDED, IdTag, LoggedFrame, MeterValue
 from csms.store.ports import Store
 
 T0 = datetime(2026, 3, 1, 10, 0, 0, 123000, tzinfo=UTC)
@@ -95,6 +95,13 @@ class StoreContract:
     async def test_unknown_station_is_none(self, store: Store) -> None:
         assert await store.get_station("nope") is None
         assert await store.list_stations() == []
+
+    async def test_provision_can_keep_the_password(self, store: Store) -> None:
+        await store.provision_station("CP1", "hash-1")
+        kept = await store.provision_station("CP1", None, keep_password=True)
+        assert kept.password_hash == "hash-1"
+        new = await store.provision_station("CP2", None, keep_password=True)
+        assert new.password_hash is None and new.provisioned
 
     async def test_provision_creates_and_updates_password(self, store: Store) -> None:
         station = await store.provision_station("CP1", "hash-1")
@@ -305,6 +312,23 @@ class StoreContract:
             assert other_created, args
             assert other.transaction_id != tx.transaction_id
         assert len(await store.list_transactions()) == 6
+
+    async def test_supersede_keeps_only_the_latest_start_active(self, store: Store) -> None:
+        first = await start(store, meter=1000, when=at(1))
+        await store.append_meter_values([MeterValue("CP1", 1, first, at(2), "1300")])
+        other_connector = await start(store, connector=2, when=at(1))
+        late = await start(store, tag="OLD", meter=900, when=at(0))  # a queued start, late
+        newest = await start(store, tag="NEW", meter=1400, when=at(5))
+        assert await store.supersede_transactions("CP1", 1) != []
+        assert await store.supersede_transactions("CP1", 1) == []
+        active = await store.list_transactions(station_id="CP1", active=True)
+        assert sorted(tx.transaction_id for tx in active) == sorted([other_connector, newest])
+        older = await store.get_transaction(first)
+        assert older is not None
+        assert (older.meter_stop, older.stopped_at, older.stop_reason) == \
+            (1300, at(5), SUPERSEDED)
+        queued = await store.get_transaction(late)
+        assert queued is not None and (queued.meter_stop, queued.stopped_at) == (900, at(5))
 
     async def test_stop_transaction(self, store: Store) -> None:
         tx_id = await start(store, meter=1000)
@@ -524,6 +548,23 @@ class StoreContract:
             frame("CP2", n).frame for n in (8, 7, 6, 5)
         ]
         assert len(await store.list_frames("CP1")) == 3
+
+    async def test_frames_capped_in_bytes_across_stations(self, store: Store) -> None:
+        def big(station: str, n: int) -> LoggedFrame:
+            return LoggedFrame(station, "in", f"{n:03d}" + "é" * 48, at(n))  # 99 bytes
+
+        for n in range(10):
+            await store.append_frames([big(f"CP{n}", n)], keep=100, max_bytes=500)
+        await store.append_frames([big("CPX", n) for n in range(10, 13)], keep=100,
+                                  max_bytes=500)
+        kept = {station: [f.frame[:3] for f in await store.list_frames(station)]
+                for station in [f"CP{n}" for n in range(10)] + ["CPX"]}
+        assert {k: v for k, v in kept.items() if v} == {
+            "CP8": ["008"], "CP9": ["009"], "CPX": ["012", "011", "010"]}
+        # still counted right after the oldest went
+        await store.append_frames([big("CP1", 20)], keep=100, max_bytes=500)
+        assert await store.list_frames("CP8") == []
+        assert len(await store.list_frames("CP1")) == 1
 
     async def test_frames_keep_zero_stores_nothing(self, store: Store) -> None:
         await store.append_frames([frame("CP1", 1)], keep=0)

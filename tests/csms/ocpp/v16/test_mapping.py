@@ -33,6 +33,17 @@ def test_sampled_values_take_the_spec_defaults_and_store_energy_in_wh() -> None:
     assert values[1].context == "Sample.Periodic" and values[4].phase == "L1"
 
 
+def test_kwh_values_too_large_to_be_readings_are_kept_as_sent() -> None:
+    values = mapping.meter_values("CP", 1, [
+        {"timestamp": "2026-11-22T10:00:00Z", "sampled_value": [
+            {"value": v, "unit": "kWh"} for v in ("1e999999", "1e999990", "-1e40", "NaN",
+                                                   "Infinity", "12.5")]},
+    ])
+    assert [(v.value, v.unit) for v in values] == [
+        ("1e999999", "kWh"), ("1e999990", "kWh"), ("-1e40", "kWh"), ("NaN", "kWh"),
+        ("Infinity", "kWh"), ("12500", "Wh")]
+
+
 def test_a_bad_timestamp_is_refused() -> None:
     with pytest.raises(InvalidTimestamp):
         mapping.meter_values("CP", 1, [{"timestamp": "yesterday", "sampled_value": []}])

@@ -1,0 +1,63 @@
+"""The OCPP message log is bounded: frames truncated, bytes capped, refused stations not
+logged (issue 8 item 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from tests.conftest import make_settings
+from tests.support.raw import raw_exchange
+
+
+async def messages(http_url: str, station_id: str) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{http_url}/api/stations/{station_id}/messages") as resp:
+            assert resp.status == 200
+            return await resp.json()
+
+
+async def test_stored_frames_are_truncated_and_the_log_capped(tmp_path, start_server) -> None:
+    server = await start_server(make_settings(
+        tmp_path, CSMS_OCPP__MESSAGE_LOG_FRAME_BYTES="1024",
+        CSMS_OCPP__MESSAGE_LOG_BYTES="20000"))
+    ws_url = f"ws://{server.host}:{server.port}/ocpp"
+    http_url = f"http://{server.host}:{server.port}"
+    big = '[2,"big","DataTransfer",{"vendorId":"V","data":"' + "x" * 500_000 + '"}]'
+    await raw_exchange(ws_url, "CP-BIG", [big])
+    logged = await messages(http_url, "CP-BIG")
+    incoming = [m["frame"] for m in logged if m["direction"] == "in"]
+    assert len(incoming) == 1 and incoming[0].startswith('[2,"big","DataTransfer"')
+    assert len(incoming[0].encode()) <= 1024 + 64 and "truncated" in incoming[0]
+
+    for n in range(30):  # ids anyone can invent, each with a large frame
+        await raw_exchange(ws_url, f"CP-INVENTED-{n}", [big])
+    total = 0
+    for n in range(30):
+        total += sum(len(m["frame"].encode())
+                     for m in await messages(http_url, f"CP-INVENTED-{n}"))
+    assert 0 < total <= 20000
+    assert await messages(http_url, "CP-INVENTED-29")  # the newest are the ones kept
+
+
+async def test_stations_refused_at_the_upgrade_leave_no_log(tmp_path, start_server) -> None:
+    server = await start_server(make_settings(tmp_path,
+                                              CSMS_OCPP__ALLOW_UNKNOWN_STATIONS="false"))
+    ws_url = f"ws://{server.host}:{server.port}/ocpp"
+    http_url = f"http://{server.host}:{server.port}"
+    with pytest.raises(InvalidStatus):
+        async with connect(f"{ws_url}/CP-NOBODY", subprotocols=["ocpp1.6"]):
+            pass
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{http_url}/api/stations", json={"id": "CP-PROTO"}) as resp:
+            assert resp.status == 201
+    async with connect(f"{ws_url}/CP-PROTO", subprotocols=["ocpp9"]) as ws:
+        with pytest.raises(Exception):  # noqa: B017 (closed without a reply)
+            await ws.send('[2,"1","Heartbeat",{}]')
+            await ws.recv()
+    assert await messages(http_url, "CP-NOBODY") == []
+    assert await messages(http_url, "CP-PROTO") == []
