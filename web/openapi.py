@@ -1,8 +1,10 @@
 """`GET /api/openapi.json`: OpenAPI 3.1 generated from the app's router and the pydantic models.
 
-Every route the application registers appears: method, path and name from the router, models
-and statuses from the handler's `@documented` (web.apidoc). Path parameters are written in the
-API's camelCase (`/charge/{sessionId}`); aiohttp's implicit HEAD beside each GET is left out.
+Every route of the machine APIs appears: method, path and name from the router, models and
+statuses from the handler's `@documented` (web.apidoc). The dashboard's routes (named `dash_*`:
+HTML pages and forms for people, behind a sign-in cookie) are not an API and are left out. Path
+parameters are written in the API's camelCase (`/charge/{sessionId}`); aiohttp's implicit HEAD
+beside each GET is left out.
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ SECURITY_SCHEMES = {
                      "description": "OCPP security profile 1: user = station id"},
 }
 UNDOCUMENTED = Doc("(not documented)")
+DASHBOARD = "dash_"  # route-name prefix of the operator dashboard (web.dashboard)
+
+
+def in_api(route: web.AbstractRoute) -> bool:
+    """A route the document describes: not aiohttp's implicit HEAD, not a dashboard page."""
+    name = route.resource.name if route.resource is not None else None
+    return route.method != "HEAD" and not (name or "").startswith(DASHBOARD)
 
 
 def openapi_path(canonical: str) -> str:
@@ -51,7 +60,7 @@ def _camel(name: str) -> str:
 def operations(app: web.Application) -> Iterator[tuple[str, str, str, Doc]]:
     """(path, method, operationId, doc) of every route, sub-applications included."""
     for route in app.router.routes():
-        if route.method == "HEAD":
+        if not in_api(route):
             continue
         path = openapi_path(route.resource.canonical if route.resource else "")
         name = route.resource.name if route.resource and route.resource.name else path
