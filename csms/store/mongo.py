@@ -328,8 +328,9 @@ class MongoStore(MongoConnection):
 
         The decision reads only stored state and every write is idempotent, so a crash after
         some of the stops leaves the rest active until the next supersede on the connector
-        (the next start there) stops them the same way. A reading stored between the read and
-        the stop may move the register past meter_stop: the stop then ordered before it.
+        (the next start there) stops them the same way, then at that start's time. A reading
+        stored between the read and the stop may move the register past meter_stop: the stop
+        is then ordered before it, as a reading after a stop would be.
         """
         cursor = self.db.transactions.find(
             {"station_id": station_id, "connector_id": connector_id, "stop": None})
