@@ -9,7 +9,7 @@ Documents (values are written as `csms.store.mongo_support` explains):
                    seen: {at}, connectors: {"<id>": {status, error_code, info,
                    vendor_error_code, updated_at}}}
     id_tags       {_id: id tag, tag: {status, expiry_date, parent_id_tag}}
-    counters      {_id: "transaction_id" | "frames:<station>", value}
+    counters      {_id: "transaction_id" | "frames" | "frames:<station>", value}
     transactions  {transaction_id, station_id, connector_id, id_tag, meter_start,
                    started_at, reservation_id, stop: null | {meter_stop, stopped_at, reason,
                    id_tag}, energy: null | {wh, at}}
@@ -18,17 +18,22 @@ Documents (values are written as `csms.store.mongo_support` explains):
     meter_values  {station_id, connector_id, transaction_id, at, received_at,
                    samples: [{timestamp, value, measurand, unit, context, phase, location,
                    format}]}           one document per MeterValues frame
-    frames        {station_id, seq, direction, frame, at}
+    frames        {station_id, seq (per station), n (across stations), bytes (UTF-8),
+                   direction, frame, at}
 
-Two writes touch two documents, and each stays correct after a crash between them:
+Three writes touch several documents, and each stays correct after a crash between them:
 `append_meter_values` inserts the readings, then moves the transaction's energy register
 forward (a crash leaves the register one frame behind; the next frame or the stop moves it);
-`append_frames` takes sequence numbers from a counter, inserts, then trims (a crash leaves a gap
-in the numbers or a few frames over the cap until the next append trims them).
+`append_frames` takes sequence numbers from counters, inserts, then trims per station and then
+in bytes (a crash leaves a gap in the numbers, or frames over a cap until the next append, whose
+byte count is summed from the collection afresh, trims them); `supersede_transactions` stops
+each older transaction on its own (a crash leaves some active until the next start on the
+connector supersedes them: the decision depends on stored state only).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -36,6 +41,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from csms.domain import (
+    SUPERSEDED,
     Connector,
     IdTag,
     LoggedFrame,
@@ -59,6 +65,8 @@ from csms.store.mongo_support import (
 from csms.store.ports import StoreError
 
 TRANSACTION_COUNTER = "transaction_id"
+FRAME_COUNTER = "frames"  # append order of frames across stations (`n`)
+FRAME_BYTES_RECOUNT_S = 60.0  # sum the log's bytes again after this long (other processes)
 START_KEY = ("station_id", "connector_id", "id_tag", "meter_start", "started_at")
 ORPHAN_KEY = ("station_id", "transaction_id", "meter_stop", "stopped_at")
 TTL_FIELD = "received_at"
@@ -90,6 +98,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         # list_frames newest first; append_frames trims by seq
         IndexModel([("station_id", ASCENDING), ("seq", DESCENDING)], unique=True,
                    name="by_station_seq"),
+        # append_frames: the oldest go first when the log is over its bytes
+        IndexModel([("n", ASCENDING)], name="append_order"),
     ],
 }
 
@@ -195,6 +205,8 @@ class MongoStore(MongoConnection):
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         super().__init__(url, database, timeout_s=timeout_s)
         self.meter_values_ttl_days = meter_values_ttl_days
+        self._frame_bytes: int | None = None  # bytes of frames in the log, once summed
+        self._frame_bytes_at = 0.0  # time.monotonic() of that sum
 
     async def _prepare(self, db: AsyncDatabase[Document]) -> None:
         await self._ensure_retention(db)
@@ -220,7 +232,12 @@ class MongoStore(MongoConnection):
             {"_id": station_id}, update, upsert=True, return_document=ReturnDocument.AFTER)
         return _station(doc)
 
-    async def provision_station(self, station_id: str, password_hash: str | None) -> Station:
+    async def provision_station(self, station_id: str, password_hash: str | None, *,
+                                keep_password: bool = False) -> Station:
+        """One upsert; keep_password sets only `auth.provisioned` (a scalar boolean, read back
+        with bool()), so an existing hash stays and a new station gets none."""
+        if keep_password:
+            return await self._upsert_station(station_id, {"$set": {"auth.provisioned": True}})
         return await self._upsert_station(
             station_id, {"$set": {"auth": {"provisioned": True, "password_hash": password_hash}}})
 
@@ -303,6 +320,37 @@ class MongoStore(MongoConnection):
             raise StoreError("transaction id counter is behind the transactions collection")
         return _transaction(existing), False
 
+    async def supersede_transactions(self, station_id: str, connector_id: int,
+                                     ) -> list[Transaction]:
+        """Stop every active transaction on the connector but the latest start, each with its
+        own conditional update (`stop: null` in the filter: a concurrent stop or supersede
+        wins and the transaction is not returned here).
+
+        The decision reads only stored state and every write is idempotent, so a crash after
+        some of the stops leaves the rest active until the next supersede on the connector
+        (the next start there) stops them the same way, then at that start's time. A reading
+        stored between the read and the stop may move the register past meter_stop: the stop
+        is then ordered before it, as a reading after a stop would be.
+        """
+        cursor = self.db.transactions.find(
+            {"station_id": station_id, "connector_id": connector_id, "stop": None})
+        active = sorted([_transaction(doc) async for doc in cursor],
+                        key=lambda tx: (tx.started_at, tx.transaction_id), reverse=True)
+        if len(active) < 2:
+            return []
+        ended_by = active[0].started_at
+        stopped = []
+        for tx in active[1:]:
+            stop = {"meter_stop": max(tx.meter_start, tx.last_energy_wh or tx.meter_start),
+                    "stopped_at": max(ended_by, tx.started_at), "reason": SUPERSEDED,
+                    "id_tag": None}
+            doc = await self.db.transactions.find_one_and_update(
+                {"transaction_id": tx.transaction_id, "stop": None}, {"$set": {"stop": stop}},
+                return_document=ReturnDocument.AFTER)
+            if doc is not None:
+                stopped.append(_transaction(doc))
+        return stopped
+
     async def stop_transaction(self, station_id: str, transaction_id: int, *, meter_stop: int,
                                stopped_at: datetime, reason: str | None, id_tag: str | None,
                                ) -> tuple[Transaction | None, bool]:
@@ -376,26 +424,80 @@ class MongoStore(MongoConnection):
 
     # message log ------------------------------------------------------------------------------
 
-    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int) -> None:
-        """Append frames; keep at most `keep` newest (by append order) per station."""
+    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int,
+                            max_bytes: int = 0) -> None:
+        """Append frames; keep at most `keep` newest (by append order) per station, and at most
+        `max_bytes` (UTF-8, 0: no limit) in all, the oldest (`n`) going first.
+
+        The byte total is summed from the collection once, then counted as frames come and go
+        (and summed again after a failed write, a delete that removed other than what it
+        counted, or FRAME_BYTES_RECOUNT_S), so another process's frames skew it only briefly.
+        """
         by_station: dict[str, list[LoggedFrame]] = {}
         for frame in frames:
             by_station.setdefault(frame.station_id, []).append(frame)
+        try:
+            await self._append_frames(by_station, keep)
+            if max_bytes > 0 and (total := await self._frame_byte_count()) > max_bytes:
+                await self._trim_frame_bytes(total - max_bytes)
+        except BaseException:
+            self._frame_bytes = None  # a write may have half happened: sum again next time
+            raise
+
+    async def _append_frames(self, by_station: dict[str, list[LoggedFrame]], keep: int) -> None:
+        await self._frame_byte_count()  # before inserting: the sum must not count them twice
+        count = sum(min(len(station_frames), keep) for station_frames in by_station.values())
+        n = await next_value(self.db.counters, FRAME_COUNTER, count) - count + 1 if count else 0
         for station_id, station_frames in by_station.items():
             if keep <= 0:
-                await self.db.frames.delete_many({"station_id": station_id})
+                await self._delete_frames({"station_id": station_id})
                 continue
             last = await next_value(self.db.counters, f"frames:{station_id}",
                                     len(station_frames))
             kept = station_frames[-keep:]
             first = last - len(kept) + 1
-            await self.db.frames.insert_many(
-                [{"station_id": station_id, "seq": seq, "direction": f.direction,
-                  "frame": f.frame, "at": f.at} for seq, f in enumerate(kept, start=first)],
-                ordered=False)
+            docs = [{"station_id": station_id, "seq": seq, "n": n + seq - first,
+                     "bytes": len(f.frame.encode()), "direction": f.direction, "frame": f.frame,
+                     "at": f.at} for seq, f in enumerate(kept, start=first)]
+            n += len(kept)
+            await self.db.frames.insert_many(docs, ordered=False)
+            if self._frame_bytes is not None:
+                self._frame_bytes += sum(doc["bytes"] for doc in docs)
             if last > keep:
-                await self.db.frames.delete_many(
-                    {"station_id": station_id, "seq": {"$lte": last - keep}})
+                await self._delete_frames({"station_id": station_id, "seq": {"$lte": last - keep}})
+
+    async def _trim_frame_bytes(self, excess: int) -> None:
+        """Delete the oldest frames, whichever station sent them, until `excess` bytes went."""
+        cut = None
+        cursor = self.db.frames.find({}, {"n": 1, "bytes": 1}).sort("n", ASCENDING)
+        async for doc in cursor:
+            excess, cut = excess - doc["bytes"], doc["n"]
+            if excess <= 0:
+                break
+        await cursor.close()
+        if cut is not None:
+            await self._delete_frames({"n": {"$lte": cut}})
+
+    async def _frame_byte_count(self) -> int:
+        """Bytes of frames in the log: counted in this process, summed when unknown or old."""
+        now = time.monotonic()
+        if self._frame_bytes is None or now - self._frame_bytes_at > FRAME_BYTES_RECOUNT_S:
+            self._frame_bytes_at = now
+            self._frame_bytes = 0
+            async for doc in await self.db.frames.aggregate(
+                    [{"$group": {"_id": None, "total": {"$sum": "$bytes"}}}]):
+                self._frame_bytes = int(doc["total"])
+        return self._frame_bytes
+
+    async def _delete_frames(self, query: Document) -> None:
+        """Delete the frames matching `query` and take their bytes off the count."""
+        sizes = [doc["bytes"] async for doc in self.db.frames.find(query, {"bytes": 1})]
+        if not sizes:
+            return
+        deleted = (await self.db.frames.delete_many(query)).deleted_count
+        if self._frame_bytes is not None:
+            # another writer got in between: the bytes removed are not known, sum again
+            self._frame_bytes = self._frame_bytes - sum(sizes) if deleted == len(sizes) else None
 
     async def list_frames(self, station_id: str, limit: int = 100) -> list[LoggedFrame]:
         if limit <= 0:

@@ -16,7 +16,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
-from csms.domain import ENERGY_REGISTER, SUPERSEDED, IdTag, LoggedFrame, MeterValue
+from csms.domain import (
+    ENERGY_REGISTER,
+    MAX_REGISTER_WH,
+    SUPERSEDED,
+    IdTag,
+    LoggedFrame,
+    MeterValue,
+)
 from csms.store.ports import Store
 
 T0 = datetime(2026, 3, 1, 10, 0, 0, 123000, tzinfo=UTC)
@@ -510,6 +517,20 @@ class StoreContract:
             ("2000.4", "Wh"),
             ("3000", None),
         ]
+
+    async def test_readings_beyond_max_register_never_become_the_register(
+            self, store: Store) -> None:
+        tx_id = await start(store, meter=0)
+        await store.append_meter_values([energy(tx_id, str(MAX_REGISTER_WH), at(1))])
+        await store.append_meter_values([
+            energy(tx_id, str(MAX_REGISTER_WH + 1), at(2)),
+            energy(tx_id, "1e30", at(3), unit="kWh"),
+            energy(tx_id, f"-{MAX_REGISTER_WH + 1}", at(4)),
+        ])
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None and (tx.last_energy_wh, tx.last_energy_at) == \
+            (MAX_REGISTER_WH, at(1))
+        assert len(await store.list_meter_values(tx_id)) == 4  # kept as sent
 
     async def test_readings_only_touch_their_transaction(self, store: Store) -> None:
         one = await start(store, "CP1", 1)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from csms.domain import utcnow
+from csms.domain import SUPERSEDED, utcnow
 from csms.store.mongo import INDEXES, MongoStore, _meter_documents
 from csms.store.ports import Store, StoreError
 from tests.csms.store.contract import StoreContract, at, energy, frame, start
@@ -105,6 +105,54 @@ async def test_crash_after_frame_numbers_before_insert(store: MongoStore) -> Non
         await store.append_frames([frame("CP1", n)], keep=3)
     assert [f.frame for f in await store.list_frames("CP1")] == [
         frame("CP1", n).frame for n in (5, 4, 3)]
+
+
+async def test_crash_after_frames_before_byte_trim(mongo_database: MongoDatabase) -> None:
+    """Frames inserted, the process died before trimming to the byte cap: the next process
+    sums the log afresh and its first append trims the oldest."""
+    crashed = MongoStore(mongo_database.url, mongo_database.name)
+    await crashed.open()
+    try:
+        for n in range(5):
+            await crashed.append_frames([frame(f"CP{n}", n)], keep=10)  # no byte cap
+    finally:
+        await crashed.close()
+    size = len(frame("CP0", 0).frame.encode())
+    store = MongoStore(mongo_database.url, mongo_database.name)
+    await store.open()
+    try:
+        await store.append_frames([frame("CP5", 5)], keep=10, max_bytes=2 * size)
+        assert [n for n in range(6) if await store.list_frames(f"CP{n}")] == [4, 5]
+    finally:
+        await store.close()
+
+
+async def test_frame_bytes_recounted_after_another_writer(
+        store: MongoStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process deleted frames this one counted: once FRAME_BYTES_RECOUNT_S has passed
+    the log is summed again, so the cap keeps the frames that fit."""
+    size = len(frame("CP0", 0).frame.encode())
+    for n in range(3):
+        await store.append_frames([frame(f"CP{n}", n)], keep=10, max_bytes=3 * size)
+    await store.db.frames.delete_many({"station_id": "CP0"})  # behind the count's back
+    monkeypatch.setattr("csms.store.mongo.FRAME_BYTES_RECOUNT_S", 0.0)
+    await store.append_frames([frame("CP3", 3)], keep=10, max_bytes=3 * size)
+    assert [n for n in range(4) if await store.list_frames(f"CP{n}")] == [1, 2, 3]
+
+
+async def test_supersede_after_a_crash_part_way(store: MongoStore) -> None:
+    """One older transaction stopped, the process died: the next supersede stops the rest."""
+    first = await start(store, tag="A", when=at(1))
+    second = await start(store, tag="B", when=at(2))
+    await start(store, tag="C", when=at(3))
+    stop_first = {"meter_stop": 1000, "stopped_at": at(3), "reason": SUPERSEDED,
+                  "id_tag": None}
+    await store.db.transactions.update_one({"transaction_id": first},
+                                           {"$set": {"stop": stop_first}})  # the first write
+    stopped = await store.supersede_transactions("CP1", 1)
+    assert [tx.transaction_id for tx in stopped] == [second]
+    assert await store.supersede_transactions("CP1", 1) == []
+    assert len(await store.list_transactions(station_id="CP1", active=True)) == 1
 
 
 async def test_unreachable_server_fails_fast_naming_the_key() -> None:
