@@ -193,6 +193,8 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path,
         "CSMS_BILLING__PAGARME__WEBHOOK_USER": "hook",
         "CSMS_BILLING__PAGARME__WEBHOOK_PASSWORD": "hookpw",
     }
+    if request.node.get_closest_marker("mongodb"):  # the production store instead of SQLite
+        environ.update(request.getfixturevalue("mongo_database").env())
     csms = CsmsProcess(tmp_path, environ, free_port())
     assert await csms.start()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
@@ -254,6 +256,17 @@ CARD_POINTS = ["hold", "started", "start_tx", "metering", "capture_unsent", "cap
 
 @pytest.mark.parametrize("rig", CARD_POINTS, indirect=True)
 async def test_a_card_session_survives_kill9(rig: Rig) -> None:
+    await card_session(rig)
+
+
+@pytest.mark.mongodb
+@pytest.mark.parametrize("rig", ["hold", "capture", "stop_tx"], indirect=True)
+async def test_a_card_session_on_mongodb_survives_kill9(rig: Rig) -> None:
+    """The same on the MongoDB store (nx-27017 here): the steps with two writes in flight."""
+    await card_session(rig)
+
+
+async def card_session(rig: Rig) -> None:
     if rig.point == "hold":
         rig.kill_at_gateway("POST", path_end="/orders")
     if rig.point == "capture_unsent":
