@@ -20,6 +20,8 @@ SUPERSEDED = "Superseded"
 # The largest energy register reading taken as one, in Wh: JSON readers (the dashboard's
 # JavaScript) read integers up to 2^53 exactly; a reading beyond is kept as sent, not used.
 MAX_REGISTER_WH = 2**53 - 1
+# OCPP security profiles: 1 HTTP Basic, 2 TLS + Basic, 3 mutual TLS (certificate CN = station id)
+SECURITY_PROFILES = (1, 2, 3)
 
 
 def utcnow() -> datetime:
@@ -87,6 +89,11 @@ class Station:
     last_boot_at: datetime | None = None
     provisioned: bool = False
     connectors: list[Connector] = field(default_factory=list)
+    security_profile: int | None = None  # None: the server's `ocpp.security_profile`
+
+    def profile(self, default: int) -> int:
+        """The security profile this station connects with: its own, else `default`."""
+        return default if self.security_profile is None else self.security_profile
 
 
 @dataclass(slots=True)

@@ -33,7 +33,8 @@ class OcppSettings(Section):
     message_log_bytes: int = Field(64 * 1024 * 1024, ge=0)
     message_log_frame_bytes: int = Field(8192, ge=256)  # a longer frame is stored truncated
     require_subprotocol: bool = False
-    # 1: HTTP Basic; 2: TLS + Basic; 3: mutual TLS, the client certificate's CN = station id
+    # 1: HTTP Basic; 2: TLS + Basic; 3: mutual TLS, the client certificate's CN = station id.
+    # The default: a station provisioned with its own profile connects with that one.
     security_profile: int = Field(1, ge=1, le=3)
 
 

@@ -46,7 +46,7 @@ PARTS = web.AppKey("billing_parts", BillingParts)
 # The handler lives in the charging core, which knows no OpenAPI; its description lives here.
 OCPP_ENDPOINT = documented(
     "OCPP-J websocket for a charging station (subprotocol ocpp1.6)", status=101,
-    security="stationBasic", errors=(400, 401, 404))(ocpp_websocket)
+    security="stationBasic", errors=(400, 401, 403, 404))(ocpp_websocket)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -57,7 +57,9 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store, settings = app[STORE], app[SETTINGS]
     await store.open()
     try:
-        findings = posture.open_stations(settings, await store.list_stations())
+        stations = await store.list_stations()
+        findings = (posture.open_stations(settings, stations)
+                    + posture.unservable_stations(settings, stations))
         posture.enforce(settings, posture.open_settings(settings) + findings)
     except BaseException:
         await store.close()

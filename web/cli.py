@@ -15,8 +15,9 @@ from typing import TypeVar
 from csms import simulator
 from csms.domain import STATION_ID_RULE, IdTag, Station, isoformat, valid_station_id
 from csms.settings import ConfigError
-from csms.store import Store, StoreError
+from csms.store import KEEP, Keep, Store, StoreError
 from csms.store.factory import make_store
+from web import posture
 from web.settings import Settings, load_settings
 from web.tls import server_context
 
@@ -92,15 +93,28 @@ def _station_add(args: argparse.Namespace) -> int:
         return 2
     settings = _settings(args)
     hashed = hash_password(args.password) if args.password else None
+    profile: int | Keep | None = KEEP if args.profile is None else \
+        None if args.profile == "default" else int(args.profile)
 
     async def work(store: Store) -> Station:
         return await store.provision_station(
-            args.id, hashed, keep_password=hashed is None and not args.clear_password)
+            args.id, hashed, keep_password=hashed is None and not args.clear_password,
+            security_profile=profile)
 
     station = asyncio.run(_with_store(settings, work))
+    for finding in posture.unservable_stations(settings, [station]):
+        print(f"csms: warning: {finding}", file=sys.stderr)
     print(f"station {station.id} provisioned"
-          + (" with a password" if station.password_hash else " without a password"))
+          + (" with a password" if station.password_hash else " without a password")
+          + ("" if station.security_profile is None
+             else f", security profile {station.security_profile}"))
     return 0
+
+
+def _profile(station: Station, default: int) -> str:
+    """`3` for a station's own profile, `1 (default)` for the server's."""
+    return f"{default} (default)" if station.security_profile is None \
+        else str(station.security_profile)
 
 
 def _station_list(args: argparse.Namespace) -> int:
@@ -110,11 +124,13 @@ def _station_list(args: argparse.Namespace) -> int:
         return await store.list_stations()
 
     stations = asyncio.run(_with_store(settings, work))
-    print(f"{'ID':<24} {'PROVISIONED':<11} {'PASSWORD':<8} {'VENDOR':<16} {'MODEL':<16} LAST SEEN")
+    default = settings.ocpp.security_profile
+    print(f"{'ID':<24} {'PROVISIONED':<11} {'PASSWORD':<8} {'PROFILE':<11} {'VENDOR':<16} "
+          f"{'MODEL':<16} LAST SEEN")
     for s in stations:
         print(f"{s.id:<24} {'yes' if s.provisioned else 'no':<11} "
-              f"{'yes' if s.password_hash else 'no':<8} {s.vendor or '-':<16} "
-              f"{s.model or '-':<16} {isoformat(s.last_seen) or '-'}")
+              f"{'yes' if s.password_hash else 'no':<8} {_profile(s, default):<11} "
+              f"{s.vendor or '-':<16} {s.model or '-':<16} {isoformat(s.last_seen) or '-'}")
     return 0
 
 
@@ -174,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "(without it or --clear-password, a station keeps its password)")
     password.add_argument("--clear-password", action="store_true",
                           help="remove the station's password")
+    add.add_argument("--profile", choices=["1", "2", "3", "default"],
+                     help="the station's own security profile (1 Basic, 2 TLS + Basic, 3 mutual "
+                     "TLS), or default: the server's ocpp.security_profile (without it, a "
+                     "station keeps its own)")
     add.set_defaults(func=_station_add)
     with_config(station_sub.add_parser("list", help="list stations")).set_defaults(
         func=_station_list)

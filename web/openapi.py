@@ -35,7 +35,9 @@ SECURITY_SCHEMES = {
     "gatewayBasic": {"type": "http", "scheme": "basic",
                      "description": "billing.pagarme.webhook_user / webhook_password"},
     "stationBasic": {"type": "http", "scheme": "basic",
-                     "description": "OCPP security profile 1: user = station id"},
+                     "description": "OCPP security profiles 1 and 2 (2: over TLS only): user = "
+                     "station id; profile 3 (the station's own or ocpp.security_profile) "
+                     "takes a client certificate whose CN is the station id instead"},
 }
 UNDOCUMENTED = Doc("(not documented)")
 DASHBOARD = "dash_"  # route-name prefix of the operator dashboard (web.dashboard)

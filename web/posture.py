@@ -2,7 +2,8 @@
 
 Development defaults (open APIs, unknown stations accepted, the sandbox gateway with an open
 webhook) are exactly what an install gets when nobody changes them. At start-up every open key is
-listed once: production mode refuses to start with that list; development logs it as one warning.
+listed once, with every station whose security profile leaves it open or the server's TLS cannot
+serve: production mode refuses to start with that list; development logs it as one warning.
 """
 
 from __future__ import annotations
@@ -37,14 +38,33 @@ def open_settings(settings: Settings) -> list[str]:
     return found
 
 
+def _provisioned(settings: Settings, stations: Iterable[Station]) -> list[tuple[Station, int]]:
+    """Provisioned stations, each with its effective security profile."""
+    default = settings.ocpp.security_profile
+    return [(s, s.profile(default)) for s in stations if s.provisioned]
+
+
 def open_stations(settings: Settings, stations: Iterable[Station]) -> list[str]:
-    """Provisioned stations that would connect without any credential (profile 3: none, the
-    client certificate is every station's credential)."""
-    if settings.ocpp.security_profile == 3:
-        return []
+    """Provisioned stations that would connect without any credential at their effective
+    profile: at 1 and 2 the password is the credential; at 3 the client certificate."""
     return [f"station {station.id}: provisioned without a password "
             f"(csms station add {station.id} --password ...)"
-            for station in stations if station.provisioned and not station.password_hash]
+            for station, profile in _provisioned(settings, stations)
+            if profile < 3 and not station.password_hash]
+
+
+def unservable_stations(settings: Settings, stations: Iterable[Station]) -> list[str]:
+    """Provisioned stations whose effective profile the server's TLS cannot serve: they could
+    never connect (a station's own profile is not checked against the settings on load)."""
+    server, found = settings.server, []
+    for station, profile in _provisioned(settings, stations):
+        if profile >= 2 and not server.tls_cert_file:
+            found.append(f"station {station.id}: security profile {profile} needs TLS, "
+                         "server.tls_cert_file is empty")
+        elif profile == 3 and not server.tls_client_ca_file:
+            found.append(f"station {station.id}: security profile 3 needs client certificates, "
+                         "server.tls_client_ca_file is empty")
+    return found
 
 
 def enforce(settings: Settings, findings: list[str]) -> None:

@@ -2,7 +2,8 @@
 
 With `server.tls_client_ca_file` a client certificate is verified against that CA when one is
 offered, but not demanded at the handshake: driver apps, operators and webhooks reach the same
-port without one. The OCPP endpoint demands it under profile 3 and checks its CN.
+port without one. The OCPP endpoint demands it of a station at profile 3 (its own or the
+server's) and checks its CN.
 """
 
 from __future__ import annotations

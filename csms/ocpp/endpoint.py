@@ -7,9 +7,11 @@ Sec-WebSocket-Protocol header and the connection closed at once. A client offeri
 is accepted as OCPP 1.6 (some real chargers send no header), unless `ocpp.require_subprotocol`
 is true, in which case it is treated like a mismatch.
 
-Security profiles: 1 and 2 authenticate a station with a password by HTTP Basic (2 runs over
-TLS, which `csms serve` provides); 3 takes the verified client certificate instead, whose subject
-CN must be the station id, so one station's certificate never opens another's connection.
+Security profiles: each station connects with its own profile when it was provisioned with one,
+else with `ocpp.security_profile`. 1 and 2 authenticate a station with its password (when it has
+one) by HTTP Basic; 2 also refuses a connection that is not TLS (`csms serve` provides TLS); 3
+takes the verified client certificate instead, whose subject CN must be the station id, so one
+station's certificate never opens another's connection.
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ def _certificate_cn(request: web.Request) -> str | None:
     return None
 
 
+def _over_tls(request: web.Request) -> bool:
+    """The connection itself is TLS (not a header a proxy or a client could set)."""
+    transport = request.transport
+    return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+
 def _offered(request: web.Request) -> list[str]:
     header = request.headers.get("Sec-WebSocket-Protocol", "")
     return [p.strip() for p in header.split(",") if p.strip()]
@@ -69,6 +77,31 @@ def _offered(request: web.Request) -> list[str]:
 def negotiate(offered: list[str]) -> OcppVersion | None:
     """The newest version we speak among those offered; None when there is none."""
     return next((v for v in VERSIONS if v.subprotocol in offered), None)
+
+
+async def authenticate(request: web.Request, station_id: str, profile: int,
+                       password_hash: str | None) -> None:
+    """Raise the HTTP refusal unless the upgrade meets the station's security profile."""
+    metrics = request.config_dict[METRICS]
+    if profile == 3:  # the certificate is the credential
+        if _certificate_cn(request) != station_id:
+            metrics.connections.labels("certificate").inc()
+            log.warning("%s: refused, no client certificate issued to this station", station_id)
+            raise web.HTTPForbidden(text="a client certificate issued to this station is required")
+        return
+    if profile == 2 and not _over_tls(request):
+        metrics.connections.labels("not_tls").inc()
+        log.warning("%s: refused, security profile 2 needs TLS (wss://)", station_id)
+        raise web.HTTPForbidden(text="this station must connect over TLS (wss://)")
+    if password_hash:
+        credentials = _basic_credentials(request)
+        if credentials is None or credentials.login != station_id or \
+                not await _verify(credentials.password, password_hash):
+            metrics.connections.labels("unauthorized").inc()
+            log.warning("%s: refused, wrong or missing credentials", station_id)
+            raise web.HTTPUnauthorized(
+                text="station credentials required",
+                headers={"WWW-Authenticate": 'Basic realm="ocpp", charset="UTF-8"'})
 
 
 async def ocpp_websocket(request: web.Request) -> web.StreamResponse:
@@ -86,20 +119,11 @@ async def ocpp_websocket(request: web.Request) -> web.StreamResponse:
         metrics.connections.labels("unknown").inc()
         log.warning("%s: refused, station is not provisioned", station_id)
         raise web.HTTPNotFound(text="unknown station")
-    if settings.security_profile == 3:  # the certificate is the credential
-        if _certificate_cn(request) != station_id:
-            metrics.connections.labels("certificate").inc()
-            log.warning("%s: refused, no client certificate issued to this station", station_id)
-            raise web.HTTPForbidden(text="a client certificate issued to this station is required")
-    elif station is not None and station.password_hash:
-        credentials = _basic_credentials(request)
-        if credentials is None or credentials.login != station_id or \
-                not await _verify(credentials.password, station.password_hash):
-            metrics.connections.labels("unauthorized").inc()
-            log.warning("%s: refused, wrong or missing credentials", station_id)
-            raise web.HTTPUnauthorized(
-                text="station credentials required",
-                headers={"WWW-Authenticate": 'Basic realm="ocpp", charset="UTF-8"'})
+    if station is None:
+        await authenticate(request, station_id, settings.security_profile, None)
+    else:
+        await authenticate(request, station_id, station.profile(settings.security_profile),
+                           station.password_hash)
 
     offered = _offered(request)
     agreed = negotiate(offered)

@@ -1,5 +1,5 @@
 """Store port and its adapters (SQLite embedded, MongoDB production)."""
 
-from csms.store.ports import Store, StoreError
+from csms.store.ports import KEEP, Keep, Store, StoreError
 
-__all__ = ["Store", "StoreError"]
+__all__ = ["KEEP", "Keep", "Store", "StoreError"]

@@ -4,7 +4,7 @@ Every state change is one single-document operation: a conditional `find_one_and
 the expected state in the filter, an `$inc` on a counter, or an insert guarded by a unique index.
 Documents (values are written as `csms.store.mongo_support` explains):
 
-    stations      {_id: station id, auth: {provisioned, password_hash},
+    stations      {_id: station id, auth: {provisioned, password_hash, security_profile},
                    boot: {vendor, model, serial_number, firmware_version, at}, connected,
                    seen: {at}, connectors: {"<id>": {status, error_code, info,
                    vendor_error_code, updated_at}}}
@@ -62,7 +62,7 @@ from csms.store.mongo_support import (
     utc,
     utc_req,
 )
-from csms.store.ports import StoreError
+from csms.store.ports import KEEP, Keep, StoreError
 
 TRANSACTION_COUNTER = "transaction_id"
 FRAME_COUNTER = "frames"  # append order of frames across stations (`n`)
@@ -122,6 +122,7 @@ def _station(doc: Document) -> Station:
         last_seen=utc((doc.get("seen") or {}).get("at")),
         last_boot_at=utc(boot.get("at")),
         provisioned=bool(auth.get("provisioned", False)),
+        security_profile=auth.get("security_profile"),
         connectors=[_connector(int(key), value)
                     for key, value in sorted(connectors.items(), key=lambda kv: int(kv[0]))],
     )
@@ -233,13 +234,16 @@ class MongoStore(MongoConnection):
         return _station(doc)
 
     async def provision_station(self, station_id: str, password_hash: str | None, *,
-                                keep_password: bool = False) -> Station:
-        """One upsert; keep_password sets only `auth.provisioned` (a scalar boolean, read back
-        with bool()), so an existing hash stays and a new station gets none."""
-        if keep_password:
-            return await self._upsert_station(station_id, {"$set": {"auth.provisioned": True}})
-        return await self._upsert_station(
-            station_id, {"$set": {"auth": {"provisioned": True, "password_hash": password_hash}}})
+                                keep_password: bool = False,
+                                security_profile: int | Keep | None = KEEP) -> Station:
+        """One upsert of `auth`'s fields one by one: a kept one is not set, so it stays (a new
+        station reads it as absent). `auth.provisioned` is a scalar boolean: read with bool()."""
+        update: Document = {"auth.provisioned": True}
+        if not keep_password:
+            update["auth.password_hash"] = password_hash
+        if security_profile is not KEEP:
+            update["auth.security_profile"] = security_profile
+        return await self._upsert_station(station_id, {"$set": update})
 
     async def get_station(self, station_id: str) -> Station | None:
         doc = await self.db.stations.find_one({"_id": station_id})

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from enum import Enum
+from typing import Literal, Protocol
 
 from csms.domain import IdTag, LoggedFrame, MeterValue, OrphanStop, Station, Transaction
 
@@ -20,15 +21,27 @@ class StoreError(Exception):
     """The backend failed or refused an operation."""
 
 
+class Keep(Enum):
+    """A stored value left as it is (re-provisioning must not reset what it was not given)."""
+
+    KEEP = "keep"
+
+
+KEEP: Literal[Keep.KEEP] = Keep.KEEP
+
+
 class StationStore(Protocol):
     """Stations and their connectors."""
 
     async def provision_station(self, station_id: str, password_hash: str | None, *,
-                                keep_password: bool = False) -> Station:
+                                keep_password: bool = False,
+                                security_profile: int | Keep | None = KEEP) -> Station:
         """Create or update a provisioned station (password hash None: no password).
 
         keep_password: leave an existing station's password as it is (`password_hash` is
-        then ignored); re-provisioning must not remove a password by omission."""
+        then ignored); re-provisioning must not remove a password by omission.
+        security_profile: the station's own profile (1-3), None for the server's default, or
+        KEEP (the default): a new station gets None, an existing one keeps its own."""
 
     async def get_station(self, station_id: str) -> Station | None: ...
 

@@ -35,7 +35,7 @@ from csms.domain import (
     newest_energy,
     utcnow,
 )
-from csms.store.ports import StoreError
+from csms.store.ports import KEEP, Keep, StoreError
 from csms.store.sqlite_support import connect, dt, dt_req, in_thread, ts, ts_opt
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_BATCH = 2000  # ops per group commit; bounds one transaction's size and latency
 
 _SCHEMA_V1 = """
@@ -135,7 +135,10 @@ CREATE INDEX IF NOT EXISTS meter_values_transaction
 # user_version -> script bringing the schema to that version
 # 2: billing keeps its own transaction -> session mapping; the core knows no money.
 _SCHEMA_V2 = "ALTER TABLE transactions DROP COLUMN session_id;"
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# 3: a station may carry its own security profile (NULL: the server's ocpp.security_profile).
+_SCHEMA_V3 = ("ALTER TABLE stations ADD COLUMN security_profile INTEGER"
+              " CHECK (security_profile IN (1, 2, 3));")
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 
 # conversions ------------------------------------------------------------------------------------
@@ -143,7 +146,7 @@ _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 _STATION_COLUMNS = (
     "id, password_hash, vendor, model, serial_number, firmware_version, connected, last_seen,"
-    " last_boot_at, provisioned"
+    " last_boot_at, provisioned, security_profile"
 )
 _CONNECTOR_COLUMNS = (
     "station_id, connector_id, status, error_code, info, vendor_error_code, updated_at"
@@ -182,6 +185,7 @@ def _station(row: sqlite3.Row, connectors: list[Connector]) -> Station:
         last_boot_at=dt(row["last_boot_at"]),
         provisioned=bool(row["provisioned"]),
         connectors=connectors,
+        security_profile=row["security_profile"],
     )
 
 
@@ -426,13 +430,21 @@ class SqliteStore:
     # stations ---------------------------------------------------------------------------------
 
     async def provision_station(self, station_id: str, password_hash: str | None, *,
-                                keep_password: bool = False) -> Station:
+                                keep_password: bool = False,
+                                security_profile: int | Keep | None = KEEP) -> Station:
+        keep_profile = security_profile is KEEP
+        profile = None if security_profile is KEEP else security_profile
+
         def op(conn: sqlite3.Connection) -> Station:
             conn.execute(
-                "INSERT INTO stations (id, password_hash, provisioned) VALUES (?, ?, 1)"
-                " ON CONFLICT (id) DO UPDATE SET provisioned = 1, password_hash ="
-                " CASE WHEN ? THEN stations.password_hash ELSE excluded.password_hash END",
-                (station_id, None if keep_password else password_hash, keep_password),
+                "INSERT INTO stations (id, password_hash, security_profile, provisioned)"
+                " VALUES (?, ?, ?, 1) ON CONFLICT (id) DO UPDATE SET provisioned = 1,"
+                " password_hash ="
+                " CASE WHEN ? THEN stations.password_hash ELSE excluded.password_hash END,"
+                " security_profile ="
+                " CASE WHEN ? THEN stations.security_profile ELSE excluded.security_profile END",
+                (station_id, None if keep_password else password_hash, profile, keep_password,
+                 keep_profile),
             )
             station = _load_station(conn, station_id)
             assert station is not None

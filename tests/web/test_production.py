@@ -71,6 +71,53 @@ async def test_production_refuses_a_provisioned_station_without_a_password(
         assert key not in message
 
 
+# TLS keys as settings: the posture check reads the configuration, these tests serve plain HTTP.
+TLS = {"CSMS_SERVER__TLS_CERT_FILE": "server.pem", "CSMS_SERVER__TLS_KEY_FILE": "server.key"}
+CLIENT_CA = {"CSMS_SERVER__TLS_CLIENT_CA_FILE": "stations-ca.pem"}
+
+
+async def _provision(settings: Any, *stations: tuple[str, str | None, int | None]) -> None:
+    store = SqliteStore(settings.store.sqlite_path)
+    await store.open()
+    for station_id, password, profile in stations:
+        await store.provision_station(station_id, password and hash_password(password),
+                                      security_profile=profile)
+    await store.close()
+
+
+async def test_production_checks_each_station_at_its_own_profile(
+        tmp_path: Path, start_server: Any) -> None:
+    """Server default 3: a station at its own profile 1 needs a password; at 3 none does."""
+    settings = make_settings(tmp_path, **CLOSED, **TLS, **CLIENT_CA,
+                             CSMS_OCPP__SECURITY_PROFILE="3")
+    await _provision(settings, ("EVSE-OWN-1", None, 1), ("EVSE-CERT", None, None),
+                     ("EVSE-OWN-3", None, 3))
+    with pytest.raises(ConfigError) as refused:
+        await start_server(settings)
+    message = str(refused.value)
+    assert "station EVSE-OWN-1: provisioned without a password" in message
+    assert "EVSE-CERT" not in message and "EVSE-OWN-3" not in message
+
+
+async def test_production_refuses_a_profile_3_station_without_a_client_ca(
+        tmp_path: Path, start_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(tmp_path, **CLOSED, **TLS)
+    await _provision(settings, ("EVSE-MTLS", None, 3), ("EVSE-BASIC", "a-long-secret", 2))
+    with pytest.raises(ConfigError) as refused:
+        await start_server(settings)
+    message = str(refused.value)
+    assert "station EVSE-MTLS: security profile 3" in message
+    assert "server.tls_client_ca_file" in message and "EVSE-BASIC" not in message
+    # development starts, with the same finding in its one warning
+    settings = make_settings(tmp_path, **{**CLOSED, "CSMS_SERVER__MODE": "development"}, **TLS)
+    with caplog.at_level(logging.WARNING, logger="web.posture"):
+        await start_server(settings)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "web.posture"]
+    assert len(warnings) == 1 and "station EVSE-MTLS: security profile 3" in warnings[0]
+    # with the CA that signs station certificates, nothing is left to refuse
+    await start_server(make_settings(tmp_path, **CLOSED, **TLS, **CLIENT_CA))
+
+
 async def test_production_starts_when_nothing_is_open(tmp_path: Path, start_server: Any) -> None:
     server = await start_server(make_settings(tmp_path, **CLOSED))
     async with aiohttp.ClientSession() as http:

@@ -1,5 +1,6 @@
-"""Security profiles 2 (TLS + Basic) and 3 (mutual TLS, CN = station id) on one port, with
-certificates made here and an independent client (Python's ssl + websockets)."""
+"""Security profiles 2 (TLS + Basic) and 3 (mutual TLS, CN = station id) on one port, server-wide
+and per station, with certificates made here and an independent client (Python's ssl +
+websockets)."""
 
 from __future__ import annotations
 
@@ -119,8 +120,8 @@ async def start_tls(tmp_path: Path, pki: dict[str, Any]) -> AsyncIterator[Any]:
         await server.close()
 
 
-async def _opens(url: str, context: ssl.SSLContext, headers: dict[str, str] | None = None,
-                 ) -> bool:
+async def _opens(url: str, context: ssl.SSLContext | None,
+                 headers: dict[str, str] | None = None) -> bool:
     try:
         async with connect(url, ssl=context, subprotocols=["ocpp1.6"],  # type: ignore[list-item]
                            additional_headers=headers, open_timeout=5) as ws:
@@ -169,6 +170,51 @@ async def test_profile_3_wants_the_stations_own_certificate(start_tls: Any,
     async with aiohttp.ClientSession() as http:
         async with http.get(f"https://{address}/healthz", ssl=_client(pki)) as resp:
             assert resp.status == 200
+
+
+async def _provision(tmp_path: Path, station_id: str, password: str | None,
+                     profile: int | None) -> None:
+    store = SqliteStore(make_settings(tmp_path).store.sqlite_path)
+    await store.open()
+    try:
+        await store.provision_station(station_id, password and hash_password(password),
+                                      security_profile=profile)
+    finally:
+        await store.close()
+
+
+async def test_a_station_at_profile_3_on_a_profile_2_server_needs_its_own_certificate(
+        tmp_path: Path, start_tls: Any, pki: dict[str, Any]) -> None:
+    await _provision(tmp_path, "EVSE-001", None, 3)
+    await _provision(tmp_path, "EVSE-002", "a-long-secret", None)
+    address = await start_tls(CSMS_OCPP__SECURITY_PROFILE="2",
+                              CSMS_SERVER__TLS_CLIENT_CA_FILE=str(pki["ca"].path))
+    url = f"wss://{address}/ocpp/EVSE-001"
+    assert not await _opens(url, _client(pki))  # no certificate
+    assert not await _opens(url, _client(pki), _basic("EVSE-001", "anything"))
+    assert not await _opens(url, _client(pki, pki["evse2"]))  # another station's certificate
+    assert await _opens(url, _client(pki, pki["evse1"]))
+    # the server's default (2) for the other station: Basic over TLS, no certificate
+    url = f"wss://{address}/ocpp/EVSE-002"
+    assert await _opens(url, _client(pki), _basic("EVSE-002", "a-long-secret"))
+    assert not await _opens(url, _client(pki, pki["evse2"]))  # a certificate is no password
+
+
+async def test_a_station_at_profile_2_is_refused_over_plain_ws(tmp_path: Path,
+                                                               start_server: Any) -> None:
+    """`csms serve` listens either plain or TLS: a plain server at the default profile 1 is
+    where a profile-2 station's upgrade arrives without TLS."""
+    await _provision(tmp_path, "EVSE-TLS", "a-long-secret", 2)
+    await _provision(tmp_path, "EVSE-PLAIN", "a-long-secret", None)
+    server = await start_server(make_settings(tmp_path))
+    url = f"ws://{server.host}:{server.port}/ocpp"
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{url}/EVSE-TLS", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                           additional_headers=_basic("EVSE-TLS", "a-long-secret")):
+            pass
+    assert refused.value.response.status_code == 403
+    assert b"TLS" in refused.value.response.body
+    assert await _opens(f"{url}/EVSE-PLAIN", None, _basic("EVSE-PLAIN", "a-long-secret"))
 
 
 @pytest.mark.parametrize(("env", "key"), [

@@ -8,17 +8,16 @@ from collections.abc import Collection
 from aiohttp import web
 
 from billing.models import Session, SessionStatus
-from csms.keys import HUB, STORE
+from csms.keys import STORE
 from web.driver.routes import SessionView, session_view
 from web.keys import BILLING
 from web.operator.routes import session_of as session_of_transaction
+from web.operator.routes import station_view
 from web.operator.views import StationView, TransactionView
 
 
 async def stations(request: web.Request) -> list[StationView]:
-    hub = request.config_dict[HUB]
-    return [StationView.of(s, hub.live(s.id))
-            for s in await request.config_dict[STORE].list_stations()]
+    return [station_view(request, s) for s in await request.config_dict[STORE].list_stations()]
 
 
 async def sessions(request: web.Request, statuses: Collection[SessionStatus] | None = None,

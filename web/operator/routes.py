@@ -21,8 +21,9 @@ from csms.domain import (
     parse_timestamp,
     valid_station_id,
 )
-from csms.keys import HUB, STORE
+from csms.keys import HUB, OCPP_SETTINGS, STORE
 from csms.passwords import hash_password
+from csms.store import KEEP, Keep
 from web.apidoc import BOOL, ID32, INT, Param, documented
 from web.bodies import FieldError, read_json, validate
 from web.credentials import same_secret
@@ -77,8 +78,15 @@ async def session_of(request: web.Request, tx: Transaction) -> str | None:
     return session.session_id if session else None
 
 
+def station_view(request: web.Request, station: Station) -> StationView:
+    """The read model of a stored station: live status, effective security profile."""
+    app = request.config_dict
+    return StationView.of(station, app[HUB].live(station.id),
+                          app[OCPP_SETTINGS].security_profile)
+
+
 def _station(request: web.Request, station: Station) -> dict[str, Any]:
-    return StationView.of(station, request.config_dict[HUB].live(station.id)).model_dump()
+    return station_view(request, station).model_dump()
 
 
 def _int_param(request: web.Request, name: str) -> int:
@@ -124,6 +132,14 @@ class ProvisionRequest(BaseModel):
                                  description="set or change the station's Basic password")
     clearPassword: bool = Field(False, description="remove the password; without `password` "
                                 "or this, a provisioned station keeps its password")
+    securityProfile: Annotated[int, Field(strict=True, ge=1, le=3)] | None = Field(
+        default=None, description="the station's own security profile (1 Basic, 2 TLS + Basic, "
+        "3 mutual TLS); null: the server's ocpp.security_profile; absent: a provisioned "
+        "station keeps its own")
+
+    def profile_change(self) -> int | Keep | None:
+        """The profile to store: KEEP unless the body named `securityProfile`."""
+        return self.securityProfile if "securityProfile" in self.model_fields_set else KEEP
 
     @model_validator(mode="after")
     def _one_password_change(self) -> ProvisionRequest:
@@ -133,13 +149,14 @@ class ProvisionRequest(BaseModel):
 
 
 @routes.post("/stations", name="provision")
-@documented("Provision a station, optionally with a Basic password", body=ProvisionRequest,
-            response=StationView, status=201)
+@documented("Provision a station, optionally with a Basic password and its own security profile",
+            body=ProvisionRequest, response=StationView, status=201)
 async def provision_station(request: web.Request) -> web.Response:
     body = validate(ProvisionRequest, await read_json(request))
     hashed = hash_password(body.password) if body.password else None
     station = await request.config_dict[STORE].provision_station(
-        body.id, hashed, keep_password=hashed is None and not body.clearPassword)
+        body.id, hashed, keep_password=hashed is None and not body.clearPassword,
+        security_profile=body.profile_change())
     return web.json_response(_station(request, station), status=201)
 
 

@@ -37,13 +37,17 @@ class StationView(BaseModel):
     diagnosticsStatus: str | None
     provisioned: bool
     passwordSet: bool
+    securityProfile: int  # the one the station connects with
+    # "station": provisioned with its own; "default": the server's ocpp.security_profile
+    securityProfileSource: Literal["station", "default"]
     lastSeen: str | None
     lastBootAt: str | None
     connectors: list[ConnectorView]
 
     @classmethod
-    def of(cls, station: Station, live: LiveStation | None) -> StationView:
-        """The stored station, with what the hub knows while it is connected."""
+    def of(cls, station: Station, live: LiveStation | None, default_profile: int) -> StationView:
+        """The stored station, with what the hub knows while it is connected; its security
+        profile is its own or else `default_profile` (the server's)."""
         last_seen = station.last_seen
         if live is not None and (last_seen is None or live.last_seen > last_seen):
             last_seen = live.last_seen
@@ -54,6 +58,8 @@ class StationView(BaseModel):
             firmwareStatus=live.firmware_status if live else None,
             diagnosticsStatus=live.diagnostics_status if live else None,
             provisioned=station.provisioned, passwordSet=bool(station.password_hash),
+            securityProfile=station.profile(default_profile),
+            securityProfileSource="default" if station.security_profile is None else "station",
             lastSeen=isoformat(last_seen), lastBootAt=isoformat(station.last_boot_at),
             connectors=[ConnectorView(
                 connectorId=c.connector_id, status=c.status, errorCode=c.error_code,

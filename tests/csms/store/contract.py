@@ -124,6 +124,31 @@ class StoreContract:
         fetched = await store.get_station("CP1")
         assert fetched is not None and fetched.password_hash is None and fetched.provisioned
 
+    async def test_security_profile_round_trip(self, store: Store) -> None:
+        """A station's own profile is stored, kept when not given, and cleared with None."""
+        new = await store.provision_station("CP1", "hash-1", security_profile=3)
+        assert (new.security_profile, new.password_hash) == (3, "hash-1")
+        assert (await store.provision_station("CP2", None)).security_profile is None
+        await store.register_boot(
+            "CP1", vendor="V", model="M", serial_number=None, firmware_version=None, at=at(1))
+        await store.set_connected("CP1", True, at(2))
+        kept = await store.provision_station("CP1", "hash-2")
+        assert (kept.security_profile, kept.password_hash) == (3, "hash-2")
+        kept = await store.provision_station("CP1", None, keep_password=True)
+        assert (kept.security_profile, kept.password_hash) == (3, "hash-2")
+        changed = await store.provision_station("CP1", None, keep_password=True,
+                                                security_profile=2)
+        assert (changed.security_profile, changed.password_hash) == (2, "hash-2")
+        listed = {s.id: s for s in await store.list_stations()}
+        assert (listed["CP1"].security_profile, listed["CP2"].security_profile) == (2, None)
+        assert type(listed["CP1"].security_profile) is int
+        cleared = await store.provision_station("CP1", None, keep_password=True,
+                                                security_profile=None)
+        assert cleared.security_profile is None and cleared.password_hash == "hash-2"
+        fetched = await store.get_station("CP1")
+        assert fetched is not None and fetched.security_profile is None
+        assert fetched.vendor == "V" and fetched.provisioned
+
     async def test_register_boot_creates_unprovisioned_station(self, store: Store) -> None:
         station = await store.register_boot(
             "CP1", vendor="ACME", model="X1", serial_number="S1", firmware_version="1.0", at=at(1)

@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from csms.domain import MeterValue
 from csms.store.ports import Store, StoreError
-from csms.store.sqlite import SCHEMA_VERSION, SqliteStore
+from csms.store.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteStore
 from tests.csms.store.contract import StoreContract, at, energy, frame, start, stop
 from tests.support.ports import missing_methods, port_methods
 
@@ -76,6 +76,26 @@ async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
         assert await reopened.next_transaction_id() == tx_id + 1
     finally:
         await reopened.close()
+
+
+async def test_a_version_2_database_migrates_keeping_its_stations(tmp_path: Path) -> None:
+    """Schema 3 adds a station's own security profile; existing stations use the default."""
+    path = tmp_path / "csms.db"
+    with sqlite3.connect(path) as conn:
+        for version in (1, 2):
+            conn.executescript(_MIGRATIONS[version])
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute("INSERT INTO stations (id, password_hash, provisioned) VALUES ('CP1', 'h', 1)")
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        station = await store.get_station("CP1")
+        assert station is not None and station.password_hash == "h"
+        assert station.security_profile is None
+        assert (await store.provision_station("CP1", None, keep_password=True,
+                                              security_profile=3)).security_profile == 3
+    finally:
+        await store.close()
 
 
 async def test_refuses_newer_schema(tmp_path: Path) -> None:

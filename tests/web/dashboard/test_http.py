@@ -92,3 +92,19 @@ async def test_the_connector_mix_counts_connectors_not_the_station_itself(
     # what charges right now, billed or not
     now = text[text.index("Charging now"):text.index("<h2>Stations")]
     assert "EVSE-MIX" in now and "RFID-1" in now and "unbilled" in now
+
+
+async def test_the_station_page_shows_the_effective_security_profile_and_whose(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    async with open_env("sandbox", tmp_path, aiohttp_server, {}) as env:
+        for body in ({"id": "EVSE-OWN", "securityProfile": 2}, {"id": "EVSE-DEF"}):
+            async with env.http.post(env.url + "/api/stations", json=body) as resp:
+                assert resp.status == 201
+        shown = {}
+        for station_id in ("EVSE-OWN", "EVSE-DEF"):
+            async with env.http.get(f"{env.url}/stations/{station_id}") as resp:
+                found = re.search(r'data-testid="security-profile">(.*?)</dd>', await resp.text())
+            assert found is not None
+            shown[station_id] = re.sub(r"<[^>]+>", "", found.group(1))
+    assert shown == {"EVSE-OWN": "2 (TLS + Basic) (this station's own)",
+                     "EVSE-DEF": "1 (HTTP Basic) (server default)"}
