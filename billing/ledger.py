@@ -15,7 +15,9 @@ handler, a webhook):
 
 A capture or void whose outcome stays unknown, or that the gateway refused, is handed to an
 OPERATION job (which calls `run` again with the same key); an authorization or PIX charge
-whose outcome is unknown stays PENDING for the reconciliation sweep.
+whose outcome is unknown stays PENDING for the reconciliation sweep, which sends it again with
+its kept request. A PIX charge's identifiers and QR code reach the session in the same write
+that records the CHARGE as SUCCEEDED (`payment.charge_created`): no crash separates them.
 """
 
 from __future__ import annotations
@@ -65,14 +67,18 @@ class Request:
     void_all: bool = False  # VOID of an unpaid PIX charge: the whole charge, no amount
 
 
-# What an authorization sends besides its amount (the operation keeps that): kept on the
-# pending operation so a retry sends exactly the same body (one payment source only).
-CONTEXT_FIELDS = ("card_token", "network_token", "card_id", "save_card", "description")
+# What an authorization or a PIX charge sends besides its amount (the operation keeps that):
+# kept on the pending operation so a retry sends exactly the same body (one payment source
+# only; a PIX charge has none, but its QR code's lifetime).
+CONTEXT_FIELDS = ("card_token", "network_token", "card_id", "save_card", "description",
+                  "expires_in")
+KEPT_REQUESTS = frozenset({OperationType.AUTHORIZE, OperationType.CHARGE})
 
 
 def context_of(request: Request) -> dict[str, Any]:
-    """An authorization's request as kept on its pending operation (`raw`) until it finishes:
-    the payment source (a card or wallet token) is kept only that long (see `_scrub`)."""
+    """An authorization's or PIX charge's request as kept on its pending operation (`raw`)
+    until it finishes: a payment source (a card or wallet token) is kept only that long (see
+    `_scrub`)."""
     context = {name: getattr(request, name) for name in CONTEXT_FIELDS if getattr(request, name)}
     if request.customer is not None:
         context["customer"] = asdict(request.customer)
@@ -87,6 +93,10 @@ def retry_of(op: Operation) -> Request:
     return Request(op.type, op.amount, charge_id=op.charge_id,
                    customer=Customer(**customer) if customer else None,
                    **{name: context[name] for name in CONTEXT_FIELDS if context.get(name)})
+
+
+# A created PIX charge's identifiers and QR code, as the session keeps them.
+PIX_FIELDS = ("order_id", "charge_id", "pix_qr_code", "pix_qr_code_url", "pix_expires_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +129,13 @@ class Ledger:
         """Record -> call -> record the outcome -> move the payment (see the module doc).
 
         `key` defaults to `<sessionId>:<TYPE>`. `context` is kept on a pending operation for
-        a later retry; an authorization keeps its whole request (`context_of`) so a retry
-        sends the same body. `attempts` bounds the in-request
+        a later retry; an authorization or a PIX charge keeps its whole request (`context_of`)
+        so a retry sends the same body. `attempts` bounds the in-request
         retries (default: `billing.gateway_attempts`; a job passes 1: its schedule retries).
         `hand_off=False` (a job running the operation) hands nothing to another job."""
         if isinstance(request, Fetch):
             return await self._fetch(session_id, request)
-        if context is None and request.type == OpT.AUTHORIZE:
+        if context is None and request.type in KEPT_REQUESTS:
             context = context_of(request)
         key = key or key_for(session_id, request.type)
         op, _ = await self.store.begin_operation(session_id, request.type, request.amount, key,
@@ -133,7 +143,8 @@ class Ledger:
         assert op is not None  # without at_version an existing key wins
         if op.status != OperationStatus.PENDING:
             result = _recorded(op)
-            moved = await self._move(op, result) if result.success else None
+            moved = await self._move(op, result) if result.success else \
+                await self._move_failed(op)
         else:
             if context:
                 await self.store.finish_operation(key, OperationStatus.PENDING, raw=context)
@@ -195,12 +206,22 @@ class Ledger:
         if op.type == OpT.REFUND and result.success:
             # outcome and refunded total in one compare-and-set: never counted twice
             return await payment.settle_refund(self.store, key, raw=_scrub(result.raw))
+        if op.type == OpT.CHARGE and result.success:
+            # outcome and the charge's identifiers on the session in one write: a crash never
+            # leaves a created charge that the session does not know (the payment stays PENDING)
+            await payment.charge_created(self.store, key, raw=_scrub(result.raw), **{
+                name: getattr(result, name) for name in PIX_FIELDS})
+            return None
         status = OperationStatus.SUCCEEDED if result.success else OperationStatus.FAILED
         await self.store.finish_operation(key, status, error=result.error,
                                           charge_id=result.charge_id or request.charge_id,
                                           raw=_scrub(result.raw))
         if result.success:
             return await self._move(op, result)
+        return await self._move_failed(op)
+
+    async def _move_failed(self, op: Operation) -> Session | None:
+        """The payment move of a refused authorization or PIX charge (safe to repeat)."""
         if op.type in (OpT.AUTHORIZE, OpT.CHARGE):
             return await payment.move_payment(self.store, op.session_id, {P.PENDING}, P.FAILED)
         return None
@@ -209,6 +230,12 @@ class Ledger:
         """The payment move of a succeeded operation (a compare-and-set: safe to repeat)."""
         if op.type == OpT.VOID and result.status == "refunded":
             return await _returned(self.store, op.session_id, result)
+        if op.type == OpT.CHARGE:
+            # recorded earlier; an older build kept its id only on the operation when it died
+            # before the session's write: the session adopts it (the same id, so repeatable)
+            if result.charge_id:
+                await self.store.update_session(op.session_id, charge_id=result.charge_id)
+            return None
         if op.type == OpT.AUTHORIZE:
             changes: dict[str, Any] = {"authorized_amount": result.amount,
                                        "order_id": result.order_id,

@@ -121,6 +121,27 @@ async def returned_unseen(store: BillingStore, session_id: str, paid: int,
                               authorized_amount=paid, refunded_amount=refunded)
 
 
+async def charge_created(store: BillingStore, key: str, raw: dict[str, Any] | None = None,
+                         **ids: Any) -> Session | None:
+    """The gateway created a PIX charge: PENDING CHARGE -> SUCCEEDED and, in the same
+    compare-and-set, its identifiers and QR code (`ids`) on the session, so a crash leaves both
+    or neither. The payment stays PENDING until the charge is seen paid. None when the
+    operation is not a PENDING CHARGE (recorded already): nothing changes then."""
+    while True:
+        op = await store.get_operation(key)
+        if op is None or op.type != OperationType.CHARGE or \
+                op.status != OperationStatus.PENDING:
+            return None
+        session = await store.get_session(op.session_id)
+        if session is None:
+            return None
+        settled = await store.settle_operation(key, session_version=session.version,
+                                               changes=ids, raw=raw)
+        if settled is not None:
+            return settled
+        # the session moved since it was read (a stop, say): record it on the fresh version
+
+
 # refunds -----------------------------------------------------------------------------------------
 
 def refundable(session: Session) -> int:

@@ -1,6 +1,8 @@
 """The sweeps that finish whatever a crash, a lost webhook or a timeout left half-done, using
 the keys stored in the ledger: pending operations, stopped-but-unsettled transactions, start
-timeouts, interrupted starts, and PIX charges still awaiting payment."""
+timeouts, interrupted starts (PIX ones whose QR code never reached the driver included), PIX
+charges the gateway created that the session never learned, and PIX charges still awaiting
+payment."""
 
 from __future__ import annotations
 
@@ -11,12 +13,13 @@ from datetime import datetime, timedelta
 from billing import payment
 from billing.errors import BillingError
 from billing.jobs.outbox import MoneyJobs
-from billing.ledger import Ledger, retry_of
+from billing.ledger import Ledger, Request, key_for, retry_of
 from billing.listener import BillingListener
 from billing.models import (
     JobKind,
     Method,
     Operation,
+    OperationStatus,
     OperationType,
     PaymentStatus,
     Session,
@@ -71,7 +74,10 @@ class Reconciler:
         await self._interrupted_starts(utcnow() - timeout)
         for session in await self.store.list_sessions(
                 statuses={S.CANCELED, S.FAILED}, limit=1000):
-            if session.payment_status in (P.AUTHORIZED, P.PAID, P.PARTIALLY_REFUNDED) or \
+            if session.method == Method.PIX and session.payment_status == P.PENDING and \
+                    session.charge_id is None:
+                await self._untracked_charge(session)
+            elif session.payment_status in (P.AUTHORIZED, P.PAID, P.PARTIALLY_REFUNDED) or \
                     unconfirmed_pix(session):
                 await self.settlement.release(session)
         await self._unpaid_pix()
@@ -102,8 +108,10 @@ class Reconciler:
         """A start cut short (a crash or a shutdown between reserving the money and
         RemoteStartTransaction, or a PIX paid while the process stopped) leaves a session
         AUTHORIZED, or a card session PENDING_PAYMENT, with money held and the connector
-        blocked. Past the remote start timeout, and with no start in flight here, give the
-        money back."""
+        blocked; a PIX start cut short before the charge's identifiers reached the session
+        leaves it PENDING_PAYMENT with a QR code the driver never got, so cannot pay. Past the
+        remote start timeout, and with no start in flight here, end it and give the money back
+        (an ended PIX session without a charge id is finished by `_untracked_charge`)."""
         candidates = await self.store.list_sessions(
             statuses={S.AUTHORIZED, S.PENDING_PAYMENT}, limit=1000)
         for session in candidates:
@@ -115,11 +123,16 @@ class Reconciler:
                     self.store, session.session_id, {S.AUTHORIZED}, S.CANCELED,
                     ended_at=utcnow(),
                     failure_reason="interrupted before the station was asked to start")
-            elif session.method != Method.PIX:  # PIX awaiting payment has its own sweep
+            elif session.method != Method.PIX:
                 ended = await payment.move_session(
                     self.store, session.session_id, {S.PENDING_PAYMENT}, S.FAILED,
                     ended_at=utcnow(),
                     failure_reason="interrupted while the payment was being authorized")
+            elif session.charge_id is None:  # PIX with a charge id awaits payment: _unpaid_pix
+                ended = await payment.move_session(
+                    self.store, session.session_id, {S.PENDING_PAYMENT}, S.FAILED,
+                    ended_at=utcnow(),
+                    failure_reason="interrupted before the PIX QR code reached the driver")
             else:
                 continue
             if ended is not None:
@@ -152,6 +165,29 @@ class Reconciler:
                 if canceled is not None:
                     await self.settlement.release(canceled)
 
+    async def _untracked_charge(self, session: Session) -> None:
+        """An ended PIX session without a charge id whose CHARGE may exist at the gateway (its
+        answer lost, or lost with the process): send it again with its key and request (the
+        gateway answers with the same charge) or, when it was recorded but never reached the
+        session (an older build), adopt its id; then cancel it, or refund it if it was paid.
+        Without a CHARGE nothing was sent; a refused one leaves the payment FAILED."""
+        sid = session.session_id
+        op = await self.store.get_operation(key_for(sid, OpT.CHARGE))
+        if op is None:
+            return
+        request = Request(OpT.CHARGE, op.amount)  # a finished one is not sent again
+        if op.status == OperationStatus.PENDING:
+            request = retry_of(op)
+            if request.customer is None or not request.expires_in:  # kept by an older build
+                request = replace(request, customer=request.customer or customer_of(session),
+                                  description=request.description or description(session),
+                                  expires_in=self.settings.billing.pix_expires_in)
+        done = await self.ledger.run(sid, request, key=op.idempotency_key, attempts=1,
+                                     hand_off=False)
+        if done.result.success:
+            log.warning("session %s: PIX charge never known to the session; canceling it", sid)
+            await self.settlement.release(await self.sessions.get(sid))
+
     async def _retry_operation(self, op: Operation) -> None:
         session = await self.sessions.get(op.session_id)
         key = op.idempotency_key
@@ -163,6 +199,7 @@ class Reconciler:
             await self._retry_authorize(session, op)
         elif op.type == OpT.CHARGE and session.charge_id:
             await self.sessions.charge_changed(session.charge_id)
+        # a CHARGE without a charge id: finished once its session has ended (_untracked_charge)
 
     async def _retry_authorize(self, session: Session, op: Operation) -> None:
         """An authorization whose outcome was unknown: ask again with its key; a hold placed

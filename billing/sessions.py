@@ -141,14 +141,9 @@ class Sessions:
                 OpT.CHARGE, req.amount, customer=customer,
                 expires_in=self.settings.billing.pix_expires_in,
                 description=description(session)))
-            result = done.result
-            if not result.success:
-                await self._fail_start(sid, result)
-            await self.store.update_session(
-                sid, order_id=result.order_id, charge_id=result.charge_id,
-                pix_qr_code=result.pix_qr_code, pix_qr_code_url=result.pix_qr_code_url,
-                pix_expires_at=result.pix_expires_at)
-            return await self.get(sid)
+            if not done.result.success:
+                await self._fail_start(sid, done.result)
+            return await self.get(sid)  # the ledger recorded the charge and its QR code on it
         else:
             wallet = req.method.uses_network_token
             done = await self.ledger.run(

@@ -686,6 +686,27 @@ class BillingStoreContract:
         assert await store.settle_operation("S1:R1", session_version=settled.version,
                                             changes=changes) is None
 
+    async def test_settle_operation_records_a_pix_charge_on_its_session(
+            self, store: BillingStore) -> None:
+        """A created PIX charge: the CHARGE succeeds and its identifiers and QR code reach the
+        session in one write; the payment is left as it was."""
+        await add(store, 1, method=Method.PIX)
+        await store.begin_operation("S1", Op.CHARGE, 5000, "S1:CHARGE")
+        await store.finish_operation("S1:CHARGE", OperationStatus.PENDING,
+                                     raw={"expires_in": 900})
+        session = await store.get_session("S1")
+        assert session is not None
+        ids = {"order_id": "or_1", "charge_id": "ch_1", "pix_qr_code": "000201",
+               "pix_qr_code_url": "https://qr/1", "pix_expires_at": "2026-11-22T10:15:00Z"}
+        settled = await store.settle_operation("S1:CHARGE", session_version=session.version,
+                                               changes=ids, raw={"id": "or_1"})
+        assert settled is not None and settled.payment_status is P.PENDING
+        assert {name: getattr(settled, name) for name in ids} == ids
+        assert await store.session_by_charge("ch_1") == settled
+        op = await store.get_operation("S1:CHARGE")
+        assert op is not None and (op.status, op.raw) == (OperationStatus.SUCCEEDED,
+                                                          {"id": "or_1"})
+
     async def test_reopen_operation_at_version(self, store: BillingStore) -> None:
         await add(store, 1)
         await store.begin_operation("S1", Op.REFUND, 300, "S1:R1")

@@ -220,7 +220,8 @@ def effects(fake: FakePagarme) -> dict[str, int]:
     return {kind: fake.counts.get(kind, 0) for kind in ("orders", "capture", "cancel")}
 
 
-GATEWAY_STEPS = {"hold": "POST /orders", "capture_unsent": "POST /capture",
+GATEWAY_STEPS = {"hold": "POST /orders", "pix_order": "POST /orders",
+                 "capture_unsent": "POST /capture",
                  "capture": "POST /capture", "refund_unsent": "DELETE", "refund": "DELETE"}
 
 
@@ -338,3 +339,24 @@ async def test_a_pix_session_survives_kill9(rig: Rig) -> None:
             body["payment"]["refundedAmount"]) == (HOLD, COST, PIX_REFUND)
     assert effects(rig.fake) == {"orders": 1, "capture": 0, "cancel": 1}
     assert rig.fake.charges[charge_id]["canceled_amount"] == PIX_REFUND
+
+
+@pytest.mark.parametrize("rig", ["pix_order"], indirect=True)
+async def test_a_pix_charge_created_as_the_server_dies_is_voided(rig: Rig) -> None:
+    """Killed once the gateway created the PIX order, before its answer arrived: the driver
+    never got the QR code. After the restart the CHARGE is sent again with its key (the
+    gateway answers with the same charge), the session fails and the charge is canceled once."""
+    rig.kill_at_gateway("POST", path_end="/orders")
+    started = await rig.step("pix_order", rig.post(
+        "/charge/start", start_body(method="PIX", cardToken=None)))
+    assert started is None  # died at the order: the driver never learned the session
+    sid = await rig.session_id()
+    body = await rig.settled(sid)
+    no_pending_anywhere(rig, body)
+    assert (body["status"], body["payment"]["status"]) == ("FAILED", "VOIDED"), body
+    assert [(o["type"], o["amount"], o["status"]) for o in body["payment"]["operations"]] == [
+        ("CHARGE", HOLD, "SUCCEEDED"), ("VOID", HOLD, "SUCCEEDED")]
+    assert effects(rig.fake) == {"orders": 1, "capture": 0, "cancel": 1}
+    assert [r["method"] for r in rig.fake.requests].count("DELETE") == 1
+    (charge,) = rig.fake.charges.values()
+    assert (charge["status"], charge["paid_amount"]) == ("canceled", 0)
