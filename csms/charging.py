@@ -114,7 +114,7 @@ class ChargingService:
             station_id, connector_id, id_tag, meter_start, timestamp,
             reservation_id)
         if created:
-            for older in await self.store.supersede_transactions(station_id, connector_id):
+            for older in await self.store.supersede_transactions(transaction):
                 await self._stopped(older, changed=True)
         event = TransactionStarted(
             station_id=transaction.station_id, connector_id=transaction.connector_id,

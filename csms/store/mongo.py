@@ -324,9 +324,8 @@ class MongoStore(MongoConnection):
             raise StoreError("transaction id counter is behind the transactions collection")
         return _transaction(existing), False
 
-    async def supersede_transactions(self, station_id: str, connector_id: int,
-                                     ) -> list[Transaction]:
-        """Stop every active transaction on the connector but the latest start, each with its
+    async def supersede_transactions(self, newer: Transaction) -> list[Transaction]:
+        """Stop every other active transaction on `newer`'s connector, each with its
         own conditional update (`stop: null` in the filter: a concurrent stop or supersede
         wins and the transaction is not returned here).
 
@@ -337,14 +336,12 @@ class MongoStore(MongoConnection):
         is then ordered before it, as a reading after a stop would be.
         """
         cursor = self.db.transactions.find(
-            {"station_id": station_id, "connector_id": connector_id, "stop": None})
-        active = sorted([_transaction(doc) async for doc in cursor],
-                        key=lambda tx: (tx.started_at, tx.transaction_id), reverse=True)
-        if len(active) < 2:
-            return []
-        ended_by = active[0].started_at
+            {"station_id": newer.station_id, "connector_id": newer.connector_id, "stop": None,
+             "transaction_id": {"$ne": newer.transaction_id}})
+        others = [_transaction(doc) async for doc in cursor]
+        ended_by = newer.started_at
         stopped = []
-        for tx in active[1:]:
+        for tx in others:
             stop = {"meter_stop": max(tx.meter_start, tx.last_energy_wh or tx.meter_start),
                     "stopped_at": max(ended_by, tx.started_at), "reason": SUPERSEDED,
                     "id_tag": None}

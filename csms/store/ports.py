@@ -117,12 +117,13 @@ class TransactionStore(Protocol):
         the same transactionId.
         """
 
-    async def supersede_transactions(self, station_id: str, connector_id: int,
-                                     ) -> list[Transaction]:
-        """Leave at most one active transaction on the connector: the one that started last
-        (ties: the higher id). The others stop when it started (never before their own start),
-        at their latest energy register reading (else their meterStart), with reason
-        SUPERSEDED. Returns the transactions stopped here."""
+    async def supersede_transactions(self, newer: Transaction) -> list[Transaction]:
+        """Leave one active transaction on `newer`'s connector: `newer`, the start that just
+        arrived. Arrival decides, not the station's clock: a station that lost its transaction
+        in a reboot often lost its clock too, and a hostile one could stamp the future. The
+        others stop when `newer` started (never before their own start), at their latest
+        energy register reading (else their meterStart), with reason SUPERSEDED. Returns the
+        transactions stopped here."""
 
     async def stop_transaction(
         self,

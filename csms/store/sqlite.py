@@ -617,20 +617,16 @@ class SqliteStore:
 
         return await self._write(op)
 
-    async def supersede_transactions(self, station_id: str, connector_id: int,
-                                     ) -> list[Transaction]:
+    async def supersede_transactions(self, newer: Transaction) -> list[Transaction]:
         def op(conn: sqlite3.Connection) -> list[Transaction]:
-            active = [_transaction(row) for row in conn.execute(
+            others = [_transaction(row) for row in conn.execute(
                 f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
-                " AND connector_id = ? AND stopped_at IS NULL"
-                " ORDER BY started_at DESC, transaction_id DESC",
-                (station_id, connector_id),
+                " AND connector_id = ? AND stopped_at IS NULL AND transaction_id != ?",
+                (newer.station_id, newer.connector_id, newer.transaction_id),
             )]
-            if len(active) < 2:
-                return []
-            ended_by = active[0].started_at
+            ended_by = newer.started_at
             stopped = []
-            for tx in active[1:]:
+            for tx in others:
                 row = conn.execute(
                     "UPDATE transactions SET meter_stop = ?, stopped_at = ?, stop_reason = ?"
                     f" WHERE transaction_id = ? AND stopped_at IS NULL RETURNING {_TX_COLUMNS}",

@@ -351,8 +351,10 @@ class StoreContract:
         other_connector = await start(store, connector=2, when=at(1))
         late = await start(store, tag="OLD", meter=900, when=at(0))  # a queued start, late
         newest = await start(store, tag="NEW", meter=1400, when=at(5))
-        assert await store.supersede_transactions("CP1", 1) != []
-        assert await store.supersede_transactions("CP1", 1) == []
+        kept = await store.get_transaction(newest)
+        assert kept is not None
+        assert await store.supersede_transactions(kept) != []
+        assert await store.supersede_transactions(kept) == []
         active = await store.list_transactions(station_id="CP1", active=True)
         assert sorted(tx.transaction_id for tx in active) == sorted([other_connector, newest])
         older = await store.get_transaction(first)
@@ -361,6 +363,22 @@ class StoreContract:
             (1300, at(5), SUPERSEDED)
         queued = await store.get_transaction(late)
         assert queued is not None and (queued.meter_stop, queued.stopped_at) == (900, at(5))
+
+    async def test_supersede_keeps_the_start_that_arrived_not_the_latest_stamp(
+            self, store: Store) -> None:
+        """A station that lost its transaction in a reboot often lost its clock too: its new
+        start is stamped before the lost one, and it is still the one that runs."""
+        lost = await start(store, tag="LOST", meter=100, when=at(9))
+        await store.append_meter_values([MeterValue("CP1", 1, lost, at(10), "400")])
+        arrived = await start(store, tag="NEW", meter=500, when=at(1))
+        kept = await store.get_transaction(arrived)
+        assert kept is not None
+        [stopped] = await store.supersede_transactions(kept)
+        assert stopped.transaction_id == lost
+        assert (stopped.meter_stop, stopped.stopped_at, stopped.stop_reason) == \
+            (400, at(9), SUPERSEDED)  # never before its own start
+        active = await store.list_transactions(station_id="CP1", active=True)
+        assert [tx.transaction_id for tx in active] == [arrived]
 
     async def test_stop_transaction(self, store: Store) -> None:
         tx_id = await start(store, meter=1000)

@@ -144,14 +144,15 @@ async def test_supersede_after_a_crash_part_way(store: MongoStore) -> None:
     """One older transaction stopped, the process died: the next supersede stops the rest."""
     first = await start(store, tag="A", when=at(1))
     second = await start(store, tag="B", when=at(2))
-    await start(store, tag="C", when=at(3))
+    third = await store.get_transaction(await start(store, tag="C", when=at(3)))
+    assert third is not None
     stop_first = {"meter_stop": 1000, "stopped_at": at(3), "reason": SUPERSEDED,
                   "id_tag": None}
     await store.db.transactions.update_one({"transaction_id": first},
                                            {"$set": {"stop": stop_first}})  # the first write
-    stopped = await store.supersede_transactions("CP1", 1)
+    stopped = await store.supersede_transactions(third)
     assert [tx.transaction_id for tx in stopped] == [second]
-    assert await store.supersede_transactions("CP1", 1) == []
+    assert await store.supersede_transactions(third) == []
     assert len(await store.list_transactions(station_id="CP1", active=True)) == 1
 
 
