@@ -64,9 +64,10 @@ class BillingListener(ChargingListener):
     async def _authorize(self, station_id: str, id_tag: str, status: str) -> str:
         """Card-token match: while a paid session runs on a station, only that session's idTag
         (or the RFID of the driver who started it at the station) passes, so another card
-        cannot stop it."""
+        cannot stop it. A STOPPING session has its stop asked already: another card there
+        starts the next charge (its own tag still passes, below)."""
         running = await self.store.list_sessions(
-            statuses={S.STARTING, S.CHARGING, S.STOPPING}, station_id=station_id)
+            statuses={S.STARTING, S.CHARGING}, station_id=station_id)
         if running:
             allowed = {s.id_tag for s in running} | {s.driver_id_tag for s in running
                                                      if s.driver_id_tag}

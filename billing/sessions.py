@@ -174,7 +174,10 @@ class Sessions:
         if connector.status not in USABLE_CONNECTOR_STATUSES:
             raise BillingError(409, "connector_unavailable",
                                f"connector {req.connector_id} is {connector.status}")
-        busy = await self.store.list_sessions(statuses=ACTIVE_SESSION_STATUSES,
+        # A STOPPING session on a connector that reports itself usable no longer charges there:
+        # the station ended or lost that transaction (a reboot), and the next start supersedes
+        # it, which settles it at its last reading. Refusing would lock the connector for ever.
+        busy = await self.store.list_sessions(statuses=ACTIVE_SESSION_STATUSES - {S.STOPPING},
                                               station_id=req.station_id)
         if any(s.connector_id == req.connector_id for s in busy):
             raise BillingError(409, "connector_busy",

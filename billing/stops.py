@@ -67,7 +67,12 @@ class Stops:
             del self._sending[session_id]
 
     def send_later(self, session_id: str) -> None:
-        """`send` off the caller's path (a station's message loop must not wait for it)."""
+        """`send` off the caller's path (a station's message loop must not wait for it). A
+        send already in flight covers this request: meter samples of a station that never
+        answers RemoteStop must not queue a task each behind it."""
+        sending = self._sending.get(session_id)
+        if sending is not None and sending.locked():
+            return
         self.tasks.spawn(self.send(session_id), f"stop-{session_id[:8]}")
 
     def backoff(self, attempts: int) -> timedelta:
@@ -87,8 +92,7 @@ class Stops:
         now = now or utcnow()
         for session in await self.store.list_sessions(statuses={S.STOPPING}, limit=1000):
             due = session.stop_next_at is None or session.stop_next_at <= now
-            sending = self._sending.get(session.session_id)
-            if due and not session.stop_recorded and not (sending and sending.locked()):
+            if due and not session.stop_recorded:
                 self.send_later(session.session_id)
 
     async def _remote_stop(self, session: Session, transaction_id: int) -> str | None:
