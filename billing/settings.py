@@ -48,11 +48,22 @@ class PagarmeSettings(Section):
     apple_pay_merchant_identifier: str = ""
 
 
+class CcvSettings(Section):
+    """CCV Payment API (https://developer.myccv.eu/documentation/payment_api/)."""
+
+    base_url: str = "https://api.psp.ccv.eu"
+    api_key: str = ""  # HTTP Basic user, empty password
+    # Default managementSystemId of a terminal payment (a terminal may carry its own).
+    management_system_id: str = ""
+    timeout: float = Field(15, gt=0)
+
+
 class BillingSettings(Section):
     gateway: Literal["sandbox", "pagarme"] = "sandbox"
     currency: str = Field("BRL", pattern=r"^[A-Z]{3}$")
     tariff: TariffSettings = TariffSettings()
     pagarme: PagarmeSettings = PagarmeSettings()
+    ccv: CcvSettings = CcvSettings()
     # SQLite file where the sandbox gateway keeps its charges (survives restarts).
     sandbox_path: str = "data/sandbox_gateway.db"
     # Hold placed when a driver with a saved card starts at the station (RFID), in cents.

@@ -48,7 +48,8 @@ class GatewayResult:
     refunded; for `fetch`, the charge amount). `captured_amount` / `refunded_amount` are the
     charge's running totals where the gateway reports them. `card_reference` is the gateway's
     saved-card id (only when save_card was requested), never card data; `card_last4` is the
-    card's last four digits as the gateway reports them (for receipts). `raw` is the gateway's
+    card's last four digits as the gateway reports them (for receipts); `card_fingerprint` the
+    card's one-way token where the gateway gives one (terminal payments). `raw` is the gateway's
     response body (or the sandbox charge), kept for the ledger and for debugging.
     """
 
@@ -67,6 +68,9 @@ class GatewayResult:
     refunded_amount: int | None = None
     card_reference: str | None = None
     card_last4: str | None = None
+    # A one-way token of the card that paid (CCV: "99" + 16 characters, the same value a CCV
+    # terminal computes when the card is presented again): matches a card, never card data.
+    card_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in GATEWAY_STATUSES:
@@ -148,4 +152,66 @@ class PaymentGateway(Protocol):
 
     async def fetch(self, *, charge_id: str) -> GatewayResult:
         """Current state of a charge, for webhooks (which are hints) and reconciliation."""
+        ...
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """A payment terminal in a station, as the gateway names it (CCV: terminalId and the
+    managementSystemId it is registered under; empty: the gateway's configured default)."""
+
+    terminal_id: str
+    management_system_id: str = ""
+
+
+@dataclass(frozen=True)
+class CardTokenResult:
+    """Outcome of reading a card's one-way token at a terminal.
+
+    `status` "pending" (the terminal is waiting for the card; learn the end by webhook + fetch),
+    "success" (`token` is set) or "failed" (no card, or the terminal or gateway refused).
+    `reference` is the gateway's id of the token request; `transient` as in GatewayResult.
+    """
+
+    success: bool
+    status: Literal["pending", "success", "failed"]
+    reference: str | None = None
+    token: str | None = None
+    transient: bool = False
+    error: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class TerminalGateway(Protocol):
+    """What a gateway with unattended terminals adds to `PaymentGateway`.
+
+    A terminal authorisation has no card token and no customer: the card is read by the
+    terminal, so it gets its own call instead of stretching `authorize`. Capture, void,
+    refund and fetch are the port's, on the returned `charge_id`. `webhook_url` is where the
+    gateway posts its hints for this request (built by the caller from `server.public_url`).
+    """
+
+    async def authorize_terminal(
+        self,
+        *,
+        session_id: str,
+        amount: int,
+        terminal: Terminal,
+        webhook_url: str,
+        description: str,
+        idempotency_key: str,
+    ) -> GatewayResult:
+        """Ask the terminal for a card and hold `amount` cents on it: "pending" until the
+        cardholder acts, then (by fetch) "authorized" with `card_fingerprint`, or "declined"."""
+        ...
+
+    async def request_card_token(
+        self, *, session_id: str, terminal: Terminal, webhook_url: str, idempotency_key: str
+    ) -> CardTokenResult:
+        """Ask the terminal to read a card and compute its one-way token (usually "pending")."""
+        ...
+
+    async def fetch_card_token(self, *, reference: str) -> CardTokenResult:
+        """The current state of a token request."""
         ...
