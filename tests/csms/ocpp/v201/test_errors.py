@@ -38,3 +38,17 @@ async def test_the_same_frame_is_spelled_in_1_6_for_a_1_6_station(ws_url: str) -
     replies = await raw_exchange(ws_url, "CP-ERR16", [
         '[2,"a","BootNotification",{"chargePointModel":"M"}]'])
     assert replies[0][2] == "OccurenceConstraintViolation"
+
+
+async def test_broken_frames_get_the_2_0_1_framing_codes(ws_url: str) -> None:
+    replies = await raw_exchange(ws_url, "CP-RPC201", [
+        '[2,"a","Heartbeat"',
+        '[2,"b","Heartbeat"]',
+        '[9,"c",{}]',
+        '[2,"d","Heartbeat",[]]',
+        BOOT,
+    ], subprotocol="ocpp2.0.1")
+    assert [reply[2] for reply in replies[:4]] == [
+        "RpcFrameworkError", "RpcFrameworkError", "MessageTypeNotSupported", "FormatViolation"]
+    assert [reply[1] for reply in replies[:4]] == ["a", "b", "c", "d"]
+    assert replies[-1][0] == 3
