@@ -27,6 +27,10 @@ class CommandTimeout(CommandError):
     """The station did not answer in time (HTTP 504)."""
 
 
+class CommandUnsupported(CommandError):
+    """The station's OCPP version has no such command in this central system (yet)."""
+
+
 class CommandRejected(CommandError):
     """The station answered with a CALLERROR."""
 

@@ -23,14 +23,14 @@ from aiohttp import BasicAuth, WSCloseCode, web
 
 from csms.domain import valid_station_id
 from csms.keys import HUB, METRICS, OCPP_SETTINGS, STORE
-from csms.ocpp import v16
+from csms.ocpp import v16, v201
 from csms.ocpp.version import OcppVersion
 from csms.passwords import verify_password
 
 log = logging.getLogger(__name__)
 
 # The versions we speak, newest first; a station that offers no subprotocol speaks the default.
-VERSIONS: tuple[OcppVersion, ...] = (v16.VERSION,)
+VERSIONS: tuple[OcppVersion, ...] = (v201.VERSION, v16.VERSION)
 DEFAULT_VERSION = v16.VERSION
 SUPPORTED_SUBPROTOCOLS = tuple(version.subprotocol for version in VERSIONS)
 

@@ -22,6 +22,8 @@ __all__ = ["Call", "CallError", "CallResult", "FrameError", "MessageType", "came
 
 FORMAT_VIOLATION = "FormatViolation"
 OCCURRENCE_VIOLATION = "OccurrenceConstraintViolation"
+RPC_FRAMEWORK_ERROR = "RpcFrameworkError"  # not a valid RPC frame (1.6: FormationViolation)
+MESSAGE_TYPE_NOT_SUPPORTED = "MessageTypeNotSupported"  # 1.6: ProtocolError
 MAX_UNIQUE_ID = 36  # OCPP-J: a uniqueId is at most 36 characters (a UUID's text)
 
 
@@ -48,40 +50,40 @@ def parse_frame(raw: str | bytes) -> Call | CallResult | CallError:
     try:
         data = jsontext.loads(raw)
     except jsontext.TooDeep as exc:
-        raise FrameError(_readable_id(raw), FORMAT_VIOLATION, str(exc)) from None
+        raise FrameError(_readable_id(raw), RPC_FRAMEWORK_ERROR, str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise FrameError(_readable_id(raw), FORMAT_VIOLATION, "Message is not valid JSON",
+        raise FrameError(_readable_id(raw), RPC_FRAMEWORK_ERROR, "Message is not valid JSON",
                          {"cause": str(exc)}) from exc
     if not isinstance(data, list) or not data:
-        raise FrameError("-1", FORMAT_VIOLATION, "An OCPP-J message must be a JSON array")
+        raise FrameError("-1", RPC_FRAMEWORK_ERROR, "An OCPP-J message must be a JSON array")
     unique_id = data[1] if len(data) > 1 and isinstance(data[1], str) else "-1"
     if len(data) > 1 and not isinstance(data[1], str):
-        raise FrameError("-1", FORMAT_VIOLATION, "UniqueId must be a string")
+        raise FrameError("-1", RPC_FRAMEWORK_ERROR, "UniqueId must be a string")
     if len(unique_id) > MAX_UNIQUE_ID:
-        raise FrameError("-1", FORMAT_VIOLATION,
+        raise FrameError("-1", RPC_FRAMEWORK_ERROR,
                          f"UniqueId must be a string of at most {MAX_UNIQUE_ID} characters",
                          {"cause": f"a uniqueId of {len(unique_id)} characters"})
     type_id = data[0]
     if len(data) > 1 and not isinstance(data[1], str):
-        raise FrameError("-1", FORMAT_VIOLATION, "UniqueId must be a string")
+        raise FrameError("-1", RPC_FRAMEWORK_ERROR, "UniqueId must be a string")
     if type_id == MessageType.Call:
         if len(data) != 4:
-            raise FrameError(unique_id, FORMAT_VIOLATION,
+            raise FrameError(unique_id, RPC_FRAMEWORK_ERROR,
                              "A CALL has exactly 4 elements: [2, uniqueId, action, payload]")
         if not isinstance(data[2], str):
-            raise FrameError(unique_id, FORMAT_VIOLATION, "Action must be a string")
+            raise FrameError(unique_id, RPC_FRAMEWORK_ERROR, "Action must be a string")
         if not isinstance(data[3], dict):
             raise FrameError(unique_id, FORMAT_VIOLATION, "Payload must be a JSON object")
         return Call(data[1], data[2], data[3])
     if type_id == MessageType.CallResult:
         if len(data) != 3:
-            raise FrameError(unique_id, FORMAT_VIOLATION, "A CALLRESULT has 3 elements")
+            raise FrameError(unique_id, RPC_FRAMEWORK_ERROR, "A CALLRESULT has 3 elements")
         return CallResult(data[1], data[2])
     if type_id == MessageType.CallError:
         if len(data) != 5:
-            raise FrameError(unique_id, FORMAT_VIOLATION, "A CALLERROR has 5 elements")
+            raise FrameError(unique_id, RPC_FRAMEWORK_ERROR, "A CALLERROR has 5 elements")
         return CallError(data[1], data[2], data[3], data[4])
-    raise FrameError(unique_id, "ProtocolError", f"Unknown MessageTypeId {type_id!r}")
+    raise FrameError(unique_id, MESSAGE_TYPE_NOT_SUPPORTED, f"Unknown MessageTypeId {type_id!r}")
 
 
 _LEADING_ID = re.compile(rf'\s*\[\s*[234]\s*,\s*"([^"\\]{{1,{MAX_UNIQUE_ID}}})"')

@@ -42,6 +42,8 @@ class StationView(BaseModel):
     securityProfileSource: Literal["station", "default"]
     lastSeen: str | None
     lastBootAt: str | None
+    # "1.6" or "2.0.1": the version of the open connection; None while disconnected
+    ocppVersion: str | None
     connectors: list[ConnectorView]
 
     @classmethod
@@ -61,6 +63,7 @@ class StationView(BaseModel):
             securityProfile=station.profile(default_profile),
             securityProfileSource="default" if station.security_profile is None else "station",
             lastSeen=isoformat(last_seen), lastBootAt=isoformat(station.last_boot_at),
+            ocppVersion=live.version.name if live else None,
             connectors=[ConnectorView(
                 connectorId=c.connector_id, status=c.status, errorCode=c.error_code,
                 info=c.info, vendorErrorCode=c.vendor_error_code,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from ocpp.v16.enums import Action
 
-from csms.ocpp.framing import FORMAT_VIOLATION, OCCURRENCE_VIOLATION
+from csms.ocpp.framing import (
+    FORMAT_VIOLATION,
+    MESSAGE_TYPE_NOT_SUPPORTED,
+    OCCURRENCE_VIOLATION,
+    RPC_FRAMEWORK_ERROR,
+)
 from csms.ocpp.v16 import mapping
 from csms.ocpp.v16.handlers import handler_table
 from csms.ocpp.version import OcppVersion
@@ -15,7 +20,10 @@ VERSION = OcppVersion(
     actions=frozenset(action.value for action in Action),
     # OCPP-J 1.6 §4.2.3 spells these two differently from 2.0.1 (and "Occurence" with one r).
     error_codes={FORMAT_VIOLATION: "FormationViolation",
-                 OCCURRENCE_VIOLATION: "OccurenceConstraintViolation"},
+                 OCCURRENCE_VIOLATION: "OccurenceConstraintViolation",
+                 # 2.0.1 names framing faults apart; 1.6 has only these two for them.
+                 RPC_FRAMEWORK_ERROR: "FormationViolation",
+                 MESSAGE_TYPE_NOT_SUPPORTED: "ProtocolError"},
     handlers=handler_table,
     remote_start=mapping.remote_start,
     remote_stop=mapping.remote_stop,

@@ -1,0 +1,128 @@
+"""OCPP 2.0.1 handlers: one per action the central system answers.
+
+Each maps the payload (snake_case keyword arguments, already schema-checked by the session) to
+domain values, calls the `ChargingService`, and returns the library's 2.0.1 call_result
+dataclass. Device-model and security reports are answered and logged, not stored (yet).
+TransactionEvent is not handled yet: the session answers it NotSupported.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ocpp.routing import create_route_map, on
+from ocpp.v201 import call_result
+from ocpp.v201.enums import Action, DataTransferStatusEnumType, RegistrationStatusEnumType
+
+from csms.charging import ChargingService
+from csms.domain import isoformat, parse_timestamp, utcnow
+from csms.ocpp.v201 import mapping
+from csms.ocpp.version import Handler, StationContext
+from csms.settings import OcppSettings
+
+log = logging.getLogger(__name__)
+
+
+class Handlers:
+    """The 2.0.1 handlers of one connection, routed with the library's `@on`."""
+
+    def __init__(self, context: StationContext, service: ChargingService,
+                 settings: OcppSettings) -> None:
+        self.context = context
+        self.id = context.station_id
+        self.service = service
+        self.heartbeat_interval = settings.heartbeat_interval
+        # evseId -> connectorId -> status on this connection: an EVSE's status folds them.
+        self.connectors: dict[int, dict[int, str]] = {}
+
+    @on(Action.boot_notification)
+    async def on_boot_notification(self, charging_station: dict[str, Any], reason: str,
+                                   **kwargs: Any) -> call_result.BootNotification:
+        await self.service.boot(
+            self.id, vendor=charging_station["vendor_name"], model=charging_station["model"],
+            serial_number=charging_station.get("serial_number"),
+            firmware_version=charging_station.get("firmware_version"))
+        log.info("%s: BootNotification (%s)", self.id, reason)
+        return call_result.BootNotification(current_time=isoformat(utcnow()),
+                                            interval=self.heartbeat_interval,
+                                            status=RegistrationStatusEnumType.accepted)
+
+    @on(Action.heartbeat)
+    async def on_heartbeat(self, **kwargs: Any) -> call_result.Heartbeat:
+        await self.service.heartbeat(self.id)
+        return call_result.Heartbeat(current_time=isoformat(utcnow()))
+
+    @on(Action.status_notification)
+    async def on_status_notification(self, timestamp: str, connector_status: str, evse_id: int,
+                                     connector_id: int, **kwargs: Any,
+                                     ) -> call_result.StatusNotification:
+        connectors = self.connectors.setdefault(evse_id, {})
+        connectors[connector_id] = connector_status
+        status = mapping.evse_status(connectors)
+        await self.service.connector_status(
+            self.id, evse_id, status=status, error_code=mapping.error_code(status),
+            info=f"connector {connector_id}: {connector_status}" if len(connectors) > 1
+            else None, vendor_error_code=None, timestamp=parse_timestamp(timestamp))
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    async def on_authorize(self, id_token: dict[str, Any], **kwargs: Any,
+                           ) -> call_result.Authorize:
+        auth = await self.service.authorize(self.id, id_token["id_token"])
+        return call_result.Authorize(id_token_info=mapping.id_token_info(auth))
+
+    @on(Action.meter_values)
+    async def on_meter_values(self, evse_id: int, meter_value: list[dict[str, Any]],
+                              **kwargs: Any) -> call_result.MeterValues:
+        await self.service.meter_values(
+            self.id, connector_id=evse_id, transaction_id=None,
+            values=mapping.meter_values(self.id, evse_id, meter_value))
+        return call_result.MeterValues()
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:
+        log.info("%s: DataTransfer from vendor %s (%s)", self.id, vendor_id,
+                 kwargs.get("message_id"))
+        return call_result.DataTransfer(status=DataTransferStatusEnumType.unknown_vendor_id)
+
+    @on(Action.firmware_status_notification)
+    async def on_firmware_status(self, status: str, **kwargs: Any,
+                                 ) -> call_result.FirmwareStatusNotification:
+        self.context.firmware_status = status
+        return call_result.FirmwareStatusNotification()
+
+    @on(Action.log_status_notification)
+    async def on_log_status(self, status: str, **kwargs: Any,
+                            ) -> call_result.LogStatusNotification:
+        self.context.diagnostics_status = status  # 2.0.1's log upload is 1.6's diagnostics
+        return call_result.LogStatusNotification()
+
+    @on(Action.security_event_notification)
+    async def on_security_event(self, type: str, timestamp: str, **kwargs: Any,
+                                ) -> call_result.SecurityEventNotification:
+        log.warning("%s: security event %s at %s (%s)", self.id, type, timestamp,
+                    kwargs.get("tech_info"))
+        return call_result.SecurityEventNotification()
+
+    @on(Action.notify_event)
+    async def on_notify_event(self, generated_at: str, seq_no: int,
+                              event_data: list[dict[str, Any]], **kwargs: Any,
+                              ) -> call_result.NotifyEvent:
+        log.info("%s: NotifyEvent #%d with %d event(s)", self.id, seq_no, len(event_data))
+        return call_result.NotifyEvent()
+
+    @on(Action.notify_report)
+    async def on_notify_report(self, request_id: int, generated_at: str, seq_no: int,
+                               **kwargs: Any) -> call_result.NotifyReport:
+        log.info("%s: NotifyReport %d part %d (%d item(s))", self.id, request_id, seq_no,
+                 len(kwargs.get("report_data") or ()))
+        return call_result.NotifyReport()
+
+
+def handler_table(context: StationContext, service: ChargingService,
+                  settings: OcppSettings) -> dict[str, Handler]:
+    """action -> bound handler, from the library's route map of `@on` methods."""
+    routes = create_route_map(Handlers(context, service, settings))
+    return {getattr(action, "value", action): route["_on_action"]
+            for action, route in routes.items() if "_on_action" in route}

@@ -1,0 +1,96 @@
+"""OCPP 2.0.1 payloads <-> version-neutral domain values.
+
+EVSE and connector: our domain connector is what a driver picks and a transaction runs on. In
+2.0.1 that is the EVSE (one charging session per EVSE; RequestStartTransaction names an evseId,
+not a connector), so the domain connector id IS the evseId, and evseId 0 is the station as a
+whole, like 1.6's connector 0. The connectors of one EVSE (a CCS and a CHAdeMO cable, say) are
+folded into the EVSE's status by `evse_status`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from ocpp.v201 import datatypes
+
+from csms.commands import CommandUnsupported
+from csms.domain import (
+    ENERGY_REGISTER,
+    MAX_REGISTER_WH,
+    MeterValue,
+    isoformat,
+    parse_timestamp,
+)
+from csms.events import Authorization
+from csms.ocpp.version import Payload
+
+# Which connector state an EVSE shows when its connectors differ: a busy one first (the EVSE
+# cannot start another session), then the most usable.
+_EVSE_PRECEDENCE = ("Occupied", "Reserved", "Available", "Unavailable", "Faulted")
+_ENERGY_UNITS = {"kWh": "Wh", "kvarh": "varh"}
+
+
+def evse_status(connectors: Mapping[int, str]) -> str:
+    """The EVSE's status from its connectors' ConnectorStatusEnumType values."""
+    states = set(connectors.values())
+    return next((s for s in _EVSE_PRECEDENCE if s in states), "Unavailable")
+
+
+def error_code(status: str) -> str:
+    """2.0.1 StatusNotification carries no error code (faults arrive as NotifyEvent); the
+    domain's connector keeps the 1.6 vocabulary."""
+    return "OtherError" if status == "Faulted" else "NoError"
+
+
+def id_token_info(auth: Authorization) -> datatypes.IdTokenInfoType:
+    group = None
+    if auth.parent_id_tag:
+        group = datatypes.IdTokenType(id_token=auth.parent_id_tag, type="Central")
+    return datatypes.IdTokenInfoType(status=auth.status, group_id_token=group,
+                                     cache_expiry_date_time=isoformat(auth.expiry_date))
+
+
+def meter_values(station_id: str, evse_id: int,
+                 meter_value: Iterable[dict[str, Any]]) -> list[MeterValue]:
+    """Flatten 2.0.1 meterValue[] (snake_case keys) into domain values, like 1.6's.
+
+    Defaults per 2.0.1: measurand Energy.Active.Import.Register, unitOfMeasure Wh with
+    multiplier 0. The value is scaled by 10^multiplier, and kWh (kvarh) becomes Wh (varh), so
+    every stored energy value has one unit. Raises InvalidTimestamp for a bad timestamp."""
+    values: list[MeterValue] = []
+    for entry in meter_value:
+        at = parse_timestamp(entry["timestamp"])
+        for sample in entry.get("sampled_value", []):
+            unit_of_measure = sample.get("unit_of_measure") or {}
+            value, unit = _scaled(sample["value"], unit_of_measure.get("unit") or "Wh",
+                                  unit_of_measure.get("multiplier") or 0)
+            values.append(MeterValue(
+                station_id=station_id, connector_id=evse_id, transaction_id=None, timestamp=at,
+                value=value, measurand=sample.get("measurand") or ENERGY_REGISTER, unit=unit,
+                context=sample.get("context"), phase=sample.get("phase"),
+                location=sample.get("location"), format=None))
+    return values
+
+
+def _scaled(number: float | int, unit: str, multiplier: int) -> tuple[str, str]:
+    """The value as decimal text in the stored unit; as sent when scaling would give no
+    number a meter could show."""
+    raw = Decimal(str(number))
+    factor = 3 if unit in _ENERGY_UNITS else 0
+    try:
+        scaled = raw.scaleb(multiplier + factor)
+    except ArithmeticError:
+        return format(raw.normalize(), "f"), unit
+    if not scaled.is_finite() or abs(scaled) > MAX_REGISTER_WH:
+        return format(raw.normalize(), "f"), unit
+    return format(scaled.normalize(), "f"), _ENERGY_UNITS.get(unit, unit)
+
+
+def remote_start(connector_id: int, id_tag: str) -> Payload:
+    raise CommandUnsupported("RequestStartTransaction is not built for OCPP 2.0.1 stations yet")
+
+
+def remote_stop(transaction_id: int) -> Payload:
+    raise CommandUnsupported("RequestStopTransaction is not built for OCPP 2.0.1 stations yet")

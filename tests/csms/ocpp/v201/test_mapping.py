@@ -1,0 +1,44 @@
+"""2.0.1 payload mapping: EVSE status folding and sampled values in domain units."""
+
+from __future__ import annotations
+
+import pytest
+
+from csms.events import Authorization
+from csms.ocpp.v201 import mapping
+
+
+@pytest.mark.parametrize(("connectors", "status"), [
+    ({1: "Available"}, "Available"),
+    ({1: "Occupied", 2: "Unavailable"}, "Occupied"),
+    ({1: "Faulted", 2: "Available"}, "Available"),
+    ({1: "Faulted", 2: "Unavailable"}, "Unavailable"),
+    ({1: "Reserved", 2: "Available"}, "Reserved"),
+])
+def test_an_evse_shows_its_most_telling_connector(connectors: dict[int, str],
+                                                   status: str) -> None:
+    assert mapping.evse_status(connectors) == status
+
+
+def sampled(value: float, **extra: object) -> list[dict]:
+    return [{"timestamp": "2026-11-22T10:00:00Z", "sampled_value": [{"value": value, **extra}]}]
+
+
+@pytest.mark.parametrize(("sample", "value", "unit"), [
+    (sampled(1234), "1234", "Wh"),
+    (sampled(12.5, unit_of_measure={"unit": "kWh"}), "12500", "Wh"),
+    (sampled(12.5, unit_of_measure={"unit": "Wh", "multiplier": 3}), "12500", "Wh"),
+    (sampled(7.4, unit_of_measure={"unit": "W", "multiplier": 3}), "7400", "W"),
+    (sampled(230.1, unit_of_measure={"unit": "V"}), "230.1", "V"),
+    (sampled(1e300, unit_of_measure={"unit": "kWh"}), "1" + "0" * 300, "kWh"),
+])
+def test_sampled_values_in_domain_units(sample: list[dict], value: str, unit: str) -> None:
+    [meter] = mapping.meter_values("CP", 2, sample)
+    assert (meter.value, meter.unit, meter.connector_id) == (value, unit, 2)
+    assert meter.measurand == "Energy.Active.Import.Register" or unit in ("W", "V")
+
+
+def test_id_token_info_carries_the_group_token() -> None:
+    info = mapping.id_token_info(Authorization("Accepted", None, "FLEET-1"))
+    assert info.status == "Accepted"
+    assert info.group_id_token is not None and info.group_id_token.id_token == "FLEET-1"
