@@ -30,7 +30,10 @@ from csms.passwords import verify_password
 log = logging.getLogger(__name__)
 
 # The versions we speak, newest first; a station that offers no subprotocol speaks the default.
-VERSIONS: tuple[OcppVersion, ...] = (v201.VERSION, v16.VERSION)
+# In order of preference. 1.6 first while 2.0.1 has no transactions yet (TransactionEvent,
+# RequestStartTransaction and billing come with the rest of issue 11): a station that offers
+# both must stay billable. A station that offers only ocpp2.0.1 is served 2.0.1.
+VERSIONS: tuple[OcppVersion, ...] = (v16.VERSION, v201.VERSION)
 DEFAULT_VERSION = v16.VERSION
 SUPPORTED_SUBPROTOCOLS = tuple(version.subprotocol for version in VERSIONS)
 
@@ -75,7 +78,7 @@ def _offered(request: web.Request) -> list[str]:
 
 
 def negotiate(offered: list[str]) -> OcppVersion | None:
-    """The newest version we speak among those offered; None when there is none."""
+    """Our preferred version among those offered (see VERSIONS); None when there is none."""
     return next((v for v in VERSIONS if v.subprotocol in offered), None)
 
 

@@ -30,7 +30,7 @@ async def test_a_station_offering_several_versions_gets_one_we_speak(ws_url: str
         assert ws.subprotocol == "ocpp1.6"
 
 
-def test_the_newest_version_we_speak_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_preferred_version_we_speak_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     newer = dataclasses.replace(v16.VERSION, name="9.9", subprotocol="ocpp9.9")
     monkeypatch.setattr(endpoint, "VERSIONS", (newer, v16.VERSION))
     assert endpoint.negotiate(["ocpp1.6", "ocpp9.9"]) is newer
