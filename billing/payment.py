@@ -15,7 +15,7 @@ concurrent refunds re-decide instead of overrunning what was paid.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from billing.models import (
@@ -127,19 +127,26 @@ async def charge_created(store: BillingStore, key: str, raw: dict[str, Any] | No
     compare-and-set, its identifiers and QR code (`ids`) on the session, so a crash leaves both
     or neither. The payment stays PENDING until the charge is seen paid. None when the
     operation is not a PENDING CHARGE (recorded already): nothing changes then."""
+    return await _settle(store, key, OperationType.CHARGE, lambda session, op: ids, raw)
+
+
+async def _settle(store: BillingStore, key: str, kind: OperationType,
+                  changes: Callable[[Session, Operation], dict[str, Any]],
+                  raw: dict[str, Any] | None) -> Session | None:
+    """PENDING operation `key` of `kind` -> SUCCEEDED together with `changes(session, op)` on
+    its session, at the version they were decided on (decided again when the session moved
+    meanwhile). None when the operation is not a PENDING one of `kind`: nothing changes."""
     while True:
         op = await store.get_operation(key)
-        if op is None or op.type != OperationType.CHARGE or \
-                op.status != OperationStatus.PENDING:
+        if op is None or op.type != kind or op.status != OperationStatus.PENDING:
             return None
         session = await store.get_session(op.session_id)
         if session is None:
             return None
         settled = await store.settle_operation(key, session_version=session.version,
-                                               changes=ids, raw=raw)
+                                               changes=changes(session, op), raw=raw)
         if settled is not None:
             return settled
-        # the session moved since it was read (a stop, say): record it on the fresh version
 
 
 # refunds -----------------------------------------------------------------------------------------
@@ -225,19 +232,8 @@ async def settle_refund(store: BillingStore, key: str, raw: dict[str, Any] | Non
     compare-and-set, the session's refunded total and payment status (`after_refund`).
     Returns the session, or None when the operation is not a PENDING REFUND (already settled,
     failed, unknown): nothing changes then, so a refund is never counted twice."""
-    while True:
-        op = await store.get_operation(key)
-        if op is None or op.type != OperationType.REFUND or \
-                op.status != OperationStatus.PENDING:
-            return None
-        session = await store.get_session(op.session_id)
-        if session is None:
-            return None
-        settled = await store.settle_operation(key, session_version=session.version,
-                                               changes=after_refund(session, op.amount), raw=raw)
-        if settled is not None:
-            return settled
-        # settled meanwhile (then the next read returns None) or the session moved: again
+    return await _settle(store, key, OperationType.REFUND,
+                         lambda session, op: after_refund(session, op.amount), raw)
 
 
 async def reopen(store: BillingStore, key: str) -> bool:
