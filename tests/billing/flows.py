@@ -16,7 +16,7 @@ from ocpp.v16 import call
 from tests.conftest import make_settings
 from tests.support.fake_pagarme import FakePagarme
 from tests.support.pagarme import SECRET_KEY, start_fake_pagarme
-from tests.support.stations import FakeStation, basic_auth
+from tests.support.stations import FakeStation, basic_auth, station
 from tests.support.wait import eventually
 from tests.support.wallets import APPLE_MERCHANT
 from web.app import create_app
@@ -153,3 +153,30 @@ async def card_session(env: Env, cp: FakeStation, energy_wh: int = 12345) -> str
     await cp.call(stop_tx(tx_id, energy_wh))
     await env.wait_session(sid, "COMPLETED", "CAPTURED")
     return str(sid)
+
+
+def meter(tx_id: int, wh: int, at: str) -> call.MeterValues:
+    return call.MeterValues(connector_id=1, transaction_id=tx_id, meter_value=[
+        {"timestamp": at, "sampledValue": [{"value": str(wh)}]}])
+
+
+def stop_at(tx_id: int, wh: int, at: str) -> call.StopTransaction:
+    return call.StopTransaction(meter_stop=wh, timestamp=at, transaction_id=tx_id,
+                                reason="Local")
+
+
+async def hijacked(env: Env, amount: int = 5000) -> tuple[str, int]:
+    """A card session charging 3,000 Wh; then a second client connects as the same station id
+    (it replaces the first) and reports 2,000,000 Wh five seconds later."""
+    async with station(env.ws_url, "EVSE-001") as cp:
+        await ready_station(env, cp)
+        _, started = await env.post("/charge/start", start_body(amount=amount))
+        sid = started["sessionId"]
+        tx_id = await charge(env, cp, sid)  # started 10:00:00
+        await cp.call(meter(tx_id, 3000, "2026-11-22T10:10:00Z"))
+        async with station(env.ws_url, "EVSE-001") as impostor:
+            await impostor.call(meter(tx_id, 2_000_000, "2026-11-22T10:10:04Z"))
+            running = await env.session(sid)
+            assert (running["status"], running["energyWh"]) == ("CHARGING", 3000)
+            await impostor.call(stop_at(tx_id, 2_000_000, "2026-11-22T10:10:05Z"))
+    return sid, tx_id

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from ocpp.v16 import call
 
-from tests.billing.flows import T0, Env, charge, open_env, ready_station, start_body
+from tests.billing.flows import T0, Env, charge, meter, open_env, ready_station, start_body
 from tests.support.stations import station
 from tests.support.wait import eventually
 
@@ -21,11 +21,6 @@ from tests.support.wait import eventually
 async def env(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[Env]:
     async with open_env("sandbox", tmp_path, aiohttp_server, {}) as env:
         yield env
-
-
-def meter(tx_id: int, wh: int, at: str) -> call.MeterValues:
-    return call.MeterValues(connector_id=1, transaction_id=tx_id, meter_value=[
-        {"timestamp": at, "sampledValue": [{"value": str(wh)}]}])
 
 
 async def test_a_transaction_the_station_lost_does_not_lock_the_connector(env: Env) -> None:

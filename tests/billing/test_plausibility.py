@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ocpp.v16 import call
 
-from tests.billing.flows import Env, charge, ops, paid_pix_charging, ready_station, start_body
+from tests.billing.flows import (
+    Env,
+    charge,
+    hijacked,
+    ops,
+    paid_pix_charging,
+    ready_station,
+    start_body,
+    stop_at,
+)
 from tests.billing.flows import open_env as open_flow_env
 from tests.support.stations import station
 from tests.support.wait import eventually
@@ -23,37 +31,10 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path, aiohttp_server: An
         yield env
 
 
-def meter(tx_id: int, wh: int, at: str) -> call.MeterValues:
-    return call.MeterValues(connector_id=1, transaction_id=tx_id, meter_value=[
-        {"timestamp": at, "sampledValue": [{"value": str(wh)}]}])
-
-
-def stop_at(tx_id: int, wh: int, at: str) -> call.StopTransaction:
-    return call.StopTransaction(meter_stop=wh, timestamp=at, transaction_id=tx_id,
-                                reason="Local")
-
-
 async def metric(env: Env, name: str) -> str:
     async with env.http.get(env.url + "/metrics") as resp:
         text = await resp.text()
     return "\n".join(line for line in text.splitlines() if line.startswith(name))
-
-
-async def hijacked(env: Env, amount: int = 5000) -> tuple[str, int]:
-    """A card session charging 3,000 Wh; then a second client connects as the same station id
-    (it replaces the first) and reports 2,000,000 Wh five seconds later."""
-    async with station(env.ws_url, "EVSE-001") as cp:
-        await ready_station(env, cp)
-        _, started = await env.post("/charge/start", start_body(amount=amount))
-        sid = started["sessionId"]
-        tx_id = await charge(env, cp, sid)  # started 10:00:00
-        await cp.call(meter(tx_id, 3000, "2026-11-22T10:10:00Z"))
-        async with station(env.ws_url, "EVSE-001") as impostor:
-            await impostor.call(meter(tx_id, 2_000_000, "2026-11-22T10:10:04Z"))
-            running = await env.session(sid)
-            assert (running["status"], running["energyWh"]) == ("CHARGING", 3000)
-            await impostor.call(stop_at(tx_id, 2_000_000, "2026-11-22T10:10:05Z"))
-    return sid, tx_id
 
 
 async def test_implausible_energy_waits_for_review_and_captures_nothing(env: Env) -> None:

@@ -13,6 +13,7 @@ from billing.models import (
     JobStatus,
     OperationStatus,
     OperationType,
+    SessionStatus,
 )
 from csms.domain import isoformat, utcnow
 from web.dashboard import reads
@@ -69,5 +70,6 @@ async def overview(request: web.Request) -> web.Response:
         faults=[(sid, c) for sid, c in connectors
                 if c.status == "Faulted" or c.errorCode != "NoError"],
         live_sessions=await reads.sessions(request, statuses=ACTIVE_SESSION_STATUSES),
+        in_review=await reads.sessions(request, statuses={SessionStatus.REVIEW}),
         energy_today=sum(tx.energyWh for tx in today), charging=charging,
         money=await money_today(request, since), since=cutoff)

@@ -80,6 +80,31 @@ async def refund(request: web.Request) -> web.Response:
     raise see_other(request, "dash_session", session_id=session_id)
 
 
+@routes.post("/sessions/{session_id}/review", name="dash_review")
+@form_post("Dashboard: decide what a session in REVIEW owes (form)")
+async def review(request: web.Request) -> web.Response:
+    """An operator's decision on implausible energy: charge an amount (currency units), or
+    nothing; billing caps it at what was reserved and releases or refunds the rest."""
+    session_id = request.match_info["session_id"]
+    form = await request.post()
+    cents: int | None = None
+    if form.get("decision") == "capture":
+        try:
+            cents = to_cents(str(form.get("amount", "")))
+        except ValueError:
+            cents = -1
+        if cents <= 0:
+            await flash(request, "error", "Review: enter the amount owed, such as 5.00")
+            raise see_other(request, "dash_session", session_id=session_id)
+    try:
+        done = await request.config_dict[BILLING].review(session_id, cents)
+    except BillingError as exc:
+        await flash(request, "error", f"Review refused: {exc.message}")
+    else:
+        await flash(request, "ok", f"Decided: the session is {done.status.value.lower()}")
+    raise see_other(request, "dash_session", session_id=session_id)
+
+
 def chart_series(tx: TransactionDetail) -> dict[str, list[float | None]]:
     """uPlot columns: time (epoch s), energy delivered (kWh) and power (kW), from unphased
     readings, with the start (0 kWh) and the stop (meterStop) as energy points."""

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from ocpp.v16 import call
 
-from tests.billing.flows import T0, open_env
+from tests.billing.flows import T0, hijacked, open_env
 from tests.support.stations import station
 from tests.web.dashboard.conftest import TOKEN
 from web.dashboard.render import kwh, money
@@ -108,3 +108,25 @@ async def test_the_station_page_shows_the_effective_security_profile_and_whose(
             shown[station_id] = re.sub(r"<[^>]+>", "", found.group(1))
     assert shown == {"EVSE-OWN": "2 (TLS + Basic) (this station's own)",
                      "EVSE-DEF": "1 (HTTP Basic) (server default)"}
+
+
+async def test_an_operator_decides_a_session_in_review_from_the_dashboard(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    """Implausible energy parks a session in REVIEW: the overview lists it, its page offers
+    the decision, and charging 5.00 captures exactly that."""
+    async with open_env("sandbox", tmp_path, aiohttp_server, {}) as env, \
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        sid, _ = await hijacked(env)
+        await env.wait_session(sid, "REVIEW")
+        async with http.get(env.url + "/") as resp:
+            overview = await resp.text()
+        assert "Waiting for review" in overview and sid[:10] in overview
+        page_url = f"{env.url}/sessions/{sid}"
+        csrf = await _csrf(http, page_url)
+        async with http.get(page_url) as resp:
+            assert 'data-testid="review"' in await resp.text()
+        async with http.post(f"{page_url}/review", allow_redirects=False, data={
+                "csrf": csrf, "decision": "capture", "amount": "5.00"}) as resp:
+            assert resp.status == 303
+        done = await env.wait_session(sid, "COMPLETED", "CAPTURED")
+    assert done["payment"]["capturedAmount"] == 500
