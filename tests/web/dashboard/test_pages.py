@@ -8,7 +8,7 @@ import re
 from ocpp.v16 import call
 from playwright.async_api import expect
 
-from tests.billing.flows import Env, charge, ready_station, start_body, stop_tx
+from tests.billing.flows import Env, charge, hijacked, ready_station, start_body, stop_tx
 from tests.support.stations import station
 from tests.web.dashboard.conftest import TOKEN, Browser
 
@@ -127,3 +127,22 @@ async def test_running_cost_moves_live_then_the_capture_and_a_refund_show_in_the
         await expect(page.get_by_test_id("captured-today")).to_contain_text("8.00")
         await page.set_viewport_size({"width": 390, "height": 844})
         await browser.shot("overview-phone")
+
+
+async def test_an_operator_decides_a_session_in_review(env: Env, browser: Browser) -> None:
+    """Implausible energy: the overview lists the session; its page charges what is owed."""
+    sid, _ = await hijacked(env)
+    await env.wait_session(sid, "REVIEW")
+    await browser.sign_in()
+    await browser.goto("/")
+    await expect(browser.page.locator("#review-sessions")).to_contain_text(sid[:10])
+    await browser.shot("overview-review")
+    await browser.goto(f"/sessions/{sid}")
+    review = browser.page.get_by_test_id("review")
+    await expect(review).to_contain_text("implausible energy")
+    await browser.shot("session-review")
+    await review.locator("input[name=amount]").fill("5.00")
+    await review.get_by_role("button", name="Charge", exact=True).click()
+    await expect(browser.page.locator(".flash")).to_contain_text("completed")
+    done = await env.wait_session(sid, "COMPLETED", "CAPTURED")
+    assert done["payment"]["capturedAmount"] == 500
