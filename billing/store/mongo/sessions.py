@@ -30,8 +30,7 @@ from billing.store.mongo.base import (
     session_fields,
     session_from,
 )
-from billing.store.sqlite.rows import _check_value, _session_changes
-from billing.store.sqlite.sessions import DuplicateSession
+from billing.store.values import DuplicateSession, check_session_changes, check_session_value
 from csms.store.mongo_support import Document, compare_and_set, insert_once
 
 # (session, ops) -> (session, ops) to write, or None: nothing to write
@@ -40,7 +39,7 @@ Move = Callable[[Session, dict[str, Document]], tuple[Session, dict[str, Documen
 
 def _apply(session: Session, changes: dict[str, Any], **store_owned: Any) -> Session:
     """`changes` validated as the SQLite adapter validates them, then version + 1."""
-    _session_changes(changes)
+    check_session_changes(changes)
     for name, value in {**changes, **store_owned}.items():
         setattr(session, name, value)
     session.version += 1
@@ -64,7 +63,7 @@ class SessionCollection(BillingConnection):
 
     async def create_session(self, session: Session) -> None:
         for name in session_doc(session):
-            _check_value(name, getattr(session, name))
+            check_session_value(name, getattr(session, name))
         doc = {"_id": session.session_id, "rev": 0, "oid": ObjectId(),
                "created_at": session.created_at, **session_fields(session, {})}
         try:
@@ -104,7 +103,7 @@ class SessionCollection(BillingConnection):
 
     async def _transition(self, session_id: str, field: str | None, expected: Collection[str],
                           target: Any, changes: dict[str, Any]) -> Session | None:
-        _session_changes(changes)  # a bad change fails even when the status does not match
+        check_session_changes(changes)  # a bad change fails even when the status does not match
         wanted = set(expected)
 
         def move(session: Session, ops: dict[str, Document]) -> Any:
@@ -224,7 +223,7 @@ class SessionCollection(BillingConnection):
                                changes: dict[str, Any], raw: dict[str, Any] | None = None,
                                ) -> Session | None:
         rest = {k: v for k, v in changes.items() if k != "payment_status"}
-        _session_changes(rest)
+        check_session_changes(rest)
         owned = ({"payment_status": PaymentStatus(changes["payment_status"])}
                  if "payment_status" in changes else {})
         settled = False

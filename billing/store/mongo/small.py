@@ -7,7 +7,7 @@ from typing import Any
 
 from billing.models import SavedCard
 from billing.store.mongo.base import CARDS, TARIFFS, WEBHOOKS, BillingConnection, now
-from billing.store.sqlite.rows import _check_decimal_text
+from billing.store.values import check_decimal_text
 from csms.store.mongo_support import insert_once, utc_req
 
 
@@ -35,8 +35,8 @@ class SmallCollections(BillingConnection):
 
     async def set_station_tariff(self, station_id: str, price_per_kwh: str,
                                  fixed_connection_fee: str) -> None:
-        _check_decimal_text("price_per_kwh", price_per_kwh)
-        _check_decimal_text("fixed_connection_fee", fixed_connection_fee)
+        check_decimal_text("price_per_kwh", price_per_kwh)
+        check_decimal_text("fixed_connection_fee", fixed_connection_fee)
         await self._coll(TARIFFS).update_one(
             {"_id": station_id},
             {"$set": {"tariff": {"price_per_kwh": price_per_kwh,

@@ -27,9 +27,10 @@ from billing.store.sqlite.jobs import JobTable
 from billing.store.sqlite.ledger import LedgerTable
 from billing.store.sqlite.receipts import ReceiptTable
 from billing.store.sqlite.schema import _MIGRATIONS, RECEIPT_COUNTER, SCHEMA_VERSION
-from billing.store.sqlite.sessions import DuplicateSession, SessionTable
+from billing.store.sqlite.sessions import SessionTable
 from billing.store.sqlite.tariffs import TariffTable
 from billing.store.sqlite.webhooks import WebhookTable
+from billing.store.values import DuplicateSession
 
 __all__ = [
     "RECEIPT_COUNTER",

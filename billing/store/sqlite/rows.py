@@ -3,13 +3,9 @@ thread."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
-import types
-import typing
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any
 
@@ -28,6 +24,7 @@ from billing.models import (
     SessionStatus,
     StopRequester,
 )
+from billing.store.values import SESSION_DATETIMES, SESSION_FIELDS, check_session_changes
 from csms.store.sqlite_support import dt, dt_req, ts
 
 # conversions ------------------------------------------------------------------------------------
@@ -37,17 +34,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-_SESSION_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Session))
-_SESSION_TYPES: dict[str, Any] = typing.get_type_hints(Session)
-_SESSION_COLUMNS = ", ".join(_SESSION_FIELDS)
-_SESSION_DATETIMES = frozenset(
-    name for name, hint in _SESSION_TYPES.items() if datetime in (hint, *typing.get_args(hint))
-)
-# Fields a caller may never set through changes: the key, the two CAS-guarded statuses (moved
-# only by their own transition_*), and what the store owns (timestamps, version).
-_PROTECTED_FIELDS = frozenset(
-    {"session_id", "status", "payment_status", "created_at", "updated_at", "version"}
-)
+_SESSION_COLUMNS = ", ".join(SESSION_FIELDS)
 
 _OPERATION_COLUMNS = (
     "session_id, seq, type, amount, status, idempotency_key, created_at, updated_at, error,"
@@ -72,51 +59,15 @@ def _db_value(value: Any) -> Any:
     return value
 
 
-def _check_value(name: str, value: Any) -> None:
-    """Reject a value that does not fit the Session field's type (floats for cents, etc.)."""
-    hint = _SESSION_TYPES[name]
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    for kind in allowed:
-        if kind is type(None):
-            if value is None:
-                return
-        elif kind is int:
-            if isinstance(value, int) and not isinstance(value, bool):
-                return
-        elif isinstance(kind, type) and issubclass(kind, Enum):
-            if isinstance(value, str) and value in kind._value2member_map_:
-                return
-        elif isinstance(value, kind):
-            return
-    raise ValueError(f"invalid value for session field {name!r}: {value!r}")
-
-
-def _check_decimal_text(name: str, value: Any) -> None:
-    """A tariff value must be a string holding a finite, non-negative decimal ("1.50")."""
-    try:
-        amount = Decimal(value) if isinstance(value, str) else None
-    except InvalidOperation:
-        amount = None
-    if amount is None or not amount.is_finite() or amount < 0:
-        raise ValueError(f"{name} must be a non-negative decimal string: {value!r}")
-
-
 def _session_changes(changes: dict[str, Any]) -> list[tuple[str, Any]]:
-    """Validate `changes` (Session field names and values) and return (column, db value)."""
-    unknown = sorted(set(changes) - set(_SESSION_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown session fields: {', '.join(unknown)}")
-    protected = sorted(set(changes) & _PROTECTED_FIELDS)
-    if protected:
-        raise ValueError(f"session fields not settable here: {', '.join(protected)}")
-    for name, value in changes.items():
-        _check_value(name, value)
+    """Check `changes` (Session field names and values) and return (column, db value)."""
+    check_session_changes(changes)
     return [(name, _db_value(value)) for name, value in changes.items()]
 
 
 def _session(row: sqlite3.Row) -> Session:
-    values: dict[str, Any] = {name: row[name] for name in _SESSION_FIELDS}
-    for name in _SESSION_DATETIMES:
+    values: dict[str, Any] = {name: row[name] for name in SESSION_FIELDS}
+    for name in SESSION_DATETIMES:
         values[name] = dt(values[name])
     values["method"] = Method(values["method"])
     values["status"] = SessionStatus(values["status"])

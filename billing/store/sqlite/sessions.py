@@ -14,29 +14,24 @@ from billing.models import (
 from billing.store.sqlite.base import SqliteConnection
 from billing.store.sqlite.rows import (
     _SESSION_COLUMNS,
-    _SESSION_FIELDS,
-    _check_value,
     _db_value,
     _load_session,
     _now,
     _session,
     _session_changes,
 )
+from billing.store.values import SESSION_FIELDS, DuplicateSession, check_session_value
 from csms.store.sqlite_support import ts
-
-
-class DuplicateSession(ValueError):
-    """create_session: a session with this session_id or id_tag already exists."""
 
 
 class SessionTable(SqliteConnection):
     async def create_session(self, session: Session) -> None:
         """Insert; raises DuplicateSession when session_id or id_tag is taken, ValueError when
         a field does not fit its type (a float amount, an unknown status...)."""
-        for name in _SESSION_FIELDS:
-            _check_value(name, getattr(session, name))
-        values = [_db_value(getattr(session, name)) for name in _SESSION_FIELDS]
-        placeholders = ", ".join("?" for _ in _SESSION_FIELDS)
+        for name in SESSION_FIELDS:
+            check_session_value(name, getattr(session, name))
+        values = [_db_value(getattr(session, name)) for name in SESSION_FIELDS]
+        placeholders = ", ".join("?" for _ in SESSION_FIELDS)
 
         def op(conn: sqlite3.Connection) -> None:
             try:

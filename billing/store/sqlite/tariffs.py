@@ -5,10 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 from billing.store.sqlite.base import SqliteConnection
-from billing.store.sqlite.rows import (
-    _check_decimal_text,
-    _now,
-)
+from billing.store.sqlite.rows import _now
+from billing.store.values import check_decimal_text
 from csms.store.sqlite_support import ts
 
 
@@ -32,7 +30,7 @@ class TariffTable(SqliteConnection):
             ("price_per_kwh", price_per_kwh),
             ("fixed_connection_fee", fixed_connection_fee),
         ):
-            _check_decimal_text(name, value)
+            check_decimal_text(name, value)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
