@@ -30,7 +30,6 @@ their HTTP status), `settled()` (wait until the terminals finished), `expire(ref
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import json
 import secrets
@@ -41,7 +40,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
-from aiohttp import web
+from aiohttp import BasicAuth, web
 
 DEFAULT_CARD_TOKEN = "991234567890123456"
 IDEMPOTENT_PATHS = frozenset({"/api/v1/payment", "/api/v1/capture", "/api/v1/refund",
@@ -194,13 +193,11 @@ class FakeCcv:
         return response
 
     def _authorized(self, header: str) -> bool:
-        if not header.startswith("Basic "):
-            return False
         try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            given = BasicAuth.decode(header, encoding="utf-8")
         except ValueError:
             return False
-        return user == self.api_key and password == ""
+        return given.login == self.api_key and given.password == ""
 
     # -- routes ----------------------------------------------------------------------------
 

@@ -36,7 +36,6 @@ kind: "orders", "capture", "cancel", "get"; plus "replays", "unauthorized", "inj
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import json
 import secrets
@@ -44,7 +43,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 
 PREFIX = "/core/v5"
 JSON_BODY = web.RequestKey("json_body", dict)
@@ -267,13 +266,11 @@ class FakePagarme:
         return response
 
     def _authorized(self, header: str) -> bool:
-        if not header.startswith("Basic "):
-            return False
         try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            given = BasicAuth.decode(header, encoding="utf-8")
         except ValueError:
             return False
-        return user == self.secret_key and password == ""
+        return given.login == self.secret_key and given.password == ""
 
     # -- routes ----------------------------------------------------------------------------
 

@@ -110,8 +110,9 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
 @contextlib.asynccontextmanager
 async def station(url: str, station_id: str, *, password: str | None = None,
                   subprotocols: list[str] | None = None,
-                  cls: type[FakeStation] = FakeStation) -> AsyncIterator[FakeStation]:
-    """Connect a FakeStation, run its receive loop, and disconnect at the end."""
+                  cls: type[Any] = FakeStation) -> AsyncIterator[Any]:
+    """Connect a charge point of class `cls` (the `ocpp` library's client: a FakeStation unless
+    told), run its receive loop, and disconnect at the end."""
     headers = basic_auth(station_id, password) if password is not None else None
     protocols = ["ocpp1.6"] if subprotocols is None else subprotocols
     async with connect(f"{url}/{station_id}", subprotocols=protocols or None,

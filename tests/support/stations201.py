@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,9 +9,9 @@ from typing import Any
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call, call_result
 from ocpp.v201.enums import Action
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
-from tests.support.stations import basic_auth
+from tests.support.stations import station
 
 
 class Station201(ChargePoint):
@@ -49,15 +48,7 @@ async def station201(url: str, station_id: str, *, password: str | None = None,
                      subprotocols: tuple[str, ...] = ("ocpp2.0.1",),
                      ) -> AsyncIterator[Station201]:
     """Connect a Station201, run its receive loop, and disconnect at the end."""
-    headers = basic_auth(station_id, password) if password is not None else None
-    async with connect(f"{url}/{station_id}", subprotocols=list(subprotocols),
-                       additional_headers=headers, open_timeout=5) as ws:
-        assert ws.subprotocol == "ocpp2.0.1"
-        cp = Station201(station_id, ws)
-        task = asyncio.create_task(cp.start())
-        try:
-            yield cp
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async with station(url, station_id, password=password, subprotocols=list(subprotocols),
+                       cls=Station201) as cp:
+        assert cp._connection.subprotocol == "ocpp2.0.1"
+        yield cp
