@@ -9,10 +9,8 @@ tests/csms/store/test_nx_divergences.py.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_listening
 
 URL_VARIABLE = "CSMS_TEST_MONGODB_URL"
 
@@ -50,16 +48,7 @@ class MongoServer:
              "--pid-file", str(self.directory / "nx-27017.pid"),
              "--log-file", str(self.directory / "nx-27017.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:  # sync: session fixtures run outside any loop
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nx-27017 exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nx-27017 did not start listening")
+        wait_listening(self.process, self.port, "nx-27017")
 
     def stop(self, *, kill: bool = False) -> None:
         if self.process is not None:

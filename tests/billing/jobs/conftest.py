@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ from aiohttp.test_utils import TestServer
 from tests.billing.flows import Env
 from tests.conftest import make_settings
 from tests.support.mongo import BACKENDS, backend_environ
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_listening
 from tests.support.pagarme import SECRET_KEY, start_fake_pagarme
 from tests.support.smtp import SmtpInbox, StartSmtp
 from web.app import create_app
@@ -52,14 +50,7 @@ class RedisServer:
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.directory)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # a sync fixture: eventually() is for async tests
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        wait_listening(self.process, self.port, "redis-server", timeout=10)
 
     def stop(self) -> None:
         if self.process is not None:
