@@ -16,6 +16,7 @@ from billing.models import (
     SessionStatus,
 )
 from csms.domain import isoformat, utcnow
+from csms.keys import STORE
 from web.dashboard import reads
 from web.dashboard.render import html_page, page
 from web.keys import BILLING
@@ -57,10 +58,11 @@ async def overview(request: web.Request) -> web.Response:
     cutoff = isoformat(since) or ""
     stations = await reads.stations(request)
     connectors = [(s.id, c) for s in stations for c in s.connectors]
-    # energy of the transactions that ended today or still run
-    today = [tx for tx in await reads.transactions(request, limit=1000)
-             if tx.stoppedAt is None or tx.stoppedAt >= cutoff]
-    charging = [tx for tx in today if tx.stoppedAt is None]
+    # energy of the transactions that ended today or still run; billing's session is looked up
+    # only for those shown running (the page is rendered again on every meter sample)
+    today = [tx for tx in await request.config_dict[STORE].list_transactions(limit=1000)
+             if tx.stopped_at is None or tx.stopped_at >= since]
+    charging = await reads.transaction_views(request, [tx for tx in today if tx.active])
     return await page(
         request, "overview.html", watch="station,session,job",
         stations=stations, online=sum(s.connected for s in stations),
@@ -71,5 +73,5 @@ async def overview(request: web.Request) -> web.Response:
                 if c.status == "Faulted" or c.errorCode != "NoError"],
         live_sessions=await reads.sessions(request, statuses=ACTIVE_SESSION_STATUSES),
         in_review=await reads.sessions(request, statuses={SessionStatus.REVIEW}),
-        energy_today=sum(tx.energyWh for tx in today), charging=charging,
+        energy_today=sum(tx.energy_wh for tx in today), charging=charging,
         money=await money_today(request, since), since=cutoff)

@@ -8,6 +8,7 @@ from collections.abc import Collection
 from aiohttp import web
 
 from billing.models import Session, SessionStatus
+from csms.domain import Transaction
 from csms.keys import STORE
 from web.driver.routes import SessionView, session_view
 from web.keys import BILLING
@@ -37,4 +38,9 @@ async def transactions(request: web.Request, station_id: str | None = None,
                        active: bool | None = None, limit: int = 100) -> list[TransactionView]:
     found = await request.config_dict[STORE].list_transactions(
         station_id=station_id, active=active, limit=limit)
+    return await transaction_views(request, found)
+
+
+async def transaction_views(request: web.Request,
+                            found: list[Transaction]) -> list[TransactionView]:
     return [TransactionView.of(tx, await session_of_transaction(request, tx)) for tx in found]
