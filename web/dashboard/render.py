@@ -38,9 +38,12 @@ def money(cents: int | None, currency: str | None = None) -> str:
 
 def kwh(wh: int | None) -> str:
     """1234 Wh -> "1.234 kWh"."""
-    if wh is None:
-        return "—"
-    return f"{(Decimal(wh) / 1000).quantize(Decimal('0.001'))} kWh"
+    return "—" if wh is None else f"{kwh_number(wh)} kWh"
+
+
+def kwh_number(wh: int) -> str:
+    """1234 Wh -> "1.234" (a tile prints the unit small, as it does a currency)."""
+    return str((Decimal(wh) / 1000).quantize(Decimal("0.001")))
 
 
 def when(moment: str | datetime | None) -> Markup:
@@ -67,7 +70,7 @@ def setup_templates(app: web.Application) -> None:
     env = aiohttp_jinja2.setup(
         app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
         undefined=jinja2.StrictUndefined, context_processors=[aiohttp_jinja2.request_processor])
-    env.filters.update(money=money, kwh=kwh, when=when)
+    env.filters.update(money=money, kwh=kwh, kwh_number=kwh_number, when=when)
     env.globals["static"] = lambda path: f"/dashboard/static/{path}"
 
 
