@@ -7,7 +7,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from web.apidoc import documented
 from web.dashboard import config, jobs, overview, sessions, signin, stations
 from web.dashboard.auth import dashboard_middleware
 from web.dashboard.live import LiveFeed, events
@@ -18,14 +17,11 @@ FEED = web.AppKey("dashboard_feed", LiveFeed)
 STATIC = Path(__file__).parent / "static"
 
 
-@documented("Dashboard: live changes as server-sent events (?watch=station,session:<id>)",
-            content_type="text/event-stream")
 async def _events(request: web.Request) -> web.StreamResponse:
+    """Live changes as server-sent events (?watch=station,session:<id>)."""
     return await events(request, request.app[FEED])
 
 
-@documented("Dashboard: its stylesheet, script and vendored libraries", content_type="text/plain",
-            errors=(404,))
 async def _static(request: web.Request) -> web.StreamResponse:
     """Files under static/ only; the vendored ones carry their version in the name."""
     root = STATIC.resolve()
@@ -50,5 +46,5 @@ def setup_dashboard(app: web.Application, settings: Settings, feed: LiveFeed) ->
     for module in (signin, overview, stations, sessions, jobs, config):
         app.add_routes(module.routes)
     app.router.add_get("/events", _events, name="dash_events")
-    app.router.add_get("/dashboard/static/{path:.+}", _static, name="static_dashboard")
+    app.router.add_get("/dashboard/static/{path:.+}", _static, name="dash_static")
     app.on_shutdown.append(_close_streams)

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from csms.domain import IdTag, parse_timestamp
 from csms.keys import STORE
-from web.dashboard.render import flash, form_post, html_page, page, see_other
+from web.dashboard.render import flash, page, see_other
 from web.keys import BILLING
 from web.operator.routes import IdTagRequest, TariffRequest
 from web.operator.views import IdTagView, TariffView
@@ -26,8 +26,8 @@ def _fields(form: Any, *names: str) -> dict[str, str | None]:
 
 
 @routes.get("/tariffs", name="dash_tariffs")
-@html_page("Dashboard: tariffs")
 async def tariffs(request: web.Request) -> web.Response:
+    """Tariffs."""
     service = request.config_dict[BILLING]
     stations = await request.config_dict[STORE].list_stations()
     return await page(request, "tariffs.html", default=service.settings.billing.tariff,
@@ -35,8 +35,8 @@ async def tariffs(request: web.Request) -> web.Response:
 
 
 @routes.post("/tariffs/{station_id}", name="dash_tariff")
-@form_post("Dashboard: set a station's tariff (form)")
 async def set_tariff(request: web.Request) -> web.Response:
+    """Set a station's tariff (form)."""
     station_id = request.match_info["station_id"]
     if await request.config_dict[STORE].get_station(station_id) is None:
         raise web.HTTPNotFound(text="unknown station")
@@ -53,15 +53,15 @@ async def set_tariff(request: web.Request) -> web.Response:
 
 
 @routes.get("/id-tags", name="dash_id_tags")
-@html_page("Dashboard: id tags")
 async def id_tags(request: web.Request) -> web.Response:
+    """Id tags."""
     tags = await request.config_dict[STORE].list_id_tags()
     return await page(request, "id_tags.html", tags=[IdTagView.of(t) for t in tags])
 
 
 @routes.post("/id-tags", name="dash_id_tag")
-@form_post("Dashboard: add or update an id tag (form)")
 async def put_id_tag(request: web.Request) -> web.Response:
+    """Add or update an id tag (form)."""
     fields = _fields(await request.post(), "idTag", "status", "expiryDate", "parentIdTag")
     id_tag = fields.pop("idTag") or ""
     try:

@@ -18,7 +18,7 @@ from billing.models import (
 from csms.domain import isoformat, utcnow
 from csms.keys import STORE
 from web.dashboard import reads
-from web.dashboard.render import html_page, page
+from web.dashboard.render import page
 from web.keys import BILLING
 
 routes = web.RouteTableDef()
@@ -52,8 +52,8 @@ async def money_today(request: web.Request, since: datetime) -> MoneyToday:
 
 
 @routes.get("/", name="dash_overview")
-@html_page("Dashboard: overview of stations, sessions and money today")
 async def overview(request: web.Request) -> web.Response:
+    """Overview of stations, sessions and money today."""
     since = datetime.combine(utcnow().date(), time(), tzinfo=UTC)
     cutoff = isoformat(since) or ""
     stations = await reads.stations(request)

@@ -7,11 +7,10 @@ two places), never through arithmetic in a template. Times are rendered in UTC i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp_jinja2
 import jinja2
@@ -21,12 +20,10 @@ from markupsafe import Markup, escape
 
 from billing.money import format_cents, from_cents
 from csms.domain import isoformat
-from web.apidoc import documented
 from web.dashboard.auth import csrf_token
 from web.keys import SETTINGS
 
 HERE = Path(__file__).parent
-H = TypeVar("H", bound=Callable[..., Any])
 
 
 def money(cents: int | None, currency: str | None = None) -> str:
@@ -54,16 +51,6 @@ def when(moment: str | datetime | None) -> Markup:
     shown = iso.replace("T", " ").removesuffix("Z").split(".")[0]
     return Markup('<time datetime="{0}" title="{1} UTC">{1} UTC</time>').format(
         escape(iso), shown)
-
-
-def html_page(summary: str) -> Callable[[H], H]:
-    """The OpenAPI entry of a page (the document lists every route)."""
-    return documented(summary, content_type="text/html")
-
-
-def form_post(summary: str) -> Callable[[H], H]:
-    """The OpenAPI entry of a form's POST: it answers with a redirect (post/redirect/get)."""
-    return documented(summary, status=303)
 
 
 def setup_templates(app: web.Application) -> None:

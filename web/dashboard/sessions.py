@@ -14,7 +14,7 @@ from billing.payment import refund_room, refundable
 from csms.domain import parse_timestamp
 from csms.keys import STORE
 from web.dashboard import reads
-from web.dashboard.render import flash, form_post, html_page, money, not_found, page, see_other
+from web.dashboard.render import flash, money, not_found, page, see_other
 from web.keys import BILLING
 from web.operator.routes import session_of
 from web.operator.views import JobView, TransactionDetail
@@ -28,8 +28,8 @@ POWER = "Power.Active.Import"
 
 
 @routes.get("/sessions", name="dash_sessions")
-@html_page("Dashboard: sessions")
 async def sessions(request: web.Request) -> web.Response:
+    """Sessions."""
     show_all = request.query.get("show") == "all"
     statuses = None if show_all else ACTIVE_SESSION_STATUSES | {SessionStatus.PENDING_PAYMENT}
     return await page(request, "sessions.html", watch="session", show_all=show_all,
@@ -37,8 +37,8 @@ async def sessions(request: web.Request) -> web.Response:
 
 
 @routes.get("/sessions/{session_id}", name="dash_session")
-@html_page("Dashboard: one session with its payment ledger and jobs")
 async def session(request: web.Request) -> web.Response:
+    """One session with its payment ledger and jobs."""
     service = request.config_dict[BILLING]
     session_id = request.match_info["session_id"]
     try:
@@ -56,7 +56,6 @@ async def session(request: web.Request) -> web.Response:
 
 
 @routes.post("/sessions/{session_id}/refund", name="dash_refund")
-@form_post("Dashboard: refund (part of) a settled session (form)")
 async def refund(request: web.Request) -> web.Response:
     """Amount in currency units; the form's one-time key makes a double submit one refund."""
     session_id = request.match_info["session_id"]
@@ -81,7 +80,6 @@ async def refund(request: web.Request) -> web.Response:
 
 
 @routes.post("/sessions/{session_id}/review", name="dash_review")
-@form_post("Dashboard: decide what a session in REVIEW owes (form)")
 async def review(request: web.Request) -> web.Response:
     """An operator's decision on implausible energy: charge an amount (currency units), or
     nothing; billing caps it at what was reserved and releases or refunds the rest."""
@@ -132,8 +130,8 @@ def chart_series(tx: TransactionDetail) -> dict[str, list[float | None]]:
 
 
 @routes.get("/transactions/{transaction_id}", name="dash_transaction")
-@html_page("Dashboard: one transaction with its meter values")
 async def transaction(request: web.Request) -> web.Response:
+    """One transaction with its meter values."""
     store = request.config_dict[STORE]
     try:
         tx = await store.get_transaction(int(request.match_info["transaction_id"]))

@@ -9,7 +9,6 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from web.dashboard.auth import csrf_token, sign_in, signed_in
-from web.dashboard.render import form_post, html_page
 from web.keys import SETTINGS
 
 routes = web.RouteTableDef()
@@ -32,8 +31,8 @@ async def _form(request: web.Request, error: str | None = None, status: int = 20
 
 
 @routes.get("/login", name="dash_login")
-@html_page("Dashboard: the sign-in form")
 async def login_form(request: web.Request) -> web.StreamResponse:
+    """The sign-in form."""
     token = request.config_dict[SETTINGS].api.operator_token
     if signed_in(await get_session(request), token):
         raise web.HTTPSeeOther(_next(request))
@@ -41,8 +40,8 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/login", name="dash_login_post")
-@form_post("Dashboard: sign in with the operator token (form field token)")
 async def login(request: web.Request) -> web.StreamResponse:
+    """Sign in with the operator token (form field token)."""
     token = request.config_dict[SETTINGS].api.operator_token
     form = await request.post()
     session = await get_session(request)
@@ -56,7 +55,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/logout", name="dash_logout")
-@form_post("Dashboard: sign out")
 async def logout(request: web.Request) -> web.StreamResponse:
+    """Sign out."""
     (await get_session(request)).invalidate()
     raise web.HTTPSeeOther(request.app.router["dash_login"].url_for())

@@ -12,7 +12,7 @@ from aiohttp_session import get_session
 from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
 from csms.keys import HUB, STORE
 from web.dashboard import reads
-from web.dashboard.render import flash, form_post, html_page, not_found, page, see_other
+from web.dashboard.render import flash, not_found, page, see_other
 from web.keys import BILLING
 from web.operator.routes import station_view
 from web.operator.views import FrameView, TariffView
@@ -49,15 +49,15 @@ def command_payload(action: str, form: Any) -> dict[str, Any]:
 
 
 @routes.get("/stations", name="dash_stations")
-@html_page("Dashboard: stations")
 async def stations(request: web.Request) -> web.Response:
+    """Stations."""
     found = sorted(await reads.stations(request), key=lambda s: (not s.connected, s.id))
     return await page(request, "stations.html", watch="station", stations=found)
 
 
 @routes.get("/stations/{station_id}", name="dash_station")
-@html_page("Dashboard: one station with its message log and commands")
 async def station(request: web.Request) -> web.Response:
+    """One station with its message log and commands."""
     station_id = request.match_info["station_id"]
     stored = await request.config_dict[STORE].get_station(station_id)
     if stored is None:
@@ -77,7 +77,6 @@ async def station(request: web.Request) -> web.Response:
 
 
 @routes.post("/stations/{station_id}/commands/{action}", name="dash_command")
-@form_post("Dashboard: send a command to a station (form)")
 async def command(request: web.Request) -> web.Response:
     """Send the call, keep the station's answer for the page, redirect back (PRG)."""
     station_id, action = request.match_info["station_id"], request.match_info["action"]
