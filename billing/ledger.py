@@ -18,6 +18,13 @@ OPERATION job (which calls `run` again with the same key); an authorization or P
 whose outcome is unknown stays PENDING for the reconciliation sweep, which sends it again with
 its kept request. A PIX charge's identifiers and QR code reach the session in the same write
 that records the CHARGE as SUCCEEDED (`payment.charge_created`): no crash separates them.
+
+Terminal sessions (method TERMINAL) use the terminal gateway (CCV) for every call, app sessions
+the app gateway. A terminal AUTHORIZE is answered "pending" (the cardholder is at the terminal):
+it stays PENDING with the gateway's reference on the session until a `Fetch(...,
+authorization=True)` (after a webhook, or the sweep) reads it approved or declined. Reading a
+card's one-way token at a terminal (`CardRead`, `CardFetch`) moves no money and records no
+operation, but it is a gateway call too, so it goes through `run` like the rest.
 """
 
 from __future__ import annotations
@@ -25,13 +32,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol, overload
 
 from billing import payment
-from billing.gateways.base import Customer, GatewayResult, PaymentGateway
+from billing.gateways.base import (
+    CardTokenResult,
+    Customer,
+    GatewayResult,
+    PaymentGateway,
+    Terminal,
+    TerminalGateway,
+)
 from billing.jobs.outbox import MoneyJobs
 from billing.models import (
     JobKind,
+    Method,
     Operation,
     OperationStatus,
     OperationType,
@@ -65,13 +80,18 @@ class Request:
     description: str = ""
     expires_in: int = 0  # CHARGE: seconds the QR code stays payable
     void_all: bool = False  # VOID of an unpaid PIX charge: the whole charge, no amount
+    # AUTHORIZE of a TERMINAL session: the terminal that reads the card, and where the
+    # gateway posts its hints
+    terminal_id: str = ""
+    management_system_id: str = ""
+    webhook_url: str = ""
 
 
 # What an authorization or a PIX charge sends besides its amount (the operation keeps that):
 # kept on the pending operation so a retry sends exactly the same body (one payment source
 # only; a PIX charge has none, but its QR code's lifetime).
 CONTEXT_FIELDS = ("card_token", "network_token", "card_id", "save_card", "description",
-                  "expires_in")
+                  "expires_in", "terminal_id", "management_system_id", "webhook_url")
 KEPT_REQUESTS = frozenset({OperationType.AUTHORIZE, OperationType.CHARGE})
 
 
@@ -107,6 +127,29 @@ class Fetch:
 
     charge_id: str
     pix: bool
+    # a terminal authorization still PENDING here: an approval or a decline read now finishes
+    # the AUTHORIZE operation and moves the payment (AUTHORIZED with the card's token, FAILED)
+    authorization: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CardRead:
+    """Ask the session's terminal to read a card and compute its one-way token; `key` (one
+    per stop request) makes a repeated ask the same ask."""
+
+    terminal: Terminal
+    webhook_url: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardFetch:
+    """What became of a card read (`reference`: the gateway's id of it)."""
+
+    reference: str
+
+
+TERMINAL_GATEWAY_MISSING = "no terminal gateway is configured ([billing.ccv])"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,17 +158,31 @@ class Done:
     moved: Session | None = None  # the session, when this call moved its payment
 
 
+class TerminalPaymentGateway(PaymentGateway, TerminalGateway, Protocol):
+    """A gateway with unattended terminals (CCV): the port plus `TerminalGateway`."""
+
+
 class Ledger:
     def __init__(self, store: BillingStore, gateway: PaymentGateway, jobs: MoneyJobs,
-                 attempts: int) -> None:
+                 attempts: int, terminal: TerminalPaymentGateway | None = None) -> None:
         self.store = store
         self.gateway = gateway
+        self.terminal = terminal  # for TERMINAL sessions; None: none configured
         self.jobs = jobs
         self.attempts = attempts
 
+    @overload
+    async def run(self, session_id: str, request: CardRead | CardFetch) -> CardTokenResult: ...
+
+    @overload
     async def run(self, session_id: str, request: Request | Fetch, *, key: str | None = None,
                   context: dict[str, Any] | None = None, attempts: int | None = None,
-                  hand_off: bool = True) -> Done:
+                  hand_off: bool = True) -> Done: ...
+
+    async def run(self, session_id: str, request: Request | Fetch | CardRead | CardFetch, *,
+                  key: str | None = None, context: dict[str, Any] | None = None,
+                  attempts: int | None = None, hand_off: bool = True,
+                  ) -> Done | CardTokenResult:
         """Record -> call -> record the outcome -> move the payment (see the module doc).
 
         `key` defaults to `<sessionId>:<TYPE>`. `context` is kept on a pending operation for
@@ -133,6 +190,8 @@ class Ledger:
         so a retry sends the same body. `attempts` bounds the in-request
         retries (default: `billing.gateway_attempts`; a job passes 1: its schedule retries).
         `hand_off=False` (a job running the operation) hands nothing to another job."""
+        if isinstance(request, CardRead | CardFetch):
+            return await self._card(session_id, request)
         if isinstance(request, Fetch):
             return await self._fetch(session_id, request)
         if context is None and request.type in KEPT_REQUESTS:
@@ -172,30 +231,48 @@ class Ledger:
         assert result is not None
         return result
 
+    async def _gateway_for(self, session_id: str) -> PaymentGateway:
+        """The terminal gateway for a TERMINAL session, else the app gateway. One read, and
+        only where a terminal gateway is configured."""
+        if self.terminal is None:
+            return self.gateway
+        session = await self.store.get_session(session_id)
+        return self.terminal if session is not None and session.method == Method.TERMINAL \
+            else self.gateway
+
     async def _send(self, op: Operation, r: Request) -> GatewayResult:
         """The gateway call of a recorded operation: its key, its amount."""
         key, amount, charge_id = op.idempotency_key, op.amount, op.charge_id or r.charge_id
         customer = r.customer or Customer(name="Driver", email="", document="")
+        gateway = await self._gateway_for(op.session_id)
+        if r.terminal_id and op.type == OpT.AUTHORIZE:
+            if self.terminal is None:
+                return GatewayResult(success=False, status="failed", amount=amount,
+                                     error=TERMINAL_GATEWAY_MISSING)
+            return await self.terminal.authorize_terminal(
+                session_id=op.session_id, amount=amount,
+                terminal=Terminal(r.terminal_id, r.management_system_id),
+                webhook_url=r.webhook_url, description=r.description, idempotency_key=key)
         if op.type == OpT.AUTHORIZE:
-            return await self.gateway.authorize(
+            return await gateway.authorize(
                 session_id=op.session_id, amount=amount, customer=customer,
                 card_token=r.card_token, network_token=r.network_token, card_id=r.card_id,
                 save_card=r.save_card, description=r.description, idempotency_key=key)
         if op.type == OpT.CHARGE:
-            return await self.gateway.create_pix(
+            return await gateway.create_pix(
                 session_id=op.session_id, amount=amount, customer=customer,
                 expires_in=r.expires_in, description=r.description, idempotency_key=key)
         if not charge_id:
             return GatewayResult(success=False, status="failed", amount=amount,
                                  error="the session has no gateway charge")
         if op.type == OpT.CAPTURE:
-            return await self.gateway.capture(charge_id=charge_id, amount=amount,
+            return await gateway.capture(charge_id=charge_id, amount=amount,
                                               idempotency_key=key)
         if op.type == OpT.VOID:
-            return await self.gateway.void(charge_id=charge_id,
+            return await gateway.void(charge_id=charge_id,
                                            amount=None if r.void_all else amount,
                                            idempotency_key=key)
-        return await self.gateway.refund(charge_id=charge_id, amount=amount, idempotency_key=key)
+        return await gateway.refund(charge_id=charge_id, amount=amount, idempotency_key=key)
 
     async def _record(self, op: Operation, request: Request, result: GatewayResult,
                       ) -> Session | None:
@@ -203,6 +280,14 @@ class Ledger:
         if result.transient:
             return None
         key = op.idempotency_key
+        if op.type == OpT.AUTHORIZE and result.status == "pending":
+            # a terminal asking for the card: the reference on the operation and the session
+            # (webhooks name it), the payment stays PENDING until a fetch reads the outcome
+            await self.store.finish_operation(key, OperationStatus.PENDING,
+                                              charge_id=result.charge_id)
+            if result.charge_id:
+                await self.store.update_session(op.session_id, charge_id=result.charge_id)
+            return None
         if op.type == OpT.REFUND and result.success:
             # outcome and refunded total in one compare-and-set: never counted twice
             return await payment.settle_refund(self.store, key, raw=_scrub(result.raw))
@@ -244,12 +329,17 @@ class Ledger:
                 changes["card_reference"] = result.card_reference
             if result.card_last4:
                 changes["card_last4"] = result.card_last4
+            if result.card_fingerprint:
+                changes["card_fingerprint"] = result.card_fingerprint
             return await payment.move_payment(self.store, op.session_id, {P.PENDING},
                                               P.AUTHORIZED, **changes)
         return await payment.after_success(self.store, op.session_id, op.type, op.amount)
 
     async def _fetch(self, session_id: str, request: Fetch) -> Done:
-        result = await self.gateway.fetch(charge_id=request.charge_id)
+        gateway = await self._gateway_for(session_id)
+        result = await gateway.fetch(charge_id=request.charge_id)
+        if request.authorization:
+            return Done(result, await self._authorization_read(session_id, request, result))
         if request.pix and result.status == "refunded" and not result.transient:
             return Done(result, await _returned(self.store, session_id, result))
         if result.transient or not (request.pix and result.status == "paid"):
@@ -260,6 +350,29 @@ class Ledger:
             await self.store.finish_operation(key_for(session_id, OpT.CHARGE),
                                               OperationStatus.SUCCEEDED, raw=_scrub(result.raw))
         return Done(result, paid)
+
+
+    async def _authorization_read(self, session_id: str, request: Fetch,
+                                  result: GatewayResult) -> Session | None:
+        """A pending terminal authorization read approved or declined: finish it as if the
+        gateway had answered so (`_record`); still pending or unknown: nothing changes."""
+        if result.transient or result.status == "pending":
+            return None
+        op = await self.store.get_operation(key_for(session_id, OpT.AUTHORIZE))
+        if op is None or op.status != OperationStatus.PENDING:
+            return None
+        return await self._record(op, Request(OpT.AUTHORIZE, op.amount,
+                                              charge_id=request.charge_id), result)
+
+    async def _card(self, session_id: str, request: CardRead | CardFetch) -> CardTokenResult:
+        if self.terminal is None:
+            return CardTokenResult(success=False, status="failed",
+                                   error=TERMINAL_GATEWAY_MISSING)
+        if isinstance(request, CardFetch):
+            return await self.terminal.fetch_card_token(reference=request.reference)
+        return await self.terminal.request_card_token(
+            session_id=session_id, terminal=request.terminal, webhook_url=request.webhook_url,
+            idempotency_key=request.key)
 
 
 async def _returned(store: BillingStore, session_id: str, result: GatewayResult,

@@ -19,6 +19,9 @@ class Method(StrEnum):
     VIP = "VIP"
     GOOGLE_PAY = "GOOGLE_PAY"
     APPLE_PAY = "APPLE_PAY"
+    # A card read by the payment terminal in the station (CCV): held, captured and released
+    # like a card, on the terminal gateway; never a driver app's choice.
+    TERMINAL = "TERMINAL"
 
     @property
     def is_card(self) -> bool:
@@ -117,6 +120,9 @@ class Session:
     pix_expires_at: str | None = None
     card_reference: str | None = None
     card_last4: str | None = None  # as the gateway reported it at authorization (receipts)
+    # TERMINAL: the card's one-way token from the authorization (CCV "99" + 16 characters);
+    # a stop asked at the terminal must present the card with the same token
+    card_fingerprint: str | None = None
     receipt_url: str | None = None
     # what billing recorded of its transaction (from the core's events), so settlement and
     # receipts never read the charging store again
@@ -216,3 +222,37 @@ class Receipt:
     text: str
     created_at: datetime
     emailed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalBinding:
+    """The payment terminal built into a station (CCV: terminalId and the managementSystemId
+    it is registered under; empty: `billing.ccv.management_system_id`)."""
+
+    station_id: str
+    terminal_id: str
+    management_system_id: str
+    updated_at: datetime
+
+
+class TerminalRequestStatus(StrEnum):
+    PENDING = "PENDING"  # the terminal is reading the card
+    STOPPED = "STOPPED"  # the card matched: the session was asked to stop
+    TOKEN_MISMATCH = "TOKEN_MISMATCH"  # another card: nothing stopped
+    FAILED = "FAILED"  # no card read (abandoned, refused), or the session ended meanwhile
+
+
+@dataclass(slots=True)
+class TerminalRequest:
+    """A stop asked at a station's terminal: which session it is for, and the gateway's
+    reference of the card read it started (the webhook names that reference)."""
+
+    request_id: str
+    station_id: str
+    connector_id: int
+    session_id: str
+    status: TerminalRequestStatus
+    created_at: datetime
+    updated_at: datetime
+    reference: str | None = None  # the gateway's token request
+    error: str | None = None

@@ -30,6 +30,7 @@ from billing.settings import BillingConfig
 from billing.settlement import Settlement, unconfirmed_pix
 from billing.stops import Stops
 from billing.store.ports import BillingStore
+from billing.terminal import TerminalPayments
 from csms.domain import parse_timestamp, utcnow
 from csms.events import TransactionStopped
 from csms.store import Store
@@ -44,7 +45,8 @@ OpT = OperationType
 class Reconciler:
     def __init__(self, settings: BillingConfig, store: BillingStore, charging: Store,
                  ledger: Ledger, jobs: MoneyJobs, sessions: Sessions, settlement: Settlement,
-                 listener: BillingListener, stops: Stops) -> None:
+                 listener: BillingListener, stops: Stops,
+                 terminal: TerminalPayments | None = None) -> None:
         self.settings = settings
         self.store = store
         self.charging = charging
@@ -54,6 +56,7 @@ class Reconciler:
         self.settlement = settlement
         self.listener = listener
         self.stops = stops
+        self.terminal = terminal
 
     async def reconcile(self) -> None:
         """Finish whatever a crash or a timeout left half-done, using the stored keys."""
@@ -81,6 +84,8 @@ class Reconciler:
                     unconfirmed_pix(session):
                 await self.settlement.release(session)
         await self._unpaid_pix()
+        if self.terminal is not None:  # card reads whose hint never came
+            await self.terminal.reconcile()
 
     async def _settle_stopped(self) -> None:
         """A stop the core stored while billing was not listening (a crash between the two) is
@@ -123,6 +128,8 @@ class Reconciler:
                     self.store, session.session_id, {S.AUTHORIZED}, S.CANCELED,
                     ended_at=utcnow(),
                     failure_reason="interrupted before the station was asked to start")
+            elif session.method == Method.TERMINAL:
+                continue  # waits for its cardholder: the terminal sweep reads it (terminal.py)
             elif session.method != Method.PIX:
                 ended = await payment.move_session(
                     self.store, session.session_id, {S.PENDING_PAYMENT}, S.FAILED,
@@ -195,6 +202,9 @@ class Reconciler:
             await self.jobs.submit(JobKind.REFUND, key, op.session_id, {"operation": key})
         elif op.type in (OpT.CAPTURE, OpT.VOID):
             await self.jobs.submit(JobKind.OPERATION, key, op.session_id, {"operation": key})
+        elif op.type == OpT.AUTHORIZE and session.method == Method.TERMINAL:
+            if self.terminal is not None:
+                await self.terminal.reconcile_authorization(session, op)
         elif op.type == OpT.AUTHORIZE:
             await self._retry_authorize(session, op)
         elif op.type == OpT.CHARGE and session.charge_id:

@@ -24,6 +24,7 @@ from billing.settlement import Settlement, session_tariff
 from billing.stops import Stops
 from billing.store.ports import BillingStore
 from billing.tariffs import Tariff
+from billing.terminal import TerminalPayments
 from csms.background import TaskSet
 from csms.commands import StationCommands
 from csms.store import Store
@@ -34,7 +35,8 @@ __all__ = ["BillingError", "BillingService", "StartRequest"]
 class BillingService:
     def __init__(self, settings: BillingConfig, store: BillingStore, charging: Store,
                  ledger: Ledger, stations: StationCommands, jobs: MoneyJobs,
-                 tasks: TaskSet, registry: CollectorRegistry | None = None) -> None:
+                 tasks: TaskSet, registry: CollectorRegistry | None = None,
+                 terminal_webhook_url: str = "") -> None:
         self.settings = settings
         self.store = store
         self.ledger = ledger
@@ -46,8 +48,11 @@ class BillingService:
                                  self.stops, tasks)
         self.listener = BillingListener(settings, store, ledger, self.sessions, self.settlement,
                                         self.stops, tasks)
+        # unattended terminals: `terminal_webhook_url` is where the terminal gateway posts hints
+        self.terminal = TerminalPayments(settings, store, ledger, self.sessions,
+                                         self.settlement, tasks, terminal_webhook_url)
         self.reconciler = Reconciler(settings, store, charging, ledger, jobs, self.sessions,
-                                     self.settlement, self.listener, self.stops)
+                                     self.settlement, self.listener, self.stops, self.terminal)
 
     @property
     def gateway(self) -> PaymentGateway:

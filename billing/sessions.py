@@ -190,6 +190,14 @@ class Sessions:
                                f"{req.shown_price} plus {req.shown_fixed_cost}")
         return tariff
 
+    async def check_connector(self, station_id: str, connector_id: int) -> Tariff:
+        """A start's checks where nobody was shown a price (a terminal start): the station's
+        own tariff, which it returns."""
+        tariff = await self.tariff_for(station_id)
+        return await self._check_start(StartRequest(
+            station_id, connector_id, Method.TERMINAL, 0, None, None, None, None, None, False,
+            tariff.price_per_kwh, tariff.fixed_connection_fee))
+
     async def _fail_start(self, session_id: str, result: GatewayResult) -> None:
         """The ledger has moved the payment (FAILED when refused; an unknown outcome stays
         PENDING for the reconciliation sweep, which releases any hold it placed)."""

@@ -56,6 +56,15 @@ class CcvSettings(Section):
     # Default managementSystemId of a terminal payment (a terminal may carry its own).
     management_system_id: str = ""
     timeout: float = Field(15, gt=0)
+    # CCV's webhooks carry no credentials: each request's webhookUrl carries this secret
+    # (`?key=`), and POST /webhooks/ccv refuses a hint without it. Empty: hints are refused
+    # (401) and only the reconciliation sweep learns outcomes.
+    webhook_secret: str = ""
+
+    @property
+    def configured(self) -> bool:
+        """Terminal payments are on: `[billing.ccv]` has an API key."""
+        return bool(self.api_key)
 
 
 class BillingSettings(Section):

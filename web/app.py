@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -26,7 +27,7 @@ from csms.ocpp.endpoint import ocpp_websocket
 from csms.ocpp.hub import Hub
 from csms.store import Store
 from csms.store.factory import make_store
-from web import health, posture, receipts, webhooks
+from web import health, posture, receipts, terminal, webhooks
 from web.apidoc import documented
 from web.dashboard.app import setup_dashboard
 from web.dashboard.live import LiveFeed
@@ -130,6 +131,15 @@ async def _close_stations(app: web.Application) -> None:
     await app[HUB].close_all()
 
 
+def ccv_webhook_url(settings: Settings) -> str:
+    """Where CCV posts its hints: `server.public_url` + /webhooks/ccv, with the webhook secret
+    as `?key=` (empty without a public URL: only the reconciliation sweep learns outcomes)."""
+    public = settings.server.public_url.rstrip("/")
+    if not public:
+        return ""
+    return f"{public}/webhooks/ccv?" + urlencode({"key": settings.billing.ccv.webhook_secret})
+
+
 def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware,
                                        body_timeout(settings.server.body_timeout)],
@@ -145,7 +155,8 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[PARTS] = parts = BillingParts.from_settings(settings, on_change=feed.on_change)
     app[BILLING_STORE], app[GATEWAY], app[JOBS] = parts.store, parts.gateway, parts.jobs
     app[BILLING] = billing = BillingService(settings, parts.store, store, parts.ledger, hub,
-                                            parts.jobs, tasks, metrics.registry)
+                                            parts.jobs, tasks, metrics.registry,
+                                            terminal_webhook_url=ccv_webhook_url(settings))
     charging.listeners.append(billing.listener)
     charging.listeners.append(feed)  # after billing: a meter sample's cost is stored by then
 
@@ -156,6 +167,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app.add_routes(health.routes)
     app.add_routes(driver_routes)
     app.add_routes(webhooks.routes)
+    app.add_routes(terminal.routes)
     app.add_routes(receipts.routes)
     app.add_subapp("/api", create_operator_api())
     setup_dashboard(app, settings, feed)

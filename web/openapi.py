@@ -31,7 +31,14 @@ SECURITY_SCHEMES = {
     "bearerAuth": {"type": "http", "scheme": "bearer",
                    "description": "api.operator_token; the API is open while it is empty"},
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key",
-               "description": "one of api.driver_keys; open while the list is empty"},
+               "description": "one of api.driver_keys (GET /charge/{sessionId} also takes one "
+               "of api.terminal_keys); open while the list is empty"},
+    "terminalKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key",
+                    "description": "one of api.terminal_keys (the stations' kiosk software); "
+                    "open while the list is empty"},
+    "ccvWebhookKey": {"type": "apiKey", "in": "query", "name": "key",
+                      "description": "billing.ccv.webhook_secret, carried by the webhookUrl "
+                      "the CSMS gives CCV with each request"},
     "gatewayBasic": {"type": "http", "scheme": "basic",
                      "description": "billing.pagarme.webhook_user / webhook_password"},
     "stationBasic": {"type": "http", "scheme": "basic",

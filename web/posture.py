@@ -35,6 +35,27 @@ def open_settings(settings: Settings) -> list[str]:
     for key in ("webhook_user", "webhook_password"):
         if not getattr(billing.pagarme, key):
             found.append(f"billing.pagarme.{key}: empty, webhooks cannot be authenticated")
+    return found + open_terminal_settings(settings)
+
+
+def open_terminal_settings(settings: Settings) -> list[str]:
+    """What leaves terminal payments (CCV, on once `billing.ccv.api_key` is set) open."""
+    ccv = settings.billing.ccv
+    if not ccv.configured:
+        return []
+    found = []
+    if not settings.api.terminal_keys:
+        found.append("api.terminal_keys: empty, the terminal API at /terminal is open to anyone")
+    if not ccv.webhook_secret:
+        found.append("billing.ccv.webhook_secret: empty, CCV's webhooks cannot be "
+                     "authenticated")
+    if not settings.server.public_url.startswith("https://"):
+        found.append("server.public_url: CCV posts webhooks to https:// URLs only")
+    if not ccv.base_url.startswith("https://"):
+        found.append("billing.ccv.base_url: not https://, the API key would travel in clear")
+    if not ccv.management_system_id:
+        found.append("billing.ccv.management_system_id: empty, terminals bound without one "
+                     "cannot be reached")
     return found
 
 

@@ -45,6 +45,9 @@ class ServerSettings(Section):
     port: int = Field(8080, ge=0, le=65535)
     # "production" refuses to start with an open configuration (web.posture lists what counts)
     mode: Literal["development", "production"] = "development"
+    # How gateways reach our webhooks ("https://csms.example.com"): CCV is told, per request,
+    # to post its hints to <public_url>/webhooks/ccv
+    public_url: str = Field("", pattern=r"^(https?://[^\s?#]+)?$")
     # TLS (security profiles 2 and 3): HTTPS and wss:// on the same port; PEM files
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -59,8 +62,11 @@ class ServerSettings(Section):
 class ApiSettings(Section):
     operator_token: str = ""
     driver_keys: list[str] = []
+    # keys the stations' kiosk software (or the terminal integration) sends in X-Api-Key to
+    # /terminal/*; empty: open (development only)
+    terminal_keys: list[str] = []
 
-    @field_validator("driver_keys", mode="before")
+    @field_validator("driver_keys", "terminal_keys", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         """`CSMS_API__DRIVER_KEYS=a,b` (the JSON form `["a","b"]` arrives already decoded)."""

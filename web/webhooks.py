@@ -2,7 +2,9 @@
 
 Sandbox: `{"type": "charge.paid", "data": {"id": "<chargeId>"}}` simulates the customer paying a
 PIX charge. Pagar.me: HTTP Basic with `billing.pagarme.webhook_user/_password`, body
-`{"id": "hook_...", "type": "charge.paid", "data": {"id": "ch_..."}}`.
+`{"id": "hook_...", "type": "charge.paid", "data": {"id": "ch_..."}}`. CCV: `{"id": reference}`
+posted to the webhookUrl we gave with the request, which carries `billing.ccv.webhook_secret`
+as `?key=` (CCV's hints carry no credentials; its docs suggest data in a per-request URL).
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ class SandboxEvent(BaseModel):
                            description="Event id; deliveries are deduplicated by it")
     type: str = Field(pattern=r"^[a-z_]{1,32}\.[a-z_]{1,32}$", examples=["charge.paid"])
     data: SandboxCharge
+
+
+class CcvHint(BaseModel):
+    """CCV's webhook body: only the transaction's reference (general/webhooks)."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
 
 
 SANDBOX_MAX_BODY = 4096  # bytes: the sandbox's events are a few dozen
@@ -122,3 +131,33 @@ async def pagarme_webhook(request: web.Request) -> web.Response:
     return await _handle(request, "pagarme", event, event_id)
 
 
+
+
+CCV_MAX_BODY = 4096  # `{"id": reference}`
+
+
+@routes.post("/webhooks/ccv", name="webhook_ccv")
+@documented("CCV webhook: a hint naming a terminal authorisation or card read, fetched again "
+            "before anything changes; a hint about a final outcome is handled once",
+            body=CcvHint, response=WebhookAck, security="ccvWebhookKey",
+            errors=(404, 409, 413, 503))
+async def ccv_webhook(request: web.Request) -> web.Response:
+    secret = request.config_dict[SETTINGS].billing.ccv.webhook_secret
+    if not secret or not same_secret(request.query.get("key", ""), secret):
+        raise ApiError(401, "unauthorized", "the webhook URL's key is required",
+                       headers={"WWW-Authenticate": 'ApiKey realm="webhooks", query="key"'})
+    hint = await parse_body(request, CcvHint, max_bytes=CCV_MAX_BODY)
+    store = request.config_dict[BILLING_STORE]
+    if not await store.record_webhook("ccv", hint.id, hint.model_dump()):
+        return web.json_response(WebhookAck(success=True, duplicate=True).model_dump())
+    try:
+        final = await request.config_dict[BILLING].terminal.hint(hint.id)
+    except BillingError as exc:
+        await store.forget_webhook("ccv", hint.id)  # a redelivery is handled
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    except BaseException:
+        await store.forget_webhook("ccv", hint.id)
+        raise
+    if not final:  # still pending: the next hint about it must be read again
+        await store.forget_webhook("ccv", hint.id)
+    return web.json_response(WebhookAck(success=True).model_dump())

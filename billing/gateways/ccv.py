@@ -59,6 +59,28 @@ Silent or ambiguous in the pages read, and chosen here:
   present. The same Idempotency-Reference with different fields is treated as a final error.
 - Webhooks carry only `{"id": reference}` and are unauthenticated [hooks]: the caller must
   treat them as hints and fetch; that is the flow's job, not this adapter's.
+
+How the rest of the CSMS uses it (billing/terminal.py, billing/ledger.py, web/webhooks.py), and
+what was chosen where the pages are silent:
+- Built in billing/parts.py whenever `billing.ccv.api_key` is set, beside the app gateway:
+  TERMINAL sessions use it for every call, app sessions keep `billing.gateway`.
+- webhookUrl = `server.public_url` + `/webhooks/ccv?key=<billing.ccv.webhook_secret>`: CCV
+  suggests extra data in a per-request URL [hooks]; a hint without the key is refused (401).
+  Every hint is followed by a fetch; a hint whose fetch shows a final outcome is remembered
+  (a repeat is answered `duplicate` without a fetch); a still-pending one is not, so the next
+  hint about it is read. Hints that never come: the reconciliation sweep fetches pending
+  terminal authorisations and card reads.
+- The approved authorisation's `token` is the card's one-way token; a stop at the terminal
+  compares it (constant time) with the token of a fresh card read. An authorisation approved
+  without a token can never be stopped at the terminal (TOKEN_MISMATCH): the station's RFID,
+  the operator or the budget guard still stop it.
+- A capture of less than the authorisation releases the rest at CCV (one capture per
+  authorisation, as the capture page shows); no reversal follows a partial capture.
+- A card read's Idempotency-Reference derives from "<session>:CARD:<request id>": one read
+  per stop request, a repeat of the same request is the same read.
+- A terminal authorisation whose cardholder never comes stays PENDING_PAYMENT until CCV gives
+  up (failed) and says so, by hint or by the sweep's fetch; the remote start timeout does not
+  apply to it.
 """
 
 from __future__ import annotations

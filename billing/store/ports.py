@@ -43,6 +43,9 @@ from billing.models import (
     SavedCard,
     Session,
     SessionStatus,
+    TerminalBinding,
+    TerminalRequest,
+    TerminalRequestStatus,
 )
 
 
@@ -255,8 +258,39 @@ class WebhookStore(Protocol):
         is handled rather than taken for a duplicate."""
 
 
+class TerminalStore(Protocol):
+    """Payment terminals bound to stations, and the stops asked at them."""
+
+    async def bind_terminal(self, station_id: str, terminal_id: str,
+                            management_system_id: str) -> TerminalBinding:
+        """Upsert the station's terminal (one per station)."""
+
+    async def station_terminal(self, station_id: str) -> TerminalBinding | None: ...
+
+    async def unbind_terminal(self, station_id: str) -> bool:
+        """False when the station had no terminal."""
+
+    async def create_terminal_request(self, request: TerminalRequest) -> None:
+        """Insert; request_id is unique (a duplicate raises a ValueError)."""
+
+    async def get_terminal_request(self, request_id: str) -> TerminalRequest | None: ...
+
+    async def terminal_request_by_reference(self, reference: str) -> TerminalRequest | None: ...
+
+    async def pending_terminal_requests(self, limit: int = 100) -> list[TerminalRequest]:
+        """PENDING requests, oldest first (reconciliation)."""
+
+    async def update_terminal_request(
+        self, request_id: str, *, if_status: TerminalRequestStatus | None = None,
+        status: TerminalRequestStatus | None = None, reference: str | None = None,
+        error: str | None = None,
+    ) -> TerminalRequest | None:
+        """Set the given fields (None leaves one unchanged); with `if_status`, only while the
+        request is still in that status (a compare-and-set). None when nothing was written."""
+
+
 class BillingStore(SessionStore, LedgerStore, JobStore, ReceiptStore, SavedCardStore,
-                   TariffStore, WebhookStore, Protocol):
+                   TariffStore, WebhookStore, TerminalStore, Protocol):
     """Every billing aggregate behind one object (one database, one connection)."""
 
     async def open(self) -> None: ...

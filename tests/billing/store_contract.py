@@ -34,6 +34,8 @@ from billing.models import (
     SavedCard,
     Session,
     SessionStatus,
+    TerminalRequest,
+    TerminalRequestStatus,
 )
 from billing.store.ports import BillingStore
 
@@ -111,8 +113,81 @@ async def opened(factory: StoreFactory) -> AsyncIterator[BillingStore]:
         await store.close()
 
 
+def make_terminal_request(request_id: str = "R1", **overrides: Any) -> TerminalRequest:
+    values: dict[str, Any] = {"request_id": request_id, "station_id": "CP1", "connector_id": 1,
+                              "session_id": "S1", "status": TerminalRequestStatus.PENDING,
+                              "created_at": at(0), "updated_at": at(0)}
+    values.update(overrides)
+    return TerminalRequest(**values)
+
+
 class BillingStoreContract:
     """Tests every backend of the billing store port must pass."""
+
+    # terminals (unattended payment) -------------------------------------------------------------
+
+    async def test_terminal_binding_upserts_reads_and_unbinds(self, store: BillingStore) -> None:
+        assert await store.station_terminal("CP1") is None
+        first = await store.bind_terminal("CP1", "T-1", "")
+        assert (first.terminal_id, first.management_system_id) == ("T-1", "")
+        await store.bind_terminal("CP1", "T-2", "MS-9")
+        await store.bind_terminal("CP2", "T-3", "")
+        bound = await store.station_terminal("CP1")
+        assert bound is not None
+        assert (bound.station_id, bound.terminal_id, bound.management_system_id) == \
+            ("CP1", "T-2", "MS-9")
+        assert_utc(bound.updated_at)
+        assert await store.unbind_terminal("CP1") is True
+        assert await store.unbind_terminal("CP1") is False
+        assert await store.station_terminal("CP1") is None
+        assert (await store.station_terminal("CP2")) is not None
+
+    async def test_terminal_binding_survives_reopen(self, store_factory: StoreFactory) -> None:
+        async with opened(store_factory) as store:
+            await store.bind_terminal("CP1", "T-1", "MS-1")
+        async with opened(store_factory) as store:
+            bound = await store.station_terminal("CP1")
+            assert bound is not None and bound.terminal_id == "T-1"
+
+    async def test_terminal_requests(self, store: BillingStore) -> None:
+        await store.create_terminal_request(make_terminal_request("R1"))
+        await store.create_terminal_request(make_terminal_request("R2", created_at=at(1)))
+        with pytest.raises(ValueError):
+            await store.create_terminal_request(make_terminal_request("R1"))
+        got = await store.get_terminal_request("R1")
+        assert got == make_terminal_request("R1")
+        assert await store.get_terminal_request("nope") is None
+        assert [r.request_id for r in await store.pending_terminal_requests()] == ["R1", "R2"]
+        # the reference is learned once the terminal was asked
+        updated = await store.update_terminal_request("R1", reference="TK1")
+        assert updated is not None and updated.reference == "TK1"
+        assert updated.status is TerminalRequestStatus.PENDING
+        found = await store.terminal_request_by_reference("TK1")
+        assert found is not None and found.request_id == "R1"
+        assert await store.terminal_request_by_reference("TK2") is None
+        # compare-and-set on the status: only one outcome wins
+        done = await store.update_terminal_request(
+            "R1", if_status=TerminalRequestStatus.PENDING,
+            status=TerminalRequestStatus.TOKEN_MISMATCH, error="another card")
+        assert done is not None
+        assert (done.status, done.error, done.reference) == \
+            (TerminalRequestStatus.TOKEN_MISMATCH, "another card", "TK1")
+        assert await store.update_terminal_request(
+            "R1", if_status=TerminalRequestStatus.PENDING,
+            status=TerminalRequestStatus.STOPPED) is None
+        assert [r.request_id for r in await store.pending_terminal_requests()] == ["R2"]
+        assert await store.update_terminal_request("nope", status=TerminalRequestStatus.FAILED) \
+            is None
+
+    async def test_card_fingerprint_is_kept_on_the_session(self, store: BillingStore) -> None:
+        await add(store, 1, method=Method.TERMINAL)
+        moved = await store.transition_payment("S1", [P.PENDING], P.AUTHORIZED,
+                                               authorized_amount=5000, charge_id="TL1",
+                                               card_fingerprint="991234567890123456")
+        assert moved is not None and moved.card_fingerprint == "991234567890123456"
+        session = await store.get_session("S1")
+        assert session is not None and session.method is Method.TERMINAL
+        assert session.card_fingerprint == "991234567890123456"
 
     # lifecycle ----------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from csms.keys import HUB, STORE
 from web.dashboard import reads
 from web.dashboard.render import flash, not_found, page, see_other
 from web.keys import BILLING
-from web.operator.routes import station_view
+from web.operator.routes import station_detail
 from web.operator.views import FrameView, TariffView
 
 routes = web.RouteTableDef()
@@ -69,7 +69,7 @@ async def station(request: web.Request) -> web.Response:
     answers = session.pop("answers", {})
     return await page(
         request, "station.html", watch=f"station:{station_id}",
-        station=station_view(request, stored),
+        station=await station_detail(request, stored),
         running=await reads.transactions(request, station_id=station_id, active=True),
         recent=await reads.transactions(request, station_id=station_id, limit=10),
         frames=[FrameView.of(f) for f in frames], answer=answers.get(station_id),

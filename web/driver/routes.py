@@ -64,6 +64,9 @@ class ChargeStartRequest(_Body):
             if not re.fullmatch(r"\d{11}", digits):
                 raise FieldError("cpf", "must have 11 digits")
             self.cpf = digits
+        if self.method == Method.TERMINAL:
+            raise FieldError("method", "TERMINAL sessions start at the station's terminal "
+                             "(POST /terminal/start)")
         if self.method != Method.VIP and self.amount <= 0:
             raise FieldError("amount", "must be a positive number of cents")
         if self.method == Method.CREDIT_CARD and not self.cardToken:
@@ -186,10 +189,15 @@ def stop_request_view(session: Session) -> StopRequestView | None:
                            lastError=session.stop_last_error)
 
 
-def _check_driver_key(request: web.Request) -> None:
-    keys = request.config_dict[SETTINGS].api.driver_keys
+def _check_driver_key(request: web.Request, *, or_terminal: bool = False) -> None:
+    """One of `api.driver_keys` (or none configured); with `or_terminal`, one of
+    `api.terminal_keys` also passes (a kiosk follows the terminal session it started)."""
+    api = request.config_dict[SETTINGS].api
+    keys = list(api.driver_keys)
     if not keys:
         return
+    if or_terminal:
+        keys += api.terminal_keys
     given = request.headers.get("X-Api-Key", "")
     if not any(same_secret(given, key) for key in keys):
         # No registered scheme fits an API-key header; RFC 9110 still wants a challenge.
@@ -253,7 +261,7 @@ async def charge_stop(request: web.Request) -> web.Response:
 @routes.get("/charge/{session_id}", name="charge_session")
 @documented("A session with its payment", response=SessionView, errors=(404,))
 async def charge_session(request: web.Request) -> web.Response:
-    _check_driver_key(request)
+    _check_driver_key(request, or_terminal=True)
     service: BillingService = request.config_dict[BILLING]
     try:
         session = await service.get(request.match_info["session_id"])

@@ -43,6 +43,7 @@ from web.operator.views import (
     SessionDetail,
     StationView,
     TariffView,
+    TerminalView,
     TransactionDetail,
     TransactionView,
 )
@@ -85,6 +86,14 @@ def station_view(request: web.Request, station: Station) -> StationView:
                           app[OCPP_SETTINGS].security_profile)
 
 
+async def station_detail(request: web.Request, station: Station) -> StationView:
+    """`station_view` with billing's part: the bound payment terminal (one read)."""
+    view = station_view(request, station)
+    binding = await request.config_dict[BILLING].store.station_terminal(station.id)
+    view.terminal = TerminalView.of(binding) if binding else None
+    return view
+
+
 def _station(request: web.Request, station: Station) -> dict[str, Any]:
     return station_view(request, station).model_dump()
 
@@ -116,7 +125,7 @@ async def get_station(request: web.Request) -> web.Response:
     station = await request.config_dict[STORE].get_station(request.match_info["station_id"])
     if station is None:
         raise ApiError(404, "not_found", "unknown station")
-    return web.json_response(_station(request, station))
+    return web.json_response((await station_detail(request, station)).model_dump())
 
 
 def _station_id(text: str) -> str:
@@ -312,6 +321,36 @@ async def put_tariff(request: web.Request) -> web.Response:
     await request.config_dict[BILLING].store.set_station_tariff(
         station_id, str(body.pricePerKwh), str(body.fixedConnectionFee))
     return web.json_response(await _tariff_json(request, station_id))
+
+
+class TerminalRequestBody(BaseModel):
+    terminalId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    managementSystemId: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9._:-]*$",
+                                    description="empty: billing.ccv.management_system_id")
+
+
+@routes.put("/stations/{station_id}/terminal", name="put_station_terminal")
+@documented("Bind the station's payment terminal (CCV): terminal sessions at this station "
+            "authorise and read cards on it", body=TerminalRequestBody, response=TerminalView,
+            errors=(404,))
+async def put_terminal(request: web.Request) -> web.Response:
+    station_id = request.match_info["station_id"]
+    if await request.config_dict[STORE].get_station(station_id) is None:
+        raise ApiError(404, "not_found", "unknown station")
+    body = validate(TerminalRequestBody, await read_json(request))
+    binding = await request.config_dict[BILLING].store.bind_terminal(
+        station_id, body.terminalId, body.managementSystemId)
+    return web.json_response(TerminalView.of(binding).model_dump())
+
+
+@routes.delete("/stations/{station_id}/terminal", name="delete_station_terminal")
+@documented("Unbind the station's payment terminal (sessions already started keep theirs)",
+            status=204, errors=(404,))
+async def delete_terminal(request: web.Request) -> web.Response:
+    station_id = request.match_info["station_id"]
+    if not await request.config_dict[BILLING].store.unbind_terminal(station_id):
+        raise ApiError(404, "not_found", "the station has no terminal")
+    return web.Response(status=204)
 
 
 @routes.get("/sessions", name="sessions")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from billing.models import Job
+from billing.models import Job, TerminalBinding
 from billing.service import BillingService
 from csms.domain import IdTag, LoggedFrame, MeterValue, OrphanStop, Station, Transaction, isoformat
 from csms.ocpp.hub import LiveStation
@@ -24,6 +24,20 @@ class ConnectorView(BaseModel):
     info: str | None
     vendorErrorCode: str | None
     updatedAt: str | None
+
+
+class TerminalView(BaseModel):
+    """The payment terminal (CCV) built into a station."""
+
+    terminalId: str
+    managementSystemId: str = Field(description="empty: billing.ccv.management_system_id")
+    updatedAt: str
+
+    @classmethod
+    def of(cls, binding: TerminalBinding) -> TerminalView:
+        return cls(terminalId=binding.terminal_id,
+                   managementSystemId=binding.management_system_id,
+                   updatedAt=isoformat(binding.updated_at) or "")
 
 
 class StationView(BaseModel):
@@ -45,6 +59,8 @@ class StationView(BaseModel):
     # "1.6" or "2.0.1": the version of the open connection; None while disconnected
     ocppVersion: str | None
     connectors: list[ConnectorView]
+    terminal: TerminalView | None = Field(
+        None, description="the bound payment terminal; filled by GET /api/stations/{id}")
 
     @classmethod
     def of(cls, station: Station, live: LiveStation | None, default_profile: int) -> StationView:

@@ -14,11 +14,13 @@ from __future__ import annotations
 from billing.store.mongo.jobs import JobCollection
 from billing.store.mongo.receipts import RECEIPT_COUNTER, ReceiptCollection
 from billing.store.mongo.small import SmallCollections
+from billing.store.mongo.terminals import TerminalCollections
 from csms.store.mongo_support import store_errors
 
 __all__ = ["RECEIPT_COUNTER", "MongoBillingStore"]
 
 
 @store_errors
-class MongoBillingStore(ReceiptCollection, JobCollection, SmallCollections):
+class MongoBillingStore(ReceiptCollection, JobCollection, SmallCollections,
+                        TerminalCollections):
     """`BillingStore` on a MongoDB database (collections prefixed `billing_`)."""

@@ -37,6 +37,7 @@ from csms.store.ports import StoreError
 SESSIONS, OP_KEYS, JOBS = "billing_sessions", "billing_op_keys", "billing_jobs"
 RECEIPTS, COUNTERS = "billing_receipts", "billing_counters"
 CARDS, TARIFFS, WEBHOOKS = "billing_saved_cards", "billing_station_tariffs", "billing_webhooks"
+TERMINALS, TERMINAL_REQUESTS = "billing_terminals", "billing_terminal_requests"
 
 # Every index, next to the queries that need it (`_id` serves lookups by session id, job id,
 # idempotency key, driver tag and station).
@@ -61,6 +62,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         # create_receipt: numbers never repeat (with the counter: never skip); tokens unique
         IndexModel([("number", ASCENDING)], unique=True, name="number"),
         IndexModel([("token", ASCENDING)], unique=True, name="token"),  # receipt_by_token
+    ],
+    TERMINAL_REQUESTS: [
+        IndexModel([("reference", ASCENDING)], name="reference"),  # by_reference (webhooks)
+        # pending_terminal_requests, oldest first
+        IndexModel([("status", ASCENDING), ("created_at", ASCENDING)], name="pending"),
     ],
     WEBHOOKS: [
         # record_webhook: an event id is handled once per gateway

@@ -17,7 +17,10 @@ Schema history (kept in `billing_meta.schema_version`; each step only adds):
   2. the money-job outbox (`billing_jobs`), receipts (`billing_receipts`) and the named
      counters that number receipts (`billing_counters`);
   3. on sessions: the recorded transaction (meter_start, meter_stop, charging_started_at,
-     stopped_at, stop_reason) and `version`, bumped by every session write.
+     stopped_at, stop_reason) and `version`, bumped by every session write;
+  4. the stop request; 5. operation fingerprints; 6. the card's last four digits;
+  7. unattended terminals: `card_fingerprint` on sessions, `billing_terminals` (one per
+     station) and `billing_terminal_requests` (stops asked at a terminal).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from billing.store.sqlite.receipts import ReceiptTable
 from billing.store.sqlite.schema import _MIGRATIONS, RECEIPT_COUNTER, SCHEMA_VERSION
 from billing.store.sqlite.sessions import SessionTable
 from billing.store.sqlite.tariffs import TariffTable
+from billing.store.sqlite.terminals import TerminalTable
 from billing.store.sqlite.webhooks import WebhookTable
 from billing.store.values import DuplicateSession
 
@@ -42,6 +46,6 @@ __all__ = [
 
 
 class SqliteBillingStore(SessionTable, LedgerTable, JobTable, ReceiptTable, SavedCardTable,
-                         TariffTable, WebhookTable):
+                         TariffTable, WebhookTable, TerminalTable):
     """`BillingStore` on a SQLite file (WAL), one connection, one IMMEDIATE transaction a write:
     one module per aggregate, all sharing `SqliteConnection`."""

@@ -11,7 +11,7 @@ from csms.store.ports import StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 _SCHEMA_V1 = [
@@ -187,6 +187,36 @@ def _add_columns(table: str, columns: dict[str, str]) -> Callable[[sqlite3.Conne
 _V5_OPERATION_COLUMNS = {"fingerprint": "TEXT"}
 # v6: the card's last four digits as the gateway reported them (receipts).
 _V6_SESSION_COLUMNS = {"card_last4": "TEXT"}
+# v7: unattended terminals (CCV): the card's one-way token on a session, the terminal bound to
+# each station, and the stops asked at a terminal.
+_V7_SESSION_COLUMNS = {"card_fingerprint": "TEXT"}
+_SCHEMA_V7 = [
+    """
+    CREATE TABLE IF NOT EXISTS billing_terminals (
+        station_id           TEXT PRIMARY KEY,
+        terminal_id          TEXT NOT NULL,
+        management_system_id TEXT NOT NULL,
+        updated_at           TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS billing_terminal_requests (
+        request_id   TEXT PRIMARY KEY,
+        station_id   TEXT NOT NULL,
+        connector_id INTEGER NOT NULL,
+        session_id   TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
+        reference    TEXT,
+        error        TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS billing_terminal_requests_reference"
+    " ON billing_terminal_requests (reference) WHERE reference IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS billing_terminal_requests_pending"
+    " ON billing_terminal_requests (created_at) WHERE status = 'PENDING'",
+]
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
@@ -200,6 +230,7 @@ _MIGRATIONS: dict[int, list[Migration]] = {
         " WHERE status = 'STOPPING' AND stop_requested_at IS NULL"],
     5: [_add_columns("billing_operations", _V5_OPERATION_COLUMNS)],
     6: [_add_columns("billing_sessions", _V6_SESSION_COLUMNS)],
+    7: [_add_columns("billing_sessions", _V7_SESSION_COLUMNS), *_SCHEMA_V7],
 }
 
 RECEIPT_COUNTER = "receipt_number"

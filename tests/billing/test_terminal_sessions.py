@@ -1,0 +1,332 @@
+"""Unattended terminal sessions end to end: the whole app on a real port, a 1.6 station over
+real websockets, and the fake CCV server (its terminal approves, declines or presents another
+card; its webhooks reach POST /webhooks/ccv)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.billing.flows import Env, charge, ops, ready_station, stop_tx
+from tests.conftest import make_settings
+from tests.support.ccv import API_KEY, MANAGEMENT_SYSTEM_ID, start_fake_ccv
+from tests.support.fake_ccv import DEFAULT_CARD_TOKEN, FakeCcv
+from tests.support.net import free_port
+from tests.support.stations import FakeStation, station
+from tests.support.wait import eventually
+from web.app import create_app
+from web.keys import BILLING
+
+KIOSK = {"X-Api-Key": "kiosk-key-1"}
+SECRET = "hook-secret-1"
+OTHER_CARD = "99ABCDEFGHIJKLMNOP"
+# 12,345 Wh at 1.50/kWh plus the 2.00 fee: 20.5175 -> 2052 cents (half-up)
+ENERGY_WH, COST = 12345, 2052
+
+
+@dataclass
+class TerminalEnv:
+    env: Env
+    ccv: FakeCcv
+
+    async def post(self, path: str, body: Any, headers: dict[str, str] | None = None,
+                   ) -> tuple[int, Any]:
+        return await self.env.post(path, body, headers=KIOSK if headers is None else headers)
+
+    async def start(self, amount: int = 5000) -> str:
+        status, body = await self.post("/terminal/start", {
+            "chargePointId": "EVSE-001", "connectorId": 1, "amount": amount})
+        assert status == 202, body
+        return str(body["sessionId"])
+
+    async def request(self, request_id: str) -> dict[str, Any]:
+        async with self.env.http.get(f"{self.env.url}/terminal/requests/{request_id}",
+                                     headers=KIOSK) as resp:
+            assert resp.status == 200, await resp.text()
+            return dict(await resp.json())
+
+    async def stop_at_terminal(self, expected: str) -> dict[str, Any]:
+        status, body = await self.post("/terminal/stop", {"chargePointId": "EVSE-001",
+                                                          "connectorId": 1})
+        assert status == 202, body
+        return await eventually(lambda: self.request(body["requestId"]),
+                                lambda r: r["status"] == expected)
+
+
+@contextlib.asynccontextmanager
+async def terminal_env(tmp_path: Path, aiohttp_server: Any, *, webhooks: bool = True,
+                       **extra: str) -> AsyncIterator[TerminalEnv]:
+    """The app with CCV configured and the fake's terminal answering after 0.2 s; with
+    `webhooks=False` CCV's hints go to a port nobody listens on (lost)."""
+    ccv = await start_fake_ccv(aiohttp_server)
+    ccv.terminal_delay = 0.2
+    port = free_port()
+    public = f"http://127.0.0.1:{port if webhooks else free_port()}"
+    settings = make_settings(
+        tmp_path, CSMS_SERVER__PUBLIC_URL=public, CSMS_BILLING__CCV__BASE_URL=ccv.base_url,
+        CSMS_BILLING__CCV__API_KEY=API_KEY,
+        CSMS_BILLING__CCV__MANAGEMENT_SYSTEM_ID=MANAGEMENT_SYSTEM_ID,
+        CSMS_BILLING__CCV__WEBHOOK_SECRET=SECRET, CSMS_API__TERMINAL_KEYS="kiosk-key-1",
+        CSMS_BILLING__SANDBOX_PATH=str(tmp_path / "sandbox.db"), **extra)
+    server = await aiohttp_server(create_app(settings), port=port)
+    async with aiohttp.ClientSession() as http:
+        yield TerminalEnv(Env(server, None, http), ccv)
+    await ccv.settled()
+    missing = [r for r in ccv.mutating_requests()
+               if not r["headers"].get("Idempotency-Reference")]
+    assert not missing, "every POST to CCV carries an Idempotency-Reference"
+
+
+async def bound_station(t: TerminalEnv, cp: FakeStation) -> None:
+    await ready_station(t.env, cp)
+    async with t.env.http.put(f"{t.env.url}/api/stations/EVSE-001/terminal",
+                              json={"terminalId": "IM30-1"}) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def charging(t: TerminalEnv, cp: FakeStation) -> tuple[str, int]:
+    """A terminal session of 5000 approved on the default card and charging."""
+    await bound_station(t, cp)
+    t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
+    sid = await t.start()
+    return sid, await charge(t.env, cp, sid)
+
+
+async def test_a_terminal_session_charges_and_the_same_card_stops_it_once(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        sid, tx_id = await charging(t, cp)
+        running = await t.env.session(sid)
+        assert (running["method"], running["payment"]["status"],
+                running["payment"]["authorizedAmount"]) == ("TERMINAL", "AUTHORIZED", 5000)
+        payment = t.ccv.mutating_requests()[0]
+        assert payment["path"] == "/api/v1/payment"
+        assert payment["body"]["details"] == {
+            "terminalId": "IM30-1", "managementSystemId": MANAGEMENT_SYSTEM_ID,
+            "accessProtocol": "OPI_NL", "operatingEnvironment": "UNATTENDED"}
+        assert payment["body"]["webhookUrl"] == f"{t.env.url}/webhooks/ccv?key={SECRET}"
+
+        t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
+        stopped = await t.stop_at_terminal("STOPPED")
+        assert stopped["error"] is None
+        assert (await cp.wait_for("RemoteStopTransaction"))["transaction_id"] == tx_id
+        await cp.call(stop_tx(tx_id, ENERGY_WH))
+        await cp.call(stop_tx(tx_id, ENERGY_WH))  # a repeated StopTransaction
+        done = await t.env.wait_session(sid, "COMPLETED", "CAPTURED")
+        assert done["costCents"] == COST
+        assert done["payment"]["capturedAmount"] == COST
+        assert ("CAPTURE", COST, "SUCCEEDED") in ops(done)
+        await t.ccv.settled()
+        assert t.ccv.counts["capture"] == 1
+        assert [r["body"]["amount"] for r in t.ccv.mutating_requests()
+                if r["path"] == "/api/v1/capture"] == ["20.52"]
+        assert t.ccv.counts["reversal"] == 0
+
+
+async def test_another_card_cannot_stop_the_session(tmp_path: Path,
+                                                    aiohttp_server: Any) -> None:
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        sid, _ = await charging(t, cp)
+        t.ccv.terminal("IM30-1").queue("approve", OTHER_CARD)
+        mismatch = await t.stop_at_terminal("TOKEN_MISMATCH")
+        assert mismatch["chargePointId"] == "EVSE-001"
+        await t.ccv.settled()
+        assert not [name for name, _ in cp.received if name == "RemoteStopTransaction"]
+        still = await t.env.session(sid)
+        assert (still["status"], still["stopRequest"]) == ("CHARGING", None)
+        assert t.ccv.counts["capture"] == t.ccv.counts["reversal"] == 0
+
+
+async def test_a_declined_card_charges_nothing_and_starts_nothing(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await bound_station(t, cp)
+        t.ccv.terminal("IM30-1").queue("decline")
+        sid = await t.start()
+        failed = await t.env.wait_session(sid, "FAILED", "FAILED")
+        assert ops(failed) == [("AUTHORIZE", 5000, "FAILED")]
+        assert failed["payment"]["authorizedAmount"] == 0
+        await t.ccv.settled()
+        assert not cp.received
+        assert t.ccv.counts["capture"] == t.ccv.counts["reversal"] == 0
+        # the connector is free for the next driver
+        t.ccv.terminal("IM30-1").queue("approve")
+        await t.start()
+
+
+async def test_a_rejected_remote_start_releases_the_hold(tmp_path: Path,
+                                                         aiohttp_server: Any) -> None:
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await bound_station(t, cp)
+        cp.remote_start_status = "Rejected"
+        t.ccv.terminal("IM30-1").queue("approve")
+        sid = await t.start()
+        failed = await t.env.wait_session(sid, "FAILED", "VOIDED")
+        assert ops(failed) == [("AUTHORIZE", 5000, "SUCCEEDED"), ("VOID", 5000, "SUCCEEDED")]
+        assert t.ccv.counts["reversal"] == 1 and t.ccv.counts["capture"] == 0
+
+
+async def test_a_capture_that_fails_twice_is_applied_once(tmp_path: Path,
+                                                          aiohttp_server: Any) -> None:
+    async with terminal_env(tmp_path, aiohttp_server, CSMS_BILLING__GATEWAY_ATTEMPTS="1",
+                            CSMS_TASKS__RETRY_DELAYS="[0.1]") as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        sid, tx_id = await charging(t, cp)
+        t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
+        await t.stop_at_terminal("STOPPED")
+        await cp.wait_for("RemoteStopTransaction")
+        await t.ccv.settled()
+        # CCV carries out the capture but its answer is lost, then answers 500 once more
+        t.ccv.fail_next(1, 500, after_processing=True)
+        t.ccv.fail_next(1, 503)
+        await cp.call(stop_tx(tx_id, ENERGY_WH))
+        done = await t.env.wait_session(sid, "COMPLETED", "CAPTURED", timeout=10)
+        assert done["payment"]["capturedAmount"] == COST
+        captures = [r for r in t.ccv.requests if r["path"] == "/api/v1/capture"]
+        assert len(captures) == 3
+        assert len({r["headers"]["Idempotency-Reference"] for r in captures}) == 1
+        assert t.ccv.counts["capture"] == 1 and t.ccv.counts["replays"] == 1
+
+
+async def test_a_lost_webhook_is_recovered_by_reconciliation(tmp_path: Path,
+                                                             aiohttp_server: Any) -> None:
+    async with terminal_env(tmp_path, aiohttp_server, webhooks=False) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await bound_station(t, cp)
+        t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
+        sid = await t.start()
+        await t.ccv.settled()
+        assert "error" in t.ccv.webhooks[0]  # the hint never arrived
+        assert (await t.env.session(sid))["status"] == "PENDING_PAYMENT"
+        await t.env.server.app[BILLING].reconcile()
+        tx_id = await charge(t.env, cp, sid)
+        # the card read at the stop loses its hint too: the sweep reads it
+        t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
+        status, body = await t.post("/terminal/stop", {"chargePointId": "EVSE-001",
+                                                       "connectorId": 1})
+        assert status == 202
+        await t.ccv.settled()
+        assert (await t.request(body["requestId"]))["status"] == "PENDING"
+        await t.env.server.app[BILLING].reconcile()
+        assert (await t.request(body["requestId"]))["status"] == "STOPPED"
+        await cp.wait_for("RemoteStopTransaction")
+        await cp.call(stop_tx(tx_id, ENERGY_WH))
+        await t.env.wait_session(sid, "COMPLETED", "CAPTURED")
+
+
+async def test_webhooks_are_authenticated_deduplicated_and_fetched(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        sid, _ = await charging(t, cp)
+        session = await t.env.server.app[BILLING].get(sid)
+        reference = session.charge_id
+        assert reference and session.card_fingerprint == DEFAULT_CARD_TOKEN
+        url = t.env.url + "/webhooks/ccv"
+        for query in ("", "?key=wrong"):
+            status, body = await t.env.post("/webhooks/ccv" + query, {"id": reference})
+            assert (status, body["error"]["code"]) == (401, "unauthorized")
+        gets = t.ccv.counts["get"]
+        async with t.env.http.post(url, params={"key": SECRET},
+                                   json={"id": reference}) as resp:
+            assert resp.status == 200 and (await resp.json())["duplicate"] is True
+        assert t.ccv.counts["get"] == gets  # a handled final hint is not fetched again
+        async with t.env.http.post(url, params={"key": SECRET}, json={"id": "TLNOPE.1"}) as resp:
+            assert resp.status == 404
+        for bad in ({}, {"id": ""}, {"id": "a b"}, ["x"]):
+            async with t.env.http.post(url, params={"key": SECRET}, json=bad) as resp:
+                assert resp.status in (400, 422), bad
+
+
+async def test_terminal_api_needs_a_terminal_key_and_a_bound_terminal(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await ready_station(t.env, cp)
+        body = {"chargePointId": "EVSE-001", "connectorId": 1, "amount": 5000}
+        for headers in ({}, {"X-Api-Key": "nope"}):
+            status, refused = await t.post("/terminal/start", body, headers=headers)
+            assert (status, refused["error"]["code"]) == (401, "unauthorized")
+        status, refused = await t.post("/terminal/start", body)
+        assert (status, refused["error"]["code"]) == (409, "terminal_not_bound")
+        for bad, field in (({**body, "amount": 0}, "amount"),
+                           ({**body, "amount": 10**9}, "amount"),
+                           ({**body, "connectorId": "1"}, "connectorId")):
+            status, refused = await t.post("/terminal/start", bad)
+            assert (status, refused["error"]["field"]) == (422, field)
+        status, refused = await t.post("/terminal/stop", {"chargePointId": "EVSE-001",
+                                                          "connectorId": 1})
+        assert (status, refused["error"]["code"]) == (409, "terminal_not_bound")
+        status, refused = await t.env.post("/charge/start", {
+            "chargePointId": "EVSE-001", "connectorId": 1, "method": "TERMINAL",
+            "amount": 5000, "charger": {"price": 1.5, "fixed_connection_cost": 2}})
+        assert (status, refused["error"]["field"]) == (422, "method")
+        async with t.env.http.get(f"{t.env.url}/terminal/requests/nope",
+                                  headers=KIOSK) as resp:
+            assert resp.status == 404
+
+
+async def test_terminal_binding_api(tmp_path: Path, aiohttp_server: Any) -> None:
+    async with terminal_env(tmp_path, aiohttp_server,
+                            CSMS_API__OPERATOR_TOKEN="op-token") as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await ready_station(t.env, cp)
+        api, auth = f"{t.env.url}/api/stations", {"Authorization": "Bearer op-token"}
+        async with t.env.http.put(f"{api}/EVSE-001/terminal",
+                                  json={"terminalId": "IM30-1"}) as resp:
+            assert resp.status == 401
+        async with t.env.http.put(f"{api}/NOPE/terminal", json={"terminalId": "IM30-1"},
+                                  headers=auth) as resp:
+            assert resp.status == 404
+        for bad in ({}, {"terminalId": ""}, {"terminalId": "a b"}, {"terminalId": 7}):
+            async with t.env.http.put(f"{api}/EVSE-001/terminal", json=bad,
+                                      headers=auth) as resp:
+                assert resp.status == 422, bad
+                assert (await resp.json())["error"]["field"] == "terminalId"
+        async with t.env.http.put(f"{api}/EVSE-001/terminal", headers=auth, json={
+                "terminalId": "IM30-7", "managementSystemId": "000999"}) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["terminalId"] == "IM30-7"
+        async with t.env.http.get(f"{api}/EVSE-001", headers=auth) as resp:
+            shown = (await resp.json())["terminal"]
+            assert (shown["terminalId"], shown["managementSystemId"]) == ("IM30-7", "000999")
+        async with t.env.http.get(f"{t.env.url}/api/openapi.json") as resp:
+            paths = (await resp.json())["paths"]
+            assert {"put", "delete"} <= set(paths["/api/stations/{stationId}/terminal"])
+            assert {"/terminal/start", "/terminal/stop", "/terminal/requests/{requestId}",
+                    "/webhooks/ccv"} <= set(paths)
+        async with t.env.http.delete(f"{api}/EVSE-001/terminal", headers=auth) as resp:
+            assert resp.status == 204
+        async with t.env.http.delete(f"{api}/EVSE-001/terminal", headers=auth) as resp:
+            assert resp.status == 404
+        async with t.env.http.get(f"{api}/EVSE-001", headers=auth) as resp:
+            assert (await resp.json())["terminal"] is None
+
+
+@pytest.mark.parametrize("missing", ["api_key", "webhook_secret"])
+def test_production_refuses_open_terminal_settings(tmp_path: Path, missing: str) -> None:
+    from web.posture import open_terminal_settings
+
+    values = {"CSMS_BILLING__CCV__API_KEY": API_KEY,
+              "CSMS_BILLING__CCV__WEBHOOK_SECRET": SECRET,
+              "CSMS_BILLING__CCV__MANAGEMENT_SYSTEM_ID": MANAGEMENT_SYSTEM_ID,
+              "CSMS_SERVER__PUBLIC_URL": "https://csms.example.com",
+              "CSMS_API__TERMINAL_KEYS": "k1"}
+    complete = make_settings(tmp_path, **values)
+    assert open_terminal_settings(complete) == []
+    values[f"CSMS_BILLING__CCV__{missing.upper()}"] = ""
+    findings = open_terminal_settings(make_settings(tmp_path, **values))
+    if missing == "api_key":
+        assert findings == []  # CCV off: nothing of it is open
+    else:
+        assert any("billing.ccv.webhook_secret" in f for f in findings)
