@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -20,7 +21,8 @@ from billing.parts import BillingParts
 from billing.service import BillingService
 from csms.background import TaskSet, stop_if_cancelled, wait_cancelled
 from csms.charging import ChargingService
-from csms.keys import CHARGING, HUB, METRICS, OCPP_SETTINGS, STORE, TASKS
+from csms.cluster.node import ClusterNode
+from csms.keys import CHARGING, HUB, METRICS, OCPP_SETTINGS, STATION_COMMANDS, STORE, TASKS
 from csms.metrics import Metrics
 from csms.ocpp.endpoint import ocpp_websocket
 from csms.ocpp.hub import Hub
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("ocpp").setLevel(logging.WARNING)
 
 PARTS = web.AppKey("billing_parts", BillingParts)
+CLUSTER = web.AppKey("cluster", ClusterNode)
 
 # The handler lives in the charging core, which knows no OpenAPI; its description lives here.
 OCPP_ENDPOINT = documented(
@@ -64,9 +67,21 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     except BaseException:
         await store.close()
         raise
-    await store.mark_all_disconnected()
+    if not settings.cluster.enabled:  # in a cluster the others' stations are still connected
+        await store.mark_all_disconnected()
     yield
     await store.close()
+
+
+async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Join the cluster (presence, routing, live events over Redis) before stations come."""
+    node = app.get(CLUSTER)
+    if node is None:
+        yield
+        return
+    await node.start()
+    yield
+    await node.stop()
 
 
 async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -130,6 +145,15 @@ async def _close_stations(app: web.Application) -> None:
     await app[HUB].close_all()
 
 
+def _cluster_node(settings: Settings, hub: Hub, charging: ChargingService,
+                  store: Store) -> ClusterNode | None:
+    cluster = settings.cluster
+    if not cluster.enabled:
+        return None
+    node_id = cluster.node_id or f"{socket.gethostname()}:{settings.server.port}"
+    return ClusterNode(cluster, settings.cluster_redis_url, node_id, hub, charging, store)
+
+
 def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware,
                                        body_timeout(settings.server.body_timeout)],
@@ -142,14 +166,22 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[CHARGING] = charging = ChargingService(store, settings.ocpp)
     app[HUB] = hub = Hub(settings.ocpp, store, charging, metrics)
     feed = LiveFeed()  # the dashboard's live updates: charging events and billing's writes
-    app[PARTS] = parts = BillingParts.from_settings(settings, on_change=feed.on_change)
+    node = _cluster_node(settings, hub, charging, store)
+    # One node: events go straight to the feed. A cluster: to Redis, and from Redis (every
+    # node's, this one's included) to the feed.
+    live = feed if node is None else node.events
+    app[STATION_COMMANDS] = commands = hub if node is None else node.router
+    app[PARTS] = parts = BillingParts.from_settings(settings, on_change=live.on_change)
     app[BILLING_STORE], app[GATEWAY], app[JOBS] = parts.store, parts.gateway, parts.jobs
-    app[BILLING] = billing = BillingService(settings, parts.store, store, parts.ledger, hub,
-                                            parts.jobs, tasks, metrics.registry)
+    app[BILLING] = billing = BillingService(settings, parts.store, store, parts.ledger,
+                                            commands, parts.jobs, tasks, metrics.registry)
     charging.listeners.append(billing.listener)
-    charging.listeners.append(feed)  # after billing: a meter sample's cost is stored by then
+    charging.listeners.append(live)  # after billing: a meter sample's cost is stored by then
+    if node is not None:
+        app[CLUSTER] = node
+        node.bus.on("event", feed.follow)
 
-    app.cleanup_ctx.extend([_store_ctx, _hub_ctx, _billing_ctx, _tasks_ctx])
+    app.cleanup_ctx.extend([_store_ctx, _cluster_ctx, _hub_ctx, _billing_ctx, _tasks_ctx])
     app.on_shutdown.append(_close_stations)
 
     app.router.add_get("/ocpp/{station_id}", OCPP_ENDPOINT, name="ocpp")

@@ -21,7 +21,7 @@ from csms.domain import (
     parse_timestamp,
     valid_station_id,
 )
-from csms.keys import HUB, OCPP_SETTINGS, STORE
+from csms.keys import HUB, OCPP_SETTINGS, STATION_COMMANDS, STORE
 from csms.passwords import hash_password
 from csms.store import KEEP, Keep
 from web.apidoc import BOOL, ID32, INT, Param, documented
@@ -190,7 +190,7 @@ async def station_command(request: web.Request) -> web.Response:
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_payload", "the payload must be a JSON object")
     try:
-        response = await request.config_dict[HUB].call(station_id, action, payload)
+        response = await request.config_dict[STATION_COMMANDS].call(station_id, action, payload)
     except StationNotConnected:
         raise ApiError(404, "station_not_connected", f"station {station_id} is not connected") \
             from None
