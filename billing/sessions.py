@@ -116,8 +116,9 @@ class Sessions:
     # start -------------------------------------------------------------------------------------
     async def start(self, req: StartRequest) -> Session:
         """Reserve the money and ask the station to start. One start at a time per connector:
-        the hub lives in this process, so a lock here is what makes the busy check and the
-        new session one step (a second request gets 409 at once rather than waiting)."""
+        in this process a lock makes a second request get 409 at once rather than wait; across
+        the nodes of a cluster the new session is written first and the connector checked
+        again after it (`_claim_connector`), before any money moves."""
         lock = self.connector_locks[(req.station_id, req.connector_id)]
         if lock.locked():
             raise BillingError(409, "connector_busy",
@@ -131,6 +132,7 @@ class Sessions:
                               req.amount, tariff, req.email, req.cpf, save_card=req.save_card,
                               driver_id_tag=req.driver_id_tag)
         await self.store.create_session(session)
+        await self._claim_connector(session)
         sid = session.session_id
         customer = customer_of(session, req.name)
         if req.method == Method.VIP:
@@ -189,6 +191,29 @@ class Sessions:
                                f"{tariff.fixed_connection_fee} fee; the app showed "
                                f"{req.shown_price} plus {req.shown_fixed_cost}")
         return tariff
+
+    async def _claim_connector(self, session: Session) -> None:
+        """Write first, then look: every start writes its session before it reads the
+        connector's sessions again, so of two starts that raced past `_check_start` (on two
+        nodes) the later reader always sees the other. One that sees another gives way, before
+        any money moves; two that see each other both give way (a 409 the driver may retry),
+        so two never both go ahead. The store's own ordering is the lock: no lease to expire,
+        nothing held when a node dies."""
+        others = [s for s in await self.store.list_sessions(
+                      statuses=ACTIVE_SESSION_STATUSES - {S.STOPPING},
+                      station_id=session.station_id)
+                  if s.connector_id == session.connector_id and
+                  s.session_id != session.session_id]
+        if not others:
+            return
+        sid = session.session_id
+        reason = "another session was started on the connector at the same time"
+        await payment.move_session(self.store, sid, {S.PENDING_PAYMENT}, S.FAILED,
+                                   failure_reason=reason, ended_at=utcnow())
+        await payment.move_payment(self.store, sid, {payment.P.PENDING}, payment.P.FAILED)
+        raise BillingError(409, "connector_busy",
+                           f"a session is being started on connector {session.connector_id}",
+                           sid)
 
     async def _fail_start(self, session_id: str, result: GatewayResult) -> None:
         """The ledger has moved the payment (FAILED when refused; an unknown outcome stays

@@ -34,7 +34,7 @@ from web.dashboard.app import setup_dashboard
 from web.dashboard.live import LiveFeed
 from web.driver.routes import routes as driver_routes
 from web.errors import error_middleware
-from web.keys import BILLING, BILLING_STORE, GATEWAY, JOBS, SETTINGS
+from web.keys import BILLING, BILLING_STORE, CLUSTER, GATEWAY, JOBS, SETTINGS
 from web.limits import app_limits, body_timeout
 from web.operator.routes import create_operator_api
 from web.settings import Settings
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 logging.getLogger("ocpp").setLevel(logging.WARNING)
 
 PARTS = web.AppKey("billing_parts", BillingParts)
-CLUSTER = web.AppKey("cluster", ClusterNode)
 
 # The handler lives in the charging core, which knows no OpenAPI; its description lives here.
 OCPP_ENDPOINT = documented(

@@ -29,7 +29,7 @@ from web.bodies import FieldError, read_json, validate
 from web.credentials import same_secret
 from web.driver.routes import SessionView, session_view
 from web.errors import ApiError, Handler
-from web.keys import BILLING, SETTINGS
+from web.keys import BILLING, CLUSTER, SETTINGS
 from web.openapi import openapi_view
 from web.operator.views import (
     CommandResult,
@@ -81,8 +81,11 @@ async def session_of(request: web.Request, tx: Transaction) -> str | None:
 def station_view(request: web.Request, station: Station) -> StationView:
     """The read model of a stored station: live status, effective security profile."""
     app = request.config_dict
+    cluster = app.get(CLUSTER)
+    where = None if cluster is None else cluster.presence.elsewhere.get(station.id)
     return StationView.of(station, app[HUB].live(station.id),
-                          app[OCPP_SETTINGS].security_profile)
+                          app[OCPP_SETTINGS].security_profile,
+                          where.version if where else None)
 
 
 def _station(request: web.Request, station: Station) -> dict[str, Any]:
