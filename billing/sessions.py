@@ -69,6 +69,10 @@ def new_id_tag() -> str:
     return "S" + "".join(secrets.choice(_ID_TAG_ALPHABET) for _ in range(19))
 
 
+def awaiting_pix(session: Session) -> bool:
+    return session.method == Method.PIX and session.status == S.PENDING_PAYMENT
+
+
 def description(session: Session) -> str:
     return f"EV charging at {session.station_id} connector {session.connector_id}"
 
@@ -198,12 +202,13 @@ class Sessions:
         nodes) the later reader always sees the other. One that sees another gives way, before
         any money moves; two that see each other both give way (a 409 the driver may retry),
         so two never both go ahead. The store's own ordering is the lock: no lease to expire,
-        nothing held when a node dies."""
+        nothing held when a node dies. A PIX session waiting to be paid holds nothing, as in
+        `_check_start`; any other PENDING_PAYMENT one is a start in flight."""
         others = [s for s in await self.store.list_sessions(
-                      statuses=ACTIVE_SESSION_STATUSES - {S.STOPPING},
+                      statuses=(ACTIVE_SESSION_STATUSES - {S.STOPPING}) | {S.PENDING_PAYMENT},
                       station_id=session.station_id)
                   if s.connector_id == session.connector_id and
-                  s.session_id != session.session_id]
+                  s.session_id != session.session_id and not awaiting_pix(s)]
         if not others:
             return
         sid = session.session_id

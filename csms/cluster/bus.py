@@ -30,8 +30,11 @@ CLUSTER_CHANNEL = "csms:cluster"
 RESUBSCRIBE_DELAY = 1.0  # seconds between attempts while Redis is unreachable
 
 
+NODE_PREFIX = "csms:node:"
+
+
 def node_channel(node_id: str) -> str:
-    return f"csms:node:{node_id}"
+    return NODE_PREFIX + node_id
 
 
 class Bus:

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from csms.background import stop_if_cancelled
 from csms.charging import ChargingService
-from csms.cluster.bus import Bus, Message
+from csms.cluster.bus import NODE_PREFIX, Bus, Message, node_channel
 from csms.ocpp.hub import Hub
 from csms.ocpp.version import OcppVersion
 from csms.store import Store
@@ -90,6 +90,7 @@ class RedisPresence:
         self.store = store
         self.ttl_ms = int(ttl * 1000)
         self.elsewhere: dict[str, Where] = {}  # stations other nodes hold (a mirror)
+        self.dead: dict[str, Where] = {}  # presences left by nodes that died
         self._release = redis.register_script(_RELEASE)
         self._refresh = redis.register_script(_REFRESH)
         bus.on("presence", self._heard)
@@ -173,21 +174,43 @@ class RedisPresence:
             await pipe.execute()
 
     async def reload(self) -> None:
-        mirror: dict[str, Where] = {}
+        """Read every presence again; a node that no longer listens on its channel (its
+        process died: Redis dropped its subscription with the connection) holds nothing,
+        whatever its keys say until they expire."""
+        found: dict[str, Where] = {}
         names = [name async for name in self.redis.scan_iter(match=PREFIX + "*", count=1000)]
         for start in range(0, len(names), 1000):
             chunk = names[start:start + 1000]
             for name, value in zip(chunk, await self.redis.mget(chunk), strict=True):
                 if value is not None:
-                    where = Where.loads(value)
-                    if where.node != self.node_id:
-                        sid = name.decode() if isinstance(name, bytes) else name
-                        mirror[sid.removeprefix(PREFIX)] = where
-        self.elsewhere = mirror
+                    sid = name.decode() if isinstance(name, bytes) else name
+                    found[sid.removeprefix(PREFIX)] = Where.loads(value)
+        nodes = {where.node for where in found.values()} - {self.node_id}
+        live = await self.listening(nodes)
+        self.dead = {sid: where for sid, where in found.items()
+                     if where.node != self.node_id and where.node not in live}
+        self.elsewhere = {sid: where for sid, where in found.items()
+                          if where.node != self.node_id and where.node in live}
+
+    async def listening(self, nodes: set[str]) -> set[str]:
+        if not nodes:
+            return set()
+        counts = await self.redis.pubsub_numsub(*(node_channel(node) for node in nodes))
+        return {(name.decode() if isinstance(name, bytes) else name).removeprefix(NODE_PREFIX)
+                for name, count in counts if count}
+
+    def node_gone(self, node_id: str) -> None:
+        """A call to `node_id` reached nobody: its stations are not connected anywhere."""
+        for sid in [sid for sid, where in self.elsewhere.items() if where.node == node_id]:
+            self.dead[sid] = self.elsewhere.pop(sid)
 
     async def sweep_departed(self) -> None:
-        """Stations the store shows connected that no node holds any more (their node died)
-        are recorded as disconnected, so the operator sees them offline."""
+        """Stations the store shows connected that no living node holds (theirs died) are
+        recorded as disconnected, so the operator sees them offline; a dead node's presence
+        is deleted (unless the station connected again meanwhile)."""
+        for sid, where in list(self.dead.items()):
+            await self._release(keys=[key(sid)], args=[where.connection])
+        self.dead = {}
         stored = [s.id for s in await self.store.list_stations() if s.connected]
         candidates = [sid for sid in stored if not self.hub.is_connected(sid)]
         if not candidates:

@@ -123,6 +123,7 @@ class Router:
                 "station": station_id, "action": action, "payload": payload,
                 "timeout": timeout, "version": version})
             if heard == 0:
+                self.presence.node_gone(node)
                 raise StationNotConnected(
                     f"station {station_id} is not connected (its node {node} is gone)")
             wait = (timeout or self.hub.settings.command_timeout) + self.margin

@@ -61,9 +61,8 @@ async def test_node_a_dies_mid_session_and_the_stop_resent_to_b_bills_once(
     # StopTransaction it could not deliver; then sends it once more (no answer seen, say).
     async with station(b.ws_url, "EVSE-001") as cp:
         await cp.boot()
-        first = await cp.call(stop_tx(tx_id, ENERGY_WH))
-        again = await cp.call(stop_tx(tx_id, ENERGY_WH))
-        assert first.id_tag_info["status"] == again.id_tag_info["status"] == "Accepted"
+        await cp.call(stop_tx(tx_id, ENERGY_WH))
+        await cp.call(stop_tx(tx_id, ENERGY_WH))
         done = await b.wait_session(sid, "COMPLETED", "CAPTURED")
     assert done["costCents"] == COST_CENTS
     assert [(o["type"], o["amount"]) for o in done["payment"]["operations"]] == \
@@ -106,10 +105,10 @@ async def test_routing_answers_as_a_local_hub_would(cluster: Cluster) -> None:
         assert status == 200 and body["response"]["configurationKey"], body
         status, body = await b.post(command + "Reset", {"type": "Sideways"})
         assert status == 422, body
-        status, body = await b.post(command + "Reset", {"type": "Soft"})
-        assert (status, body["error"]["code"]) == (504, "station_timeout"), body
         status, body = await b.post(command + "GetLocalListVersion", {})  # no handler
         assert (status, body["error"]["code"]) == (502, "station_error"), body
+        status, body = await b.post(command + "Reset", {"type": "Soft"})
+        assert (status, body["error"]["code"]) == (504, "station_timeout"), body
     status, body = await b.post("/api/stations/NOWHERE/commands/Reset", {"type": "Soft"})
     assert (status, body["error"]["code"]) == (404, "station_not_connected")
 
