@@ -142,3 +142,15 @@ async def test_one_start_per_connector_across_nodes(cluster: Cluster) -> None:
         assert len(started) <= 1, answers
         assert set(refused) <= {"connector_busy"}, answers
         assert cluster.fake.counts["orders"] == len(started)  # no hold for a refused start
+
+
+async def test_the_dashboard_on_b_hears_what_happens_on_a(cluster: Cluster) -> None:
+    a, b = cluster.env(cluster.a), cluster.env(cluster.b)
+    async with station(a.ws_url, "EVSE-001") as cp, \
+            cluster.http.get(b.url + "/events?watch=station:EVSE-001") as stream:
+        assert stream.status == 200
+        first = await stream.content.readuntil(b"\r\n\r\n")  # the catch-up event
+        assert first.startswith(b"event: station\r\n"), first
+        await ready_station(a, cp)  # connected, booted, Available: on node A
+        line = await asyncio.wait_for(stream.content.readline(), 10)
+        assert line.strip() == b"event: station"
