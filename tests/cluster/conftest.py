@@ -25,8 +25,6 @@ from tests.support.net import free_port
 from tests.support.pagarme import SECRET_KEY, start_fake_pagarme
 from tests.support.redis import RedisServer, redis_server  # noqa: F401  (a fixture)
 
-pytestmark = pytest.mark.mongodb
-
 COMMAND_TIMEOUT = 1.0  # seconds a node waits for a station's answer (the 504 cases)
 
 
