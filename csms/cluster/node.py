@@ -16,7 +16,7 @@ from csms.cluster.presence import RedisPresence
 from csms.cluster.router import Router
 from csms.ocpp.endpoint import VERSIONS
 from csms.ocpp.hub import Hub
-from csms.settings import ClusterSettings
+from csms.settings import ClusterSettings, ConfigError
 from csms.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,12 @@ class ClusterNode:
         hub.presence = self.presence
 
     async def start(self) -> None:
-        await self.bus.start()
+        try:
+            await self.bus.start()
+        except TimeoutError:
+            await self.stop()
+            raise ConfigError("cluster.redis_url: no Redis answered within 10 s "
+                              "(default: tasks.redis_url)") from None
         await self.presence.reload()
         self._loops = [asyncio.create_task(self.presence.run(), name="cluster-presence"),
                        asyncio.create_task(self.events.run(), name="cluster-events")]
