@@ -4,8 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+STACK_STAMP := $(VENV)/.installed-stack
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench stack clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +20,10 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@ $(STAMP)
 
+$(STACK_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[stack]'
+	touch $@ $(STAMP)
+
 run: $(STAMP)
 	mkdir -p data
 	$(VENV)/bin/csms serve --config config.toml
@@ -30,6 +35,13 @@ test: $(TEST_STAMP)
 	$(PY) -m ruff check csms billing web tests bench
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n auto
+
+# The production topology on one machine: Redis, a MongoDB wire server, two `csms serve`
+# nodes (cluster.enabled), a worker and nginx in front (deploy/Procfile, deploy/stack.toml).
+stack: $(STACK_STAMP)
+	bash scripts/ensure-stack.sh
+	mkdir -p data/stack
+	$(VENV)/bin/honcho -f deploy/Procfile -d . start
 
 bench: $(STAMP)
 	$(PY) bench/ocpp_load.py

@@ -69,6 +69,10 @@ def new_id_tag() -> str:
     return "S" + "".join(secrets.choice(_ID_TAG_ALPHABET) for _ in range(19))
 
 
+def awaiting_pix(session: Session) -> bool:
+    return session.method == Method.PIX and session.status == S.PENDING_PAYMENT
+
+
 def description(session: Session) -> str:
     return f"EV charging at {session.station_id} connector {session.connector_id}"
 
@@ -116,8 +120,9 @@ class Sessions:
     # start -------------------------------------------------------------------------------------
     async def start(self, req: StartRequest) -> Session:
         """Reserve the money and ask the station to start. One start at a time per connector:
-        the hub lives in this process, so a lock here is what makes the busy check and the
-        new session one step (a second request gets 409 at once rather than waiting)."""
+        in this process a lock makes a second request get 409 at once rather than wait; across
+        the nodes of a cluster the new session is written first and the connector checked
+        again after it (`claim_connector`), before any money moves."""
         lock = self.connector_locks[(req.station_id, req.connector_id)]
         if lock.locked():
             raise BillingError(409, "connector_busy",
@@ -131,6 +136,7 @@ class Sessions:
                               req.amount, tariff, req.email, req.cpf, save_card=req.save_card,
                               driver_id_tag=req.driver_id_tag)
         await self.store.create_session(session)
+        await self.claim_connector(session)
         sid = session.session_id
         customer = customer_of(session, req.name)
         if req.method == Method.VIP:
@@ -197,6 +203,30 @@ class Sessions:
         return await self._check_start(StartRequest(
             station_id, connector_id, Method.TERMINAL, 0, None, None, None, None, None, False,
             tariff.price_per_kwh, tariff.fixed_connection_fee))
+
+    async def claim_connector(self, session: Session) -> None:
+        """Write first, then look: every start writes its session before it reads the
+        connector's sessions again, so of two starts that raced past `_check_start` (on two
+        nodes) the later reader always sees the other. One that sees another gives way, before
+        any money moves; two that see each other both give way (a 409 the driver may retry),
+        so two never both go ahead. The store's own ordering is the lock: no lease to expire,
+        nothing held when a node dies. A PIX session waiting to be paid holds nothing, as in
+        `_check_start`; any other PENDING_PAYMENT one is a start in flight."""
+        others = [s for s in await self.store.list_sessions(
+                      statuses=(ACTIVE_SESSION_STATUSES - {S.STOPPING}) | {S.PENDING_PAYMENT},
+                      station_id=session.station_id)
+                  if s.connector_id == session.connector_id and
+                  s.session_id != session.session_id and not awaiting_pix(s)]
+        if not others:
+            return
+        sid = session.session_id
+        reason = "another session was started on the connector at the same time"
+        await payment.move_session(self.store, sid, {S.PENDING_PAYMENT}, S.FAILED,
+                                   failure_reason=reason, ended_at=utcnow())
+        await payment.move_payment(self.store, sid, {payment.P.PENDING}, payment.P.FAILED)
+        raise BillingError(409, "connector_busy",
+                           f"a session is being started on connector {session.connector_id}",
+                           sid)
 
     async def _fail_start(self, session_id: str, result: GatewayResult) -> None:
         """The ledger has moved the payment (FAILED when refused; an unknown outcome stays

@@ -96,6 +96,7 @@ class TerminalPayments:
             session = new_session(station_id, connector_id, Method.TERMINAL, new_id_tag(),
                                   amount, tariff, None, None)
             await self.store.create_session(session)
+            await self.sessions.claim_connector(session)  # a start on another node: 409
             sid = session.session_id
             done = await self.ledger.run(sid, Request(
                 OpT.AUTHORIZE, amount, description=description(session),

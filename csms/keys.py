@@ -6,6 +6,7 @@ from aiohttp import web
 
 from csms.background import TaskSet
 from csms.charging import ChargingService
+from csms.commands import StationCommands
 from csms.metrics import Metrics
 from csms.ocpp.hub import Hub
 from csms.settings import OcppSettings
@@ -17,3 +18,5 @@ METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", Hub)
 CHARGING = web.AppKey("charging", ChargingService)
 TASKS = web.AppKey("tasks", TaskSet)
+# Commands to a station wherever it is connected: the hub itself, or a cluster node's router.
+STATION_COMMANDS = web.AppKey("station_commands", StationCommands)

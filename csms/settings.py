@@ -47,3 +47,17 @@ class StoreSettings(Section):
     meter_values_ttl_days: int = Field(0, ge=0)  # MongoDB: TTL on meter values; 0 keeps them
 
 
+
+
+class ClusterSettings(Section):
+    """`[cluster]`: several `csms serve` nodes sharing presence, commands and live events
+    through Redis (needs `store.backend = "mongodb"` and `tasks.broker = "redis"`)."""
+
+    enabled: bool = False
+    redis_url: str = ""  # default: tasks.redis_url
+    node_id: str = ""  # default: host name and port
+    # A node refreshes its stations' presence every `presence_ttl / 3` seconds; a node that
+    # dies loses its stations to the others after at most `presence_ttl`.
+    presence_ttl: float = Field(15, ge=1)
+    # How long a node waits beyond the command's own timeout for the holding node's answer.
+    route_margin: float = Field(2, gt=0)

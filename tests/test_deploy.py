@@ -59,14 +59,22 @@ def test_stack_topology_and_settings() -> None:
     assert all("healthcheck" in service for service in services.values())
     assert set(spec["volumes"]) == {"mongo-data", "redis-data", "csms-data"}
     assert services["serve"]["command"][:2] == ["csms", "serve"]
+    assert services["serve-2"]["command"] == services["serve"]["command"]  # a second node
     assert services["worker"]["command"][:2] == ["csms", "worker"]
-    for name in ("serve", "worker"):
+    for name in ("serve", "serve-2", "worker"):
         environ = _resolved(services[name]["environment"])
         settings = load_settings(None, environ)  # every CSMS_* key exists and parses
         assert settings.store.backend == "mongodb"
         assert settings.store.mongodb_url == "mongodb://mongo:27017"
         assert settings.tasks.broker == "redis"
+        assert settings.cluster.enabled
         assert settings.api.operator_token == "op-token"
+    # only the balancer publishes a port, and it balances over both nodes
+    assert [n for n, service in services.items() if "ports" in service] == ["balancer"]
+    assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in services["balancer"]["volumes"]
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "server serve:8080" in nginx and "server serve-2:8080" in nginx
+    assert "proxy_set_header Upgrade $http_upgrade;" in nginx
 
 
 def test_dockerfile_runs_the_console_script() -> None:

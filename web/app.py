@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlencode
 
@@ -21,7 +22,8 @@ from billing.parts import BillingParts
 from billing.service import BillingService
 from csms.background import TaskSet, stop_if_cancelled, wait_cancelled
 from csms.charging import ChargingService
-from csms.keys import CHARGING, HUB, METRICS, OCPP_SETTINGS, STORE, TASKS
+from csms.cluster.node import ClusterNode
+from csms.keys import CHARGING, HUB, METRICS, OCPP_SETTINGS, STATION_COMMANDS, STORE, TASKS
 from csms.metrics import Metrics
 from csms.ocpp.endpoint import ocpp_websocket
 from csms.ocpp.hub import Hub
@@ -33,7 +35,7 @@ from web.dashboard.app import setup_dashboard
 from web.dashboard.live import LiveFeed
 from web.driver.routes import routes as driver_routes
 from web.errors import error_middleware
-from web.keys import BILLING, BILLING_STORE, GATEWAY, JOBS, SETTINGS
+from web.keys import BILLING, BILLING_STORE, CLUSTER, GATEWAY, JOBS, SETTINGS
 from web.limits import app_limits, body_timeout
 from web.operator.routes import create_operator_api
 from web.settings import Settings
@@ -65,9 +67,21 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     except BaseException:
         await store.close()
         raise
-    await store.mark_all_disconnected()
+    if not settings.cluster.enabled:  # in a cluster the others' stations are still connected
+        await store.mark_all_disconnected()
     yield
     await store.close()
+
+
+async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Join the cluster (presence, routing, live events over Redis) before stations come."""
+    node = app.get(CLUSTER)
+    if node is None:
+        yield
+        return
+    await node.start()
+    yield
+    await node.stop()
 
 
 async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -139,6 +153,14 @@ def ccv_webhook_url(settings: Settings) -> str:
         return ""
     return f"{public}/webhooks/ccv?" + urlencode({"key": settings.billing.ccv.webhook_secret})
 
+def _cluster_node(settings: Settings, hub: Hub, charging: ChargingService,
+                  store: Store) -> ClusterNode | None:
+    cluster = settings.cluster
+    if not cluster.enabled:
+        return None
+    node_id = cluster.node_id or f"{socket.gethostname()}:{settings.server.port}"
+    return ClusterNode(cluster, settings.cluster_redis_url, node_id, hub, charging, store)
+
 
 def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware,
@@ -152,15 +174,23 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[CHARGING] = charging = ChargingService(store, settings.ocpp)
     app[HUB] = hub = Hub(settings.ocpp, store, charging, metrics)
     feed = LiveFeed()  # the dashboard's live updates: charging events and billing's writes
-    app[PARTS] = parts = BillingParts.from_settings(settings, on_change=feed.on_change)
+    node = _cluster_node(settings, hub, charging, store)
+    # One node: events go straight to the feed. A cluster: to Redis, and from Redis (every
+    # node's, this one's included) to the feed.
+    live = feed if node is None else node.events
+    app[STATION_COMMANDS] = commands = hub if node is None else node.router
+    app[PARTS] = parts = BillingParts.from_settings(settings, on_change=live.on_change)
     app[BILLING_STORE], app[GATEWAY], app[JOBS] = parts.store, parts.gateway, parts.jobs
-    app[BILLING] = billing = BillingService(settings, parts.store, store, parts.ledger, hub,
-                                            parts.jobs, tasks, metrics.registry,
+    app[BILLING] = billing = BillingService(settings, parts.store, store, parts.ledger,
+                                            commands, parts.jobs, tasks, metrics.registry,
                                             terminal_webhook_url=ccv_webhook_url(settings))
     charging.listeners.append(billing.listener)
-    charging.listeners.append(feed)  # after billing: a meter sample's cost is stored by then
+    charging.listeners.append(live)  # after billing: a meter sample's cost is stored by then
+    if node is not None:
+        app[CLUSTER] = node
+        node.bus.on("event", feed.follow)
 
-    app.cleanup_ctx.extend([_store_ctx, _hub_ctx, _billing_ctx, _tasks_ctx])
+    app.cleanup_ctx.extend([_store_ctx, _cluster_ctx, _hub_ctx, _billing_ctx, _tasks_ctx])
     app.on_shutdown.append(_close_stations)
 
     app.router.add_get("/ocpp/{station_id}", OCPP_ENDPOINT, name="ocpp")

@@ -42,11 +42,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     tls = server_context(settings.server)
-    app = create_app(settings)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     sock = _listen(host, port)  # before anything opens: a busy port costs nothing
     port = sock.getsockname()[1]
+    settings.server.port = port  # the port it listens on names a cluster node by default
+    app = create_app(settings)
     http, ws = ("https", "wss") if tls else ("http", "ws")
     web.run_app(app, sock=sock, ssl_context=tls, access_log=None, shutdown_timeout=10,
                 print=lambda _: print(f"csms listening on {http}://{host}:{port} "

@@ -11,6 +11,7 @@ from billing.gateways.base import PaymentGateway
 from billing.jobs.outbox import MoneyJobs
 from billing.service import BillingService
 from billing.store.ports import BillingStore
+from csms.cluster.node import ClusterNode
 from web.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -18,3 +19,4 @@ BILLING = web.AppKey("billing", BillingService)
 BILLING_STORE = web.AppKey("billing_store", BillingStore)
 GATEWAY = web.AppKey("gateway", PaymentGateway)
 JOBS = web.AppKey("jobs", MoneyJobs)
+CLUSTER = web.AppKey("cluster", ClusterNode)  # only when cluster.enabled

@@ -31,7 +31,7 @@ from billing.settings import (
     ReceiptSettings,
     TasksSettings,
 )
-from csms.settings import ConfigError, OcppSettings, Section, StoreSettings
+from csms.settings import ClusterSettings, ConfigError, OcppSettings, Section, StoreSettings
 from web.dashboard.settings import DashboardSettings
 from web.settings_env import Environment
 
@@ -94,6 +94,24 @@ class Settings(BaseSettings):
     receipts: ReceiptSettings = ReceiptSettings()
     api: ApiSettings = ApiSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    cluster: ClusterSettings = ClusterSettings()
+
+    @model_validator(mode="after")
+    def _cluster_engines(self) -> Settings:
+        """Nodes share stations, sessions and jobs: only on engines every node reaches."""
+        if self.cluster.enabled:
+            missing = []
+            if self.store.backend != "mongodb":
+                missing.append('store.backend = "mongodb"')
+            if self.tasks.broker != "redis":
+                missing.append('tasks.broker = "redis"')
+            if missing:
+                raise ValueError("cluster.enabled = true needs " + " and ".join(missing))
+        return self
+
+    @property
+    def cluster_redis_url(self) -> str:
+        return self.cluster.redis_url or self.tasks.redis_url
 
     @model_validator(mode="after")
     def _tls_for_the_profile(self) -> Settings:
@@ -143,7 +161,9 @@ def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "extra_forbidden":
+        if not key:  # a rule across sections (it names its keys itself)
+            lines.append(str(item["msg"]).removeprefix("Value error, "))
+        elif item["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown configuration key")
         else:
             lines.append(f"{key}: {item['msg']}{_shown(item['loc'], item.get('input'))}")

@@ -10,10 +10,11 @@ import asyncio
 import contextlib
 import functools
 import logging
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -69,6 +70,8 @@ class LiveStation:
     ws: web.WebSocketResponse
     connected_at: datetime
     last_seen: datetime
+    # this connection's own id: a presence elsewhere names the connection it replaced
+    connection: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def version(self) -> OcppVersion:
@@ -137,6 +140,27 @@ class FrameLog:
         await self.flush()
 
 
+class Presence(Protocol):
+    """Where the hub announces its connections beyond this process (`csms.cluster`)."""
+
+    async def claim(self, station_id: str, connection: str, version: OcppVersion) -> None:
+        """This process now holds the station; a connection elsewhere is closed."""
+
+    async def release(self, station_id: str, connection: str) -> bool:
+        """The connection closed; False when the station is already held by a newer one
+        (elsewhere), whose connect must not be undone by this disconnect."""
+
+
+class LocalPresence:
+    """One process: the hub's own table is the whole truth."""
+
+    async def claim(self, station_id: str, connection: str, version: OcppVersion) -> None:
+        return None
+
+    async def release(self, station_id: str, connection: str) -> bool:
+        return True
+
+
 class Hub:
     def __init__(self, settings: OcppSettings, store: Store, service: ChargingService,
                  metrics: Metrics) -> None:
@@ -148,6 +172,7 @@ class Hub:
                                max_bytes=settings.message_log_bytes,
                                frame_bytes=settings.message_log_frame_bytes)
         self._stations: dict[str, LiveStation] = {}
+        self.presence: Presence = LocalPresence()
 
     # connections ---------------------------------------------------------------------------
     def is_connected(self, station_id: str) -> bool:
@@ -170,7 +195,7 @@ class Hub:
             response_timeout=self.settings.command_timeout)
         now = utcnow()
         previous = self._stations.get(station_id)
-        self._stations[station_id] = LiveStation(session, ws, now, now)
+        self._stations[station_id] = live = LiveStation(session, ws, now, now)
         if previous is not None:
             log.info("%s: new connection replaces the previous one", station_id)
             await previous.ws.close(code=WSCloseCode.POLICY_VIOLATION,
@@ -179,6 +204,7 @@ class Hub:
             self.metrics.connected_stations.inc()
         log.info("%s: connected (OCPP %s)", station_id, version.name)
         try:
+            await self.presence.claim(station_id, live.connection, version)
             await self.service.connected(station_id)
             await session.run()
         except ConnectionClosed:
@@ -192,7 +218,8 @@ class Hub:
                 self.metrics.connected_stations.dec()
                 log.info("%s: disconnected", station_id)
                 try:
-                    await self.service.disconnected(station_id)
+                    if await self.presence.release(station_id, live.connection):
+                        await self.service.disconnected(station_id)
                 except Exception:
                     log.exception("%s: could not record the disconnect", station_id)
             if not ws.closed:
@@ -202,6 +229,14 @@ class Hub:
         live = self._stations.get(station_id)
         if live is not None:
             live.last_seen = utcnow()
+
+    async def drop(self, station_id: str, connection: str) -> None:
+        """The station connected again elsewhere: close this (older) connection, if open."""
+        live = self._stations.get(station_id)
+        if live is not None and live.connection == connection:
+            log.info("%s: connected again on another node; closing this connection", station_id)
+            await live.ws.close(code=WSCloseCode.POLICY_VIOLATION,
+                                message=b"replaced by a newer connection")
 
     async def close_all(self) -> None:
         """On shutdown: close every station's websocket with GOING_AWAY."""

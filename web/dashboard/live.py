@@ -46,6 +46,17 @@ class LiveFeed(ChargingListener):
 
     on_change = publish  # billing's ObservedStore callback: ("session" | "job", session id)
 
+    def follow(self, message: dict[str, object]) -> None:
+        """A live event from any node of a cluster (`csms.cluster.events`)."""
+        event = message.get("event")
+        if event in ("session_changed", "job_changed"):
+            self.publish(str(event).removesuffix("_changed"), str(message.get("sessionId")))
+            return
+        if "stationId" in message:
+            self.publish("station", str(message["stationId"]))
+        if "transactionId" in message:
+            self.publish("transaction", str(message["transactionId"]))
+
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[asyncio.Queue[Change]]:
         queue: asyncio.Queue[Change] = asyncio.Queue()

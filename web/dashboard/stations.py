@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
-from csms.keys import HUB, STORE
+from csms.keys import HUB, STATION_COMMANDS, STORE
 from web.dashboard import reads
 from web.dashboard.render import flash, not_found, page, see_other
 from web.keys import BILLING
@@ -82,7 +82,7 @@ async def command(request: web.Request) -> web.Response:
     station_id, action = request.match_info["station_id"], request.match_info["action"]
     try:
         payload = command_payload(action, await request.post())
-        response = await request.config_dict[HUB].call(station_id, action, payload)
+        response = await request.config_dict[STATION_COMMANDS].call(station_id, action, payload)
         answer = {"action": action, "request": payload, "response": response, "ok": True}
     except (StationNotConnected, CommandInvalid, CommandTimeout, CommandRejected) as exc:
         answer = {"action": action, "error": f"{type(exc).__name__}: {exc}", "ok": False}

@@ -21,7 +21,7 @@ from csms.domain import (
     parse_timestamp,
     valid_station_id,
 )
-from csms.keys import HUB, OCPP_SETTINGS, STORE
+from csms.keys import HUB, OCPP_SETTINGS, STATION_COMMANDS, STORE
 from csms.passwords import hash_password
 from csms.store import KEEP, Keep
 from web.apidoc import BOOL, ID32, INT, Param, documented
@@ -29,7 +29,7 @@ from web.bodies import FieldError, read_json, validate
 from web.credentials import same_secret
 from web.driver.routes import SessionView, session_view
 from web.errors import ApiError, Handler
-from web.keys import BILLING, SETTINGS
+from web.keys import BILLING, CLUSTER, SETTINGS
 from web.openapi import openapi_view
 from web.operator.views import (
     CommandResult,
@@ -82,8 +82,11 @@ async def session_of(request: web.Request, tx: Transaction) -> str | None:
 def station_view(request: web.Request, station: Station) -> StationView:
     """The read model of a stored station: live status, effective security profile."""
     app = request.config_dict
+    cluster = app.get(CLUSTER)
+    where = None if cluster is None else cluster.presence.elsewhere.get(station.id)
     return StationView.of(station, app[HUB].live(station.id),
-                          app[OCPP_SETTINGS].security_profile)
+                          app[OCPP_SETTINGS].security_profile,
+                          where.version if where else None)
 
 
 async def station_detail(request: web.Request, station: Station) -> StationView:
@@ -199,7 +202,7 @@ async def station_command(request: web.Request) -> web.Response:
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_payload", "the payload must be a JSON object")
     try:
-        response = await request.config_dict[HUB].call(station_id, action, payload)
+        response = await request.config_dict[STATION_COMMANDS].call(station_id, action, payload)
     except StationNotConnected:
         raise ApiError(404, "station_not_connected", f"station {station_id} is not connected") \
             from None

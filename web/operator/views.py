@@ -63,14 +63,17 @@ class StationView(BaseModel):
         None, description="the bound payment terminal; filled by GET /api/stations/{id}")
 
     @classmethod
-    def of(cls, station: Station, live: LiveStation | None, default_profile: int) -> StationView:
+    def of(cls, station: Station, live: LiveStation | None, default_profile: int,
+           elsewhere: str | None = None) -> StationView:
         """The stored station, with what the hub knows while it is connected; its security
-        profile is its own or else `default_profile` (the server's)."""
+        profile is its own or else `default_profile` (the server's). `elsewhere`: the OCPP
+        version of its connection to another node of a cluster, if it has one there."""
         last_seen = station.last_seen
         if live is not None and (last_seen is None or live.last_seen > last_seen):
             last_seen = live.last_seen
         return cls(
-            id=station.id, connected=live is not None, vendor=station.vendor,
+            id=station.id, connected=live is not None or elsewhere is not None,
+            vendor=station.vendor,
             model=station.model, serialNumber=station.serial_number,
             firmwareVersion=station.firmware_version,
             firmwareStatus=live.firmware_status if live else None,
@@ -79,7 +82,7 @@ class StationView(BaseModel):
             securityProfile=station.profile(default_profile),
             securityProfileSource="default" if station.security_profile is None else "station",
             lastSeen=isoformat(last_seen), lastBootAt=isoformat(station.last_boot_at),
-            ocppVersion=live.version.name if live else None,
+            ocppVersion=live.version.name if live else elsewhere,
             connectors=[ConnectorView(
                 connectorId=c.connector_id, status=c.status, errorCode=c.error_code,
                 info=c.info, vendorErrorCode=c.vendor_error_code,

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,59 +20,12 @@ from aiohttp.test_utils import TestServer
 from tests.billing.flows import Env
 from tests.conftest import make_settings
 from tests.support.mongo import BACKENDS, backend_environ
-from tests.support.net import free_port, wait_listening
 from tests.support.pagarme import SECRET_KEY, start_fake_pagarme
+from tests.support.redis import RedisServer, redis_server  # noqa: F401  (a fixture)
 from tests.support.smtp import SmtpInbox, StartSmtp
 from web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-# --- redis ---------------------------------------------------------------------------------------
-
-@dataclass
-class RedisServer:
-    url: str
-    port: int | None = None
-    directory: Path | None = None
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def restartable(self) -> bool:
-        return self.port is not None
-
-    def start(self) -> None:
-        assert self.port is not None and self.directory is not None
-        exe = shutil.which("redis-server")
-        assert exe is not None
-        self.process = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_listening(self.process, self.port, "redis-server", timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of our own on a free port (or CSMS_TEST_REDIS_URL)."""
-    url = os.environ.get("CSMS_TEST_REDIS_URL")
-    if url:
-        yield RedisServer(url)
-        return
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed: `make test` installs it "
-                    "(apt-get install redis-server), or set CSMS_TEST_REDIS_URL")
-    port = free_port()
-    server = RedisServer(f"redis://127.0.0.1:{port}/0", port, tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 # --- the CSMS under test -------------------------------------------------------------------------

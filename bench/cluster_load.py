@@ -1,0 +1,184 @@
+"""The same OCPP load on one `csms serve` node and on two (cluster.enabled, behind no
+balancer: each simulator takes half the stations to one node), on MongoDB (nx-27017) and
+Redis started here. Reports msgs/s, p99 and CPU per message for the nodes and for the shared
+servers; `--write` puts the table in docs/performance.md (its own section).
+
+    python bench/cluster_load.py --stations 1000 --duration 30 --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- cluster_load:begin", "<!-- cluster_load:end -->"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+@dataclass
+class Row:
+    nodes: int
+    stations: int
+    msgs_per_s: float
+    p99_ms: float
+    errors: int
+    messages: int
+    node_cpu_s: float
+    shared_cpu_s: float  # redis-server + nx-27017
+    duration_s: float
+
+    def markdown(self) -> str:
+        per_msg = 1000 * self.node_cpu_s / max(self.messages, 1)
+        shared = 1000 * self.shared_cpu_s / max(self.messages, 1)
+        return (f"| {self.nodes} | {self.stations} | {self.msgs_per_s:,.0f} | "
+                f"{self.p99_ms:.1f} | {self.errors} | "
+                f"{100 * self.node_cpu_s / self.duration_s:.0f}% | {per_msg:.3f} | "
+                f"{shared:.3f} |")
+
+
+def run(nodes: int, args: argparse.Namespace, redis_url: str, mongo_url: str,
+        shared: list[subprocess.Popen[bytes]], work: Path) -> Row:
+    database = f"bench{uuid.uuid4().hex[:8]}"
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "CSMS_STORE__BACKEND": "mongodb",
+               "CSMS_STORE__MONGODB_URL": mongo_url, "CSMS_STORE__MONGODB_DATABASE": database,
+               "CSMS_TASKS__BROKER": "redis", "CSMS_TASKS__REDIS_URL": redis_url,
+               "CSMS_CLUSTER__ENABLED": "true", "CSMS_OCPP__MESSAGE_LOG_SIZE": "0"}
+    servers, ports = [], []
+    for index in range(nodes):
+        port = free_port()
+        log = open(work / f"node-{nodes}-{index}.log", "wb")
+        servers.append(subprocess.Popen(
+            [sys.executable, "-m", "web.cli", "serve", "--host", "127.0.0.1", "--port",
+             str(port)], cwd=work, env={**environ, "CSMS_CLUSTER__NODE_ID": f"n{index}"},
+            stdout=subprocess.DEVNULL, stderr=log))
+        ports.append(port)
+    for port in ports:
+        wait_port(port)
+    per_node = args.stations // nodes
+    before = [cpu_seconds(p.pid) for p in servers], [cpu_seconds(p.pid) for p in shared]
+    started = time.monotonic()
+    simulators = [subprocess.Popen(
+        [sys.executable, "-m", "web.cli", "simulate", "--url", f"ws://127.0.0.1:{port}/ocpp",
+         "--stations", str(per_node), "--id-prefix", f"N{index}-", "--duration",
+         str(args.duration), "--meter-interval", str(args.meter_interval),
+         "--progress-interval", "0", "--no-validation", "--json"],
+        cwd=work, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        for index, port in enumerate(ports)]
+    summaries = []
+    for sim in simulators:
+        out, _ = sim.communicate()
+        text = out.decode()
+        summaries.append(json.loads(text[text.index("\n{") + 1:]))
+    elapsed = time.monotonic() - started
+    node_cpu = sum(cpu_seconds(p.pid) - b for p, b in zip(servers, before[0], strict=True))
+    shared_cpu = sum(cpu_seconds(p.pid) - b for p, b in zip(shared, before[1], strict=True))
+    for server in servers:
+        server.terminate()
+        server.wait(20)
+    return Row(nodes, per_node * nodes,
+               sum(s["msgs_per_s"] for s in summaries),
+               max(s["latency"]["overall"]["p99_ms"] for s in summaries),
+               sum(s["error_count"] for s in summaries),
+               sum(s["messages_sent"] for s in summaries), node_cpu, shared_cpu, elapsed)
+
+
+def write(rows: list[Row], args: argparse.Namespace) -> str:
+    cpu = platform.processor() or platform.machine()
+    table = "\n".join([
+        f"{BEGIN} (generated by bench/cluster_load.py; edits inside are replaced) -->",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu}), "
+        f"Python {platform.python_version()}; {args.stations} stations, one MeterValues "
+        f"every {args.meter_interval:g} s each, {args.duration:g} s; nodes, simulators, "
+        "redis-server and nx-27017 all share the machine's cores (no pinning).",
+        "",
+        "| nodes | stations | msgs/s | p99 ms | errors | nodes' CPU (of one core) | "
+        "node CPU ms per msg | Redis + nx-27017 CPU ms per msg |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *(row.markdown() for row in rows),
+        END])
+    if args.write:
+        text = DOC.read_text()
+        if BEGIN in text:
+            head, rest = text.split(BEGIN, 1)
+            text = head + table + rest.split(END, 1)[1]
+        else:
+            text = text.rstrip() + "\n\n## Two nodes (cluster)\n\n" + table + "\n"
+        DOC.write_text(text)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stations", type=int, default=1000)
+    parser.add_argument("--duration", type=float, default=30)
+    parser.add_argument("--meter-interval", type=float, default=1.0)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--write", action="store_true", help="update docs/performance.md")
+    args = parser.parse_args(argv)
+    redis_exe = shutil.which("redis-server")
+    if redis_exe is None:
+        raise SystemExit("redis-server is not installed (scripts/ensure-redis.sh)")
+    with tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
+        work = Path(tmp)
+        redis_port, mongo_port = free_port(), free_port()
+        shared = [
+            subprocess.Popen([redis_exe, "--port", str(redis_port), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            subprocess.Popen([sys.executable, "-c",
+                              "from nx_27017.nx_27017 import main; main()",
+                              "--data-dir", str(work / "nx"), "--host", "127.0.0.1",
+                              "-p", str(mongo_port)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        try:
+            wait_port(redis_port)
+            wait_port(mongo_port)
+            rows = [run(n, args, f"redis://127.0.0.1:{redis_port}/0",
+                        f"mongodb://127.0.0.1:{mongo_port}", shared, work)
+                    for n in args.nodes]
+        finally:
+            for process in shared:
+                process.terminate()
+                process.wait(20)
+    print(write(rows, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
