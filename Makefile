@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-quick clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,10 @@ test: $(TEST_STAMP)
 	$(PY) -m pytest -q -n auto
 
 bench: $(STAMP)
-	$(PY) bench/ocpp_load.py
+	$(PY) bench/side_by_side.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) bench/side_by_side.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache
