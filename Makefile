@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 STACK_STAMP := $(VENV)/.installed-stack
 
-.PHONY: run test lint bench stack clean
+.PHONY: run test lint bench bench-quick stack clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,10 @@ stack: $(STACK_STAMP)
 	$(VENV)/bin/honcho -f deploy/Procfile -d . start
 
 bench: $(STAMP)
-	$(PY) bench/ocpp_load.py
+	$(PY) bench/side_by_side.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) bench/side_by_side.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache

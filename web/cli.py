@@ -49,7 +49,12 @@ def _serve(args: argparse.Namespace) -> int:
     settings.server.port = port  # the port it listens on names a cluster node by default
     app = create_app(settings)
     http, ws = ("https", "wss") if tls else ("http", "ws")
-    web.run_app(app, sock=sock, ssl_context=tls, access_log=None, shutdown_timeout=10,
+    loop = None
+    if settings.server.uvloop:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    web.run_app(app, sock=sock, ssl_context=tls, access_log=None, shutdown_timeout=10, loop=loop,
                 print=lambda _: print(f"csms listening on {http}://{host}:{port} "
                                       f"(OCPP at {ws}://{host}:{port}/ocpp/<stationId>, "
                                       f"security profile {settings.ocpp.security_profile})",

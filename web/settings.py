@@ -8,6 +8,7 @@ raises `ConfigError` naming the key, which the CLI turns into a non-zero exit wi
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import tomllib
@@ -57,6 +58,16 @@ class ServerSettings(Section):
     idle_timeout: float = Field(30, gt=0)
     body_timeout: float = Field(30, gt=0)
     max_body_bytes: int = Field(256 * 1024, ge=1024)
+    # Run on uvloop (`pip install 'csms[uvloop]'`): the event loop's own share of a busy hub's
+    # CPU (callbacks, socket writes, futures) drops; see docs/performance.md.
+    uvloop: bool = False
+
+    @field_validator("uvloop")
+    @classmethod
+    def _uvloop_installed(cls, value: bool) -> bool:
+        if value and importlib.util.find_spec("uvloop") is None:
+            raise ValueError("uvloop is not installed (pip install 'csms[uvloop]')")
+        return value
 
 
 class ApiSettings(Section):

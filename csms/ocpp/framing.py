@@ -8,17 +8,21 @@ Error codes raised here are neutral: the names OCPP-J 2.0.1 and the `ocpp` libra
 
 from __future__ import annotations
 
+import dataclasses
+import decimal
+import enum
 import functools
 import re
 from typing import Any
 
+import orjson
 from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
 from ocpp.messages import Call, CallError, CallResult, MessageType
 
 from csms import jsontext
 
-__all__ = ["Call", "CallError", "CallResult", "FrameError", "MessageType", "camel_keys",
-           "parse_frame", "snake_keys"]
+__all__ = ["Call", "CallError", "CallResult", "FrameError", "MessageType", "call_result_json",
+           "camel_keys", "parse_frame", "payload_of", "snake_keys"]
 
 FORMAT_VIOLATION = "FormatViolation"
 OCCURRENCE_VIOLATION = "OccurrenceConstraintViolation"
@@ -97,21 +101,48 @@ def _readable_id(raw: str | bytes) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _snake(key: str) -> str:
+def _snake_key(key: str) -> str:
     return camel_to_snake_case({key: None}).popitem()[0]
 
 
 @functools.lru_cache(maxsize=4096)
-def _camel(key: str) -> str:
+def _camel_key(key: str) -> str:
     return snake_to_camel_case({key: None}).popitem()[0]
+
+
+# The conversions seen so far, looked up in a plain dict first (a dict lookup is several times
+# cheaper than a call through lru_cache). Bounded: keys come from schema-checked payloads and our
+# own dataclasses, and beyond the bound the lru_cache still answers.
+_SNAKE: dict[str, str] = {}
+_CAMEL: dict[str, str] = {}
+_KNOWN_KEYS = 4096
+
+
+def _snake(key: str) -> str:
+    found = _SNAKE.get(key)
+    if found is None:
+        found = _snake_key(key)
+        if len(_SNAKE) < _KNOWN_KEYS:
+            _SNAKE[key] = found
+    return found
+
+
+def _camel(key: str) -> str:
+    found = _CAMEL.get(key)
+    if found is None:
+        found = _camel_key(key)
+        if len(_CAMEL) < _KNOWN_KEYS:
+            _CAMEL[key] = found
+    return found
 
 
 def snake_keys(data: Any) -> Any:
     """The library's camelCase -> snake_case key conversion, memoized per key (the regexes
     cost ~18% of a busy hub's CPU)."""
-    if isinstance(data, dict):
-        return {_snake(k): snake_keys(v) for k, v in data.items()}
-    if isinstance(data, list):
+    if type(data) is dict:
+        return {_snake(k): v if type(v) not in _CONTAINERS else snake_keys(v)
+                for k, v in data.items()}
+    if type(data) is list:
         return [snake_keys(v) for v in data]
     return data
 
@@ -123,3 +154,42 @@ def camel_keys(data: Any) -> Any:
     if isinstance(data, list):
         return [camel_keys(v) for v in data]
     return data
+
+
+_CONTAINERS = (dict, list)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(cls))
+
+
+def payload_of(response: Any) -> Any:
+    """A handler's call_result dataclass as the camelCase payload sent on the wire.
+
+    The same as the library's `camel_keys(remove_nones(serialize_as_dict(response)))` in one
+    walk: nested dataclasses become objects, None values and None list items are left out,
+    keys are camelCased. (The three library passes were ~8% of a frame's cost.)"""
+    if dataclasses.is_dataclass(response) and not isinstance(response, type):
+        return {_camel(name): payload_of(value) for name in _field_names(type(response))
+                if (value := getattr(response, name)) is not None}
+    if isinstance(response, dict):
+        return {_camel(k): payload_of(v) for k, v in response.items() if v is not None}
+    if isinstance(response, list | tuple):
+        return [payload_of(v) for v in response if v is not None]
+    return response
+
+
+def _json_default(value: Any) -> Any:
+    """What orjson does not encode itself: Decimals as the library encodes them (one decimal)."""
+    if isinstance(value, decimal.Decimal):
+        return float(f"{value:.1f}")
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def call_result_json(unique_id: str, payload: Any) -> str:
+    """`[3, uniqueId, payload]` as compact JSON text (orjson: ~10x the standard encoder)."""
+    return orjson.dumps([MessageType.CallResult, unique_id, payload],
+                        default=_json_default).decode()

@@ -254,12 +254,46 @@ def _allocate_transaction_id(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+class _OpFailed(Exception):
+    """An op of an optimistic batch failed: the batch is rolled back and run with savepoints."""
+
+
 def _run_batch(conn: sqlite3.Connection, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
-    """Run ops in one transaction, each in its own savepoint; commit once.
+    """Run ops in one transaction and commit once; an op that fails fails alone.
+
+    Optimistic first: the ops run without savepoints (three statements less per op, about a
+    third of a one-statement op's cost). If one raises, that whole transaction is rolled back
+    (an op may have half-run) and the batch runs again with a savepoint per op, so the failing op
+    is undone alone. Ops are functions of the connection only, so running one again after a
+    rollback is safe.
 
     Returns (ok, result-or-exception) per op. Raises if BEGIN or COMMIT fails (then nothing of
     the batch is durable).
     """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        results = []
+        for op in ops:
+            try:
+                results.append(op(conn))
+            except Exception as exc:
+                raise _OpFailed from exc
+        conn.execute("COMMIT")
+        return [(True, result) for result in results]
+    except _OpFailed as failed:
+        conn.rollback()
+        if len(ops) == 1:
+            return [(False, failed.__cause__)]
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return _run_batch_savepoints(conn, ops)
+
+
+def _run_batch_savepoints(conn: sqlite3.Connection, ops: Sequence[Op],
+                          ) -> list[tuple[bool, Any]]:
+    """`_run_batch` with each op in its own savepoint (ROLLBACK TO undoes a failed one)."""
     outcomes: list[tuple[bool, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:

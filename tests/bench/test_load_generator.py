@@ -1,0 +1,48 @@
+"""The side-by-side benchmark's load generator speaks OCPP that `csms` accepts, and every meter
+value it has acknowledged is in the store (what `bench/side_by_side.py` relies on).
+
+Needs Node and the bench's npm packages (`npm ci` in bench/node, done by the bench script); the
+test is skipped without them. No timing is asserted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from web.settings import Settings
+
+NODE_DIR = Path(__file__).resolve().parents[2] / "bench" / "node"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or not (NODE_DIR / "node_modules" / "ws").is_dir(),
+    reason="node or bench/node/node_modules missing (run bench/side_by_side.py once)")
+
+
+async def _generate(ws_url: str, *args: str) -> dict:
+    process = await asyncio.create_subprocess_exec(
+        "node", str(NODE_DIR / "load.js"), "--url", ws_url, "--stations", "4",
+        "--duration", "1", *args, stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    assert process.returncode == 0
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_closed_loop_is_answered_and_every_value_stored(
+        server: TestServer, ws_url: str, settings: Settings, version: str) -> None:
+    result = await _generate(ws_url, "--version", version)
+
+    assert result["ready"] == 4
+    assert result["errors"] == {}
+    assert result["meterFramesAcked"] > 0
+    await server.close()  # the store is closed: everything acknowledged is committed
+    with sqlite3.connect(settings.store.sqlite_path) as db:
+        stored = db.execute("SELECT count(*) FROM meter_values").fetchone()[0]
+    assert stored == result["sampledValuesAcked"]
+
