@@ -41,8 +41,12 @@ class OcppVersion:
     actions: frozenset[str]  # the actions it defines: NotSupported; others NotImplemented
     error_codes: Mapping[str, str]  # neutral code (framing) -> this version's spelling
     handlers: HandlerFactory
-    remote_start: Callable[[int, str], Payload]  # (connector id, id tag)
-    remote_stop: Callable[[int], Payload]  # (transaction id)
+    remote_start: Callable[[int, str, int | None], Payload]  # (connector, id tag, start id)
+    # (our transaction id, the station's own id when it owns them)
+    remote_stop: Callable[[int, str | None], Payload]
+    # 2.0.1: the station names its transactions, and a remote start carries a remoteStartId
+    # that the hub allocates so the transaction can be linked to it
+    station_owns_transactions: bool = False
 
     def error_code(self, code: str) -> str:
         return self.error_codes.get(code, code)

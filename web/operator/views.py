@@ -102,7 +102,11 @@ class MeterValueView(BaseModel):
 
 
 class TransactionView(BaseModel):
-    transactionId: int
+    id: int  # our key: GET /api/transactions/{id}; the same as transactionId for 1.6
+    # 1.6: our integer id; 2.0.1: the station's own id (a string, unique per station only:
+    # GET /api/transactions/{transactionId}?stationId=... addresses it)
+    transactionId: int | str
+    ocppVersion: str  # "1.6" or "2.0.1"
     stationId: str
     connectorId: int
     idTag: str
@@ -116,8 +120,11 @@ class TransactionView(BaseModel):
 
     @classmethod
     def fields_of(cls, tx: Transaction, session_id: str | None) -> dict[str, Any]:
+        station_id = tx.station_transaction_id
         return dict(
-            transactionId=tx.transaction_id, stationId=tx.station_id,
+            id=tx.transaction_id,
+            transactionId=tx.transaction_id if station_id is None else station_id,
+            ocppVersion=tx.ocpp_version, stationId=tx.station_id,
             connectorId=tx.connector_id, idTag=tx.id_tag, meterStart=tx.meter_start,
             meterStop=tx.meter_stop, energyWh=tx.energy_wh, startedAt=isoformat(tx.started_at),
             stoppedAt=isoformat(tx.stopped_at), stopReason=tx.stop_reason, sessionId=session_id)

@@ -3,7 +3,6 @@
 Each maps the payload (snake_case keyword arguments, already schema-checked by the session) to
 domain values, calls the `ChargingService`, and returns the library's 2.0.1 call_result
 dataclass. Device-model and security reports are answered and logged, not stored (yet).
-TransactionEvent is not handled yet: the session answers it NotSupported.
 """
 
 from __future__ import annotations
@@ -79,6 +78,19 @@ class Handlers:
             self.id, connector_id=evse_id, transaction_id=None,
             values=mapping.meter_values(self.id, evse_id, meter_value))
         return call_result.MeterValues()
+
+    @on(Action.transaction_event)
+    async def on_transaction_event(self, event_type: str, timestamp: str, trigger_reason: str,
+                                   seq_no: int, transaction_info: dict[str, Any],
+                                   **kwargs: Any) -> call_result.TransactionEvent:
+        event = mapping.transaction_event(
+            self.id, event_type=event_type, timestamp=timestamp, seq_no=seq_no,
+            transaction_info=transaction_info, evse=kwargs.get("evse"),
+            id_token=kwargs.get("id_token"), offline=bool(kwargs.get("offline")),
+            meter_value=kwargs.get("meter_value") or ())
+        auth = await self.service.transaction_event(event)
+        return call_result.TransactionEvent(
+            id_token_info=mapping.id_token_info(auth) if auth is not None else None)
 
     @on(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:

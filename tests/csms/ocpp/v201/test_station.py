@@ -9,8 +9,6 @@ import pytest
 from ocpp.v201 import call
 from websockets.asyncio.client import connect
 
-from csms.commands import CommandUnsupported
-from csms.keys import HUB
 from tests.csms.ocpp.test_station_auth import provision
 from tests.support.stations import station
 from tests.support.stations201 import station201
@@ -25,9 +23,8 @@ async def get_station(http_url: str, station_id: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("offered", "agreed"), [
     (["ocpp2.0.1"], "ocpp2.0.1"),
-    # 1.6 while 2.0.1 cannot bill a transaction yet: a dual-protocol charger stays billable
-    (["ocpp1.6", "ocpp2.0.1"], "ocpp1.6"),
-    (["ocpp2.0.1", "ocpp1.6"], "ocpp1.6"),
+    (["ocpp1.6", "ocpp2.0.1"], "ocpp2.0.1"),
+    (["ocpp2.0.1", "ocpp1.6"], "ocpp2.0.1"),
     (["ocpp1.6"], "ocpp1.6"),
 ])
 async def test_the_newest_offered_version_is_agreed(ws_url: str, offered: list[str],
@@ -125,14 +122,3 @@ async def test_operator_commands_reach_a_2_0_1_station(ws_url: str, http_url: st
             async with http.post(f"{url}/Reset", json={"type": "Hard"}) as resp:
                 assert resp.status == 422  # a 1.6 payload, not valid for 2.0.1's Reset
         assert cp.received == [("Reset", {"type": "Immediate"})]
-
-
-async def test_remote_start_and_stop_are_refused_clearly_for_now(server, ws_url: str) -> None:
-    async with station201(ws_url, "CP-RS") as cp:
-        await cp.boot()
-        hub = server.app[HUB]
-        with pytest.raises(CommandUnsupported, match="RequestStartTransaction"):
-            await hub.remote_start("CP-RS", 1, "TAG-1")
-        with pytest.raises(CommandUnsupported, match="RequestStopTransaction"):
-            await hub.remote_stop("CP-RS", 7)
-        assert cp.received == []
