@@ -12,6 +12,7 @@ from ocpp.v201.enums import Action
 from websockets.asyncio.client import ClientConnection
 
 from tests.support.stations import station
+from tests.support.wait import eventually
 
 
 class Station201(ChargePoint):
@@ -44,6 +45,12 @@ class Station201(ChargePoint):
 
     def requests(self, action: str) -> list[dict[str, Any]]:
         return [payload for name, payload in self.received if name == action]
+
+    async def wait_for(self, action: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Wait until the CSMS sent us `action`; returns its payload (snake_case)."""
+        return await eventually(lambda: next(iter(self.requests(action)), None),
+                                lambda payload: payload is not None, timeout=timeout,
+                                interval=0.02)
 
     async def event(self, event_type: str, transaction_id: str, seq_no: int, *,
                     timestamp: str, wh: int | None = None, evse_id: int | None = 1,
