@@ -75,6 +75,11 @@ class LiveStation:
         return self.session.version
 
     @property
+    def evse_connectors(self) -> dict[int, dict[int, str]]:
+        """2.0.1: each EVSE's connectors and their status on this connection."""
+        return self.session.context.evse_connectors
+
+    @property
     def firmware_status(self) -> str | None:
         """Last FirmwareStatusNotification on this connection (in memory only)."""
         return self.session.context.firmware_status

@@ -8,7 +8,7 @@ sends. `csms.ocpp.v16.VERSION` is one; 2.0.1 adds another beside it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from csms.charging import ChargingService
@@ -29,6 +29,9 @@ class StationContext:
     station_id: str
     firmware_status: str | None = None
     diagnostics_status: str | None = None
+    # 2.0.1: evseId -> connectorId -> ConnectorStatus as reported on this connection (the
+    # store keeps each EVSE's folded status as the domain connector)
+    evse_connectors: dict[int, dict[int, str]] = field(default_factory=dict)
 
 
 HandlerFactory = Callable[[StationContext, ChargingService, OcppSettings], Mapping[str, Handler]]

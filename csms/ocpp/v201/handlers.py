@@ -32,8 +32,6 @@ class Handlers:
         self.id = context.station_id
         self.service = service
         self.heartbeat_interval = settings.heartbeat_interval
-        # evseId -> connectorId -> status on this connection: an EVSE's status folds them.
-        self.connectors: dict[int, dict[int, str]] = {}
 
     @on(Action.boot_notification)
     async def on_boot_notification(self, charging_station: dict[str, Any], reason: str,
@@ -56,7 +54,7 @@ class Handlers:
     async def on_status_notification(self, timestamp: str, connector_status: str, evse_id: int,
                                      connector_id: int, **kwargs: Any,
                                      ) -> call_result.StatusNotification:
-        connectors = self.connectors.setdefault(evse_id, {})
+        connectors = self.context.evse_connectors.setdefault(evse_id, {})
         connectors[connector_id] = connector_status
         status = mapping.evse_status(connectors)
         await self.service.connector_status(

@@ -52,6 +52,11 @@ async def test_boot_heartbeat_and_status_show_in_the_operator_api(ws_url: str,
         assert {k: c["status"] for k, c in connectors.items()} == \
             {1: "Available", 2: "Occupied", 3: "Available"}
         assert connectors[3]["info"] == "connector 2: Faulted"
+        evses = {e["evseId"]: e for e in view["evses"]}
+        assert {k: e["status"] for k, e in evses.items()} == \
+            {1: "Available", 2: "Occupied", 3: "Available"}
+        assert evses[3]["connectors"] == [{"connectorId": 1, "status": "Available"},
+                                          {"connectorId": 2, "status": "Faulted"}]
 
         await cp.status(3, 1, "Unavailable")
         connectors = (await get_station(http_url, "CP-201"))["connectors"]
@@ -60,7 +65,8 @@ async def test_boot_heartbeat_and_status_show_in_the_operator_api(ws_url: str,
 
     async with station(ws_url, "CP-16") as cp16:
         await cp16.boot()
-        assert (await get_station(http_url, "CP-16"))["ocppVersion"] == "1.6"
+        view16 = await get_station(http_url, "CP-16")
+        assert (view16["ocppVersion"], view16["evses"]) == ("1.6", None)
     assert (await get_station(http_url, "CP-201"))["ocppVersion"] is None
 
 
