@@ -31,6 +31,10 @@ from csms.store import Store
 
 log = logging.getLogger(__name__)
 
+# remote starts awaiting their transaction (2.0.1); one not linked within the remote-start
+# timeout never will be, so a bound only keeps a station that ignores them from growing it
+MAX_REMOTE_STARTS = 10_000
+
 
 def check_connector(connector_id: int, *, lowest: int = 0) -> None:
     """Connector 0 is the station as a whole; a transaction needs a real one (>= 1)."""
@@ -191,6 +195,12 @@ class ChargingService:
         """A remote start was sent with `remote_start_id` for `id_tag`: the transaction that
         names it is that idTag's even when its events carry no idToken."""
         self._remote_starts[(station_id, remote_start_id)] = id_tag
+        while len(self._remote_starts) > MAX_REMOTE_STARTS:  # never linked: the oldest go
+            del self._remote_starts[next(iter(self._remote_starts))]
+
+    def forget_remote_start(self, station_id: str, remote_start_id: int) -> None:
+        """The station refused that remote start: no transaction will name it."""
+        self._remote_starts.pop((station_id, remote_start_id), None)
 
     async def transaction_event(self, event: TransactionEvent) -> Authorization | None:
         """Record one event of a station-owned transaction (see `csms.station_transactions`);

@@ -242,7 +242,12 @@ class Hub:
             remote_start_id = await self.store.next_transaction_id()
             self.service.expect_remote_start(station_id, remote_start_id, id_tag)
         action, payload = version.remote_start(connector_id, id_tag, remote_start_id)
-        answer = await self.call(station_id, action, payload)
+        answer: dict[str, Any] = {}
+        try:
+            answer = await self.call(station_id, action, payload)
+        finally:
+            if remote_start_id is not None and answer.get("status") != "Accepted":
+                self.service.forget_remote_start(station_id, remote_start_id)
         return answer.get("status") == "Accepted"
 
     async def remote_stop(self, station_id: str, transaction_id: int) -> bool:
