@@ -48,7 +48,7 @@ PARTS = web.AppKey("billing_parts", BillingParts)
 
 # The handler lives in the charging core, which knows no OpenAPI; its description lives here.
 OCPP_ENDPOINT = documented(
-    "OCPP-J websocket for a charging station (subprotocol ocpp1.6)", status=101,
+    "OCPP-J websocket for a charging station (subprotocol ocpp2.0.1 or ocpp1.6)", status=101,
     security="stationBasic", errors=(400, 401, 403, 404))(ocpp_websocket)
 
 

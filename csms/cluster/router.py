@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from csms.cluster.bus import Bus, Message
@@ -77,20 +77,27 @@ class Router:
     async def remote_start(self, station_id: str, connector_id: int, id_tag: str) -> bool:
         if self.hub.is_connected(station_id):
             return await self.hub.remote_start(station_id, connector_id, id_tag)
-        answer = await self._versioned(
-            station_id, lambda version: version.remote_start(connector_id, id_tag))
+
+        async def build(version: OcppVersion) -> Payload:
+            # The Started event reaches the holding node, which links it by its idToken (the
+            # remoteStartId map is that node's memory; this one only draws the id).
+            return version.remote_start(connector_id, id_tag,
+                                        await self.hub.remote_start_id(version))
+
+        answer = await self._versioned(station_id, build)
         return answer.get("status") == "Accepted"
 
     async def remote_stop(self, station_id: str, transaction_id: int) -> bool:
         if self.hub.is_connected(station_id):
             return await self.hub.remote_stop(station_id, transaction_id)
         answer = await self._versioned(
-            station_id, lambda version: version.remote_stop(transaction_id))
+            station_id,
+            lambda version: self.hub.remote_stop_call(version, station_id, transaction_id))
         return answer.get("status") == "Accepted"
 
     # routing ---------------------------------------------------------------------------------
     async def _versioned(self, station_id: str,
-                         build: Callable[[OcppVersion], Payload]) -> dict[str, Any]:
+                         build: Callable[[OcppVersion], Awaitable[Payload]]) -> dict[str, Any]:
         """A command built for the version of the connection that holds the station."""
         for _ in range(2):
             where = await self.presence.lookup(station_id)
@@ -99,12 +106,12 @@ class Router:
                 live = self.hub.live(station_id)
                 if live is None:
                     raise StationNotConnected(f"station {station_id} is not connected")
-                action, payload = build(live.version)
+                action, payload = await build(live.version)
                 return await self.hub.call(station_id, action, payload)
             version = self.versions.get(where.version)
             if version is None:
                 raise CommandUnsupported(f"OCPP {where.version} is not spoken by this node")
-            action, payload = build(version)
+            action, payload = await build(version)
             try:
                 return await self._send(where.node, station_id, action, payload, None,
                                         version.name)

@@ -24,7 +24,7 @@ from csms.commands import StationNotConnected
 from csms.domain import LoggedFrame, utcnow
 from csms.metrics import Metrics
 from csms.ocpp.session import Session
-from csms.ocpp.version import OcppVersion, StationContext
+from csms.ocpp.version import OcppVersion, Payload, StationContext
 from csms.settings import OcppSettings
 from csms.store import Store
 
@@ -76,6 +76,11 @@ class LiveStation:
     @property
     def version(self) -> OcppVersion:
         return self.session.version
+
+    @property
+    def evse_connectors(self) -> dict[int, dict[int, str]]:
+        """2.0.1: each EVSE's connectors and their status on this connection."""
+        return self.session.context.evse_connectors
 
     @property
     def firmware_status(self) -> str | None:
@@ -263,12 +268,42 @@ class Hub:
         return live.version
 
     async def remote_start(self, station_id: str, connector_id: int, id_tag: str) -> bool:
-        action, payload = self._version(station_id).remote_start(connector_id, id_tag)
+        """For a station that names its transactions, the remoteStartId is drawn from our
+        transaction id counter (positive, never reused, durable) and recorded, so the
+        transaction that names it is linked to `id_tag` even without an idToken."""
+        version = self._version(station_id)
+        remote_start_id = await self.remote_start_id(version)
+        if remote_start_id is not None:
+            self.service.expect_remote_start(station_id, remote_start_id, id_tag)
+        action, payload = version.remote_start(connector_id, id_tag, remote_start_id)
+        answer: dict[str, Any] = {}
+        try:
+            answer = await self.call(station_id, action, payload)
+        finally:
+            if remote_start_id is not None and answer.get("status") != "Accepted":
+                self.service.forget_remote_start(station_id, remote_start_id)
+        return answer.get("status") == "Accepted"
+
+    async def remote_start_id(self, version: OcppVersion) -> int | None:
+        """A fresh remoteStartId for a version whose stations name their transactions."""
+        if not version.station_owns_transactions:
+            return None
+        return await self.store.next_transaction_id()
+
+    async def remote_stop(self, station_id: str, transaction_id: int) -> bool:
+        """Stop our transaction `transaction_id` (by the station's own id when it has one)."""
+        version = self._version(station_id)
+        action, payload = await self.remote_stop_call(version, station_id, transaction_id)
         answer = await self.call(station_id, action, payload)
         return answer.get("status") == "Accepted"
 
-    async def remote_stop(self, station_id: str, transaction_id: int) -> bool:
-        action, payload = self._version(station_id).remote_stop(transaction_id)
-        answer = await self.call(station_id, action, payload)
-        return answer.get("status") == "Accepted"
+    async def remote_stop_call(self, version: OcppVersion, station_id: str,
+                               transaction_id: int) -> Payload:
+        """The stop call for `version`: by the station's own transaction id when it has one."""
+        station_transaction_id = None
+        if version.station_owns_transactions:
+            tx = await self.store.get_transaction(transaction_id)
+            if tx is not None and tx.station_id == station_id:
+                station_transaction_id = tx.station_transaction_id
+        return version.remote_stop(transaction_id, station_transaction_id)
 
