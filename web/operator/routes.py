@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from ocpp.v16.enums import Action
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from billing.models import JobStatus, SessionStatus, StopRequester
@@ -22,6 +21,7 @@ from csms.domain import (
     valid_station_id,
 )
 from csms.keys import HUB, OCPP_SETTINGS, STORE
+from csms.ocpp.endpoint import VERSIONS
 from csms.passwords import hash_password
 from csms.store import KEEP, Keep
 from web.apidoc import BOOL, ID32, INT, Param, documented
@@ -49,16 +49,9 @@ from web.operator.views import (
 
 routes = web.RouteTableDef()
 
-# Calls the CSMS may send to a 1.6 station (CSMS -> station direction).
-COMMANDS = frozenset({
-    Action.remote_start_transaction, Action.remote_stop_transaction, Action.reset,
-    Action.unlock_connector, Action.change_availability, Action.get_configuration,
-    Action.change_configuration, Action.trigger_message, Action.clear_cache,
-    Action.data_transfer, Action.get_diagnostics, Action.update_firmware,
-    Action.reserve_now, Action.cancel_reservation, Action.set_charging_profile,
-    Action.clear_charging_profile, Action.get_composite_schedule, Action.get_local_list_version,
-    Action.send_local_list,
-})
+# Every call the CSMS may send a station, in any version it speaks; which of them a station
+# takes depends on the version it connected with (`OcppVersion.commands`).
+COMMANDS = sorted(frozenset().union(*(version.commands for version in VERSIONS)))
 
 
 @web.middleware
@@ -177,25 +170,41 @@ async def station_messages(request: web.Request) -> web.Response:
 
 
 @routes.post("/stations/{station_id}/commands/{action}", name="command")
-@documented("Send an OCPP 1.6 call to the connected station and return its answer",
+@documented("Send an OCPP call to the connected station in its own version (1.6 or 2.0.1) and "
+            "return its answer. The payload is checked against the official schema of the "
+            "station's version: 422 `unsupported_command` for an action that version does "
+            "not have (RemoteStartTransaction to a 2.0.1 station), 422 `invalid_payload` for "
+            "a payload its schema refuses; 502 when the station answers with a CALLERROR",
             free_body="the action's OCPP payload", response=CommandResult,
-            errors=(404, 502, 504))
+            errors=(404, 502, 504),
+            path=(Param("action", "an OCPP 1.6 or 2.0.1 call from the central system",
+                        (("type", "string"), ("enum", COMMANDS))),))
 async def station_command(request: web.Request) -> web.Response:
     station_id = request.match_info["station_id"]
     action = request.match_info["action"]
     if action not in COMMANDS:
         raise ApiError(404, "unknown_command",
-                       f"{action} is not a command the CSMS can send to an OCPP 1.6 station")
+                       f"{action} is not a call the CSMS sends to OCPP 1.6 or 2.0.1 stations")
     payload = await read_json(request) if request.body_exists else {}
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_payload", "the payload must be a JSON object")
+    hub = request.config_dict[HUB]
+    live = hub.live(station_id)
+    if live is None:
+        raise ApiError(404, "station_not_connected", f"station {station_id} is not connected")
+    version = live.version.name
+    if action not in live.version.commands:
+        raise ApiError(422, "unsupported_command",
+                       f"{action} is not an OCPP {version} call; station {station_id} is "
+                       f"connected with OCPP {version}", field="action")
     try:
-        response = await request.config_dict[HUB].call(station_id, action, payload)
+        response = await hub.call(station_id, action, payload)
     except StationNotConnected:
         raise ApiError(404, "station_not_connected", f"station {station_id} is not connected") \
             from None
     except CommandInvalid as exc:
-        raise ApiError(422, "invalid_payload", str(exc)) from None
+        raise ApiError(422, "invalid_payload",
+                       f"not a valid OCPP {version} {action} request: {exc}") from None
     except CommandTimeout as exc:
         raise ApiError(504, "station_timeout", str(exc)) from None
     except CommandRejected as exc:
