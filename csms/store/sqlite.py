@@ -36,6 +36,7 @@ from csms.domain import (
     utcnow,
 )
 from csms.store.ports import KEEP, Keep, StoreError
+from csms.store.sqlite_reports import REPORTS_SCHEMA, SqliteReports
 from csms.store.sqlite_support import connect, dt, dt_req, in_thread, ts, ts_opt
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 MAX_BATCH = 2000  # ops per group commit; bounds one transaction's size and latency
 
 _SCHEMA_V1 = """
@@ -138,7 +139,10 @@ _SCHEMA_V2 = "ALTER TABLE transactions DROP COLUMN session_id;"
 # 3: a station may carry its own security profile (NULL: the server's ocpp.security_profile).
 _SCHEMA_V3 = ("ALTER TABLE stations ADD COLUMN security_profile INTEGER"
               " CHECK (security_profile IN (1, 2, 3));")
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+# 4: reserved for branch f-201tx (TransactionEvent); empty here, the lead renumbers at merge.
+_SCHEMA_V4 = ""
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
+                               5: REPORTS_SCHEMA}
 
 
 # conversions ------------------------------------------------------------------------------------
@@ -299,7 +303,7 @@ def _store_error(exc: BaseException) -> BaseException:
     return exc
 
 
-class SqliteStore:
+class SqliteStore(SqliteReports):
     """`Store` on a SQLite file, WAL mode, group-committed writes."""
 
     def __init__(self, path: str) -> None:
