@@ -31,6 +31,7 @@ from web.driver.routes import SessionView, session_view
 from web.errors import ApiError, Handler
 from web.keys import BILLING, SETTINGS
 from web.openapi import openapi_view
+from web.operator import device_model
 from web.operator.views import (
     CommandResult,
     FrameView,
@@ -452,4 +453,5 @@ def create_operator_api() -> web.Application:
     api = web.Application(middlewares=[operator_auth])
     api.router.add_get("/openapi.json", openapi_view, name="openapi")
     api.add_routes(routes)
+    api.add_routes(device_model.routes)
     return api

@@ -7,11 +7,12 @@ absent fields: attribute type Actual, mutability ReadWrite, persistent and const
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
 from csms.device_model import ReportedVariable, ReportPart
-from csms.domain import parse_timestamp
+from csms.domain import ConstraintViolation, parse_timestamp
 
 
 def report_part(station_id: str, request_id: int, generated_at: str, seq_no: int,
@@ -44,4 +45,13 @@ def _variables(item: dict[str, Any]) -> list[ReportedVariable]:
 
 
 def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
+    """A limit as a float; a number no float holds (or NaN, Infinity) breaks a constraint."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConstraintViolation(f"variableCharacteristics limit out of range: {value!r:.40}")
+    return number
