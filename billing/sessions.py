@@ -39,7 +39,11 @@ log = logging.getLogger(__name__)
 S = SessionStatus
 OpT = OperationType
 BEFORE_CHARGING = frozenset({S.PENDING_PAYMENT, S.AUTHORIZED, S.STARTING})
-USABLE_CONNECTOR_STATUSES = frozenset({"Available", "Preparing"})
+# A driver may start on a connector that is free or has a car plugged in: 1.6 Available or
+# Preparing, 2.0.1 Available or Occupied (2.0.1 has no Preparing: Occupied is plugged in, and
+# also charging; a connector busy with another session is refused below, and a station that is
+# charging anyway rejects the RequestStartTransaction, which voids the hold).
+USABLE_CONNECTOR_STATUSES = frozenset({"Available", "Preparing", "Occupied"})
 _ID_TAG_ALPHABET = string.ascii_uppercase + string.digits
 
 

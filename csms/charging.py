@@ -27,6 +27,7 @@ from csms.events import (
     TransactionStopped,
 )
 from csms.settings import OcppSettings
+from csms.station_transactions import ENDED, STARTED, TransactionEvent
 from csms.store import Store
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class ChargingService:
         # needs no read. Filled at StartTransaction, dropped at StopTransaction; a miss (after
         # a restart) falls back to the store.
         self._active: dict[int, Transaction] = {}
+        # (station, remoteStartId) -> idTag of remote starts sent and not yet linked (2.0.1)
+        self._remote_starts: dict[tuple[str, int], str] = {}
 
     # station lifecycle -----------------------------------------------------------------------
     async def boot(self, station_id: str, *, vendor: str, model: str,
@@ -190,6 +193,59 @@ class ChargingService:
         if transaction is not None and transaction.active:
             self._active[transaction_id] = transaction
         return transaction
+
+    # transactions whose id the station owns (OCPP 2.0.1) -------------------------------------
+    def expect_remote_start(self, station_id: str, remote_start_id: int, id_tag: str) -> None:
+        """A remote start was sent with `remote_start_id` for `id_tag`: the transaction that
+        names it is that idTag's even when its events carry no idToken."""
+        self._remote_starts[(station_id, remote_start_id)] = id_tag
+
+    async def transaction_event(self, event: TransactionEvent) -> Authorization | None:
+        """Record one event of a station-owned transaction (see `csms.station_transactions`);
+        returns the idToken's verdict when the event carries one, else None.
+
+        Listeners hear of it as of a 1.6 transaction: TransactionStarted once it has an idTag
+        (again, created=False, when a later event repeats that idTag: billing's verdict is
+        the idTokenInfo), MeterSample while it runs, TransactionStopped when it ends (again,
+        changed=False, when the Ended is repeated, so a crash between the two is healed)."""
+        if event.connector_id is not None:
+            check_connector(event.connector_id, lowest=1)
+        presented = event.id_tag
+        if not presented and event.remote_start_id is not None:
+            event.id_tag = self._remote_starts.get((event.station_id, event.remote_start_id))
+        outcome = await self.store.record_event(event)
+        tx = outcome.transaction
+        if event.values and not outcome.duplicate:
+            for value in event.values:
+                value.connector_id, value.transaction_id = tx.connector_id, tx.transaction_id
+            await self.store.append_meter_values(event.values)
+        if outcome.linked and tx.remote_start_id is not None:
+            self._remote_starts.pop((tx.station_id, tx.remote_start_id), None)
+        if outcome.created and event.event_type == STARTED and not event.offline \
+                and tx.connector_id:
+            for older in await self.store.supersede_transactions(tx):
+                await self._stopped(older, changed=True)
+        result: Authorization | None = None
+        if tx.id_tag and (outcome.linked or (event.id_tag == tx.id_tag and tx.active)):
+            result = await self._id_tag_status(tx.id_tag)
+            started = TransactionStarted(
+                station_id=tx.station_id, connector_id=tx.connector_id,
+                transaction_id=tx.transaction_id, id_tag=tx.id_tag,
+                meter_start=tx.meter_start, started_at=tx.started_at, created=outcome.linked)
+            for listener in self.listeners:
+                result = await listener.transaction_started(started, result)
+        elif presented:
+            result = (await self._id_tag_status(presented) if not tx.active
+                      else await self.authorize(tx.station_id, presented))
+        if tx.active:
+            if not outcome.duplicate and event.values and self.listeners:
+                sample = MeterSample(tx.station_id, tx.connector_id, tx.transaction_id,
+                                     tx.energy_wh, tx.last_energy_at)
+                for listener in self.listeners:
+                    await listener.meter_sample(sample)
+        elif outcome.ended or (outcome.duplicate and event.event_type == ENDED):
+            await self._stopped(tx, changed=outcome.ended)
+        return result if presented else None
 
     async def meter_values(self, station_id: str, *, connector_id: int,
                            transaction_id: int | None, values: list[MeterValue]) -> None:

@@ -119,6 +119,13 @@ class Transaction:
     stop_id_tag: str | None = None
     last_energy_wh: int | None = None  # latest Energy.Active.Import.Register reading, Wh
     last_energy_at: datetime | None = None
+    # OCPP 2.0.1: the station owns the transaction's id (a string, unique per station); our
+    # integer `transaction_id` stays the internal key every other part (billing) uses.
+    ocpp_version: str = "1.6"
+    station_transaction_id: str | None = None
+    remote_start_id: int | None = None
+    seq_nos: list[int] = field(default_factory=list)  # TransactionEvent seqNos received
+    first_energy_at: datetime | None = None  # time of the register reading in meter_start
 
     @property
     def active(self) -> bool:

@@ -29,11 +29,9 @@ from csms.passwords import verify_password
 
 log = logging.getLogger(__name__)
 
-# The versions we speak, newest first; a station that offers no subprotocol speaks the default.
-# In order of preference. 1.6 first while 2.0.1 has no transactions yet (TransactionEvent,
-# RequestStartTransaction and billing come with the rest of issue 11): a station that offers
-# both must stay billable. A station that offers only ocpp2.0.1 is served 2.0.1.
-VERSIONS: tuple[OcppVersion, ...] = (v16.VERSION, v201.VERSION)
+# The versions we speak, newest first (the order of preference); a station that offers no
+# subprotocol speaks the default, 1.6.
+VERSIONS: tuple[OcppVersion, ...] = (v201.VERSION, v16.VERSION)
 DEFAULT_VERSION = v16.VERSION
 SUPPORTED_SUBPROTOCOLS = tuple(version.subprotocol for version in VERSIONS)
 

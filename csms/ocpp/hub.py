@@ -75,6 +75,11 @@ class LiveStation:
         return self.session.version
 
     @property
+    def evse_connectors(self) -> dict[int, dict[int, str]]:
+        """2.0.1: each EVSE's connectors and their status on this connection."""
+        return self.session.context.evse_connectors
+
+    @property
     def firmware_status(self) -> str | None:
         """Last FirmwareStatusNotification on this connection (in memory only)."""
         return self.session.context.firmware_status
@@ -228,12 +233,27 @@ class Hub:
         return live.version
 
     async def remote_start(self, station_id: str, connector_id: int, id_tag: str) -> bool:
-        action, payload = self._version(station_id).remote_start(connector_id, id_tag)
+        """For a station that names its transactions, the remoteStartId is drawn from our
+        transaction id counter (positive, never reused, durable) and recorded, so the
+        transaction that names it is linked to `id_tag` even without an idToken."""
+        version = self._version(station_id)
+        remote_start_id = None
+        if version.station_owns_transactions:
+            remote_start_id = await self.store.next_transaction_id()
+            self.service.expect_remote_start(station_id, remote_start_id, id_tag)
+        action, payload = version.remote_start(connector_id, id_tag, remote_start_id)
         answer = await self.call(station_id, action, payload)
         return answer.get("status") == "Accepted"
 
     async def remote_stop(self, station_id: str, transaction_id: int) -> bool:
-        action, payload = self._version(station_id).remote_stop(transaction_id)
+        """Stop our transaction `transaction_id` (by the station's own id when it has one)."""
+        version = self._version(station_id)
+        station_transaction_id = None
+        if version.station_owns_transactions:
+            tx = await self.store.get_transaction(transaction_id)
+            if tx is not None and tx.station_id == station_id:
+                station_transaction_id = tx.station_transaction_id
+        action, payload = version.remote_stop(transaction_id, station_transaction_id)
         answer = await self.call(station_id, action, payload)
         return answer.get("status") == "Accepted"
 

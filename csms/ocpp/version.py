@@ -8,7 +8,7 @@ sends. `csms.ocpp.v16.VERSION` is one; 2.0.1 adds another beside it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from csms.charging import ChargingService
@@ -29,6 +29,9 @@ class StationContext:
     station_id: str
     firmware_status: str | None = None
     diagnostics_status: str | None = None
+    # 2.0.1: evseId -> connectorId -> ConnectorStatus as reported on this connection (the
+    # store keeps each EVSE's folded status as the domain connector)
+    evse_connectors: dict[int, dict[int, str]] = field(default_factory=dict)
 
 
 HandlerFactory = Callable[[StationContext, ChargingService, OcppSettings], Mapping[str, Handler]]
@@ -42,8 +45,12 @@ class OcppVersion:
     commands: frozenset[str]  # the calls a central system may send a station in this version
     error_codes: Mapping[str, str]  # neutral code (framing) -> this version's spelling
     handlers: HandlerFactory
-    remote_start: Callable[[int, str], Payload]  # (connector id, id tag)
-    remote_stop: Callable[[int], Payload]  # (transaction id)
+    remote_start: Callable[[int, str, int | None], Payload]  # (connector, id tag, start id)
+    # (our transaction id, the station's own id when it owns them)
+    remote_stop: Callable[[int, str | None], Payload]
+    # 2.0.1: the station names its transactions, and a remote start carries a remoteStartId
+    # that the hub allocates so the transaction can be linked to it
+    station_owns_transactions: bool = False
 
     def error_code(self, code: str) -> str:
         return self.error_codes.get(code, code)

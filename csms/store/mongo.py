@@ -12,7 +12,12 @@ Documents (values are written as `csms.store.mongo_support` explains):
     counters      {_id: "transaction_id" | "frames" | "frames:<station>", value}
     transactions  {transaction_id, station_id, connector_id, id_tag, meter_start,
                    started_at, reservation_id, stop: null | {meter_stop, stopped_at, reason,
-                   id_tag}, energy: null | {wh, at}}
+                   id_tag}, energy: null | {wh, at}}; an OCPP 2.0.1 transaction also has
+                   {_id: "<station>\n<station transaction id>", ocpp_version,
+                   station_transaction_id, start_scope, rev, state: {connector_id, id_tag,
+                   meter_start, started_at, remote_start_id, seq_nos, first_energy_at}}:
+                   its `_id` makes (station, station transaction id) unique, and every event
+                   is one `compare_and_set` on it
     orphan_stops  {station_id, transaction_id, meter_stop, stopped_at, reason, id_tag,
                    received_at}
     meter_values  {station_id, connector_id, transaction_id, at, received_at,
@@ -52,11 +57,18 @@ from csms.domain import (
     newest_energy,
     utcnow,
 )
+from csms.station_transactions import (
+    EventOutcome,
+    TransactionEvent,
+    apply_event,
+    new_transaction,
+)
 from csms.store.mongo_reports import REPORT_INDEXES, MongoReports
 from csms.store.mongo_support import (
     DEFAULT_TIMEOUT_S,
     Document,
     MongoConnection,
+    compare_and_set,
     insert_once,
     next_value,
     store_errors,
@@ -68,7 +80,9 @@ from csms.store.ports import KEEP, Keep, StoreError
 TRANSACTION_COUNTER = "transaction_id"
 FRAME_COUNTER = "frames"  # append order of frames across stations (`n`)
 FRAME_BYTES_RECOUNT_S = 60.0  # sum the log's bytes again after this long (other processes)
-START_KEY = ("station_id", "connector_id", "id_tag", "meter_start", "started_at")
+# start_scope: "" for a 1.6 transaction, "2.0.1:<station transaction id>" for a 2.0.1 one (never
+# null: nx-27017 leaves nulls out of a unique index)
+START_KEY = ("station_id", "connector_id", "id_tag", "meter_start", "started_at", "start_scope")
 ORPHAN_KEY = ("station_id", "transaction_id", "meter_stop", "stopped_at")
 TTL_FIELD = "received_at"
 
@@ -81,7 +95,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("transaction_id", DESCENDING)], unique=True, name="transaction_id"),
         # start_transaction: a retried StartTransaction finds (and can never duplicate) its
         # transaction; active_transaction: (station, connector) prefix, stop null
-        IndexModel([(k, ASCENDING) for k in START_KEY], unique=True, name="start_key"),
+        # (2.0.1 transactions carry their station transaction id in it, so they never collide)
+        IndexModel([(k, ASCENDING) for k in START_KEY], unique=True, name="start_key_v4"),
         # list_transactions(station_id=...): newest first
         IndexModel([("station_id", ASCENDING), ("transaction_id", DESCENDING)],
                    name="by_station"),
@@ -145,13 +160,14 @@ def _id_tag(doc: Document) -> IdTag:
 def _transaction(doc: Document) -> Transaction:
     stop = doc.get("stop") or {}
     energy = doc.get("energy") or {}
+    state = doc.get("state") or doc  # 2.0.1: what events change, in one subdocument
     return Transaction(
         transaction_id=int(doc["transaction_id"]),
         station_id=doc["station_id"],
-        connector_id=doc["connector_id"],
-        id_tag=doc["id_tag"],
-        meter_start=doc["meter_start"],
-        started_at=utc_req(doc["started_at"]),
+        connector_id=state["connector_id"],
+        id_tag=state["id_tag"],
+        meter_start=state["meter_start"],
+        started_at=utc_req(state["started_at"]),
         reservation_id=doc.get("reservation_id"),
         meter_stop=stop.get("meter_stop"),
         stopped_at=utc(stop.get("stopped_at")),
@@ -159,7 +175,33 @@ def _transaction(doc: Document) -> Transaction:
         stop_id_tag=stop.get("id_tag"),
         last_energy_wh=energy.get("wh"),
         last_energy_at=utc(energy.get("at")),
+        ocpp_version=doc.get("ocpp_version", "1.6"),
+        station_transaction_id=doc.get("station_transaction_id"),
+        remote_start_id=state.get("remote_start_id"),
+        seq_nos=[int(n) for n in state.get("seq_nos") or ()],
+        first_energy_at=utc(state.get("first_energy_at")),
     )
+
+
+def _event_fields(tx: Transaction) -> Document:
+    """What an event may change on a 2.0.1 transaction document: whole subdocuments (see
+    `csms.store.mongo_support` on types), and the connector for the connector queries."""
+    stop = None
+    if tx.stopped_at is not None:
+        stop = {"meter_stop": tx.meter_stop, "stopped_at": tx.stopped_at,
+                "reason": tx.stop_reason, "id_tag": tx.stop_id_tag}
+    energy = None
+    if tx.last_energy_at is not None:
+        energy = {"wh": tx.last_energy_wh, "at": tx.last_energy_at}
+    state = {"connector_id": tx.connector_id, "id_tag": tx.id_tag,
+             "meter_start": tx.meter_start, "started_at": tx.started_at,
+             "remote_start_id": tx.remote_start_id, "seq_nos": list(tx.seq_nos),
+             "first_energy_at": tx.first_energy_at}
+    return {"state": state, "stop": stop, "energy": energy, "connector_id": tx.connector_id}
+
+
+def _station_key(station_id: str, station_transaction_id: str) -> str:
+    return f"{station_id}\n{station_transaction_id}"  # a station id never holds a newline
 
 
 def _orphan(doc: Document) -> OrphanStop:
@@ -214,6 +256,12 @@ class MongoStore(MongoReports, MongoConnection):
     async def _prepare(self, db: AsyncDatabase[Document]) -> None:
         await self._ensure_retention(db)
         await next_value(db.counters, TRANSACTION_COUNTER, 0)  # exists before any $inc
+        # before schema 4 the start key had no station transaction id: it would bind 2.0.1
+        if any([index["name"] == "start_key" async for index
+                in await db.transactions.list_indexes()]):
+            await db.transactions.drop_index("start_key")
+        await db.transactions.update_many({"start_scope": {"$exists": False}},
+                                          {"$set": {"start_scope": ""}})
 
     async def _ensure_retention(self, db: AsyncDatabase[Document]) -> None:
         """`store.meter_values_ttl_days`: a TTL index on received_at; 0 drops it (keep all)."""
@@ -313,7 +361,7 @@ class MongoStore(MongoReports, MongoConnection):
         A racing twin burns one transaction id; ids are never reused, so a gap is harmless.
         """
         key = dict(zip(START_KEY, (station_id, connector_id, id_tag, meter_start,
-                                   started_at.astimezone(UTC)), strict=True))
+                                   started_at.astimezone(UTC), ""), strict=True))
         existing = await self.db.transactions.find_one(key)
         if existing is not None:
             return _transaction(existing), False
@@ -376,6 +424,42 @@ class MongoStore(MongoReports, MongoConnection):
     async def get_transaction(self, transaction_id: int) -> Transaction | None:
         doc = await self.db.transactions.find_one({"transaction_id": transaction_id})
         return None if doc is None else _transaction(doc)
+
+    async def get_station_transaction(self, station_id: str,
+                                      station_transaction_id: str) -> Transaction | None:
+        doc = await self.db.transactions.find_one(
+            {"_id": _station_key(station_id, station_transaction_id)})
+        return None if doc is None else _transaction(doc)
+
+    async def record_event(self, event: TransactionEvent) -> EventOutcome:
+        """Insert the transaction under its `_id` if it is new (a racing twin loses the
+        insert and applies its event to the winner's), then one compare-and-set per event."""
+        key = _station_key(event.station_id, event.station_transaction_id)
+        created = False
+        if await self.db.transactions.find_one({"_id": key}) is None:
+            tx = new_transaction(event, await next_value(self.db.counters, TRANSACTION_COUNTER))
+            created = await insert_once(self.db.transactions, {
+                "_id": key, "transaction_id": tx.transaction_id, "station_id": tx.station_id,
+                "id_tag": tx.id_tag, "meter_start": tx.meter_start, "started_at": tx.started_at,
+                "ocpp_version": tx.ocpp_version, "station_transaction_id":
+                tx.station_transaction_id, "reservation_id": None, "rev": 0,
+                "start_scope": f"2.0.1:{tx.station_transaction_id}",
+                **_event_fields(tx)})
+        outcomes: list[EventOutcome] = []
+
+        def change(doc: Document) -> Document | None:
+            outcomes[:] = [apply_event(_transaction(doc), event)]
+            if outcomes[0].duplicate:
+                return None
+            fields = _event_fields(outcomes[0].transaction)
+            if fields["connector_id"] == doc["connector_id"]:
+                del fields["connector_id"]  # unchanged: no scalar write (nx-27017's types)
+            return fields
+
+        if await compare_and_set(self.db.transactions, key, change) is None:
+            raise StoreError(f"transaction {key!r} vanished while an event was applied")
+        outcomes[0].created = created
+        return outcomes[0]
 
     async def list_transactions(self, *, station_id: str | None = None,
                                 active: bool | None = None, limit: int = 100,

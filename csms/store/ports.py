@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 
 from csms.device_model import DeviceReport, ReportPart
 from csms.domain import IdTag, LoggedFrame, MeterValue, OrphanStop, Station, Transaction
+from csms.station_transactions import EventOutcome, TransactionEvent
 
 
 class StoreError(Exception):
@@ -145,6 +146,17 @@ class TransactionStore(Protocol):
         """
 
     async def get_transaction(self, transaction_id: int) -> Transaction | None: ...
+
+    async def get_station_transaction(self, station_id: str,
+                                      station_transaction_id: str) -> Transaction | None:
+        """A transaction by the id its station gave it (OCPP 2.0.1)."""
+
+    async def record_event(self, event: TransactionEvent) -> EventOutcome:
+        """Apply one station transaction event atomically, by the rules of
+        `csms.station_transactions`: create the transaction keyed by (station, station
+        transaction id) with a fresh integer id if unknown, ignore a seq_no received before,
+        move its registers and stop it on Ended, and freeze its totals after Ended. The
+        event's meter values are not stored here (`append_meter_values`)."""
 
     async def list_transactions(
         self, *, station_id: str | None = None, active: bool | None = None, limit: int = 100

@@ -14,6 +14,7 @@ time order and SQL can compare them.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +35,12 @@ from csms.domain import (
     Transaction,
     newest_energy,
     utcnow,
+)
+from csms.station_transactions import (
+    EventOutcome,
+    TransactionEvent,
+    apply_event,
+    new_transaction,
 )
 from csms.store.ports import KEEP, Keep, StoreError
 from csms.store.sqlite_reports import REPORTS_SCHEMA, SqliteReports
@@ -139,8 +146,50 @@ _SCHEMA_V2 = "ALTER TABLE transactions DROP COLUMN session_id;"
 # 3: a station may carry its own security profile (NULL: the server's ocpp.security_profile).
 _SCHEMA_V3 = ("ALTER TABLE stations ADD COLUMN security_profile INTEGER"
               " CHECK (security_profile IN (1, 2, 3));")
-# 4: reserved for branch f-201tx (TransactionEvent); empty here, the lead renumbers at merge.
-_SCHEMA_V4 = ""
+# 4: OCPP 2.0.1 transactions: the station's own transaction id (unique per station), the
+# version, the remoteStartId, the seqNos received and the time of the meterStart reading. The
+# table is rebuilt because 1.6's retry key (a table UNIQUE) must not bind 2.0.1 transactions:
+# it becomes a partial index over 1.6 rows only.
+_SCHEMA_V4 = """
+CREATE TABLE transactions_v4 (
+    transaction_id         INTEGER PRIMARY KEY,
+    station_id             TEXT NOT NULL,
+    connector_id           INTEGER NOT NULL,
+    id_tag                 TEXT NOT NULL,
+    meter_start            INTEGER NOT NULL,
+    started_at             TEXT NOT NULL,
+    reservation_id         INTEGER,
+    meter_stop             INTEGER,
+    stopped_at             TEXT,
+    stop_reason            TEXT,
+    stop_id_tag            TEXT,
+    last_energy_wh         INTEGER,
+    last_energy_at         TEXT,
+    ocpp_version           TEXT NOT NULL DEFAULT '1.6',
+    station_transaction_id TEXT,
+    remote_start_id        INTEGER,
+    seq_nos                TEXT NOT NULL DEFAULT '[]',
+    first_energy_at        TEXT
+);
+INSERT INTO transactions_v4 (transaction_id, station_id, connector_id, id_tag, meter_start,
+    started_at, reservation_id, meter_stop, stopped_at, stop_reason, stop_id_tag,
+    last_energy_wh, last_energy_at)
+SELECT transaction_id, station_id, connector_id, id_tag, meter_start, started_at,
+    reservation_id, meter_stop, stopped_at, stop_reason, stop_id_tag, last_energy_wh,
+    last_energy_at FROM transactions;
+DROP TABLE transactions;
+ALTER TABLE transactions_v4 RENAME TO transactions;
+CREATE UNIQUE INDEX transactions_start_key
+    ON transactions (station_id, connector_id, id_tag, meter_start, started_at)
+    WHERE station_transaction_id IS NULL;
+CREATE UNIQUE INDEX transactions_station_key
+    ON transactions (station_id, station_transaction_id)
+    WHERE station_transaction_id IS NOT NULL;
+CREATE INDEX transactions_station ON transactions (station_id, transaction_id);
+CREATE INDEX transactions_active
+    ON transactions (station_id, connector_id) WHERE stopped_at IS NULL;
+"""
+# 5: device-model reports (csms.store.sqlite_reports), from branch f-201cmd.
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
                                5: REPORTS_SCHEMA}
 
@@ -157,7 +206,8 @@ _CONNECTOR_COLUMNS = (
 )
 _TX_COLUMNS = (
     "transaction_id, station_id, connector_id, id_tag, meter_start, started_at, reservation_id,"
-    " meter_stop, stopped_at, stop_reason, stop_id_tag, last_energy_wh, last_energy_at"
+    " meter_stop, stopped_at, stop_reason, stop_id_tag, last_energy_wh, last_energy_at,"
+    " ocpp_version, station_transaction_id, remote_start_id, seq_nos, first_energy_at"
 )
 _MV_COLUMNS = (
     "station_id, connector_id, transaction_id, timestamp, value, measurand, unit, context, phase,"
@@ -208,6 +258,11 @@ def _transaction(row: sqlite3.Row) -> Transaction:
         stop_id_tag=row["stop_id_tag"],
         last_energy_wh=row["last_energy_wh"],
         last_energy_at=dt(row["last_energy_at"]),
+        ocpp_version=row["ocpp_version"],
+        station_transaction_id=row["station_transaction_id"],
+        remote_start_id=row["remote_start_id"],
+        seq_nos=json.loads(row["seq_nos"]),
+        first_energy_at=dt(row["first_energy_at"]),
     )
 
 
@@ -243,6 +298,15 @@ def _load_station(conn: sqlite3.Connection, station_id: str) -> Station | None:
 def _load_transaction(conn: sqlite3.Connection, transaction_id: int) -> Transaction | None:
     row = conn.execute(
         f"SELECT {_TX_COLUMNS} FROM transactions WHERE transaction_id = ?", (transaction_id,)
+    ).fetchone()
+    return None if row is None else _transaction(row)
+
+
+def _load_station_transaction(conn: sqlite3.Connection, station_id: str,
+                              station_transaction_id: str) -> Transaction | None:
+    row = conn.execute(
+        f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
+        " AND station_transaction_id = ?", (station_id, station_transaction_id)
     ).fetchone()
     return None if row is None else _transaction(row)
 
@@ -605,7 +669,8 @@ class SqliteStore(SqliteReports):
         def op(conn: sqlite3.Connection) -> tuple[Transaction, bool]:
             row = conn.execute(
                 f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
-                " AND connector_id = ? AND id_tag = ? AND meter_start = ? AND started_at = ?",
+                " AND connector_id = ? AND id_tag = ? AND meter_start = ? AND started_at = ?"
+                " AND station_transaction_id IS NULL",
                 key,
             ).fetchone()
             if row is not None:
@@ -687,6 +752,42 @@ class SqliteStore(SqliteReports):
 
     async def get_transaction(self, transaction_id: int) -> Transaction | None:
         return await self._read(lambda conn: _load_transaction(conn, transaction_id))
+
+    async def get_station_transaction(self, station_id: str,
+                                      station_transaction_id: str) -> Transaction | None:
+        return await self._read(
+            lambda conn: _load_station_transaction(conn, station_id, station_transaction_id))
+
+    async def record_event(self, event: TransactionEvent) -> EventOutcome:
+        def op(conn: sqlite3.Connection) -> EventOutcome:
+            tx = _load_station_transaction(conn, event.station_id, event.station_transaction_id)
+            created = tx is None
+            if tx is None:
+                _ensure_station(conn, event.station_id)
+                tx = new_transaction(event, _allocate_transaction_id(conn))
+                conn.execute(
+                    "INSERT INTO transactions (transaction_id, station_id, connector_id, id_tag,"
+                    " meter_start, started_at, ocpp_version, station_transaction_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (tx.transaction_id, tx.station_id, tx.connector_id, tx.id_tag,
+                     tx.meter_start, ts(tx.started_at), tx.ocpp_version,
+                     tx.station_transaction_id))
+            outcome = apply_event(tx, event)
+            outcome.created = created
+            if not outcome.duplicate:
+                conn.execute(
+                    "UPDATE transactions SET connector_id = ?, id_tag = ?, meter_start = ?,"
+                    " started_at = ?, meter_stop = ?, stopped_at = ?, stop_reason = ?,"
+                    " stop_id_tag = ?, last_energy_wh = ?, last_energy_at = ?,"
+                    " remote_start_id = ?, seq_nos = ?, first_energy_at = ?"
+                    " WHERE transaction_id = ?",
+                    (tx.connector_id, tx.id_tag, tx.meter_start, ts(tx.started_at),
+                     tx.meter_stop, ts_opt(tx.stopped_at), tx.stop_reason, tx.stop_id_tag,
+                     tx.last_energy_wh, ts_opt(tx.last_energy_at), tx.remote_start_id,
+                     json.dumps(tx.seq_nos), ts_opt(tx.first_energy_at), tx.transaction_id))
+            return outcome
+
+        return await self._write(op)
 
     async def list_transactions(
         self, *, station_id: str | None = None, active: bool | None = None, limit: int = 100

@@ -24,7 +24,7 @@ from csms.keys import HUB, OCPP_SETTINGS, STORE
 from csms.ocpp.endpoint import VERSIONS
 from csms.passwords import hash_password
 from csms.store import KEEP, Keep
-from web.apidoc import BOOL, ID32, INT, Param, documented
+from web.apidoc import BOOL, INT, Param, documented
 from web.bodies import FieldError, read_json, validate
 from web.credentials import same_secret
 from web.driver.routes import SessionView, session_view
@@ -242,10 +242,26 @@ async def list_transactions(request: web.Request) -> web.Response:
 
 @routes.get("/transactions/{transaction_id}", name="transaction")
 @documented("One transaction with its meter values", response=TransactionDetail,
-            errors=(404,), path=(Param("transactionId", "the transaction's id", ID32),))
+            errors=(404,),
+            path=(Param("transactionId", "our id (the `id` field; a 1.6 transactionId), or with"
+                        " stationId the station's own transactionId (OCPP 2.0.1)"),),
+            query=(Param("stationId", "the station whose transactionId this is"),))
 async def get_transaction(request: web.Request) -> web.Response:
+    """A 2.0.1 station's transactionId is unique only per station, so it is looked up with
+    `?stationId=`; a 1.6 station's is our integer id, found either way."""
     store = request.config_dict[STORE]
-    tx = await store.get_transaction(_int_param(request, "transaction_id"))
+    station_id = request.query.get("stationId")
+    tx = None
+    if station_id:
+        tx = await store.get_station_transaction(station_id,
+                                                 request.match_info["transaction_id"])
+        if tx is None and request.match_info["transaction_id"].isdecimal():
+            tx = await store.get_transaction(_int_param(request, "transaction_id"))
+            if tx is not None and (tx.station_id != station_id
+                                   or tx.station_transaction_id is not None):
+                tx = None
+    else:
+        tx = await store.get_transaction(_int_param(request, "transaction_id"))
     if tx is None:
         raise ApiError(404, "not_found", "unknown transaction")
     values = await store.list_meter_values(tx.transaction_id)

@@ -26,6 +26,22 @@ class ConnectorView(BaseModel):
     updatedAt: str | None
 
 
+class EvseConnectorView(BaseModel):
+    connectorId: int
+    status: str  # 2.0.1 ConnectorStatusEnumType
+
+
+class EvseView(BaseModel):
+    """An OCPP 2.0.1 EVSE: what a driver picks (our connectorId is its evseId), with its
+    status folded from its connectors' (an occupied connector makes the EVSE occupied)."""
+
+    evseId: int
+    status: str
+    errorCode: str
+    updatedAt: str | None
+    connectors: list[EvseConnectorView]  # as reported on the open connection; [] offline
+
+
 class StationView(BaseModel):
     id: str
     connected: bool
@@ -45,6 +61,8 @@ class StationView(BaseModel):
     # "1.6" or "2.0.1": the version of the open connection; None while disconnected
     ocppVersion: str | None
     connectors: list[ConnectorView]
+    # 2.0.1 stations while connected: EVSEs with their connectors; None otherwise
+    evses: list[EvseView] | None
 
     @classmethod
     def of(cls, station: Station, live: LiveStation | None, default_profile: int) -> StationView:
@@ -67,7 +85,20 @@ class StationView(BaseModel):
             connectors=[ConnectorView(
                 connectorId=c.connector_id, status=c.status, errorCode=c.error_code,
                 info=c.info, vendorErrorCode=c.vendor_error_code,
-                updatedAt=isoformat(c.updated_at)) for c in station.connectors])
+                updatedAt=isoformat(c.updated_at)) for c in station.connectors],
+            evses=_evses(station, live))
+
+
+def _evses(station: Station, live: LiveStation | None) -> list[EvseView] | None:
+    if live is None or live.version.name != "2.0.1":
+        return None
+    reported = live.evse_connectors
+    return [EvseView(
+        evseId=c.connector_id, status=c.status, errorCode=c.error_code,
+        updatedAt=isoformat(c.updated_at),
+        connectors=[EvseConnectorView(connectorId=n, status=status)
+                    for n, status in sorted(reported.get(c.connector_id, {}).items())])
+        for c in station.connectors if c.connector_id > 0]
 
 
 class FrameView(BaseModel):
@@ -102,7 +133,11 @@ class MeterValueView(BaseModel):
 
 
 class TransactionView(BaseModel):
-    transactionId: int
+    id: int  # our key: GET /api/transactions/{id}; the same as transactionId for 1.6
+    # 1.6: our integer id; 2.0.1: the station's own id (a string, unique per station only:
+    # GET /api/transactions/{transactionId}?stationId=... addresses it)
+    transactionId: int | str
+    ocppVersion: str  # "1.6" or "2.0.1"
     stationId: str
     connectorId: int
     idTag: str
@@ -116,8 +151,11 @@ class TransactionView(BaseModel):
 
     @classmethod
     def fields_of(cls, tx: Transaction, session_id: str | None) -> dict[str, Any]:
+        station_id = tx.station_transaction_id
         return dict(
-            transactionId=tx.transaction_id, stationId=tx.station_id,
+            id=tx.transaction_id,
+            transactionId=tx.transaction_id if station_id is None else station_id,
+            ocppVersion=tx.ocpp_version, stationId=tx.station_id,
             connectorId=tx.connector_id, idTag=tx.id_tag, meterStart=tx.meter_start,
             meterStop=tx.meter_stop, energyWh=tx.energy_wh, startedAt=isoformat(tx.started_at),
             stoppedAt=isoformat(tx.stopped_at), stopReason=tx.stop_reason, sessionId=session_id)

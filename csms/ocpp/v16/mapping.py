@@ -62,9 +62,9 @@ def _in_wh(value: str, unit: str) -> tuple[str, str]:
     return format(wh.normalize(), "f"), unit[1:]
 
 
-def remote_start(connector_id: int, id_tag: str) -> Payload:
+def remote_start(connector_id: int, id_tag: str, remote_start_id: int | None) -> Payload:
     return "RemoteStartTransaction", {"connectorId": connector_id, "idTag": id_tag}
 
 
-def remote_stop(transaction_id: int) -> Payload:
+def remote_stop(transaction_id: int, station_transaction_id: str | None) -> Payload:
     return "RemoteStopTransaction", {"transactionId": transaction_id}

@@ -17,4 +17,5 @@ VERSION = OcppVersion(
     handlers=handler_table,
     remote_start=mapping.remote_start,
     remote_stop=mapping.remote_stop,
+    station_owns_transactions=True,
 )

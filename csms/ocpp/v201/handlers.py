@@ -4,7 +4,6 @@ Each maps the payload (snake_case keyword arguments, already schema-checked by t
 domain values, calls the `ChargingService`, and returns the library's 2.0.1 call_result
 dataclass. NotifyReport parts are stored (the device model operators see); events and
 security notifications are answered and logged, not stored (yet).
-TransactionEvent is not handled yet: the session answers it NotSupported.
 """
 
 from __future__ import annotations
@@ -34,8 +33,6 @@ class Handlers:
         self.id = context.station_id
         self.service = service
         self.heartbeat_interval = settings.heartbeat_interval
-        # evseId -> connectorId -> status on this connection: an EVSE's status folds them.
-        self.connectors: dict[int, dict[int, str]] = {}
 
     @on(Action.boot_notification)
     async def on_boot_notification(self, charging_station: dict[str, Any], reason: str,
@@ -58,7 +55,7 @@ class Handlers:
     async def on_status_notification(self, timestamp: str, connector_status: str, evse_id: int,
                                      connector_id: int, **kwargs: Any,
                                      ) -> call_result.StatusNotification:
-        connectors = self.connectors.setdefault(evse_id, {})
+        connectors = self.context.evse_connectors.setdefault(evse_id, {})
         connectors[connector_id] = connector_status
         status = mapping.evse_status(connectors)
         await self.service.connector_status(
@@ -80,6 +77,19 @@ class Handlers:
             self.id, connector_id=evse_id, transaction_id=None,
             values=mapping.meter_values(self.id, evse_id, meter_value))
         return call_result.MeterValues()
+
+    @on(Action.transaction_event)
+    async def on_transaction_event(self, event_type: str, timestamp: str, trigger_reason: str,
+                                   seq_no: int, transaction_info: dict[str, Any],
+                                   **kwargs: Any) -> call_result.TransactionEvent:
+        event = mapping.transaction_event(
+            self.id, event_type=event_type, timestamp=timestamp, seq_no=seq_no,
+            transaction_info=transaction_info, evse=kwargs.get("evse"),
+            id_token=kwargs.get("id_token"), offline=bool(kwargs.get("offline")),
+            meter_value=kwargs.get("meter_value") or ())
+        auth = await self.service.transaction_event(event)
+        return call_result.TransactionEvent(
+            id_token_info=mapping.id_token_info(auth) if auth is not None else None)
 
     @on(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:

@@ -16,7 +16,7 @@ from typing import Any
 from ocpp.v201 import datatypes
 from ocpp.v201.enums import Action
 
-from csms.commands import CommandUnsupported
+from csms.commands import CommandInvalid
 from csms.domain import (
     ENERGY_REGISTER,
     MAX_REGISTER_WH,
@@ -26,6 +26,7 @@ from csms.domain import (
 )
 from csms.events import Authorization
 from csms.ocpp.version import Payload
+from csms.station_transactions import TransactionEvent
 
 # The calls a central system sends a 2.0.1 station (OCPP 2.0.1 part 2, "CSMS -> Charging
 # Station" messages): every one the operator API may pass through.
@@ -107,9 +108,32 @@ def _scaled(number: float | int, unit: str, multiplier: int) -> tuple[str, str]:
     return format(scaled.normalize(), "f"), _ENERGY_UNITS.get(unit, unit)
 
 
-def remote_start(connector_id: int, id_tag: str) -> Payload:
-    raise CommandUnsupported("RequestStartTransaction is not built for OCPP 2.0.1 stations yet")
+def remote_start(connector_id: int, id_tag: str, remote_start_id: int | None) -> Payload:
+    """RequestStartTransaction on the EVSE (our connector), for a central idToken."""
+    if remote_start_id is None:
+        raise CommandInvalid("RequestStartTransaction needs a remoteStartId")
+    return "RequestStartTransaction", {"evseId": connector_id, "remoteStartId": remote_start_id,
+                                       "idToken": {"idToken": id_tag, "type": "Central"}}
 
 
-def remote_stop(transaction_id: int) -> Payload:
-    raise CommandUnsupported("RequestStopTransaction is not built for OCPP 2.0.1 stations yet")
+def remote_stop(transaction_id: int, station_transaction_id: str | None) -> Payload:
+    if station_transaction_id is None:
+        raise CommandInvalid(f"transaction {transaction_id} has no OCPP 2.0.1 transactionId")
+    return "RequestStopTransaction", {"transactionId": station_transaction_id}
+
+
+def transaction_event(station_id: str, *, event_type: str, timestamp: str, seq_no: int,
+                      transaction_info: dict[str, Any], evse: dict[str, Any] | None,
+                      id_token: dict[str, Any] | None, offline: bool,
+                      meter_value: Iterable[dict[str, Any]]) -> TransactionEvent:
+    """A TransactionEvent request (snake_case keys) as a version-neutral event. The EVSE is
+    our connector; its values are the event's meterValue, flattened like MeterValues'."""
+    evse_id = evse["id"] if evse else None
+    return TransactionEvent(
+        station_id=station_id, station_transaction_id=transaction_info["transaction_id"],
+        ocpp_version="2.0.1", event_type=event_type, seq_no=seq_no,
+        timestamp=parse_timestamp(timestamp), connector_id=evse_id,
+        id_tag=id_token["id_token"] if id_token else None,
+        remote_start_id=transaction_info.get("remote_start_id"),
+        stop_reason=transaction_info.get("stopped_reason") if event_type == "Ended" else None,
+        offline=offline, values=meter_values(station_id, evse_id or 0, meter_value))

@@ -24,6 +24,7 @@ from csms.domain import (
     LoggedFrame,
     MeterValue,
 )
+from csms.station_transactions import TransactionEvent
 from csms.store.ports import Store
 
 T0 = datetime(2026, 3, 1, 10, 0, 0, 123000, tzinfo=UTC)
@@ -687,3 +688,72 @@ class StoreContract:
         tx = await store.get_transaction(tx_id)
         assert tx is not None and (tx.last_energy_wh, tx.last_energy_at) == (990, at(99))
         assert len(await store.list_meter_values(tx_id)) == len(order)
+
+    # station-owned transactions (OCPP 2.0.1 TransactionEvent) ---------------------------------
+
+    async def test_events_make_one_transaction_per_station_and_id(self, store: Store) -> None:
+        first = await store.record_event(event("Started", "T-1", 0, 0, wh=100, tag="TAG"))
+        assert (first.created, first.linked, first.duplicate) == (True, True, False)
+        tx = first.transaction
+        assert (tx.station_transaction_id, tx.ocpp_version, tx.id_tag, tx.meter_start,
+                tx.connector_id) == ("T-1", "2.0.1", "TAG", 100, 1)
+        again = await store.record_event(event("Updated", "T-1", 1, 60, wh=400))
+        assert not again.created and again.transaction.transaction_id == tx.transaction_id
+        other = await store.record_event(event("Started", "T-1", 0, 0, station="CP2"))
+        assert other.created and other.transaction.transaction_id != tx.transaction_id
+        stored = await store.get_station_transaction("CP1", "T-1")
+        assert stored is not None and (stored.last_energy_wh, stored.seq_nos) == (400, [0, 1])
+        assert stored.transaction_id == tx.transaction_id
+        assert await store.get_station_transaction("CP3", "T-1") is None
+        by_id = await store.get_transaction(tx.transaction_id)
+        assert by_id is not None and by_id.station_transaction_id == "T-1"
+        # a 1.6 start with the same start fields is another transaction
+        _, created = await store.start_transaction("CP1", 1, "TAG", 100, at(0))
+        assert created
+
+    async def test_event_registers_by_time_not_arrival(self, store: Store) -> None:
+        await store.record_event(event("Updated", "T-2", 2, 120, wh=900))
+        await store.record_event(event("Started", "T-2", 0, 0, wh=300, tag="TAG"))
+        await store.record_event(event("Updated", "T-2", 1, 60, wh=600))
+        ended = await store.record_event(event("Ended", "T-2", 3, 180))
+        tx = ended.transaction
+        assert ended.ended and (tx.meter_start, tx.meter_stop, tx.energy_wh) == (300, 900, 600)
+        assert (tx.started_at, tx.stopped_at, tx.stop_reason) == (at(0), at(180), "Local")
+        stored = await store.get_station_transaction("CP1", "T-2")
+        assert stored is not None and (stored.meter_stop, stored.started_at) == (900, at(0))
+
+    async def test_a_repeated_seq_no_changes_nothing(self, store: Store) -> None:
+        await store.record_event(event("Started", "T-3", 0, 0, wh=10))
+        repeat = await store.record_event(event("Started", "T-3", 0, 5, wh=50, tag="X"))
+        assert repeat.duplicate and not repeat.linked
+        tx = await store.get_station_transaction("CP1", "T-3")
+        assert tx is not None and (tx.meter_start, tx.id_tag, tx.started_at) == (10, "", at(0))
+
+    async def test_an_ended_transaction_is_frozen(self, store: Store) -> None:
+        await store.record_event(event("Started", "T-4", 0, 0, wh=0, tag="TAG"))
+        await store.record_event(event("Ended", "T-4", 2, 100, wh=500, reason="EVDisconnected"))
+        late = await store.record_event(event("Updated", "T-4", 3, 200, wh=9000))
+        assert not late.duplicate and not late.ended
+        early = await store.record_event(event("Updated", "T-4", 1, -50, wh=-7))
+        tx = early.transaction
+        assert (tx.meter_start, tx.meter_stop, tx.stopped_at, tx.started_at, tx.stop_reason) \
+            == (0, 500, at(100), at(0), "EVDisconnected")
+        assert tx.seq_nos == [0, 1, 2, 3]
+
+    async def test_concurrent_first_events_make_one_transaction(self, store: Store) -> None:
+        outcomes = await asyncio.gather(
+            *(store.record_event(event("Updated", "T-5", n, n, wh=n)) for n in range(20)))
+        assert len({o.transaction.transaction_id for o in outcomes}) == 1
+        tx = await store.get_station_transaction("CP1", "T-5")
+        assert tx is not None and tx.seq_nos == list(range(20))
+        assert (tx.meter_start, tx.last_energy_wh) == (0, 19)
+
+
+def event(event_type: str, tx_id: str, seq_no: int, seconds: float, *, wh: int | None = None,
+          tag: str | None = None, station: str = "CP1",
+          reason: str | None = None) -> TransactionEvent:
+    values = [] if wh is None else [energy(None, str(wh), at(seconds), station=station)]
+    return TransactionEvent(
+        station_id=station, station_transaction_id=tx_id, ocpp_version="2.0.1",
+        event_type=event_type, seq_no=seq_no, timestamp=at(seconds), connector_id=1,
+        id_tag=tag, stop_reason=reason, values=values)

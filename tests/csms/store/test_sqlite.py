@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest_asyncio
 
 from csms.domain import MeterValue
 from csms.store.ports import Store, StoreError
-from csms.store.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteStore
+from csms.store.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteStore, _statements
 from tests.csms.store.contract import StoreContract, at, energy, frame, start, stop
 from tests.csms.store.report_contract import ReportStoreContract
 from tests.support.ports import missing_methods, port_methods
@@ -164,3 +165,29 @@ async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
     await store._in_thread(writer, lambda raw: raw.set_trace_callback(None))
     assert original is writer._conn
     assert 1 <= commits < 30
+
+
+async def test_a_version_3_database_migrates_keeping_its_transactions(tmp_path: Path) -> None:
+    """Schema 4 rebuilds transactions for OCPP 2.0.1: a 1.6 transaction keeps its id, its
+    readings and its retry key."""
+    path = tmp_path / "csms.db"
+    with sqlite3.connect(path) as conn:
+        for version in (1, 2, 3):
+            for statement in _statements(_MIGRATIONS[version]):
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute("INSERT INTO transactions (transaction_id, station_id, connector_id, id_tag,"
+                     " meter_start, started_at, last_energy_wh) VALUES"
+                     " (7, 'CP1', 1, 'TAG', 100, '2026-03-01T10:00:00.000000+00:00', 350)")
+        conn.execute("UPDATE counters SET value = 7 WHERE name = 'transaction_id'")
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        tx = await store.get_transaction(7)
+        assert tx is not None and (tx.ocpp_version, tx.station_transaction_id, tx.energy_wh) \
+            == ("1.6", None, 250)
+        again, created = await store.start_transaction(
+            "CP1", 1, "TAG", 100, datetime(2026, 3, 1, 10, tzinfo=UTC))
+        assert (again.transaction_id, created) == (7, False)
+    finally:
+        await store.close()

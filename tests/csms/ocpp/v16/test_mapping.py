@@ -53,5 +53,5 @@ def test_id_tag_info_and_command_payloads_are_valid_1_6() -> None:
     info = mapping.id_tag_info(Authorization("Blocked", datetime(2027, 1, 1, tzinfo=UTC), "P"))
     assert (info.status, info.expiry_date, info.parent_id_tag) == (
         "Blocked", "2027-01-01T00:00:00.000Z", "P")
-    for action, payload in (mapping.remote_start(1, "TAG"), mapping.remote_stop(17)):
+    for action, payload in (mapping.remote_start(1, "TAG", None), mapping.remote_stop(17, None)):
         assert violation(VERSION.name, MessageType.Call, action, payload) is None

@@ -17,8 +17,9 @@ async def test_bad_payloads_get_2_0_1_codes_and_the_connection_stays_usable(
         '"connectorStatus":"Charging","evseId":1,"connectorId":1}]',
         '[2,"d","MeterValues",{"evseId":"one","meterValue":[]}]',
         '[2,"e","FooBar",{}]',
-        '[2,"f","TransactionEvent",{}]',
+        '[2,"f","NotifyEVChargingNeeds",{}]',
         '[2,"g","StartTransaction",{}]',
+        '[2,"h","TransactionEvent",{}]',
         BOOT,
     ], subprotocol="ocpp2.0.1")
     codes = {reply[1]: reply[2] for reply in replies if reply[0] == 4}
@@ -30,6 +31,7 @@ async def test_bad_payloads_get_2_0_1_codes_and_the_connection_stays_usable(
         "e": "NotImplemented",
         "f": "NotSupported",  # a 2.0.1 action this CSMS does not handle yet
         "g": "NotImplemented",  # 1.6's action is not a 2.0.1 one
+        "h": "OccurrenceConstraintViolation",
     }
     assert replies[-1][0] == 3 and replies[-1][2]["status"] == "Accepted"
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from csms.commands import CommandInvalid
 from csms.events import Authorization
-from csms.ocpp.v201 import mapping
+from csms.ocpp.framing import MessageType
+from csms.ocpp.schemas import violation
+from csms.ocpp.v201 import VERSION, mapping
 
 
 @pytest.mark.parametrize(("connectors", "status"), [
@@ -42,3 +45,11 @@ def test_id_token_info_carries_the_group_token() -> None:
     info = mapping.id_token_info(Authorization("Accepted", None, "FLEET-1"))
     assert info.status == "Accepted"
     assert info.group_id_token is not None and info.group_id_token.id_token == "FLEET-1"
+
+
+def test_command_payloads_are_valid_2_0_1() -> None:
+    for action, payload in (mapping.remote_start(2, "TAG", 41),
+                            mapping.remote_stop(17, "station-tx-9")):
+        assert violation(VERSION.name, MessageType.Call, action, payload) is None
+    with pytest.raises(CommandInvalid):
+        mapping.remote_stop(17, None)  # a transaction the station never named

@@ -1,0 +1,100 @@
+"""Transactions whose id the station owns (OCPP 2.0.1 TransactionEvent), version-neutral.
+
+A station reports its transaction in numbered events (Started, Updated, Ended, each with a
+`seq_no`); after a reconnect it replays the ones it queued offline, late and possibly out of
+order, and it may send an Updated or an Ended for a transaction whose Started we never got.
+The rules, applied by every store in one atomic step (`TransactionStore.record_event`):
+
+- one transaction per (station, station transaction id); the first event of any type creates it;
+- an event whose seq_no was already received changes nothing (a station's retry);
+- energy comes from the register readings, by their timestamps, never by arrival order:
+  meter_start is the earliest Energy.Active.Import.Register reading, the latest one is the
+  running register, and meter_stop is the latest reading known when the Ended arrives;
+- after Ended the totals (meter_start, meter_stop, energy, stop time and reason) are frozen:
+  late events are recorded (seq_no, their meter values) but move nothing a bill was made from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from csms.domain import MeterValue, Transaction, energy_wh
+
+STARTED = "Started"
+UPDATED = "Updated"
+ENDED = "Ended"
+NO_ID_TAG = ""  # a transaction no idToken was presented for (yet)
+
+
+@dataclass(slots=True)
+class TransactionEvent:
+    station_id: str
+    station_transaction_id: str
+    ocpp_version: str
+    event_type: str  # Started | Updated | Ended
+    seq_no: int
+    timestamp: datetime
+    connector_id: int | None  # the EVSE, when the event names one
+    id_tag: str | None  # the idToken presented, if any
+    remote_start_id: int | None = None
+    stop_reason: str | None = None
+    offline: bool = False
+    values: list[MeterValue] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class EventOutcome:
+    transaction: Transaction
+    created: bool  # this event created the transaction
+    duplicate: bool  # its seq_no had been received before: nothing changed
+    linked: bool  # the transaction got its idTag with this event
+    ended: bool  # this event stopped the transaction
+
+
+def new_transaction(event: TransactionEvent, transaction_id: int) -> Transaction:
+    """The transaction as the first event of it that arrived describes it (not applied yet)."""
+    return Transaction(
+        transaction_id=transaction_id, station_id=event.station_id,
+        connector_id=event.connector_id or 0, id_tag=NO_ID_TAG, meter_start=0,
+        started_at=event.timestamp, ocpp_version=event.ocpp_version,
+        station_transaction_id=event.station_transaction_id)
+
+
+def apply_event(tx: Transaction, event: TransactionEvent) -> EventOutcome:
+    """Apply `event` to `tx` in place, by the rules of this module."""
+    if event.seq_no in tx.seq_nos:
+        return EventOutcome(tx, created=False, duplicate=True, linked=False, ended=False)
+    tx.seq_nos = sorted({*tx.seq_nos, event.seq_no})
+    linked = False
+    if event.id_tag and tx.id_tag == NO_ID_TAG and tx.active:
+        tx.id_tag, linked = event.id_tag, True
+    if event.remote_start_id is not None and tx.remote_start_id is None:
+        tx.remote_start_id = event.remote_start_id
+    if not tx.active:  # frozen: recorded above, nothing else moves
+        return EventOutcome(tx, created=False, duplicate=False, linked=False, ended=False)
+    if event.connector_id and not tx.connector_id:
+        tx.connector_id = event.connector_id
+    tx.started_at = min(tx.started_at, event.timestamp)
+    _apply_registers(tx, event.values)
+    ended = event.event_type == ENDED
+    if ended:
+        tx.meter_stop = max(tx.meter_start, tx.last_energy_wh if tx.last_energy_wh is not None
+                            else tx.meter_start)
+        tx.stopped_at = max(event.timestamp, tx.started_at)
+        tx.stop_reason = event.stop_reason or "Local"  # 2.0.1's default stoppedReason
+        if event.id_tag and event.id_tag != tx.id_tag:
+            tx.stop_id_tag = event.id_tag
+    return EventOutcome(tx, created=False, duplicate=False, linked=linked, ended=ended)
+
+
+def _apply_registers(tx: Transaction, values: list[MeterValue]) -> None:
+    """The earliest register reading is meter_start; the newest is the running register."""
+    for value in values:
+        wh = energy_wh(value)
+        if wh is None:
+            continue
+        if tx.first_energy_at is None or value.timestamp < tx.first_energy_at:
+            tx.first_energy_at, tx.meter_start = value.timestamp, wh
+        if tx.last_energy_at is None or value.timestamp >= tx.last_energy_at:
+            tx.last_energy_at, tx.last_energy_wh = value.timestamp, wh

@@ -1,0 +1,177 @@
+"""OCPP 2.0.1 TransactionEvent over a real websocket, seen by the station and the operator API.
+
+The station is the `ocpp` library's v201 client: every answer it gets is validated against the
+official 2.0.1 schemas by the library, so a schema violation fails the test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from csms.keys import HUB
+from tests.support.stations201 import station201
+
+
+async def api(http_url: str, path: str, status: int = 200) -> Any:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{http_url}/api{path}") as resp:
+            assert resp.status == status, await resp.text()
+            return await resp.json()
+
+
+async def transaction(http_url: str, station_id: str, tx_id: str) -> dict[str, Any]:
+    return await api(http_url, f"/transactions/{tx_id}?stationId={station_id}")
+
+
+async def test_a_station_started_transaction_from_start_to_end(ws_url: str,
+                                                               http_url: str) -> None:
+    async with station201(ws_url, "CP-TX1") as cp:
+        await cp.boot()
+        started = await cp.event("Started", "tx-a", 0, timestamp="2026-11-22T10:00:00Z",
+                                 wh=1000, id_token="RFID-1")
+        assert started.id_token_info == {"status": "Accepted"}
+        updated = await cp.event("Updated", "tx-a", 1, timestamp="2026-11-22T10:10:00Z",
+                                 wh=1600)
+        assert updated.id_token_info is None  # no idToken in the request: none in the answer
+        running = await transaction(http_url, "CP-TX1", "tx-a")
+        assert running["stoppedAt"] is None and running["energyWh"] == 600
+        ended = await cp.event("Ended", "tx-a", 2, timestamp="2026-11-22T10:20:00Z",
+                               wh=2500, stopped_reason="EVDisconnected",
+                               trigger_reason="EVCommunicationLost")
+        assert ended.id_token_info is None
+    tx = await transaction(http_url, "CP-TX1", "tx-a")
+    assert tx | {"meterValues": None} == tx | {
+        "transactionId": "tx-a", "ocppVersion": "2.0.1", "stationId": "CP-TX1",
+        "connectorId": 1, "idTag": "RFID-1", "meterStart": 1000, "meterStop": 2500,
+        "energyWh": 1500, "startedAt": "2026-11-22T10:00:00.000Z",
+        "stoppedAt": "2026-11-22T10:20:00.000Z", "stopReason": "EVDisconnected",
+        "sessionId": None, "meterValues": None}
+    assert [v["value"] for v in tx["meterValues"]] == ["1000", "1600", "2500"]
+    # our own id addresses it too, and lists show the station's id
+    assert (await api(http_url, f"/transactions/{tx['id']}"))["transactionId"] == "tx-a"
+    listed = await api(http_url, "/transactions?stationId=CP-TX1")
+    assert [(t["transactionId"], t["ocppVersion"]) for t in listed] == [("tx-a", "2.0.1")]
+
+
+async def test_offline_events_out_of_order_land_in_one_transaction_by_their_registers(
+        ws_url: str, http_url: str) -> None:
+    async with station201(ws_url, "CP-OFF") as cp:
+        await cp.boot()
+        await cp.event("Started", "off-1", 0, timestamp="2026-11-22T10:00:00Z", wh=5000,
+                       id_token="RFID-2")
+    async with station201(ws_url, "CP-OFF") as cp:  # back after a connection loss
+        await cp.boot()
+        # the queued events arrive newest reading first; the Ended carries no reading
+        await cp.event("Updated", "off-1", 2, timestamp="2026-11-22T10:20:00Z", wh=5900,
+                       offline=True)
+        await cp.event("Updated", "off-1", 1, timestamp="2026-11-22T10:10:00Z", wh=5400,
+                       offline=True)
+        await cp.event("Ended", "off-1", 3, timestamp="2026-11-22T10:30:00Z", offline=True,
+                       stopped_reason="Local")
+    tx = await transaction(http_url, "CP-OFF", "off-1")
+    assert (tx["meterStart"], tx["meterStop"], tx["energyWh"]) == (5000, 5900, 900)
+    assert tx["stoppedAt"] == "2026-11-22T10:30:00.000Z"
+    assert len(await api(http_url, "/transactions?stationId=CP-OFF")) == 1
+
+
+async def test_a_repeated_event_is_answered_and_changes_nothing(ws_url: str,
+                                                                http_url: str) -> None:
+    async with station201(ws_url, "CP-DUP") as cp:
+        await cp.boot()
+        for _ in range(2):
+            answer = await cp.event("Started", "dup", 0, timestamp="2026-11-22T10:00:00Z",
+                                    wh=100, id_token="RFID-3")
+            assert answer.id_token_info == {"status": "Accepted"}
+        await cp.event("Ended", "dup", 1, timestamp="2026-11-22T10:05:00Z", wh=400)
+        # a retry of the Ended with another reading (a buggy station) moves nothing
+        await cp.event("Ended", "dup", 1, timestamp="2026-11-22T10:06:00Z", wh=900)
+    tx = await transaction(http_url, "CP-DUP", "dup")
+    assert (tx["meterStart"], tx["meterStop"], tx["stoppedAt"]) == (
+        100, 400, "2026-11-22T10:05:00.000Z")
+    assert [v["value"] for v in tx["meterValues"]] == ["100", "400"]
+
+
+async def test_updated_and_ended_without_a_started_create_the_transaction(
+        ws_url: str, http_url: str) -> None:
+    async with station201(ws_url, "CP-NOSTART") as cp:
+        await cp.boot()
+        await cp.event("Updated", "u-1", 4, timestamp="2026-11-22T10:05:00Z", wh=3000,
+                       id_token="RFID-4", trigger_reason="Authorized")
+        running = await transaction(http_url, "CP-NOSTART", "u-1")
+        assert (running["idTag"], running["meterStart"], running["stoppedAt"]) == (
+            "RFID-4", 3000, None)
+        await cp.event("Ended", "u-1", 5, timestamp="2026-11-22T10:15:00Z", wh=3400)
+        await cp.event("Ended", "e-only", 9, timestamp="2026-11-22T11:00:00Z", wh=7000)
+    tx = await transaction(http_url, "CP-NOSTART", "u-1")
+    assert (tx["meterStart"], tx["meterStop"], tx["energyWh"]) == (3000, 3400, 400)
+    only = await transaction(http_url, "CP-NOSTART", "e-only")
+    assert (only["meterStart"], only["meterStop"], only["stoppedAt"]) == (
+        7000, 7000, "2026-11-22T11:00:00.000Z")
+
+
+async def test_after_ended_late_events_are_kept_but_move_nothing(ws_url: str,
+                                                                  http_url: str) -> None:
+    async with station201(ws_url, "CP-FROZEN") as cp:
+        await cp.boot()
+        await cp.event("Started", "f-1", 0, timestamp="2026-11-22T10:00:00Z", wh=0,
+                       id_token="RFID-5")
+        await cp.event("Ended", "f-1", 2, timestamp="2026-11-22T10:30:00Z", wh=2000)
+        # an Updated that was queued offline, and a late one after the end
+        await cp.event("Updated", "f-1", 1, timestamp="2026-11-22T09:59:00Z", wh=0,
+                       offline=True)
+        await cp.event("Updated", "f-1", 3, timestamp="2026-11-22T10:40:00Z", wh=9000)
+    tx = await transaction(http_url, "CP-FROZEN", "f-1")
+    assert (tx["meterStart"], tx["meterStop"], tx["energyWh"], tx["startedAt"],
+            tx["stoppedAt"]) == (0, 2000, 2000, "2026-11-22T10:00:00.000Z",
+                                 "2026-11-22T10:30:00.000Z")
+    assert sorted(int(v["value"]) for v in tx["meterValues"]) == [0, 0, 2000, 9000]
+
+
+async def test_an_ended_that_arrives_after_a_reconnect_stops_the_transaction(
+        ws_url: str, http_url: str) -> None:
+    async with station201(ws_url, "CP-RECON") as cp:
+        await cp.boot()
+        await cp.event("Started", "r-1", 0, timestamp="2026-11-22T10:00:00Z", wh=200,
+                       id_token="RFID-6")
+    assert (await transaction(http_url, "CP-RECON", "r-1"))["stoppedAt"] is None
+    async with station201(ws_url, "CP-RECON") as cp:
+        await cp.boot()
+        await cp.event("Ended", "r-1", 1, timestamp="2026-11-22T10:45:00Z", wh=1200,
+                       offline=True, stopped_reason="PowerLoss")
+    tx = await transaction(http_url, "CP-RECON", "r-1")
+    assert (tx["energyWh"], tx["stopReason"]) == (1000, "PowerLoss")
+
+
+async def test_the_same_transaction_id_on_two_stations_is_two_transactions(
+        ws_url: str, http_url: str) -> None:
+    for station_id, wh in (("CP-SAME-A", 10), ("CP-SAME-B", 20)):
+        async with station201(ws_url, station_id) as cp:
+            await cp.boot()
+            await cp.event("Started", "1", 0, timestamp="2026-11-22T10:00:00Z", wh=wh)
+    a = await transaction(http_url, "CP-SAME-A", "1")
+    b = await transaction(http_url, "CP-SAME-B", "1")
+    assert (a["meterStart"], b["meterStart"]) == (10, 20) and a["id"] != b["id"]
+    await api(http_url, "/transactions/1?stationId=CP-NOBODY", status=404)
+
+
+async def test_remote_start_links_the_transaction_by_its_remote_start_id(
+        server: TestServer, ws_url: str, http_url: str) -> None:
+    async with station201(ws_url, "CP-RSID") as cp:
+        await cp.boot()
+        hub = server.app[HUB]
+        assert await hub.remote_start("CP-RSID", 2, "APP-TAG")
+        [request] = cp.requests("RequestStartTransaction")
+        assert request["evse_id"] == 2 and request["id_token"] == {
+            "id_token": "APP-TAG", "type": "Central"}
+        assert request["remote_start_id"] >= 1
+        # the station's Started names the remoteStartId but no idToken
+        answer = await cp.event("Started", "rs-1", 0, timestamp="2026-11-22T10:00:00Z",
+                                wh=0, evse_id=2, trigger_reason="RemoteStart",
+                                remote_start_id=request["remote_start_id"])
+        assert answer.id_token_info is None
+        tx = await transaction(http_url, "CP-RSID", "rs-1")
+        assert (tx["idTag"], tx["connectorId"]) == ("APP-TAG", 2)
+        assert await hub.remote_stop("CP-RSID", tx["id"])
+        assert cp.requests("RequestStopTransaction") == [{"transaction_id": "rs-1"}]
