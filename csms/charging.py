@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
+from csms.device_model import ReportPart
 from csms.domain import (
     ConstraintViolation,
     MeterValue,
@@ -77,6 +78,13 @@ class ChargingService:
         event = ConnectorStatusChanged(station_id, connector_id, status, error_code)
         for listener in self.listeners:
             await listener.connector_status(event)
+
+    async def report_part(self, part: ReportPart) -> None:
+        """Keep one part of a device-model report; the report shows once it is complete."""
+        report = await self.store.add_report_part(part, utcnow())
+        if report is not None:
+            log.info("%s: report %d complete (%d part(s), %d variable(s))", part.station_id,
+                     report.request_id, report.parts, len(report.variables))
 
     async def connected(self, station_id: str) -> None:
         await self.store.set_connected(station_id, True, utcnow())

@@ -42,6 +42,7 @@ class OcppVersion:
     name: str  # "1.6": the schema set, and the version named in NotImplemented errors
     subprotocol: str  # "ocpp1.6"
     actions: frozenset[str]  # the actions it defines: NotSupported; others NotImplemented
+    commands: frozenset[str]  # the calls a central system may send a station in this version
     error_codes: Mapping[str, str]  # neutral code (framing) -> this version's spelling
     handlers: HandlerFactory
     remote_start: Callable[[int, str, int | None], Payload]  # (connector, id tag, start id)

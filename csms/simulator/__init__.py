@@ -1,4 +1,10 @@
-"""`csms simulate`: simulated OCPP 1.6J charge points for demos and load tests.
+"""`csms simulate`: simulated OCPP 1.6J and 2.0.1 charge points for demos and load tests.
+
+`--ocpp 2.0.1` (`SimulationConfig.ocpp`) makes every station an OCPP 2.0.1 one
+(`station201.SimulatedStation201`: TransactionEvent instead of Start/StopTransaction and
+MeterValues, RequestStart/StopTransaction, a device model); `--ocpp mixed` alternates 1.6 and
+2.0.1 stations. What follows describes a 1.6 station; a 2.0.1 one does the same in 2.0.1's
+messages.
 
 Each simulated station is an `ocpp` library `ChargePoint` client over a `websockets`
 connection. It boots, reports its connector Available, authorizes, starts a transaction on

@@ -10,7 +10,7 @@ import math
 import sys
 from typing import Any
 
-from csms.simulator.results import SimulationConfig
+from csms.simulator.results import OCPP_CHOICES, SimulationConfig
 from csms.simulator.runner import run_simulation
 
 # --------------------------------------------------------------------------------------------
@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--stations", type=_positive_int, default=1, help="number of stations")
     parser.add_argument(
+        "--ocpp", choices=OCPP_CHOICES, default="1.6",
+        help="OCPP version the stations speak: 1.6 (subprotocol ocpp1.6), 2.0.1 (ocpp2.0.1: "
+        "TransactionEvent, RequestStart/StopTransaction, device model reports), or mixed: a "
+        "fleet alternating 1.6 and 2.0.1 stations, the first one 1.6 (default 1.6)",
+    )
+    parser.add_argument(
         "--id",
         action="append",
         default=[],
@@ -50,9 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--idle",
         action="store_true",
-        help="act like hardware: boot, report Available and wait for RemoteStartTransaction; "
-        "charge until RemoteStopTransaction or a full car; reconnect when dropped; run until "
-        "Ctrl-C (or --duration)",
+        help="act like hardware: boot, report Available and wait for RemoteStartTransaction "
+        "(2.0.1: RequestStartTransaction); charge until RemoteStopTransaction "
+        "(RequestStopTransaction) or a full car; reconnect when dropped; run until Ctrl-C (or "
+        "--duration)",
     )
     parser.add_argument(
         "--power-kw", type=_positive_float, default=None,
@@ -131,6 +138,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         response_timeout=args.response_timeout,
         progress_interval=0 if args.idle else args.progress_interval,
         validate_messages=not args.no_validation,
+        ocpp=args.ocpp,
     )
 
 
@@ -154,8 +162,8 @@ def register(subparsers: Any) -> None:
     """Add the `simulate` sub-command to an argparse subparsers object."""
     parser = subparsers.add_parser(
         "simulate",
-        help="run simulated OCPP 1.6J charge points against a central system",
-        description="Simulated OCPP 1.6J charge points (demos and load tests).",
+        help="run simulated OCPP 1.6J / 2.0.1 charge points against a central system",
+        description="Simulated OCPP 1.6J and 2.0.1 charge points (demos and load tests).",
     )
     add_arguments(parser)
     parser.set_defaults(func=run_command)

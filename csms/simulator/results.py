@@ -21,6 +21,7 @@ START_REJECTED = "start_rejected"
 WORKER_FAILED = "worker_failed"
 
 MAX_ERROR_SAMPLES = 10
+OCPP_CHOICES = ("1.6", "2.0.1", "mixed")
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,8 +54,13 @@ class SimulationConfig:
     power_kw: float | None = None  # charging power; None: one of POWERS_W picked per station
     battery_kwh: float | None = None  # energy the car takes before it is full; None: unlimited
     verbose: bool = False  # print what each station does (idle mode's default)
+    # The OCPP version the stations speak: "1.6", "2.0.1", or "mixed" (a fleet alternating
+    # 1.6 and 2.0.1: the first station 1.6, the second 2.0.1, ...).
+    ocpp: str = "1.6"
 
     def __post_init__(self) -> None:
+        if self.ocpp not in OCPP_CHOICES:
+            raise ValueError(f"ocpp must be one of {', '.join(OCPP_CHOICES)}, not {self.ocpp!r}")
         if self.ids:
             self.stations = len(self.ids)
 
@@ -62,6 +68,12 @@ class SimulationConfig:
         if self.ramp is not None:
             return max(0.0, self.ramp)
         return min(10.0, self.stations / 100)
+
+    def ocpp_version(self, index: int) -> str:
+        """The version station `index` speaks."""
+        if self.ocpp == "mixed":
+            return "1.6" if index % 2 == 0 else "2.0.1"
+        return self.ocpp
 
     def station_id(self, index: int) -> str:
         if self.ids:

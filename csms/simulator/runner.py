@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
+from csms.simulator.connect import run_station
 from csms.simulator.results import WORKER_FAILED, SimulationConfig, Stats, Summary, build_summary
-from csms.simulator.station import run_station
 
 
 def _progress_line(elapsed: float, stations: int, snap: dict[str, int], rate: float) -> str:

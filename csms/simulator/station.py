@@ -1,19 +1,16 @@
-"""One simulated charge point: an `ocpp` library `ChargePoint` client over `websockets` that
-boots, charges on one connector until the run ends (or, idle, waits for RemoteStart like real
-hardware), and answers the CSMS's calls."""
+"""One simulated OCPP 1.6 charge point: an `ocpp` library `ChargePoint` client that boots,
+charges on one connector until the run ends (or, idle, waits for RemoteStart like real
+hardware), and answers the CSMS's calls. `station201` is its OCPP 2.0.1 sibling; `connect`
+runs either over a websocket."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import random
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import ocpp.messages
-from ocpp.exceptions import OCPPError
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import (
@@ -35,17 +32,12 @@ from ocpp.v16.enums import (
     TriggerMessageStatus,
     UnlockStatus,
 )
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
+from csms.simulator.hardware import FIRMWARE, MODEL, VENDOR, CountingConnection, Hardware, now_iso
 from csms.simulator.results import (
     AUTHORIZE_REJECTED,
     BOOT_REJECTED,
-    CALL_ERROR,
-    CONNECT_FAILED,
-    DISCONNECTED,
     START_REJECTED,
-    TIMEOUT,
     SimulationConfig,
     Stats,
 )
@@ -54,61 +46,28 @@ from csms.simulator.results import (
 ocpp.messages.ASYNC_VALIDATION = False
 
 
-VENDOR = "CSMS-Sim"
-MODEL = "SimCharger-22"
-FIRMWARE = "1.0.0"
 CONNECTOR_ID = 1
-# Nominal charging powers (W) a station picks from: 1-phase 16 A, 1-phase 32 A, 3-phase 16 A / 32 A.
-POWERS_W = (3_680, 7_360, 11_040, 22_080)
 
 # --------------------------------------------------------------------------------------------
 # one simulated station
 # --------------------------------------------------------------------------------------------
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class _CountingConnection:
-    """The websocket as the `ocpp` ChargePoint sees it, counting frames both ways."""
-
-    def __init__(self, websocket: ClientConnection, stats: Stats) -> None:
-        self._websocket = websocket
-        self._stats = stats
-
-    async def send(self, message: str) -> None:
-        await self._websocket.send(message)
-        self._stats.count_sent()
-
-    async def recv(self) -> str | bytes:
-        message = await self._websocket.recv()
-        self._stats.messages_received += 1
-        return message
-
-
-class SimulatedChargePoint(ChargePoint):
+class SimulatedChargePoint(Hardware, ChargePoint):
     """A charge point with one connector that charges until the run ends."""
 
     def __init__(
         self,
         station_id: str,
-        connection: _CountingConnection,
+        connection: CountingConnection,
         config: SimulationConfig,
         stats: Stats,
     ) -> None:
         super().__init__(station_id, connection, response_timeout=config.response_timeout)
-        self.config = config
-        self.stats = stats
-        rng = random.Random(station_id)
-        self.meter_wh = float(rng.randint(0, 500_000))  # lifetime register, Wh
-        self.power_w = config.power_kw * 1000 if config.power_kw else float(rng.choice(POWERS_W))
-        self.rng = rng
+        self.init_hardware(station_id, config, stats)
         self.transaction_id: int | None = None
-        self.meter_start = 0
         self.id_tag = config.id_tag
         self.connector_status = ChargePointStatus.available
-        self.last_sample_at = 0.0
         # Set by handlers of server calls, acted on by the session loop.
         self.wake = asyncio.Event()
         self.stop_requested: str | None = None  # stop reason
@@ -130,38 +89,7 @@ class SimulatedChargePoint(ChargePoint):
             "SupportedFeatureProfiles": ("Core,RemoteTrigger", True),
         }
 
-    def say(self, text: str) -> None:
-        if self.config.verbose:
-            print(f"{self.id}: {text}", flush=True)
-
-    @property
-    def room_wh(self) -> float:
-        """What the car still takes in this transaction before it is full (inf: no limit)."""
-        if self.config.battery_kwh is None:
-            return float("inf")
-        return max(0.0, self.meter_start + self.config.battery_kwh * 1000 - self.meter_wh)
-
     # calls we send ---------------------------------------------------------------------------
-
-    async def timed_call(self, payload: Any) -> Any | None:
-        """Send one CALL; record its latency; None (and an error counted) on failure."""
-        action = type(payload).__name__
-        self.stats.calls[action] += 1
-        started = time.perf_counter()
-        try:
-            response = await self.call(
-                payload,
-                suppress=False,
-                skip_schema_validation=not self.config.validate_messages,
-            )
-        except TimeoutError:
-            self.stats.error(TIMEOUT, f"{self.id} {action}: no response")
-            return None
-        except OCPPError as exc:
-            self.stats.error(CALL_ERROR, f"{self.id} {action}: {type(exc).__name__} {exc!r}")
-            return None
-        self.stats.latencies.setdefault(action, []).append(time.perf_counter() - started)
-        return response
 
     async def send_status(
         self, status: ChargePointStatus, connector_id: int = CONNECTOR_ID
@@ -173,7 +101,7 @@ class SimulatedChargePoint(ChargePoint):
                 connector_id=connector_id,
                 error_code=ChargePointErrorCode.no_error,
                 status=status,
-                timestamp=_now_iso(),
+                timestamp=now_iso(),
             )
         )
 
@@ -186,24 +114,10 @@ class SimulatedChargePoint(ChargePoint):
             "unit": "Wh",
         }
 
-    def _advance_meter(self) -> float:
-        """Accumulate energy since the last sample; return W (0 once the car is full).
-
-        A configured power is drawn exactly; a picked one varies slightly, like a real car's.
-        """
-        now = time.monotonic()
-        power = self.power_w if self.config.power_kw else \
-            self.power_w * self.rng.uniform(0.95, 1.02)
-        if self.room_wh <= 0:
-            power = 0.0
-        self.meter_wh += min(self.room_wh, power * max(0.0, now - self.last_sample_at) / 3600)
-        self.last_sample_at = now
-        return power
-
     async def send_meter_values(self) -> None:
         if self.transaction_id is None:
             return
-        power = self._advance_meter()
+        power = self.advance_meter()
         values = [
             self._energy_sample("Sample.Periodic"),
             {
@@ -219,7 +133,7 @@ class SimulatedChargePoint(ChargePoint):
             call.MeterValues(
                 connector_id=CONNECTOR_ID,
                 transaction_id=self.transaction_id,
-                meter_value=[{"timestamp": _now_iso(), "sampledValue": values}],
+                meter_value=[{"timestamp": now_iso(), "sampledValue": values}],
             )
         )
         if response is not None:
@@ -241,7 +155,7 @@ class SimulatedChargePoint(ChargePoint):
                 connector_id=CONNECTOR_ID,
                 id_tag=id_tag,
                 meter_start=meter_start,
-                timestamp=_now_iso(),
+                timestamp=now_iso(),
             )
         )
         if response is None:
@@ -267,11 +181,11 @@ class SimulatedChargePoint(ChargePoint):
     async def end_transaction(self, reason: str) -> None:
         if self.transaction_id is None:
             return
-        self._advance_meter()
+        self.advance_meter()
         meter_stop = int(self.meter_wh)
         transaction_data = [
             {
-                "timestamp": _now_iso(),
+                "timestamp": now_iso(),
                 "sampledValue": [
                     {**self._energy_sample("Transaction.End"), "value": str(meter_stop)},
                     {
@@ -290,7 +204,7 @@ class SimulatedChargePoint(ChargePoint):
         response = await self.timed_call(
             call.StopTransaction(
                 meter_stop=meter_stop,
-                timestamp=_now_iso(),
+                timestamp=now_iso(),
                 transaction_id=transaction_id,
                 reason=reason,
                 id_tag=self.id_tag if reason == Reason.local else None,
@@ -385,7 +299,7 @@ class SimulatedChargePoint(ChargePoint):
 
     async def car_full(self) -> None:
         """The car stops drawing; the driver unplugs it: SuspendedEV, then EVDisconnected."""
-        self._advance_meter()
+        self.advance_meter()
         self.say("car full")
         await self.send_meter_values()
         await self.send_status(ChargePointStatus.suspended_ev)
@@ -507,82 +421,3 @@ class SimulatedChargePoint(ChargePoint):
         if vendor_id != VENDOR:
             return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
         return call_result.DataTransfer(status=DataTransferStatus.accepted, data=kwargs.get("data"))
-
-
-async def run_station(
-    config: SimulationConfig, index: int, start_at: float, end_at: float, stats: Stats
-) -> None:
-    """One station's run; idle stations reconnect when the connection fails or drops, as
-    hardware does (an open transaction is then lost with the connection)."""
-    loop = asyncio.get_running_loop()
-    await asyncio.sleep(max(0.0, start_at - loop.time()))
-    station_id = config.station_id(index)
-    meter_wh: float | None = None
-    backoff = 1.0
-    while True:
-        connected_at = loop.time()
-        meter_wh = await _connect_and_run(config, station_id, end_at, stats, meter_wh)
-        if not config.idle or loop.time() >= end_at:
-            return
-        if loop.time() - connected_at > 30:
-            backoff = 1.0
-        if config.verbose:
-            print(f"{station_id}: reconnecting in {backoff:g} s", flush=True)
-        await asyncio.sleep(min(backoff, max(0.0, end_at - loop.time())))
-        backoff = min(backoff * 2, 30.0)
-
-
-async def _connect_and_run(
-    config: SimulationConfig, station_id: str, end_at: float, stats: Stats,
-    meter_wh: float | None,
-) -> float | None:
-    """Connect once and run the session; returns the energy register to carry on with."""
-    url = config.url.rstrip("/") + "/" + station_id
-    headers = None
-    if config.password is not None:
-        token = base64.b64encode(f"{station_id}:{config.password}".encode()).decode()
-        headers = {"Authorization": f"Basic {token}"}
-    try:
-        websocket = await connect(
-            url,
-            subprotocols=["ocpp1.6"],
-            additional_headers=headers,
-            compression=None,
-            open_timeout=config.connect_timeout,
-        )
-    except Exception as exc:  # refused, HTTP 401/404, timeout, bad handshake...
-        stats.error(CONNECT_FAILED, f"{station_id}: {type(exc).__name__}: {exc}")
-        if config.verbose:
-            print(f"{station_id}: cannot connect to {url}: {exc}", flush=True)
-        return meter_wh
-    stats.stations_connected += 1
-    stats.connected += 1
-    charge_point = SimulatedChargePoint(
-        station_id, _CountingConnection(websocket, stats), config, stats
-    )
-    if meter_wh is not None:
-        charge_point.meter_wh = meter_wh
-    charge_point.say(f"connected to {url}")
-    reader = asyncio.create_task(charge_point.start())
-    session = asyncio.create_task(charge_point.run_session(end_at))
-    try:
-        await asyncio.wait({reader, session}, return_when=asyncio.FIRST_COMPLETED)
-        if session.done():
-            exc = session.exception()
-            if isinstance(exc, ConnectionClosed):
-                stats.error(DISCONNECTED, f"{station_id}: {exc}")
-            elif exc is not None:
-                stats.error(type(exc).__name__, f"{station_id}: {exc!r}")
-        else:  # the connection closed under a running session
-            session.cancel()
-            exc = reader.exception()
-            stats.error(DISCONNECTED, f"{station_id}: {exc or 'reader ended'}")
-            charge_point.say(f"disconnected: {exc or 'closed by the central system'}")
-    finally:
-        for task in (reader, session):
-            task.cancel()
-        await asyncio.gather(reader, session, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await websocket.close()
-        stats.connected -= 1
-    return charge_point.meter_wh

@@ -63,6 +63,7 @@ from csms.station_transactions import (
     apply_event,
     new_transaction,
 )
+from csms.store.mongo_reports import REPORT_INDEXES, MongoReports
 from csms.store.mongo_support import (
     DEFAULT_TIMEOUT_S,
     Document,
@@ -239,10 +240,11 @@ def _meter_values(doc: Document) -> list[MeterValue]:
 
 
 @store_errors
-class MongoStore(MongoConnection):
-    """`Store` on a MongoDB database (or any server speaking its wire protocol)."""
+class MongoStore(MongoReports, MongoConnection):
+    """`Store` on a MongoDB database (or any server speaking its wire protocol); device-model
+    reports in `csms.store.mongo_reports`."""
 
-    INDEXES = INDEXES
+    INDEXES = {**INDEXES, **REPORT_INDEXES}
 
     def __init__(self, url: str, database: str, *, meter_values_ttl_days: int = 0,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:

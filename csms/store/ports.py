@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Literal, Protocol
 
+from csms.device_model import DeviceReport, ReportPart
 from csms.domain import IdTag, LoggedFrame, MeterValue, OrphanStop, Station, Transaction
 from csms.station_transactions import EventOutcome, TransactionEvent
 
@@ -198,8 +199,26 @@ class FrameLogStore(Protocol):
         """Newest first."""
 
 
+class ReportStore(Protocol):
+    """Device-model reports (OCPP 2.0.1 NotifyReport parts): the latest complete one per
+    station, and at most one report in progress beside it."""
+
+    async def add_report_part(self, part: ReportPart, received_at: datetime,
+                              ) -> DeviceReport | None:
+        """Keep one part of a report.
+
+        A part with seqNo 0, or of another requestId than the station's report in progress,
+        begins a new report in progress (an unfinished one is dropped); a repeated part changes
+        nothing. When `part` completes its report (tbc false, and every seqNo before it kept),
+        that report becomes the station's latest, the previous latest is dropped, and it is
+        returned; otherwise None."""
+
+    async def latest_report(self, station_id: str) -> DeviceReport | None:
+        """The station's latest complete report, its variables in seqNo order."""
+
+
 class Store(StationStore, IdTagStore, TransactionStore, MeterValueStore, FrameLogStore,
-            Protocol):
+            ReportStore, Protocol):
     """The whole charging store, as one adapter implements it."""
 
     async def open(self) -> None:

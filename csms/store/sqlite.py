@@ -43,6 +43,7 @@ from csms.station_transactions import (
     new_transaction,
 )
 from csms.store.ports import KEEP, Keep, StoreError
+from csms.store.sqlite_reports import REPORTS_SCHEMA, SqliteReports
 from csms.store.sqlite_support import connect, dt, dt_req, in_thread, ts, ts_opt
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MAX_BATCH = 2000  # ops per group commit; bounds one transaction's size and latency
 
 _SCHEMA_V1 = """
@@ -188,7 +189,9 @@ CREATE INDEX transactions_station ON transactions (station_id, transaction_id);
 CREATE INDEX transactions_active
     ON transactions (station_id, connector_id) WHERE stopped_at IS NULL;
 """
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+# 5: device-model reports (csms.store.sqlite_reports), from branch f-201cmd.
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
+                               5: REPORTS_SCHEMA}
 
 
 # conversions ------------------------------------------------------------------------------------
@@ -398,7 +401,7 @@ def _store_error(exc: BaseException) -> BaseException:
     return exc
 
 
-class SqliteStore:
+class SqliteStore(SqliteReports):
     """`Store` on a SQLite file, WAL mode, group-committed writes."""
 
     def __init__(self, path: str) -> None:

@@ -1,5 +1,5 @@
-"""`csms simulate --idle`: a station that acts like hardware carries the driver flow from start
-to receipt, and stops by itself when the car is full."""
+"""`csms simulate --idle`: a station that acts like hardware (OCPP 1.6 or 2.0.1) carries the
+driver flow from start to receipt, and stops by itself when the car is full."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from csms.simulator import SimulationConfig, run_simulation
 from csms.simulator.cli import config_from_args
@@ -37,10 +39,14 @@ async def idle_station(env: Env, **config: Any) -> AsyncIterator[None]:
         await asyncio.gather(simulation, return_exceptions=True)
 
 
-async def test_the_driver_flow_runs_from_start_to_receipt(tmp_path: Path,
-                                                          aiohttp_server: Any) -> None:
+VERSIONS = pytest.mark.parametrize("ocpp", ["1.6", "2.0.1"])
+
+
+@VERSIONS
+async def test_the_driver_flow_runs_from_start_to_receipt(tmp_path: Path, aiohttp_server: Any,
+                                                          ocpp: str) -> None:
     async with open_env("sandbox", tmp_path, aiohttp_server, {}) as env, \
-            idle_station(env, power_kw=36):
+            idle_station(env, power_kw=36, ocpp=ocpp):
         status, started = await env.post("/charge/start", start_body())
         assert status == 200, started
         sid = started["sessionId"]
@@ -54,22 +60,25 @@ async def test_the_driver_flow_runs_from_start_to_receipt(tmp_path: Path,
         async with env.http.get(env.url + receipt_url) as resp:
             assert resp.status == 200
             receipt = await resp.text()
+        tx = await env.get(f"/api/transactions/{done['transactionId']}")
     # The card's last digits as the sandbox reports them (tok_123456789), not the charge id's.
     assert "EVSE-001" in receipt and "****6789" in receipt
     assert f"****{started['paymentData']['chargeId'][-4:]}" not in receipt
     assert done["payment"]["capturedAmount"] == done["costCents"] >= 200
     assert done["energyWh"] > 0
+    assert (tx["ocppVersion"], tx["energyWh"]) == (ocpp, done["energyWh"])
 
 
-async def test_the_station_stops_when_the_car_is_full(tmp_path: Path,
-                                                      aiohttp_server: Any) -> None:
+@VERSIONS
+async def test_the_station_stops_when_the_car_is_full(tmp_path: Path, aiohttp_server: Any,
+                                                      ocpp: str) -> None:
     async with open_env("sandbox", tmp_path, aiohttp_server, {}) as env, \
-            idle_station(env, power_kw=36, battery_kwh=0.02):
+            idle_station(env, power_kw=36, battery_kwh=0.02, ocpp=ocpp):
         _, started = await env.post("/charge/start", start_body())
         done = await env.wait_session(started["sessionId"], "COMPLETED", "CAPTURED")
         tx = await env.get(f"/api/transactions/{done['transactionId']}")
     assert done["energyWh"] == 20
-    assert tx["stopReason"] == "EVDisconnected"
+    assert (tx["stopReason"], tx["ocppVersion"]) == ("EVDisconnected", ocpp)
 
 
 def test_fixed_ids_and_idle_options() -> None:
@@ -82,3 +91,14 @@ def test_fixed_ids_and_idle_options() -> None:
     assert (config.power_kw, config.battery_kwh) == (11, 40)
     plain = config_from_args(build_parser().parse_args(["simulate", "--stations", "2"]))
     assert plain.duration == 60 and not plain.idle and plain.station_id(1) == "SIM0002"
+    assert plain.ocpp_version(1) == "1.6"
+
+
+def test_the_ocpp_option_picks_each_stations_version() -> None:
+    mixed = config_from_args(build_parser().parse_args(["simulate", "--ocpp", "mixed",
+                                                        "--stations", "4"]))
+    assert [mixed.ocpp_version(i) for i in range(4)] == ["1.6", "2.0.1", "1.6", "2.0.1"]
+    only = config_from_args(build_parser().parse_args(["simulate", "--ocpp", "2.0.1"]))
+    assert only.ocpp_version(0) == only.ocpp_version(7) == "2.0.1"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["simulate", "--ocpp", "2.1"])

@@ -1,9 +1,11 @@
 """`/stations` and `/stations/{id}`: boot data, connectors, the running transaction, the OCPP
-message log, and one form per command an operator sends (the station's answer is shown)."""
+message log, the device model a 2.0.1 station reported, and one form per command an operator
+sends in the station's version (the station's answer is shown)."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from aiohttp import web
@@ -14,7 +16,8 @@ from csms.keys import HUB, STATION_COMMANDS, STORE
 from web.dashboard import reads
 from web.dashboard.render import flash, not_found, page, see_other
 from web.keys import BILLING
-from web.operator.routes import station_detail
+from web.operator.device_model import latest_report
+from web.operator.routes import connected_version, station_detail
 from web.operator.views import FrameView, TariffView
 
 routes = web.RouteTableDef()
@@ -29,8 +32,11 @@ def _int(form: Any, name: str) -> int:
         raise CommandInvalid(f"{name} must be a whole number") from None
 
 
-def command_payload(action: str, form: Any) -> dict[str, Any]:
-    """The OCPP payload (camelCase, as for POST /api/.../commands/{Action}) from a form."""
+def command_payload(action: str, form: Any, version: str = "1.6") -> dict[str, Any]:
+    """The OCPP payload (camelCase, as for POST /api/.../commands/{Action}) from a form, in
+    the station's version."""
+    if version == "2.0.1":
+        return command_payload_201(action, form)
     if action == "Reset":
         return {"type": "Hard" if form.get("type") == "Hard" else "Soft"}
     if action == "UnlockConnector":
@@ -46,6 +52,32 @@ def command_payload(action: str, form: Any) -> dict[str, Any]:
     if action == "RemoteStopTransaction":
         return {"transactionId": _int(form, "transactionId")}
     raise CommandInvalid(f"{action} is not a command the dashboard sends")
+
+
+def command_payload_201(action: str, form: Any) -> dict[str, Any]:
+    """The same forms for a 2.0.1 station: EVSE-addressed, 2.0.1's enumerations; evse 0 (or
+    none) is the whole station."""
+    evse = _int(form, "evseId") if form.get("evseId") else 0
+    if action == "Reset":
+        return {"type": "OnIdle" if form.get("type") == "OnIdle" else "Immediate"}
+    if action == "UnlockConnector":
+        return {"evseId": _int(form, "evseId"), "connectorId": _int(form, "connectorId")}
+    if action == "ChangeAvailability":
+        status = "Inoperative" if form.get("type") == "Inoperative" else "Operative"
+        return {"operationalStatus": status, **({"evse": {"id": evse}} if evse else {})}
+    if action == "TriggerMessage":
+        return {"requestedMessage": str(form.get("requestedMessage", "")),
+                **({"evse": {"id": evse}} if evse else {})}
+    if action == "GetBaseReport":
+        base = str(form.get("reportBase", ""))
+        if base not in REPORT_BASES:
+            raise CommandInvalid(f"reportBase must be one of {', '.join(REPORT_BASES)}")
+        # a fresh id per request, so the station's NotifyReports name this one
+        return {"requestId": int(time.time()) % 2**31, "reportBase": base}
+    raise CommandInvalid(f"{action} is not a command the dashboard sends")
+
+
+REPORT_BASES = ("FullInventory", "ConfigurationInventory", "SummaryInventory")
 
 
 @routes.get("/stations", name="dash_stations")
@@ -73,6 +105,7 @@ async def station(request: web.Request) -> web.Response:
         running=await reads.transactions(request, station_id=station_id, active=True),
         recent=await reads.transactions(request, station_id=station_id, limit=10),
         frames=[FrameView.of(f) for f in frames], answer=answers.get(station_id),
+        report=await latest_report(request, station_id), report_bases=REPORT_BASES,
         tariff=await TariffView.of(request.config_dict[BILLING], station_id))
 
 
@@ -80,8 +113,10 @@ async def station(request: web.Request) -> web.Response:
 async def command(request: web.Request) -> web.Response:
     """Send the call, keep the station's answer for the page, redirect back (PRG)."""
     station_id, action = request.match_info["station_id"], request.match_info["action"]
+    connected = connected_version(request, station_id)
     try:
-        payload = command_payload(action, await request.post())
+        payload = command_payload(action, await request.post(),
+                                  connected.name if connected else "1.6")
         response = await request.config_dict[STATION_COMMANDS].call(station_id, action, payload)
         answer = {"action": action, "request": payload, "response": response, "ok": True}
     except (StationNotConnected, CommandInvalid, CommandTimeout, CommandRejected) as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from ocpp.v16.enums import Action
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from billing.models import JobStatus, SessionStatus, StopRequester
@@ -22,6 +21,8 @@ from csms.domain import (
     valid_station_id,
 )
 from csms.keys import HUB, OCPP_SETTINGS, STATION_COMMANDS, STORE
+from csms.ocpp.endpoint import VERSIONS
+from csms.ocpp.version import OcppVersion
 from csms.passwords import hash_password
 from csms.store import KEEP, Keep
 from web.apidoc import BOOL, INT, Param, documented
@@ -31,6 +32,7 @@ from web.driver.routes import SessionView, session_view
 from web.errors import ApiError, Handler
 from web.keys import BILLING, CLUSTER, SETTINGS
 from web.openapi import openapi_view
+from web.operator import device_model
 from web.operator.views import (
     CommandResult,
     FrameView,
@@ -50,16 +52,10 @@ from web.operator.views import (
 
 routes = web.RouteTableDef()
 
-# Calls the CSMS may send to a 1.6 station (CSMS -> station direction).
-COMMANDS = frozenset({
-    Action.remote_start_transaction, Action.remote_stop_transaction, Action.reset,
-    Action.unlock_connector, Action.change_availability, Action.get_configuration,
-    Action.change_configuration, Action.trigger_message, Action.clear_cache,
-    Action.data_transfer, Action.get_diagnostics, Action.update_firmware,
-    Action.reserve_now, Action.cancel_reservation, Action.set_charging_profile,
-    Action.clear_charging_profile, Action.get_composite_schedule, Action.get_local_list_version,
-    Action.send_local_list,
-})
+# Every call the CSMS may send a station, in any version it speaks; which of them a station
+# takes depends on the version it connected with (`OcppVersion.commands`).
+COMMANDS = sorted(frozenset().union(*(version.commands for version in VERSIONS)))
+BY_NAME = {version.name: version for version in VERSIONS}
 
 
 @web.middleware
@@ -87,6 +83,18 @@ def station_view(request: web.Request, station: Station) -> StationView:
     return StationView.of(station, app[HUB].live(station.id),
                           app[OCPP_SETTINGS].security_profile,
                           where.version if where else None)
+
+
+def connected_version(request: web.Request, station_id: str) -> OcppVersion | None:
+    """The OCPP version of the station's open connection, on this node or (in a cluster)
+    another one; None when it is not connected."""
+    app = request.config_dict
+    live = app[HUB].live(station_id)
+    if live is not None:
+        return live.version
+    cluster = app.get(CLUSTER)
+    where = None if cluster is None else cluster.presence.elsewhere.get(station_id)
+    return None if where is None else BY_NAME.get(where.version)
 
 
 async def station_detail(request: web.Request, station: Station) -> StationView:
@@ -189,25 +197,40 @@ async def station_messages(request: web.Request) -> web.Response:
 
 
 @routes.post("/stations/{station_id}/commands/{action}", name="command")
-@documented("Send an OCPP 1.6 call to the connected station and return its answer",
+@documented("Send an OCPP call to the connected station in its own version (1.6 or 2.0.1) and "
+            "return its answer. The payload is checked against the official schema of the "
+            "station's version: 422 `unsupported_command` for an action that version does "
+            "not have (RemoteStartTransaction to a 2.0.1 station), 422 `invalid_payload` for "
+            "a payload its schema refuses; 502 when the station answers with a CALLERROR",
             free_body="the action's OCPP payload", response=CommandResult,
-            errors=(404, 502, 504))
+            errors=(404, 502, 504),
+            path=(Param("action", "an OCPP 1.6 or 2.0.1 call from the central system",
+                        (("type", "string"), ("enum", COMMANDS))),))
 async def station_command(request: web.Request) -> web.Response:
     station_id = request.match_info["station_id"]
     action = request.match_info["action"]
     if action not in COMMANDS:
         raise ApiError(404, "unknown_command",
-                       f"{action} is not a command the CSMS can send to an OCPP 1.6 station")
+                       f"{action} is not a call the CSMS sends to OCPP 1.6 or 2.0.1 stations")
     payload = await read_json(request) if request.body_exists else {}
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_payload", "the payload must be a JSON object")
+    connected = connected_version(request, station_id)
+    if connected is None:
+        raise ApiError(404, "station_not_connected", f"station {station_id} is not connected")
+    version = connected.name
+    if action not in connected.commands:
+        raise ApiError(422, "unsupported_command",
+                       f"{action} is not an OCPP {version} call; station {station_id} is "
+                       f"connected with OCPP {version}", field="action")
     try:
         response = await request.config_dict[STATION_COMMANDS].call(station_id, action, payload)
     except StationNotConnected:
         raise ApiError(404, "station_not_connected", f"station {station_id} is not connected") \
             from None
     except CommandInvalid as exc:
-        raise ApiError(422, "invalid_payload", str(exc)) from None
+        raise ApiError(422, "invalid_payload",
+                       f"not a valid OCPP {version} {action} request: {exc}") from None
     except CommandTimeout as exc:
         raise ApiError(504, "station_timeout", str(exc)) from None
     except CommandRejected as exc:
@@ -501,4 +524,5 @@ def create_operator_api() -> web.Application:
     api = web.Application(middlewares=[operator_auth])
     api.router.add_get("/openapi.json", openapi_view, name="openapi")
     api.add_routes(routes)
+    api.add_routes(device_model.routes)
     return api

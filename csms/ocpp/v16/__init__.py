@@ -18,6 +18,14 @@ VERSION = OcppVersion(
     name="1.6",
     subprotocol="ocpp1.6",
     actions=frozenset(action.value for action in Action),
+    commands=frozenset(action.value for action in (
+        Action.remote_start_transaction, Action.remote_stop_transaction, Action.reset,
+        Action.unlock_connector, Action.change_availability, Action.get_configuration,
+        Action.change_configuration, Action.trigger_message, Action.clear_cache,
+        Action.data_transfer, Action.get_diagnostics, Action.update_firmware,
+        Action.reserve_now, Action.cancel_reservation, Action.set_charging_profile,
+        Action.clear_charging_profile, Action.get_composite_schedule,
+        Action.get_local_list_version, Action.send_local_list)),
     # OCPP-J 1.6 §4.2.3 spells these two differently from 2.0.1 (and "Occurence" with one r).
     error_codes={FORMAT_VIOLATION: "FormationViolation",
                  OCCURRENCE_VIOLATION: "OccurenceConstraintViolation",

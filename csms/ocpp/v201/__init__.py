@@ -12,6 +12,7 @@ VERSION = OcppVersion(
     name="2.0.1",
     subprotocol="ocpp2.0.1",
     actions=frozenset(action.value for action in Action),
+    commands=mapping.COMMANDS,
     error_codes={},  # the neutral codes (framing) are OCPP-J 2.0.1's own spelling
     handlers=handler_table,
     remote_start=mapping.remote_start,

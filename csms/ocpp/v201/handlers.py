@@ -2,7 +2,8 @@
 
 Each maps the payload (snake_case keyword arguments, already schema-checked by the session) to
 domain values, calls the `ChargingService`, and returns the library's 2.0.1 call_result
-dataclass. Device-model and security reports are answered and logged, not stored (yet).
+dataclass. NotifyReport parts are stored (the device model operators see); events and
+security notifications are answered and logged, not stored (yet).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ocpp.v201.enums import Action, DataTransferStatusEnumType, RegistrationStat
 
 from csms.charging import ChargingService
 from csms.domain import isoformat, parse_timestamp, utcnow
-from csms.ocpp.v201 import mapping
+from csms.ocpp.v201 import mapping, reports
 from csms.ocpp.version import Handler, StationContext
 from csms.settings import OcppSettings
 
@@ -125,8 +126,9 @@ class Handlers:
     @on(Action.notify_report)
     async def on_notify_report(self, request_id: int, generated_at: str, seq_no: int,
                                **kwargs: Any) -> call_result.NotifyReport:
-        log.info("%s: NotifyReport %d part %d (%d item(s))", self.id, request_id, seq_no,
-                 len(kwargs.get("report_data") or ()))
+        await self.service.report_part(reports.report_part(
+            self.id, request_id, generated_at, seq_no, kwargs.get("tbc", False),
+            kwargs.get("report_data")))
         return call_result.NotifyReport()
 
 

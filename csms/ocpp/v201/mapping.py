@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from ocpp.v201 import datatypes
+from ocpp.v201.enums import Action
 
 from csms.commands import CommandInvalid
 from csms.domain import (
@@ -26,6 +27,24 @@ from csms.domain import (
 from csms.events import Authorization
 from csms.ocpp.version import Payload
 from csms.station_transactions import TransactionEvent
+
+# The calls a central system sends a 2.0.1 station (OCPP 2.0.1 part 2, "CSMS -> Charging
+# Station" messages): every one the operator API may pass through.
+COMMANDS = frozenset(action.value for action in (
+    Action.cancel_reservation, Action.certificate_signed, Action.change_availability,
+    Action.clear_cache, Action.clear_charging_profile, Action.clear_display_message,
+    Action.clear_variable_monitoring, Action.cost_updated, Action.customer_information,
+    Action.data_transfer, Action.delete_certificate, Action.get_base_report,
+    Action.get_charging_profiles, Action.get_composite_schedule, Action.get_display_messages,
+    Action.get_installed_certificate_ids, Action.get_local_list_version, Action.get_log,
+    Action.get_monitoring_report, Action.get_report, Action.get_transaction_status,
+    Action.get_variables, Action.install_certificate, Action.publish_firmware,
+    Action.request_start_transaction, Action.request_stop_transaction, Action.reserve_now,
+    Action.reset, Action.send_local_list, Action.set_charging_profile,
+    Action.set_display_message, Action.set_monitoring_base, Action.set_monitoring_level,
+    Action.set_network_profile, Action.set_variable_monitoring, Action.set_variables,
+    Action.trigger_message, Action.unlock_connector, Action.unpublish_firmware,
+    Action.update_firmware))
 
 # Which connector state an EVSE shows when its connectors differ: a busy one first (the EVSE
 # cannot start another session), then the most usable.

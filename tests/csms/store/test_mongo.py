@@ -14,6 +14,7 @@ from csms.domain import SUPERSEDED, utcnow
 from csms.store.mongo import INDEXES, MongoStore, _meter_documents
 from csms.store.ports import Store, StoreError
 from tests.csms.store.contract import StoreContract, at, energy, frame, start
+from tests.csms.store.report_contract import ReportStoreContract
 from tests.support.mongo import MongoDatabase, start_nx
 from tests.support.net import free_port
 from tests.support.ports import missing_methods
@@ -30,6 +31,10 @@ async def store(mongo_database: MongoDatabase) -> AsyncIterator[MongoStore]:
 
 
 class TestMongoStore(StoreContract):
+    pass
+
+
+class TestMongoReports(ReportStoreContract):
     pass
 
 

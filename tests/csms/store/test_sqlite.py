@@ -15,6 +15,7 @@ from csms.domain import MeterValue
 from csms.store.ports import Store, StoreError
 from csms.store.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteStore, _statements
 from tests.csms.store.contract import StoreContract, at, energy, frame, start, stop
+from tests.csms.store.report_contract import ReportStoreContract
 from tests.support.ports import missing_methods, port_methods
 
 
@@ -29,6 +30,10 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 class TestSqliteStore(StoreContract):
+    pass
+
+
+class TestSqliteReports(ReportStoreContract):
     pass
 
 
