@@ -29,7 +29,11 @@ Amounts: integer cents <-> CCV decimals through billing.money, exactly: 1999 -> 
 amount CCV returns that is not a whole number of cents is refused (status "failed").
 
 Outcomes: HTTP 408/425/429/5xx, timeouts and network errors are transient (retry with the same
-key); other 4xx are final failures. CCV status -> port status, by transaction type:
+key); other 4xx are final failures of a POST. A fetch (GET) answered with any HTTP error read
+nothing, so its outcome is unknown (transient): a terminal authorisation is never taken as
+failed, while the card may be held, because CCV's lookup refused us (401 after a key rotation,
+404 before the reference is visible); the sweep reads it again.
+CCV status -> port status, by transaction type:
 authorise: pending -> pending, success -> authorized, failed -> declined; capture (and sale):
 success -> captured; reversal: success -> voided; refund: success -> refunded; any pending ->
 pending; failed -> failed; manualintervention -> failed (final: CCV asks for its helpdesk
@@ -303,9 +307,12 @@ class CcvGateway:
                                  charge_id=charge_id, transient=True, error=response)
         status_code, payload = response
         if status_code >= 400:
+            # A read (GET) refused by HTTP read nothing: the transaction may well be approved
+            # and held, so its outcome stays unknown (transient) rather than "failed".
             return GatewayResult(
                 success=False, status="failed", amount=amount or 0, charge_id=charge_id,
-                transient=status_code >= 500 or status_code in TRANSIENT_HTTP_STATUSES,
+                transient=status_code >= 500 or status_code in TRANSIENT_HTTP_STATUSES
+                or method == "GET",
                 error=_error_text(status_code, payload), raw=payload,
             )
         status = map_status(payload)

@@ -330,3 +330,30 @@ def test_production_refuses_open_terminal_settings(tmp_path: Path, missing: str)
         assert findings == []  # CCV off: nothing of it is open
     else:
         assert any("billing.ccv.webhook_secret" in f for f in findings)
+
+
+# Review findings (adversarial review of the CCV money paths) ---------------------------------
+
+
+@pytest.mark.parametrize("http_status", [401, 404])
+async def test_a_fetch_answered_with_an_http_error_does_not_fail_an_approved_card(
+        tmp_path: Path, aiohttp_server: Any, http_status: int) -> None:
+    """An HTTP error on GET /transaction (a rotated API key, CCV's lookup not yet consistent)
+    reads nothing: the card may be approved and held. The authorisation stays pending, the
+    hint is refused so it can come again, and the sweep's next read starts the session."""
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await bound_station(t, cp)
+        t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
+        sid = await t.start()
+        t.ccv.fail_next(1, http_status)  # the fetch that follows the approval's hint
+        await t.ccv.settled()
+        assert t.ccv.webhooks[-1]["status"] >= 500  # not taken: CCV may send it again
+        pending = await t.env.session(sid)
+        assert (pending["status"], pending["payment"]["status"]) == \
+            ("PENDING_PAYMENT", "PENDING")
+        await t.env.server.app[BILLING].reconcile()
+        await cp.wait_for("RemoteStartTransaction")
+        started = await t.env.session(sid)
+        assert started["payment"]["status"] == "AUTHORIZED"
+        assert started["payment"]["authorizedAmount"] == 5000
