@@ -82,9 +82,11 @@ what was chosen where the pages are silent:
   authorisation, as the capture page shows); no reversal follows a partial capture.
 - A card read's Idempotency-Reference derives from "<session>:CARD:<request id>": one read
   per stop request, a repeat of the same request is the same read.
-- A terminal authorisation whose cardholder never comes stays PENDING_PAYMENT until CCV gives
-  up (failed) and says so, by hint or by the sweep's fetch; the remote start timeout does not
-  apply to it.
+- A terminal authorisation whose cardholder never comes (or that CCV never ends) holds its
+  session PENDING_PAYMENT for at most `billing.ccv.card_timeout` (default 300 s): then the
+  sweep ends the session FAILED so the connector takes the next driver. The AUTHORIZE stays
+  PENDING and is still read by the sweep; an approval read after that is reversed at once.
+  (No documented way to cancel a pending terminal payment at CCV was found.)
 """
 
 from __future__ import annotations

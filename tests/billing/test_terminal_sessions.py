@@ -357,3 +357,30 @@ async def test_a_fetch_answered_with_an_http_error_does_not_fail_an_approved_car
         started = await t.env.session(sid)
         assert started["payment"]["status"] == "AUTHORIZED"
         assert started["payment"]["authorizedAmount"] == 5000
+
+
+async def test_a_card_that_never_comes_frees_the_connector_and_a_late_one_is_released(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    """Nobody presents a card and CCV never ends the payment: past billing.ccv.card_timeout
+    the sweep ends the session FAILED (the connector takes the next driver); the payment is
+    still read, and a card approved after that is reversed, never started or captured."""
+    async with terminal_env(tmp_path, aiohttp_server,
+                            CSMS_BILLING__CCV__CARD_TIMEOUT="0.01") as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await bound_station(t, cp)
+        t.ccv.terminal("IM30-1").queue("timeout")
+        sid = await t.start()
+        await t.env.server.app[BILLING].reconcile()
+        failed = await t.env.session(sid)
+        assert (failed["status"], failed["payment"]["status"]) == ("FAILED", "PENDING")
+        t.ccv.terminal("IM30-1").queue("approve")
+        next_sid = await t.start()  # the connector is free
+        await t.env.wait_session(next_sid, "STARTING")
+
+        reference = (await t.env.server.app[BILLING].get(sid)).charge_id
+        assert reference is not None
+        await t.ccv.act(reference, "approve")  # the first cardholder, late
+        released = await t.env.wait_session(sid, "FAILED", "VOIDED")
+        assert ops(released) == [("AUTHORIZE", 5000, "SUCCEEDED"), ("VOID", 5000, "SUCCEEDED")]
+        assert t.ccv.counts["reversal"] == 1 and t.ccv.counts["capture"] == 0
+        assert len([n for n, _ in cp.received if n == "RemoteStartTransaction"]) == 1
