@@ -37,7 +37,9 @@ CCV status -> port status, by transaction type:
 authorise: pending -> pending, success -> authorized, failed -> declined; capture (and sale):
 success -> captured; reversal: success -> voided; refund: success -> refunded; any pending ->
 pending; failed -> failed; manualintervention -> failed (final: CCV asks for its helpdesk
-[status], an operator must look).
+[status], an operator must look), except for an authorise, where it stays pending: the card may
+be held, so the sweep keeps reading it until CCV ends it success (then used or reversed) or
+failed.
 
 Silent or ambiguous in the pages read, and chosen here:
 - `amount` is sent as a decimal string ("19.99"), exact by construction; the examples show a
@@ -146,6 +148,11 @@ def map_status(transaction: dict[str, Any]) -> GatewayStatus:
     status = str(transaction.get("status") or "")
     kind = str(transaction.get("type") or "")
     if status == "pending":
+        return "pending"
+    if status == "manualintervention" and kind == "authorise":
+        # unknown (CCV's helpdesk decides): the card may be held, so never read as declined;
+        # the sweep reads it again until CCV ends it (billing.ccv.card_timeout frees the
+        # connector meanwhile, and an approval read after that is reversed)
         return "pending"
     if status == "success":
         return _SUCCESS_STATUS.get(kind, "failed")

@@ -384,3 +384,27 @@ async def test_a_card_that_never_comes_frees_the_connector_and_a_late_one_is_rel
         assert ops(released) == [("AUTHORIZE", 5000, "SUCCEEDED"), ("VOID", 5000, "SUCCEEDED")]
         assert t.ccv.counts["reversal"] == 1 and t.ccv.counts["capture"] == 0
         assert len([n for n, _ in cp.received if n == "RemoteStartTransaction"]) == 1
+
+
+async def test_an_authorisation_in_manual_intervention_is_not_taken_as_declined(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    """CCV's `manualintervention` is an unknown outcome (its helpdesk decides): the card may
+    be held, so the authorisation stays pending and is read again; once CCV resolves it as
+    approved the session goes on (it would have been FAILED with the hold never reversed)."""
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await bound_station(t, cp)
+        t.ccv.terminal("IM30-1").queue("timeout")
+        sid = await t.start()
+        reference = (await t.env.server.app[BILLING].get(sid)).charge_id
+        assert reference is not None
+        t.ccv.transactions[reference]["status"] = "manualintervention"
+        await t.env.server.app[BILLING].reconcile()
+        unknown = await t.env.session(sid)
+        assert (unknown["status"], unknown["payment"]["status"]) == \
+            ("PENDING_PAYMENT", "PENDING")
+        assert ops(unknown) == [("AUTHORIZE", 5000, "PENDING")]
+        t.ccv.transactions[reference]["status"] = "pending"  # the helpdesk resolves it
+        await t.ccv.act(reference, "approve")
+        await cp.wait_for("RemoteStartTransaction")
+        assert (await t.env.session(sid))["payment"]["status"] == "AUTHORIZED"
