@@ -365,13 +365,17 @@ async def test_a_card_that_never_comes_frees_the_connector_and_a_late_one_is_rel
     the sweep ends the session FAILED (the connector takes the next driver); the payment is
     still read, and a card approved after that is reversed, never started or captured."""
     async with terminal_env(tmp_path, aiohttp_server,
-                            CSMS_BILLING__CCV__CARD_TIMEOUT="0.01") as t, \
+                            CSMS_BILLING__CCV__CARD_TIMEOUT="0.2") as t, \
             station(t.env.ws_url, "EVSE-001") as cp:
         await bound_station(t, cp)
         t.ccv.terminal("IM30-1").queue("timeout")
         sid = await t.start()
-        await t.env.server.app[BILLING].reconcile()
-        failed = await t.env.session(sid)
+
+        async def swept() -> dict[str, Any]:
+            await t.env.server.app[BILLING].reconcile()
+            return await t.env.session(sid)
+
+        failed = await eventually(swept, lambda s: s["status"] != "PENDING_PAYMENT")
         assert (failed["status"], failed["payment"]["status"]) == ("FAILED", "PENDING")
         t.ccv.terminal("IM30-1").queue("approve")
         next_sid = await t.start()  # the connector is free
