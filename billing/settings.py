@@ -60,6 +60,10 @@ class CcvSettings(Section):
     # (`?key=`), and POST /webhooks/ccv refuses a hint without it. Empty: hints are refused
     # (401) and only the reconciliation sweep learns outcomes.
     webhook_secret: str = ""
+    # Seconds a terminal session waits for its card's outcome (approved or declined). Past it
+    # the session ends FAILED and the connector takes the next driver; the authorisation is
+    # still read by the sweep, and a card approved after that is reversed at once.
+    card_timeout: float = Field(300, gt=0)
 
     @property
     def configured(self) -> bool:

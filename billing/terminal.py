@@ -254,7 +254,10 @@ class TerminalPayments:
 
     async def reconcile(self) -> None:
         """Card reads whose hint never came; terminal starts cut short before the AUTHORIZE
-        was recorded (past the remote start timeout: FAILED, nothing was asked)."""
+        was recorded (past the remote start timeout: FAILED, nothing was asked); terminal
+        sessions whose card has no outcome past `billing.ccv.card_timeout` (FAILED, so the
+        connector is free: the pending AUTHORIZE is still read by the sweep, and an approval
+        read after this is released by `_authorized`)."""
         for request in await self.store.pending_terminal_requests(limit=1000):
             try:
                 await self.card_read(request)
@@ -262,12 +265,21 @@ class TerminalPayments:
                 continue
             except Exception:
                 log.exception("reconcile: terminal request %s failed", request.request_id)
-        stale = utcnow() - timedelta(seconds=self.settings.ocpp.remote_start_timeout)
+        now = utcnow()
+        stale = now - timedelta(seconds=self.settings.ocpp.remote_start_timeout)
+        no_card = now - timedelta(seconds=self.settings.billing.ccv.card_timeout)
         for session in await self.store.list_sessions(statuses={S.PENDING_PAYMENT},
                                                       limit=1000):
-            if session.method != Method.TERMINAL or session.updated_at > stale:
+            if session.method != Method.TERMINAL or (session.updated_at > stale and
+                                                     session.created_at > no_card):
                 continue
             if await self.store.get_operation(key_for(session.session_id, OpT.AUTHORIZE)) \
                     is None:
+                if session.updated_at <= stale:
+                    await self._failed(session.session_id,
+                                       "interrupted before the terminal was asked for the card")
+            elif session.created_at <= no_card:
+                log.warning("terminal session %s: no card outcome in time; connector freed",
+                            session.session_id)
                 await self._failed(session.session_id,
-                                   "interrupted before the terminal was asked for the card")
+                                   "no card outcome within billing.ccv.card_timeout")

@@ -29,11 +29,17 @@ Amounts: integer cents <-> CCV decimals through billing.money, exactly: 1999 -> 
 amount CCV returns that is not a whole number of cents is refused (status "failed").
 
 Outcomes: HTTP 408/425/429/5xx, timeouts and network errors are transient (retry with the same
-key); other 4xx are final failures. CCV status -> port status, by transaction type:
+key); other 4xx are final failures of a POST. A fetch (GET) answered with any HTTP error read
+nothing, so its outcome is unknown (transient): a terminal authorisation is never taken as
+failed, while the card may be held, because CCV's lookup refused us (401 after a key rotation,
+404 before the reference is visible); the sweep reads it again.
+CCV status -> port status, by transaction type:
 authorise: pending -> pending, success -> authorized, failed -> declined; capture (and sale):
 success -> captured; reversal: success -> voided; refund: success -> refunded; any pending ->
 pending; failed -> failed; manualintervention -> failed (final: CCV asks for its helpdesk
-[status], an operator must look).
+[status], an operator must look), except for an authorise, where it stays pending: the card may
+be held, so the sweep keeps reading it until CCV ends it success (then used or reversed) or
+failed.
 
 Silent or ambiguous in the pages read, and chosen here:
 - `amount` is sent as a decimal string ("19.99"), exact by construction; the examples show a
@@ -78,9 +84,11 @@ what was chosen where the pages are silent:
   authorisation, as the capture page shows); no reversal follows a partial capture.
 - A card read's Idempotency-Reference derives from "<session>:CARD:<request id>": one read
   per stop request, a repeat of the same request is the same read.
-- A terminal authorisation whose cardholder never comes stays PENDING_PAYMENT until CCV gives
-  up (failed) and says so, by hint or by the sweep's fetch; the remote start timeout does not
-  apply to it.
+- A terminal authorisation whose cardholder never comes (or that CCV never ends) holds its
+  session PENDING_PAYMENT for at most `billing.ccv.card_timeout` (default 300 s): then the
+  sweep ends the session FAILED so the connector takes the next driver. The AUTHORIZE stays
+  PENDING and is still read by the sweep; an approval read after that is reversed at once.
+  (No documented way to cancel a pending terminal payment at CCV was found.)
 """
 
 from __future__ import annotations
@@ -140,6 +148,11 @@ def map_status(transaction: dict[str, Any]) -> GatewayStatus:
     status = str(transaction.get("status") or "")
     kind = str(transaction.get("type") or "")
     if status == "pending":
+        return "pending"
+    if status == "manualintervention" and kind == "authorise":
+        # unknown (CCV's helpdesk decides): the card may be held, so never read as declined;
+        # the sweep reads it again until CCV ends it (billing.ccv.card_timeout frees the
+        # connector meanwhile, and an approval read after that is reversed)
         return "pending"
     if status == "success":
         return _SUCCESS_STATUS.get(kind, "failed")
@@ -303,9 +316,12 @@ class CcvGateway:
                                  charge_id=charge_id, transient=True, error=response)
         status_code, payload = response
         if status_code >= 400:
+            # A read (GET) refused by HTTP read nothing: the transaction may well be approved
+            # and held, so its outcome stays unknown (transient) rather than "failed".
             return GatewayResult(
                 success=False, status="failed", amount=amount or 0, charge_id=charge_id,
-                transient=status_code >= 500 or status_code in TRANSIENT_HTTP_STATUSES,
+                transient=status_code >= 500 or status_code in TRANSIENT_HTTP_STATUSES
+                or method == "GET",
                 error=_error_text(status_code, payload), raw=payload,
             )
         status = map_status(payload)

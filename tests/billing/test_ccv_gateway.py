@@ -331,8 +331,9 @@ def test_idempotency_reference_is_stable_and_short() -> None:
 
 @pytest.mark.parametrize(("kind", "status", "expected"), [
     ("authorise", "pending", "pending"), ("authorise", "success", "authorized"),
-    ("authorise", "failed", "declined"), ("authorise", "manualintervention", "failed"),
+    ("authorise", "failed", "declined"), ("authorise", "manualintervention", "pending"),
     ("capture", "success", "captured"), ("capture", "failed", "failed"),
+    ("capture", "manualintervention", "failed"),
     ("reversal", "success", "voided"), ("refund", "success", "refunded"),
     ("sale", "success", "captured"),
 ])

@@ -330,3 +330,85 @@ def test_production_refuses_open_terminal_settings(tmp_path: Path, missing: str)
         assert findings == []  # CCV off: nothing of it is open
     else:
         assert any("billing.ccv.webhook_secret" in f for f in findings)
+
+
+# Review findings (adversarial review of the CCV money paths) ---------------------------------
+
+
+@pytest.mark.parametrize("http_status", [401, 404])
+async def test_a_fetch_answered_with_an_http_error_does_not_fail_an_approved_card(
+        tmp_path: Path, aiohttp_server: Any, http_status: int) -> None:
+    """An HTTP error on GET /transaction (a rotated API key, CCV's lookup not yet consistent)
+    reads nothing: the card may be approved and held. The authorisation stays pending, the
+    hint is refused so it can come again, and the sweep's next read starts the session."""
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await bound_station(t, cp)
+        t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
+        sid = await t.start()
+        t.ccv.fail_next(1, http_status)  # the fetch that follows the approval's hint
+        await t.ccv.settled()
+        assert t.ccv.webhooks[-1]["status"] >= 500  # not taken: CCV may send it again
+        pending = await t.env.session(sid)
+        assert (pending["status"], pending["payment"]["status"]) == \
+            ("PENDING_PAYMENT", "PENDING")
+        await t.env.server.app[BILLING].reconcile()
+        await cp.wait_for("RemoteStartTransaction")
+        started = await t.env.session(sid)
+        assert started["payment"]["status"] == "AUTHORIZED"
+        assert started["payment"]["authorizedAmount"] == 5000
+
+
+async def test_a_card_that_never_comes_frees_the_connector_and_a_late_one_is_released(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    """Nobody presents a card and CCV never ends the payment: past billing.ccv.card_timeout
+    the sweep ends the session FAILED (the connector takes the next driver); the payment is
+    still read, and a card approved after that is reversed, never started or captured."""
+    async with terminal_env(tmp_path, aiohttp_server,
+                            CSMS_BILLING__CCV__CARD_TIMEOUT="0.2") as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await bound_station(t, cp)
+        t.ccv.terminal("IM30-1").queue("timeout")
+        sid = await t.start()
+
+        async def swept() -> dict[str, Any]:
+            await t.env.server.app[BILLING].reconcile()
+            return await t.env.session(sid)
+
+        failed = await eventually(swept, lambda s: s["status"] != "PENDING_PAYMENT")
+        assert (failed["status"], failed["payment"]["status"]) == ("FAILED", "PENDING")
+        t.ccv.terminal("IM30-1").queue("approve")
+        next_sid = await t.start()  # the connector is free
+        await t.env.wait_session(next_sid, "STARTING")
+
+        reference = (await t.env.server.app[BILLING].get(sid)).charge_id
+        assert reference is not None
+        await t.ccv.act(reference, "approve")  # the first cardholder, late
+        released = await t.env.wait_session(sid, "FAILED", "VOIDED")
+        assert ops(released) == [("AUTHORIZE", 5000, "SUCCEEDED"), ("VOID", 5000, "SUCCEEDED")]
+        assert t.ccv.counts["reversal"] == 1 and t.ccv.counts["capture"] == 0
+        assert len([n for n, _ in cp.received if n == "RemoteStartTransaction"]) == 1
+
+
+async def test_an_authorisation_in_manual_intervention_is_not_taken_as_declined(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    """CCV's `manualintervention` is an unknown outcome (its helpdesk decides): the card may
+    be held, so the authorisation stays pending and is read again; once CCV resolves it as
+    approved the session goes on (it would have been FAILED with the hold never reversed)."""
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await bound_station(t, cp)
+        t.ccv.terminal("IM30-1").queue("timeout")
+        sid = await t.start()
+        reference = (await t.env.server.app[BILLING].get(sid)).charge_id
+        assert reference is not None
+        t.ccv.transactions[reference]["status"] = "manualintervention"
+        await t.env.server.app[BILLING].reconcile()
+        unknown = await t.env.session(sid)
+        assert (unknown["status"], unknown["payment"]["status"]) == \
+            ("PENDING_PAYMENT", "PENDING")
+        assert ops(unknown) == [("AUTHORIZE", 5000, "PENDING")]
+        t.ccv.transactions[reference]["status"] = "pending"  # the helpdesk resolves it
+        await t.ccv.act(reference, "approve")
+        await cp.wait_for("RemoteStartTransaction")
+        assert (await t.env.session(sid))["payment"]["status"] == "AUTHORIZED"

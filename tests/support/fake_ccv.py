@@ -24,7 +24,8 @@ billing/gateways/ccv.py for the pages and the assumptions shared with the adapte
 Test controls: `requests`, `counts` ("payment", "capture", "reversal", "refund", "token", "get",
 "replays", "unauthorized", "injected", "no_idempotency"), `fail_next(n, status=500,
 after_processing=False)`, `delay` (seconds before answering), `webhooks` (posted hints and
-their HTTP status), `settled()` (wait until the terminals finished), `expire(reference)`.
+their HTTP status), `settled()` (wait until the terminals finished), `expire(reference)`,
+`act(reference, action)` (a cardholder who comes late).
 """
 
 from __future__ import annotations
@@ -138,6 +139,14 @@ class FakeCcv:
         self._finish(txn, "failed", failureCode="expired")
         await self._post_webhook(txn)
         return copy.deepcopy(txn)
+
+    async def act(self, reference: str, action: str,
+                  card_token: str = DEFAULT_CARD_TOKEN) -> None:
+        """A pending terminal transaction gets its cardholder now ("approve" or "decline"),
+        with its webhook: a card presented late."""
+        txn = self.transactions[reference]
+        assert txn["status"] == "pending", txn
+        await self._act(txn, action, card_token)
 
     def mutating_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] == "POST"]
