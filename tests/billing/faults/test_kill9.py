@@ -40,7 +40,7 @@ FAST = {
     "CSMS_TASKS__MAX_ATTEMPTS": "8",
     "CSMS_TASKS__LEASE": "1",
     "CSMS_TASKS__SWEEP_INTERVAL": "0.2",
-    "CSMS_OCPP__REMOTE_START_TIMEOUT": "4",
+    "CSMS_OCPP__REMOTE_START_TIMEOUT": "8",  # a restart under a loaded CI takes seconds
     "CSMS_OCPP__COMMAND_TIMEOUT": "3",
 }
 HOLD, COST, PIX_REFUND = 5000, 1700, 3300  # 10 kWh at 1.50 + 2.00 fee
@@ -163,7 +163,7 @@ class Rig:
         assert len(sessions) == 1, sessions
         return str(sessions[0]["sessionId"])
 
-    async def settled(self, sid: str, timeout: float = 15) -> dict[str, Any]:
+    async def settled(self, sid: str, timeout: float = 30) -> dict[str, Any]:
         """The session once it has ended, nothing is PENDING and every job has finished."""
 
         async def look() -> dict[str, Any]:
