@@ -132,7 +132,11 @@ async def test_a_client_sending_headers_slowly_is_cut_off(impatient) -> None:
 
     dripping = asyncio.create_task(trickle())
     try:
-        assert await asyncio.wait_for(reader.read(), 8) == b""  # closed, nothing answered
+        try:
+            answered = await asyncio.wait_for(reader.read(), 8)
+        except ConnectionResetError:  # closed with our unread headers in its buffer: a reset
+            answered = b""
+        assert answered == b""  # closed, nothing answered
     finally:
         dripping.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError):
