@@ -6,7 +6,10 @@ order, and it may send an Updated or an Ended for a transaction whose Started we
 The rules, applied by every store in one atomic step (`TransactionStore.record_event`):
 
 - one transaction per (station, station transaction id); the first event of any type creates it;
-- an event whose seq_no was already received changes nothing (a station's retry);
+- an event whose seq_no was already received changes nothing (a station's retry), except an
+  Ended while the transaction runs: no Ended was received, so it repeats none (a station whose
+  seqNo counter started again after a reboot), and dropping it would leave the transaction,
+  and its bill, open for ever;
 - energy comes from the register readings, by their timestamps, never by arrival order:
   meter_start is the earliest Energy.Active.Import.Register reading, the latest one is the
   running register, and meter_stop is the latest reading known when the Ended arrives;
@@ -63,7 +66,7 @@ def new_transaction(event: TransactionEvent, transaction_id: int) -> Transaction
 
 def apply_event(tx: Transaction, event: TransactionEvent) -> EventOutcome:
     """Apply `event` to `tx` in place, by the rules of this module."""
-    if event.seq_no in tx.seq_nos:
+    if event.seq_no in tx.seq_nos and not (event.event_type == ENDED and tx.active):
         return EventOutcome(tx, created=False, duplicate=True, linked=False, ended=False)
     tx.seq_nos = sorted({*tx.seq_nos, event.seq_no})
     linked = False
