@@ -197,3 +197,22 @@ async def test_an_ended_whose_seq_no_was_used_before_still_ends_the_transaction(
         # and that Ended, repeated, is a repeat: nothing moves
         await cp.event("Ended", "sr-1", 1, timestamp="2026-11-22T10:31:00Z", wh=1900)
     assert (await transaction(http_url, "CP-SEQRESET", "sr-1"))["meterStop"] == 1500
+
+
+async def test_a_request_start_sent_by_any_route_links_its_transaction(
+        ws_url: str, http_url: str) -> None:
+    """An operator's RequestStartTransaction (and one another cluster node built and routed
+    here, which arrives the same way) links the transaction that names its remoteStartId to
+    its idToken, as the hub's own remote start does."""
+    async with station201(ws_url, "CP-OPSTART") as cp:
+        await cp.boot()
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                    f"{http_url}/api/stations/CP-OPSTART/commands/RequestStartTransaction",
+                    json={"idToken": {"idToken": "OP-TOKEN", "type": "Central"},
+                          "remoteStartId": 424242, "evseId": 1}) as resp:
+                assert resp.status == 200, await resp.text()
+        answer = await cp.event("Started", "op-1", 0, timestamp="2026-11-22T10:00:00Z",
+                                wh=0, trigger_reason="RemoteStart", remote_start_id=424242)
+        assert answer.id_token_info is None
+    assert (await transaction(http_url, "CP-OPSTART", "op-1"))["idTag"] == "OP-TOKEN"
