@@ -212,7 +212,10 @@ class ChargingService:
 
     async def transaction_event(self, event: TransactionEvent) -> Authorization | None:
         """Record one event of a station-owned transaction (see `csms.station_transactions`);
-        returns the idToken's verdict when the event carries one, else None.
+        returns the idToken's verdict when the event carries one, else None; and a refusal of
+        the idToken of our remote start that the event names by its remoteStartId alone (a
+        session canceled or timed out before the Started came): the station was given that
+        token, and the answer is the only way to tell it not to charge.
 
         Listeners hear of it as of a 1.6 transaction: TransactionStarted once it has an idTag
         (again, created=False, when a later event repeats that idTag: billing's verdict is
@@ -255,7 +258,8 @@ class ChargingService:
                     await listener.meter_sample(sample)
         elif outcome.ended or (outcome.duplicate and event.event_type == ENDED):
             await self._stopped(tx, changed=outcome.ended)
-        return result if presented else None
+        refused = result is not None and result.status != "Accepted"
+        return result if presented or refused else None
 
     async def meter_values(self, station_id: str, *, connector_id: int,
                            transaction_id: int | None, values: list[MeterValue]) -> None:

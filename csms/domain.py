@@ -124,7 +124,8 @@ class Transaction:
     ocpp_version: str = "1.6"
     station_transaction_id: str | None = None
     remote_start_id: int | None = None
-    seq_nos: list[int] = field(default_factory=list)  # TransactionEvent seqNos received
+    # TransactionEvent seqNos received, as [first, last] ranges (`csms.station_transactions`)
+    seq_nos: list[list[int]] = field(default_factory=list)
     first_energy_at: datetime | None = None  # time of the register reading in meter_start
 
     @property

@@ -6,7 +6,10 @@ order, and it may send an Updated or an Ended for a transaction whose Started we
 The rules, applied by every store in one atomic step (`TransactionStore.record_event`):
 
 - one transaction per (station, station transaction id); the first event of any type creates it;
-- an event whose seq_no was already received changes nothing (a station's retry);
+- an event whose seq_no was already received changes nothing (a station's retry), except an
+  Ended while the transaction runs: no Ended was received, so it repeats none (a station whose
+  seqNo counter started again after a reboot), and dropping it would leave the transaction,
+  and its bill, open for ever;
 - energy comes from the register readings, by their timestamps, never by arrival order:
   meter_start is the earliest Energy.Active.Import.Register reading, the latest one is the
   running register, and meter_stop is the latest reading known when the Ended arrives;
@@ -16,6 +19,7 @@ The rules, applied by every store in one atomic step (`TransactionStore.record_e
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,6 +29,11 @@ STARTED = "Started"
 UPDATED = "Updated"
 ENDED = "Ended"
 NO_ID_TAG = ""  # a transaction no idToken was presented for (yet)
+# The seqNos received are kept as sorted, disjoint, inclusive [first, last] ranges: a station
+# counts up, so a transaction is one range however long it runs. One that leaves gaps (or
+# forges seqNos) cannot grow them past this many: the oldest gap is then taken as received,
+# and an event that fills it later counts as a repeat (an Ended excepted, see above).
+MAX_SEQ_RANGES = 100
 
 
 @dataclass(slots=True)
@@ -63,9 +72,9 @@ def new_transaction(event: TransactionEvent, transaction_id: int) -> Transaction
 
 def apply_event(tx: Transaction, event: TransactionEvent) -> EventOutcome:
     """Apply `event` to `tx` in place, by the rules of this module."""
-    if event.seq_no in tx.seq_nos:
+    if received(tx.seq_nos, event.seq_no) and not (event.event_type == ENDED and tx.active):
         return EventOutcome(tx, created=False, duplicate=True, linked=False, ended=False)
-    tx.seq_nos = sorted({*tx.seq_nos, event.seq_no})
+    tx.seq_nos = seq_ranges([*tx.seq_nos, [event.seq_no, event.seq_no]])
     linked = False
     if event.id_tag and tx.id_tag == NO_ID_TAG and tx.active:
         tx.id_tag, linked = event.id_tag, True
@@ -98,3 +107,22 @@ def _apply_registers(tx: Transaction, values: list[MeterValue]) -> None:
             tx.first_energy_at, tx.meter_start = value.timestamp, wh
         if tx.last_energy_at is None or value.timestamp >= tx.last_energy_at:
             tx.last_energy_at, tx.last_energy_wh = value.timestamp, wh
+
+
+def received(ranges: Iterable[Sequence[int]], seq_no: int) -> bool:
+    return any(first <= seq_no <= last for first, last in ranges)
+
+
+def seq_ranges(stored: Iterable[int | Sequence[int]]) -> list[list[int]]:
+    """`stored` (ranges, or single seqNos as schema 4 first wrote them) as merged ranges, at
+    most MAX_SEQ_RANGES of them."""
+    merged: list[list[int]] = []
+    for first, last in sorted((int(n), int(n)) if isinstance(n, int) else (int(n[0]), int(n[1]))
+                              for n in stored):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    while len(merged) > MAX_SEQ_RANGES:
+        merged[:2] = [[merged[0][0], merged[1][1]]]
+    return merged

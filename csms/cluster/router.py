@@ -79,8 +79,8 @@ class Router:
             return await self.hub.remote_start(station_id, connector_id, id_tag)
 
         async def build(version: OcppVersion) -> Payload:
-            # The Started event reaches the holding node, which links it by its idToken (the
-            # remoteStartId map is that node's memory; this one only draws the id).
+            # The holding node records the remoteStartId when its hub sends the call, and
+            # links the Started by it or by its idToken; this node only draws the id.
             return version.remote_start(connector_id, id_tag,
                                         await self.hub.remote_start_id(version))
 

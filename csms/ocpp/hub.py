@@ -259,7 +259,20 @@ class Hub:
         live = self._stations.get(station_id)
         if live is None:
             raise StationNotConnected(f"station {station_id} is not connected")
-        return await live.session.send_call(action, payload, timeout)
+        # A remote start that names its transaction by a remoteStartId (2.0.1) is recorded
+        # here, on the node that holds the station, whoever built it: the transaction that
+        # names it is linked to its idToken even when its events carry none. Before sending:
+        # the station may send the Started before it answers.
+        link = live.version.remote_start_link(action, payload)
+        if link is not None:
+            self.service.expect_remote_start(station_id, *link)
+        answer: dict[str, Any] = {}
+        try:
+            answer = await live.session.send_call(action, payload, timeout)
+        finally:
+            if link is not None and answer.get("status") != "Accepted":
+                self.service.forget_remote_start(station_id, link[0])
+        return answer
 
     def _version(self, station_id: str) -> OcppVersion:
         live = self._stations.get(station_id)
@@ -269,19 +282,12 @@ class Hub:
 
     async def remote_start(self, station_id: str, connector_id: int, id_tag: str) -> bool:
         """For a station that names its transactions, the remoteStartId is drawn from our
-        transaction id counter (positive, never reused, durable) and recorded, so the
+        transaction id counter (positive, never reused, durable); `call` records it, so the
         transaction that names it is linked to `id_tag` even without an idToken."""
         version = self._version(station_id)
         remote_start_id = await self.remote_start_id(version)
-        if remote_start_id is not None:
-            self.service.expect_remote_start(station_id, remote_start_id, id_tag)
         action, payload = version.remote_start(connector_id, id_tag, remote_start_id)
-        answer: dict[str, Any] = {}
-        try:
-            answer = await self.call(station_id, action, payload)
-        finally:
-            if remote_start_id is not None and answer.get("status") != "Accepted":
-                self.service.forget_remote_start(station_id, remote_start_id)
+        answer = await self.call(station_id, action, payload)
         return answer.get("status") == "Accepted"
 
     async def remote_start_id(self, version: OcppVersion) -> int | None:

@@ -35,6 +35,13 @@ class StationContext:
 
 
 HandlerFactory = Callable[[StationContext, ChargingService, OcppSettings], Mapping[str, Handler]]
+# (action, camelCase payload) of a call to a station -> (remoteStartId, idToken) when it is a
+# remote start that names its transaction that way
+RemoteStartLink = Callable[[str, dict[str, Any]], tuple[int, str] | None]
+
+
+def no_remote_start_link(action: str, payload: dict[str, Any]) -> tuple[int, str] | None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,7 @@ class OcppVersion:
     # 2.0.1: the station names its transactions, and a remote start carries a remoteStartId
     # that the hub allocates so the transaction can be linked to it
     station_owns_transactions: bool = False
+    remote_start_link: RemoteStartLink = no_remote_start_link
 
     def error_code(self, code: str) -> str:
         return self.error_codes.get(code, code)

@@ -62,6 +62,7 @@ from csms.station_transactions import (
     TransactionEvent,
     apply_event,
     new_transaction,
+    seq_ranges,
 )
 from csms.store.mongo_reports import REPORT_INDEXES, MongoReports
 from csms.store.mongo_support import (
@@ -178,7 +179,7 @@ def _transaction(doc: Document) -> Transaction:
         ocpp_version=doc.get("ocpp_version", "1.6"),
         station_transaction_id=doc.get("station_transaction_id"),
         remote_start_id=state.get("remote_start_id"),
-        seq_nos=[int(n) for n in state.get("seq_nos") or ()],
+        seq_nos=seq_ranges(state.get("seq_nos") or ()),
         first_energy_at=utc(state.get("first_energy_at")),
     )
 
@@ -195,7 +196,7 @@ def _event_fields(tx: Transaction) -> Document:
         energy = {"wh": tx.last_energy_wh, "at": tx.last_energy_at}
     state = {"connector_id": tx.connector_id, "id_tag": tx.id_tag,
              "meter_start": tx.meter_start, "started_at": tx.started_at,
-             "remote_start_id": tx.remote_start_id, "seq_nos": list(tx.seq_nos),
+             "remote_start_id": tx.remote_start_id, "seq_nos": [list(r) for r in tx.seq_nos],
              "first_energy_at": tx.first_energy_at}
     return {"state": state, "stop": stop, "energy": energy, "connector_id": tx.connector_id}
 

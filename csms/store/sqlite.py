@@ -41,6 +41,7 @@ from csms.station_transactions import (
     TransactionEvent,
     apply_event,
     new_transaction,
+    seq_ranges,
 )
 from csms.store.ports import KEEP, Keep, StoreError
 from csms.store.sqlite_reports import REPORTS_SCHEMA, SqliteReports
@@ -261,7 +262,7 @@ def _transaction(row: sqlite3.Row) -> Transaction:
         ocpp_version=row["ocpp_version"],
         station_transaction_id=row["station_transaction_id"],
         remote_start_id=row["remote_start_id"],
-        seq_nos=json.loads(row["seq_nos"]),
+        seq_nos=seq_ranges(json.loads(row["seq_nos"])),
         first_energy_at=dt(row["first_energy_at"]),
     )
 

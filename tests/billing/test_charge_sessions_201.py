@@ -212,3 +212,19 @@ async def test_a_1_6_and_a_2_0_1_station_bill_side_by_side(env: Env) -> None:
         "1.6", start.transaction_id)
     assert (listed["EVSE-201"]["ocppVersion"], listed["EVSE-201"]["transactionId"]) == (
         "2.0.1", "TX-1")
+
+
+@pytest.mark.env(CSMS_OCPP__REMOTE_START_TIMEOUT="0.3")
+async def test_a_late_start_named_by_its_remote_start_id_alone_is_refused(env: Env) -> None:
+    """The Started names the remoteStartId but carries no idToken (the station was given the
+    token in RequestStartTransaction): the refusal must still reach the station, or it
+    charges with nobody paying."""
+    async with station201(env.ws_url, STATION) as cp:
+        await ready(cp)
+        _, body = await env.post("/charge/start", start_body())
+        await env.wait_session(body["sessionId"], "CANCELED", "VOIDED")
+        request = await cp.wait_for("RequestStartTransaction")
+        late = await cp.event("Started", "TX-LATE", 0, timestamp="2026-11-22T10:00:00Z",
+                              wh=0, trigger_reason="RemoteStart",
+                              remote_start_id=request["remote_start_id"])
+        assert late.id_token_info == {"status": "Invalid"}

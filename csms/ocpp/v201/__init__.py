@@ -18,4 +18,5 @@ VERSION = OcppVersion(
     remote_start=mapping.remote_start,
     remote_stop=mapping.remote_stop,
     station_owns_transactions=True,
+    remote_start_link=mapping.remote_start_link,
 )

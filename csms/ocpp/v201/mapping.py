@@ -116,6 +116,19 @@ def remote_start(connector_id: int, id_tag: str, remote_start_id: int | None) ->
                                        "idToken": {"idToken": id_tag, "type": "Central"}}
 
 
+def remote_start_link(action: str, payload: dict[str, Any]) -> tuple[int, str] | None:
+    """(remoteStartId, idToken) of a RequestStartTransaction payload, whoever built it (the
+    hub, an operator, another cluster node); None for any other call or a malformed one (the
+    session refuses that before it is sent)."""
+    if action != "RequestStartTransaction":
+        return None
+    remote_start_id, id_token = payload.get("remoteStartId"), payload.get("idToken")
+    token = id_token.get("idToken") if isinstance(id_token, dict) else None
+    if type(remote_start_id) is not int or not isinstance(token, str) or not token:
+        return None
+    return remote_start_id, token
+
+
 def remote_stop(transaction_id: int, station_transaction_id: str | None) -> Payload:
     if station_transaction_id is None:
         raise CommandInvalid(f"transaction {transaction_id} has no OCPP 2.0.1 transactionId")

@@ -24,7 +24,7 @@ from csms.domain import (
     LoggedFrame,
     MeterValue,
 )
-from csms.station_transactions import TransactionEvent
+from csms.station_transactions import MAX_SEQ_RANGES, TransactionEvent
 from csms.store.ports import Store
 
 T0 = datetime(2026, 3, 1, 10, 0, 0, 123000, tzinfo=UTC)
@@ -702,7 +702,7 @@ class StoreContract:
         other = await store.record_event(event("Started", "T-1", 0, 0, station="CP2"))
         assert other.created and other.transaction.transaction_id != tx.transaction_id
         stored = await store.get_station_transaction("CP1", "T-1")
-        assert stored is not None and (stored.last_energy_wh, stored.seq_nos) == (400, [0, 1])
+        assert stored is not None and (stored.last_energy_wh, stored.seq_nos) == (400, [[0, 1]])
         assert stored.transaction_id == tx.transaction_id
         assert await store.get_station_transaction("CP3", "T-1") is None
         by_id = await store.get_transaction(tx.transaction_id)
@@ -738,14 +738,33 @@ class StoreContract:
         tx = early.transaction
         assert (tx.meter_start, tx.meter_stop, tx.stopped_at, tx.started_at, tx.stop_reason) \
             == (0, 500, at(100), at(0), "EVDisconnected")
-        assert tx.seq_nos == [0, 1, 2, 3]
+        assert tx.seq_nos == [[0, 3]]
+
+    async def test_seq_nos_stay_few_however_many_events(self, store: Store) -> None:
+        """A long transaction is one range; a station that leaves a gap at every other seqNo
+        cannot grow what is kept past MAX_SEQ_RANGES (its oldest gaps close), and its Ended
+        still ends the transaction."""
+        for n in range(150):
+            await store.record_event(event("Updated", "T-6", n, n))
+        tx = await store.get_station_transaction("CP1", "T-6")
+        assert tx is not None and tx.seq_nos == [[0, 149]]
+        for n in range(0, 2 * MAX_SEQ_RANGES + 20, 2):
+            await store.record_event(event("Updated", "T-7", n, n))
+        tx = await store.get_station_transaction("CP1", "T-7")
+        assert tx is not None and len(tx.seq_nos) == MAX_SEQ_RANGES
+        assert tx.seq_nos[-1] == [2 * MAX_SEQ_RANGES + 18] * 2
+        assert (await store.record_event(event("Updated", "T-7", 1, 1))).duplicate
+        assert not (await store.record_event(event("Updated", "T-7", 2 * MAX_SEQ_RANGES + 17,
+                                                   9))).duplicate
+        ended = await store.record_event(event("Ended", "T-7", 3, 500, wh=5))
+        assert ended.ended and ended.transaction.meter_stop == 5
 
     async def test_concurrent_first_events_make_one_transaction(self, store: Store) -> None:
         outcomes = await asyncio.gather(
             *(store.record_event(event("Updated", "T-5", n, n, wh=n)) for n in range(20)))
         assert len({o.transaction.transaction_id for o in outcomes}) == 1
         tx = await store.get_station_transaction("CP1", "T-5")
-        assert tx is not None and tx.seq_nos == list(range(20))
+        assert tx is not None and tx.seq_nos == [[0, 19]]
         assert (tx.meter_start, tx.last_energy_wh) == (0, 19)
 
 

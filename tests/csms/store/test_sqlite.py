@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from csms.domain import MeterValue
+from csms.station_transactions import TransactionEvent
 from csms.store.ports import Store, StoreError
 from csms.store.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteStore, _statements
 from tests.csms.store.contract import StoreContract, at, energy, frame, start, stop
@@ -191,3 +192,19 @@ async def test_a_version_3_database_migrates_keeping_its_transactions(tmp_path: 
         assert (again.transaction_id, created) == (7, False)
     finally:
         await store.close()
+
+
+async def test_seq_nos_schema_4_kept_one_by_one_read_as_ranges(store: SqliteStore) -> None:
+    """Schema 4 first stored each seqNo received; they read as ranges and go on from there."""
+    await store.record_event(_event("Started", 0))
+    await store._write(lambda conn: conn.execute(
+        "UPDATE transactions SET seq_nos = '[0, 1, 2, 5]' WHERE station_transaction_id = 'T'"))
+    assert (await store.record_event(_event("Updated", 2))).duplicate
+    later = await store.record_event(_event("Updated", 3))
+    assert later.transaction.seq_nos == [[0, 3], [5, 5]]
+
+
+def _event(event_type: str, seq_no: int) -> TransactionEvent:
+    return TransactionEvent(station_id="CP1", station_transaction_id="T", ocpp_version="2.0.1",
+                            event_type=event_type, seq_no=seq_no, timestamp=at(seq_no),
+                            connector_id=1, id_tag=None)

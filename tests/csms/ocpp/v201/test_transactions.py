@@ -175,3 +175,44 @@ async def test_remote_start_links_the_transaction_by_its_remote_start_id(
         assert (tx["idTag"], tx["connectorId"]) == ("APP-TAG", 2)
         assert await hub.remote_stop("CP-RSID", tx["id"])
         assert cp.requests("RequestStopTransaction") == [{"transaction_id": "rs-1"}]
+
+
+async def test_an_ended_whose_seq_no_was_used_before_still_ends_the_transaction(
+        ws_url: str, http_url: str) -> None:
+    """A station whose seqNo counter started again (a reboot mid-transaction) sends its Ended
+    with a seqNo an Updated had: no Ended was received, so it cannot be a repeat of one."""
+    async with station201(ws_url, "CP-SEQRESET") as cp:
+        await cp.boot()
+        await cp.event("Started", "sr-1", 0, timestamp="2026-11-22T10:00:00Z", wh=100,
+                       id_token="RFID-7")
+        await cp.event("Updated", "sr-1", 1, timestamp="2026-11-22T10:10:00Z", wh=600)
+        await cp.event("Updated", "sr-1", 2, timestamp="2026-11-22T10:20:00Z", wh=1100)
+    async with station201(ws_url, "CP-SEQRESET") as cp:  # rebooted: counting from 0 again
+        await cp.boot()
+        await cp.event("Ended", "sr-1", 1, timestamp="2026-11-22T10:30:00Z", wh=1500,
+                       stopped_reason="Local")
+        tx = await transaction(http_url, "CP-SEQRESET", "sr-1")
+        assert (tx["meterStop"], tx["energyWh"], tx["stoppedAt"]) == (
+            1500, 1400, "2026-11-22T10:30:00.000Z")
+        # and that Ended, repeated, is a repeat: nothing moves
+        await cp.event("Ended", "sr-1", 1, timestamp="2026-11-22T10:31:00Z", wh=1900)
+    assert (await transaction(http_url, "CP-SEQRESET", "sr-1"))["meterStop"] == 1500
+
+
+async def test_a_request_start_sent_by_any_route_links_its_transaction(
+        ws_url: str, http_url: str) -> None:
+    """An operator's RequestStartTransaction (and one another cluster node built and routed
+    here, which arrives the same way) links the transaction that names its remoteStartId to
+    its idToken, as the hub's own remote start does."""
+    async with station201(ws_url, "CP-OPSTART") as cp:
+        await cp.boot()
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                    f"{http_url}/api/stations/CP-OPSTART/commands/RequestStartTransaction",
+                    json={"idToken": {"idToken": "OP-TOKEN", "type": "Central"},
+                          "remoteStartId": 424242, "evseId": 1}) as resp:
+                assert resp.status == 200, await resp.text()
+        answer = await cp.event("Started", "op-1", 0, timestamp="2026-11-22T10:00:00Z",
+                                wh=0, trigger_reason="RemoteStart", remote_start_id=424242)
+        assert answer.id_token_info is None
+    assert (await transaction(http_url, "CP-OPSTART", "op-1"))["idTag"] == "OP-TOKEN"
