@@ -111,7 +111,8 @@ async def test_a_terminal_session_charges_and_the_same_card_stops_it_once(
         assert payment["body"]["details"] == {
             "terminalId": "IM30-1", "managementSystemId": MANAGEMENT_SYSTEM_ID,
             "accessProtocol": "OPI_NL", "operatingEnvironment": "UNATTENDED"}
-        assert payment["body"]["webhookUrl"] == f"{t.env.url}/webhooks/ccv?key={SECRET}"
+        assert payment["body"]["webhookUrl"] == \
+            f"{t.env.url}/webhooks/ccv?key={SECRET}&session={sid}"
 
         t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
         stopped = await t.stop_at_terminal("STOPPED")
@@ -412,3 +413,55 @@ async def test_an_authorisation_in_manual_intervention_is_not_taken_as_declined(
         await t.ccv.act(reference, "approve")
         await cp.wait_for("RemoteStartTransaction")
         assert (await t.env.session(sid))["payment"]["status"] == "AUTHORIZED"
+
+
+async def test_a_hint_that_overtakes_our_own_answer_is_matched_by_our_id(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    """CCV posts the hint before it answers our POST (its reference is not stored yet): the
+    webhookUrl names our session (or terminal request), so the hint waits for our answer and
+    is followed by a fetch, with no sweep; the card read at the stop likewise."""
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await bound_station(t, cp)
+        t.ccv.hint_before_answer = 2.0
+        t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
+        sid = await t.start()
+        await t.ccv.settled()
+        assert t.ccv.webhooks[0]["before_answer"] and t.ccv.webhooks[0]["status"] == 200
+        assert f"&session={sid}" in t.ccv.webhooks[0]["url"]
+        tx_id = await charge(t.env, cp, sid)  # started on the hint alone
+
+        t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
+        status, body = await t.post("/terminal/stop", {"chargePointId": "EVSE-001",
+                                                       "connectorId": 1})
+        assert status == 202
+        await t.ccv.settled()
+        hint = t.ccv.webhooks[1]
+        assert hint["status"] == 200 and f"&request={body['requestId']}" in hint["url"]
+        assert (await t.request(body["requestId"]))["status"] == "STOPPED"
+        await cp.wait_for("RemoteStopTransaction")
+        await cp.call(stop_tx(tx_id, ENERGY_WH))
+        await t.env.wait_session(sid, "COMPLETED", "CAPTURED")
+        await t.ccv.settled()
+        assert len([n for n, _ in cp.received if n == "RemoteStopTransaction"]) == 1
+        assert t.ccv.counts["capture"] == 1
+
+
+async def test_a_hint_naming_an_id_that_is_not_ours_is_refused(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        sid, _ = await charging(t, cp)
+        reference = (await t.env.server.app[BILLING].get(sid)).charge_id
+        url = t.env.url + "/webhooks/ccv"
+        for query, expected in (({"session": "nope"}, 404), ({"request": "nope"}, 404),
+                                ({"session": "a b"}, 422), ({"request": "x" * 65}, 422),
+                                ({"session": sid}, 404)):  # ours, but not its reference
+            async with t.env.http.post(url, params={"key": SECRET, **query},
+                                       json={"id": "TLNOTOURS.1"}) as resp:
+                assert resp.status == expected, (query, await resp.text())
+        gets = t.ccv.counts["get"]
+        async with t.env.http.post(url, params={"key": SECRET, "session": sid},
+                                   json={"id": reference}) as resp:
+            assert resp.status == 200 and (await resp.json())["duplicate"] is True
+        assert t.ccv.counts["get"] == gets

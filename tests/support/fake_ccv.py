@@ -25,7 +25,9 @@ Test controls: `requests`, `counts` ("payment", "capture", "reversal", "refund",
 "replays", "unauthorized", "injected", "no_idempotency"), `fail_next(n, status=500,
 after_processing=False)`, `delay` (seconds before answering), `webhooks` (posted hints and
 their HTTP status), `settled()` (wait until the terminals finished), `expire(reference)`,
-`act(reference, action)` (a cardholder who comes late).
+`act(reference, action)` (a cardholder who comes late), `hint_before_answer` (seconds: the
+terminal acts at once and the hint is posted before the POST is answered, which waits for the
+hint's answer up to that long: CCV's hint overtaking its own answer).
 """
 
 from __future__ import annotations
@@ -103,6 +105,9 @@ class FakeCcv:
         self.counts: Counter[str] = Counter()
         self.delay: float = 0.0
         self.terminal_delay: float = 0.01  # seconds the cardholder takes at the terminal
+        # > 0: the terminal acts at once and CCV posts the hint BEFORE it answers the POST
+        # (payment or token); the answer waits for the hint's answer, at most this many s
+        self.hint_before_answer: float = 0.0
         self._idempotent: dict[str, tuple[str, Any, int, dict[str, Any]]] = {}
         self._failures: list[tuple[int, bool]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -234,8 +239,9 @@ class FakeCcv:
             return details
         self.counts["payment"] += 1
         txn = self._new("authorise", "TL", amount, body, details=dict(details))
-        self._run_terminal(txn)
-        return web.json_response(self._view(txn), status=201)
+        view = self._view(txn)  # what CCV answers: pending, the terminal has just been asked
+        await self._hint_first(self._run_terminal(txn))
+        return web.json_response(view, status=201)
 
     async def _token(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -246,8 +252,9 @@ class FakeCcv:
             return details
         self.counts["token"] += 1
         txn = self._new("token", "TK", None, body, details=dict(details))
-        self._run_terminal(txn)
-        return web.json_response(self._view(txn), status=201)
+        view = self._view(txn)
+        await self._hint_first(self._run_terminal(txn))
+        return web.json_response(view, status=201)
 
     async def _capture(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -333,16 +340,24 @@ class FakeCcv:
     def _finish(txn: dict[str, Any], status: str, **fields: Any) -> None:
         txn.update(status=status, lastUpdate=_now_ms(), statusFinalDate=_now_ms(), **fields)
 
-    def _run_terminal(self, txn: dict[str, Any]) -> None:
+    def _run_terminal(self, txn: dict[str, Any]) -> asyncio.Task[None] | None:
         action, card_token = self.terminal(txn["details"]["terminalId"]).next()
         if action == "timeout":
-            return  # the cardholder never comes: pending until expire()
+            return None  # the cardholder never comes: pending until expire()
         task = asyncio.get_running_loop().create_task(self._act(txn, action, card_token))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _hint_first(self, task: asyncio.Task[None] | None) -> None:
+        """With `hint_before_answer`, hold the POST's answer until the terminal acted and its
+        hint was answered (or the time is up: a receiver that waits for this very answer)."""
+        if task is not None and self.hint_before_answer > 0:
+            await asyncio.wait({task}, timeout=self.hint_before_answer)
 
     async def _act(self, txn: dict[str, Any], action: str, card_token: str) -> None:
-        await asyncio.sleep(self.terminal_delay)
+        if not self.hint_before_answer:
+            await asyncio.sleep(self.terminal_delay)
         if action == "decline":
             self._finish(txn, "failed", failureCode="rejected")
         else:
@@ -357,7 +372,8 @@ class FakeCcv:
         url = txn.get("_webhook")
         if not url:
             return
-        entry: dict[str, Any] = {"url": url, "body": {"id": txn["reference"]}}
+        entry: dict[str, Any] = {"url": url, "body": {"id": txn["reference"]},
+                                 "before_answer": bool(self.hint_before_answer)}
         try:
             async with httpx.AsyncClient(timeout=5) as client:
                 entry["status"] = (await client.post(url, json=entry["body"])).status_code
