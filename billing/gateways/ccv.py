@@ -54,8 +54,10 @@ Silent or ambiguous in the pages read, and chosen here:
   assumes `POST /api/v1/token` with the terminal `details`, answered "pending" with a
   `reference`, and `GET /api/v1/token?reference=` giving `token`. Idempotency is documented for
   payment, capture, refund and reversal only [idem]; the header is sent on token too.
-- The refund endpoint path is assumed `/api/v1/refund` (refund examples post there [idem]);
-  a refund names the authorisation's reference (our charge_id), not the capture's own.
+- Refunds post to `/api/v1/refund {reference, amount}` [refund][idem] and name the CAPTURE's
+  reference: CCV refunds a sale or a capture, not an authorise (online_payments/
+  basic_operations/refund). So `capture` answers with the capture's own reference as its
+  charge_id (the ledger keeps it on the CAPTURE operation), and billing refunds that.
 - The reversal takes no amount [reversal]: `void` releases all of the hold whatever `amount`.
 - A refund's result is "refunded" even when partial: CCV answers per refund transaction,
   without the payment's running totals.
@@ -338,9 +340,13 @@ class CcvGateway:
         if status in ("declined", "failed"):
             error = f"CCV {payload.get('type')} {payload.get('status')}: " + str(
                 payload.get("failureCode") or "no failureCode")
-        # The authorisation's reference stays the charge id; for captures, reversals and refunds
-        # CCV's own reference of the new transaction is in raw["reference"].
+        # The authorisation's reference stays the charge id of an authorisation, a reversal, a
+        # refund and a fetch; a capture's charge id is the capture's own reference, since a
+        # refund must name the capture (refunds are for a sale or a capture, never an
+        # authorise [refund]). CCV's reference of a new transaction is also in raw.
         reference = charge_id or payload.get("originalReference") or payload.get("reference")
+        if path == "/api/v1/capture" and status == "captured" and payload.get("reference"):
+            reference = str(payload["reference"])
         token = payload.get("token")
         return GatewayResult(
             success=status not in ("declined", "failed"),

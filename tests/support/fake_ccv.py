@@ -7,7 +7,8 @@ billing/gateways/ccv.py for the pages and the assumptions shared with the adapte
   managementSystemId, accessProtocol}), `GET /api/v1/transaction?reference=`,
   `POST /api/v1/capture {reference, amount}` (amount <= authorised, once),
   `POST /api/v1/reversal {reference}` (an authorise not captured, not reversed twice),
-  `POST /api/v1/refund {reference, amount}` (<= captured - refunded),
+  `POST /api/v1/refund {reference, amount}` (the reference of a capture or sale, never of an
+  authorise; amount <= captured - refunded),
   `POST /api/v1/token` / `GET /api/v1/token?reference=` (a card's one-way token, "99" + 16);
 - statuses pending | success | failed | manualintervention; every transaction has its own
   `reference`, follow-ups carry `originalReference`;
@@ -297,9 +298,12 @@ class FakeCcv:
             return _error(404, "not_found", "unknown reference")
         if amount is None:
             return _error(400, "invalid_amount", "amount must be positive with two decimals")
-        captured = original.get("_captured") or Decimal(0)
-        if amount > captured - original.get("_refunded", Decimal(0)):
-            return _error(400, "UNSUFFICIENT_BALANCE", "refund above what was captured")
+        if original["type"] not in ("capture", "sale") or original["status"] != "success":
+            # refunds/basic_operations: only a sale or a capture is refunded (an authorise
+            # is reversed); the reference names that transaction
+            return _error(400, "invalid_state", "only a successful sale or capture is refunded")
+        if amount > original["amount"] - original.get("_refunded", Decimal(0)):
+            return _error(400, "refund_limit", "refund above what was captured")
         self.counts["refund"] += 1
         original["_refunded"] = original.get("_refunded", Decimal(0)) + amount
         txn = self._new("refund", "RF", amount, body, original=original)
