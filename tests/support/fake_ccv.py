@@ -109,6 +109,7 @@ class FakeCcv:
         # > 0: the terminal acts at once and CCV posts the hint BEFORE it answers the POST
         # (payment or token); the answer waits for the hint's answer, at most this many s
         self.hint_before_answer: float = 0.0
+        self.default_actions: list[str] = []  # queued on every terminal when first seen
         self._idempotent: dict[str, tuple[str, Any, int, dict[str, Any]]] = {}
         self._failures: list[tuple[int, bool]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -127,7 +128,11 @@ class FakeCcv:
     # -- controls --------------------------------------------------------------------------
 
     def terminal(self, terminal_id: str) -> FakeTerminal:
-        return self.terminals.setdefault(terminal_id, FakeTerminal(terminal_id))
+        if terminal_id not in self.terminals:
+            self.terminals[terminal_id] = FakeTerminal(terminal_id)
+            for action in self.default_actions:
+                self.terminals[terminal_id].queue(action)
+        return self.terminals[terminal_id]
 
     def fail_next(self, n: int, status: int = 500, *, after_processing: bool = False) -> None:
         """Answer the next `n` requests with `status` (after carrying them out, if asked)."""
@@ -399,3 +404,34 @@ class FakeCcv:
     async def _cleanup(self, _app: web.Application) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tests.support.fake_ccv`: the fake on a port, to follow the README's terminal
+    walkthrough without a CCV account (every terminal approves the default card, or acts as
+    `--actions` says, one per request: approve, decline, timeout)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.support.fake_ccv",
+                                     description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--api-key", default="t_fake")
+    parser.add_argument("--management-system-id", default="MS-1")
+    parser.add_argument("--terminal-delay", type=float, default=2.0,
+                        help="seconds the cardholder takes at the terminal (default 2)")
+    parser.add_argument("--actions", default="",
+                        help="comma-separated actions of the next requests, then approve")
+    args = parser.parse_args(argv)
+    fake = FakeCcv(api_key=args.api_key, management_system_id=args.management_system_id)
+    fake.terminal_delay = args.terminal_delay
+    for action in filter(None, args.actions.split(",")):
+        fake.default_actions.append(action.strip())
+    fake.base_url = f"http://{args.host}:{args.port}"
+    print(f"fake CCV on {fake.base_url} (api key {args.api_key!r}, "
+          f"managementSystemId {args.management_system_id!r})", flush=True)
+    web.run_app(fake.app, host=args.host, port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()
