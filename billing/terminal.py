@@ -98,7 +98,7 @@ class TerminalPayments:
         self.sessions = sessions
         self.settlement = settlement
         self.tasks = tasks
-        self.webhook_url = webhook_url  # <server.public_url>/webhooks/ccv?key=<secret>
+        self.webhook_url = webhook_url  # <public_url>/webhooks/ccv?key=<secret>; see hint_url
 
     async def terminal_of(self, station_id: str) -> Terminal:
         if self.ledger.terminal is None:

@@ -72,8 +72,11 @@ How the rest of the CSMS uses it (billing/terminal.py, billing/ledger.py, web/we
 what was chosen where the pages are silent:
 - Built in billing/parts.py whenever `billing.ccv.api_key` is set, beside the app gateway:
   TERMINAL sessions use it for every call, app sessions keep `billing.gateway`.
-- webhookUrl = `server.public_url` + `/webhooks/ccv?key=<billing.ccv.webhook_secret>`: CCV
-  suggests extra data in a per-request URL [hooks]; a hint without the key is refused (401).
+- webhookUrl = `server.public_url` + `/webhooks/ccv?key=<billing.ccv.webhook_secret>` plus our
+  own id of the request (`&session=<session id>` or `&request=<terminal request id>`): CCV
+  allows extra data in a per-request URL [hooks]; a hint without the key is refused (401), and
+  one that overtakes CCV's answer to our request is matched by our id (billing/terminal.py).
+  [hooks] documents no retry of a hint (only that a 2xx is expected): none is relied on.
   Every hint is followed by a fetch; a hint whose fetch shows a final outcome is remembered
   (a repeat is answered `duplicate` without a fetch); a still-pending one is not, so the next
   hint about it is read. Hints that never come: the reconciliation sweep fetches pending
