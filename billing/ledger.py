@@ -205,8 +205,12 @@ class Ledger:
             moved = await self._move(op, result) if result.success else \
                 await self._move_failed(op)
         else:
-            if context:
-                await self.store.finish_operation(key, OperationStatus.PENDING, raw=context)
+            kept = await self.store.finish_operation(key, OperationStatus.PENDING,
+                                                     raw=context) if context else op
+            if kept is not None and kept.status != OperationStatus.PENDING:
+                # finished meanwhile (a sweep gave up on it as never sent): not sent now
+                result = _recorded(kept)
+                return Done(result, None)
             result = await self._call(op, request, attempts or self.attempts)
             moved = await self._record(op, request, result)
         if hand_off and not result.success and op.type in (OpT.CAPTURE, OpT.VOID):
@@ -219,6 +223,17 @@ class Ledger:
             log.warning("session %s: %s outcome unknown (%s); left for reconciliation",
                         session_id, op.type.value, result.error)
         return Done(result, moved)
+
+    async def abandon(self, op: Operation, reason: str) -> Session | None:
+        """A PENDING operation that provably never reached the gateway (an authorization or
+        PIX charge whose request was never kept: the crash came before its call) ends FAILED
+        without a call, and the payment with it."""
+        assert op.type in KEPT_REQUESTS, op.type
+        done = await self.store.finish_operation(op.idempotency_key, OperationStatus.FAILED,
+                                                 error=reason)
+        if done is None or done.status != OperationStatus.FAILED:
+            return None
+        return await self._move_failed(op)
 
     async def _call(self, op: Operation, request: Request, attempts: int) -> GatewayResult:
         result: GatewayResult | None = None

@@ -19,6 +19,7 @@ from billing.models import (
     JobKind,
     JobStatus,
     Operation,
+    OperationStatus,
     OperationType,
     PaymentStatus,
     Session,
@@ -53,7 +54,7 @@ class Refunds:
         key already names (whatever it asked for) when it exists."""
         op, _ = await payment.begin_refund(self.store, session.session_id, amount, key,
                                            limit=payment.refundable(session),
-                                           charge_id=session.charge_id,
+                                           charge_id=await self._refunded_charge(session),
                                            fingerprint=fingerprint)
         if op is None:
             return None
@@ -64,6 +65,18 @@ class Refunds:
             body["reason"] = reason
         await self.jobs.submit(JobKind.REFUND, key, session.session_id, body)
         return op
+
+    async def _refunded_charge(self, session: Session) -> str | None:
+        """What a refund names at the gateway: the transaction that took the money. That is
+        the capture's own id when the gateway gave the capture one (CCV refunds a capture, not
+        the authorisation it captured), else the session's charge (a PIX charge, a Pagar.me
+        charge: the same id throughout)."""
+        capture = await self.store.get_operation(key_for(session.session_id,
+                                                         OperationType.CAPTURE))
+        if capture is not None and capture.status == OperationStatus.SUCCEEDED and \
+                capture.charge_id:
+            return capture.charge_id
+        return session.charge_id
 
     async def operator_refund(self, session_id: str, amount: int, reason: str | None,
                               request_key: str | None = None) -> Operation:

@@ -64,6 +64,9 @@ class CcvSettings(Section):
     # the session ends FAILED and the connector takes the next driver; the authorisation is
     # still read by the sweep, and a card approved after that is reversed at once.
     card_timeout: float = Field(300, gt=0)
+    # Seconds a webhook hint that overtook our own request's answer waits for that answer
+    # (CCV's reference of it) before it is refused 503; the sweep reads it in any case.
+    hint_wait: float = Field(5, gt=0)
 
     @property
     def configured(self) -> bool:

@@ -15,14 +15,26 @@ The flow, each step moving money only through the ledger and statuses only throu
   at the terminal; `card_read` (hint or sweep, then a fetch) compares the card's token with the
   session's: the same card stops the session (as its driver: the stop is recorded and re-sent
   until the station stops); another card stops nothing (TOKEN_MISMATCH).
+
+Hints: every webhookUrl we give CCV names our own id of the request (`&session=<session id>`
+for an authorisation, `&request=<terminal request id>` for a card read; CCV allows extra data
+in a per-request webhookUrl, general/webhooks). So a hint that overtakes our own request's
+answer (CCV's reference is not stored yet) is still ours: it waits up to
+`billing.ccv.hint_wait` for that answer, then is followed by a fetch as always. CCV's webhooks
+page documents no retry (only that it expects a 2xx), so we do not count on one: a hint whose
+answer does not come in time is refused 503 (a retry, if CCV makes one, is handled) and the
+reconciliation sweep reads the operation anyway.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
+from urllib.parse import urlencode
 
 from billing import payment
 from billing.errors import BillingError
@@ -31,6 +43,7 @@ from billing.ledger import CardFetch, CardRead, Fetch, Ledger, Request, key_for,
 from billing.models import (
     Method,
     Operation,
+    OperationStatus,
     OperationType,
     PaymentStatus,
     Session,
@@ -53,10 +66,26 @@ P = PaymentStatus
 R = TerminalRequestStatus
 OpT = OperationType
 RUNNING = frozenset({S.CHARGING, S.STOPPING})
+T = TypeVar("T")
 
 
 def new_request_id() -> str:
     return secrets.token_urlsafe(18)  # 144 random bits
+
+
+def hint_url(base: str, **ours: str) -> str:
+    """The webhookUrl of one request: `base` (ours, with its `?key=`) plus our own id of the
+    request, so its hints can be matched before CCV's reference of it is stored."""
+    if not base:
+        return ""
+    return base + ("&" if "?" in base else "?") + urlencode(ours)
+
+
+def same_token(given: str, expected: str) -> bool:
+    """Constant-time equality of two card tokens. `secrets.compare_digest` raises TypeError
+    on a str with a non-ASCII character (a hostile or broken answer), so bytes are compared."""
+    return secrets.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                  expected.encode("utf-8", "surrogateescape"))
 
 
 class TerminalPayments:
@@ -69,7 +98,7 @@ class TerminalPayments:
         self.sessions = sessions
         self.settlement = settlement
         self.tasks = tasks
-        self.webhook_url = webhook_url  # <server.public_url>/webhooks/ccv?key=<secret>
+        self.webhook_url = webhook_url  # <public_url>/webhooks/ccv?key=<secret>; see hint_url
 
     async def terminal_of(self, station_id: str) -> Terminal:
         if self.ledger.terminal is None:
@@ -102,7 +131,7 @@ class TerminalPayments:
                 OpT.AUTHORIZE, amount, description=description(session),
                 terminal_id=terminal.terminal_id,
                 management_system_id=terminal.management_system_id,
-                webhook_url=self.webhook_url))
+                webhook_url=hint_url(self.webhook_url, session=sid)))
         if not done.result.success:
             await self._failed(sid, done.result.error or done.result.status)
             if done.result.transient:
@@ -167,7 +196,8 @@ class TerminalPayments:
                                   session.session_id, R.PENDING, now, now)
         await self.store.create_terminal_request(request)
         card = await self.ledger.run(session.session_id, CardRead(
-            terminal, self.webhook_url, f"{session.session_id}:CARD:{request.request_id}"))
+            terminal, hint_url(self.webhook_url, request=request.request_id),
+            f"{session.session_id}:CARD:{request.request_id}"))
         if card.reference:
             request = await self.store.update_terminal_request(
                 request.request_id, reference=card.reference) or request
@@ -191,7 +221,7 @@ class TerminalPayments:
             return await self._settle_request(rid, R.FAILED, card.error or "no card was read")
         session = await self.sessions.get(request.session_id)
         expected = session.card_fingerprint or ""
-        if not (expected and secrets.compare_digest(card.token, expected)):
+        if not (expected and same_token(card.token, expected)):
             log.info("terminal request %s: another card, session %s keeps charging", rid,
                      session.session_id)
             return await self._settle_request(rid, R.TOKEN_MISMATCH,
@@ -199,20 +229,23 @@ class TerminalPayments:
         if session.status not in RUNNING:
             return await self._settle_request(rid, R.FAILED,
                                               f"the session is {session.status.value}")
-        settled = await self._settle_request(rid, R.STOPPED, None)
-        if settled.status == R.STOPPED:
-            await self.sessions.stop(session.session_id, StopRequester.DRIVER)
-        return settled
+        moved = await self.store.update_terminal_request(rid, if_status=R.PENDING,
+                                                         status=R.STOPPED, error=None)
+        if moved is None:  # settled by another read of the same card first: it stops
+            return await self._current(rid)
+        await self.sessions.stop(session.session_id, StopRequester.DRIVER)
+        return moved
 
     async def _settle_request(self, request_id: str, status: TerminalRequestStatus,
                               error: str | None) -> TerminalRequest:
         moved = await self.store.update_terminal_request(request_id, if_status=R.PENDING,
                                                          status=status, error=error)
-        if moved is not None:
-            return moved
+        return moved if moved is not None else await self._current(request_id)
+
+    async def _current(self, request_id: str) -> TerminalRequest:
         current = await self.store.get_terminal_request(request_id)
         assert current is not None
-        return current  # settled by another hint first
+        return current
 
     async def get_request(self, request_id: str) -> TerminalRequest:
         request = await self.store.get_terminal_request(request_id)
@@ -221,25 +254,93 @@ class TerminalPayments:
         return request
 
     # hints and the sweep ----------------------------------------------------------------------
-    async def hint(self, reference: str) -> bool:
-        """The gateway says `reference` changed: an authorization or a card read of ours.
-        True when it settled something final (so a repeat of the hint can be ignored)."""
-        session = await self.store.session_by_charge(reference)
+    async def hint(self, reference: str, *, session_id: str | None = None,
+                   request_id: str | None = None) -> bool:
+        """The gateway says `reference` changed: an authorization or a card read of ours,
+        named by our own id when its webhookUrl carried one. True when it settled something
+        final (so a repeat of the hint can be ignored)."""
+        if session_id is not None:
+            return await self._authorization_hint(reference, session_id)
+        if request_id is not None:
+            return await self._card_hint(reference, request_id)
+        session = await self.store.session_by_charge(reference)  # a URL without our id
         if session is not None and session.method == Method.TERMINAL:
             after = await self.authorization_changed(session)
             return after.payment_status != P.PENDING
         request = await self.store.terminal_request_by_reference(reference)
         if request is not None:
             return (await self.card_read(request)).status != R.PENDING
-        raise BillingError(404, "unknown_reference", "no terminal payment has this reference")
+        raise _unknown_reference()
+
+    async def _authorization_hint(self, reference: str, session_id: str) -> bool:
+        async def read() -> tuple[bool, Session | None]:
+            session = await self.store.get_session(session_id)
+            if session is None or session.method != Method.TERMINAL:
+                return True, None
+            if session.charge_id is not None:
+                return True, session
+            op = await self.store.get_operation(key_for(session_id, OpT.AUTHORIZE))
+            # no answer yet, or one that named no reference (refused at once): settled
+            return op is not None and op.status != OperationStatus.PENDING, session
+
+        session = await self._awaited(read)
+        if session is None:
+            raise _unknown_reference()
+        if session.charge_id is None:
+            if session.payment_status != P.PENDING:
+                return True  # refused when asked: nothing is pending at the gateway
+            raise _not_ready()
+        if session.charge_id != reference:
+            raise _unknown_reference()
+        after = await self.authorization_changed(session)
+        return after.payment_status != P.PENDING
+
+    async def _card_hint(self, reference: str, request_id: str) -> bool:
+        async def read() -> tuple[bool, TerminalRequest | None]:
+            request = await self.store.get_terminal_request(request_id)
+            return request is None or request.reference is not None or \
+                request.status != R.PENDING, request
+
+        request = await self._awaited(read)
+        if request is None:
+            raise _unknown_reference()
+        if request.status != R.PENDING:
+            return True
+        if request.reference is None:
+            raise _not_ready()
+        if request.reference != reference:
+            raise _unknown_reference()
+        return (await self.card_read(request)).status != R.PENDING
+
+    async def _awaited(self, read: Callable[[], Awaitable[tuple[bool, T]]]) -> T:
+        """`read()` until it says ready, for at most `billing.ccv.hint_wait` seconds: our own
+        request's answer is in flight when its hint overtakes it (here or on another node, so
+        the store is read, not a local event)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.billing.ccv.hint_wait
+        pause = 0.02
+        while True:
+            ready, value = await read()
+            if ready or loop.time() >= deadline:
+                return value
+            await asyncio.sleep(min(pause, max(deadline - loop.time(), 0)))
+            pause = min(pause * 2, 0.25)
 
     async def reconcile_authorization(self, session: Session, op: Operation) -> None:
-        """A terminal AUTHORIZE still PENDING: read it when its reference is known; else the
-        gateway's answer was lost, so send it again with its key (the same payment)."""
+        """A terminal AUTHORIZE still PENDING: read it when its reference is known. Else our
+        request's answer never arrived, or the request never left (a crash):
+        - its request is kept (written before it is sent): it may have reached CCV, so it is
+          sent again, the same body with the same Idempotency-Reference (CCV answers a repeat
+          with the first answer and asks no card twice; a request that never arrived asks for
+          the card now, and an approval for a session given up meanwhile is reversed);
+        - no request kept: it was never sent (the ledger keeps it before the call). Once it
+          is older than the remote start timeout (no start in flight can still send it) the
+          operation is FAILED without a call, and its session with it."""
+        sid = session.session_id
         if op.charge_id or session.charge_id:
             if session.charge_id is None:
-                await self.store.update_session(session.session_id, charge_id=op.charge_id)
-                session = await self.sessions.get(session.session_id)
+                await self.store.update_session(sid, charge_id=op.charge_id)
+                session = await self.sessions.get(sid)
             try:
                 await self.authorization_changed(session)
             except BillingError:
@@ -247,10 +348,19 @@ class TerminalPayments:
             return
         request = retry_of(op)
         if not request.terminal_id:
+            stale = utcnow() - timedelta(seconds=self.settings.ocpp.remote_start_timeout)
+            if op.created_at <= stale:
+                reason = "interrupted before the terminal was asked for the card"
+                log.warning("terminal session %s: %s", sid, reason)
+                await self.ledger.abandon(op, reason)
+                await self._failed(sid, reason)
             return
-        request = replace(request, webhook_url=request.webhook_url or self.webhook_url)
-        await self.ledger.run(session.session_id, request, key=op.idempotency_key, attempts=1,
-                              hand_off=False)
+        done = await self.ledger.run(sid, request, key=op.idempotency_key, attempts=1,
+                                     hand_off=False)
+        if done.result.status == "authorized":
+            await self._authorized(sid)
+        elif not done.result.success and not done.result.transient:
+            await self._failed(sid, done.result.error or done.result.status)
 
     async def reconcile(self) -> None:
         """Card reads whose hint never came; terminal starts cut short before the AUTHORIZE
@@ -283,3 +393,12 @@ class TerminalPayments:
                             session.session_id)
                 await self._failed(session.session_id,
                                    "no card outcome within billing.ccv.card_timeout")
+
+
+def _unknown_reference() -> BillingError:
+    return BillingError(404, "unknown_reference", "no terminal payment has this reference")
+
+
+def _not_ready() -> BillingError:
+    return BillingError(503, "reference_not_ready",
+                        "our request's answer has not arrived yet; the sweep reads it")

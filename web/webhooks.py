@@ -4,7 +4,9 @@ Sandbox: `{"type": "charge.paid", "data": {"id": "<chargeId>"}}` simulates the c
 PIX charge. Pagar.me: HTTP Basic with `billing.pagarme.webhook_user/_password`, body
 `{"id": "hook_...", "type": "charge.paid", "data": {"id": "ch_..."}}`. CCV: `{"id": reference}`
 posted to the webhookUrl we gave with the request, which carries `billing.ccv.webhook_secret`
-as `?key=` (CCV's hints carry no credentials; its docs suggest data in a per-request URL).
+as `?key=` (CCV's hints carry no credentials; its docs suggest data in a per-request URL) and
+our own id of the request (`&session=` or `&request=`), so a hint that overtakes our request's
+answer is matched (it waits up to `billing.ccv.hint_wait` for it, else 503).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import hashlib
 from typing import TypeVar
 
 from aiohttp import BasicAuth, web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from billing.gateways.sandbox import SandboxGateway
 from billing.service import BillingError
-from web.apidoc import documented
+from web.apidoc import Param, documented
 from web.bodies import parse_body
 from web.credentials import same_secret
 from web.errors import ApiError
@@ -25,6 +27,7 @@ from web.keys import BILLING, BILLING_STORE, GATEWAY, SETTINGS
 
 routes = web.RouteTableDef()
 E = TypeVar("E", bound=BaseModel)
+ID_PATTERN = r"^[A-Za-z0-9_-]+$"  # our session and terminal request ids (token_urlsafe)
 
 
 class WebhookCharge(BaseModel):
@@ -136,22 +139,47 @@ async def pagarme_webhook(request: web.Request) -> web.Response:
 CCV_MAX_BODY = 4096  # `{"id": reference}`
 
 
+class CcvHintIds(BaseModel):
+    """Our own id of the request a hint is about, carried by its per-request webhookUrl:
+    `session` (an authorisation) or `request` (a card read). Neither: an older URL, matched
+    by CCV's reference alone."""
+
+    model_config = ConfigDict(extra="ignore")
+    session: str | None = Field(None, min_length=1, max_length=64, pattern=ID_PATTERN)
+    request: str | None = Field(None, min_length=1, max_length=64, pattern=ID_PATTERN)
+
+
+def _ccv_ids(request: web.Request) -> CcvHintIds:
+    try:
+        return CcvHintIds.model_validate({k: request.query.get(k)
+                                          for k in ("session", "request") if k in request.query})
+    except ValidationError as exc:
+        field = str(exc.errors()[0]["loc"][0])
+        raise ApiError(422, "invalid_request", f"{field}: not an id of ours",
+                       field=field) from None
+
+
 @routes.post("/webhooks/ccv", name="webhook_ccv")
 @documented("CCV webhook: a hint naming a terminal authorisation or card read, fetched again "
             "before anything changes; a hint about a final outcome is handled once",
             body=CcvHint, response=WebhookAck, security="ccvWebhookKey",
-            errors=(404, 409, 413, 503))
+            errors=(404, 409, 413, 503),
+            query=(Param("session", "our session id: the hint is about its authorisation"),
+                   Param("request", "our terminal request id: the hint is about its card "
+                                    "read")))
 async def ccv_webhook(request: web.Request) -> web.Response:
     secret = request.config_dict[SETTINGS].billing.ccv.webhook_secret
     if not secret or not same_secret(request.query.get("key", ""), secret):
         raise ApiError(401, "unauthorized", "the webhook URL's key is required",
                        headers={"WWW-Authenticate": 'ApiKey realm="webhooks", query="key"'})
+    ours = _ccv_ids(request)
     hint = await parse_body(request, CcvHint, max_bytes=CCV_MAX_BODY)
     store = request.config_dict[BILLING_STORE]
     if not await store.record_webhook("ccv", hint.id, hint.model_dump()):
         return web.json_response(WebhookAck(success=True, duplicate=True).model_dump())
     try:
-        final = await request.config_dict[BILLING].terminal.hint(hint.id)
+        final = await request.config_dict[BILLING].terminal.hint(
+            hint.id, session_id=ours.session, request_id=ours.request)
     except BillingError as exc:
         await store.forget_webhook("ccv", hint.id)  # a redelivery is handled
         raise ApiError(exc.status, exc.code, exc.message) from None

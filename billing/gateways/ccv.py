@@ -54,8 +54,10 @@ Silent or ambiguous in the pages read, and chosen here:
   assumes `POST /api/v1/token` with the terminal `details`, answered "pending" with a
   `reference`, and `GET /api/v1/token?reference=` giving `token`. Idempotency is documented for
   payment, capture, refund and reversal only [idem]; the header is sent on token too.
-- The refund endpoint path is assumed `/api/v1/refund` (refund examples post there [idem]);
-  a refund names the authorisation's reference (our charge_id), not the capture's own.
+- Refunds post to `/api/v1/refund {reference, amount}` [refund][idem] and name the CAPTURE's
+  reference: CCV refunds a sale or a capture, not an authorise (online_payments/
+  basic_operations/refund). So `capture` answers with the capture's own reference as its
+  charge_id (the ledger keeps it on the CAPTURE operation), and billing refunds that.
 - The reversal takes no amount [reversal]: `void` releases all of the hold whatever `amount`.
 - A refund's result is "refunded" even when partial: CCV answers per refund transaction,
   without the payment's running totals.
@@ -70,8 +72,11 @@ How the rest of the CSMS uses it (billing/terminal.py, billing/ledger.py, web/we
 what was chosen where the pages are silent:
 - Built in billing/parts.py whenever `billing.ccv.api_key` is set, beside the app gateway:
   TERMINAL sessions use it for every call, app sessions keep `billing.gateway`.
-- webhookUrl = `server.public_url` + `/webhooks/ccv?key=<billing.ccv.webhook_secret>`: CCV
-  suggests extra data in a per-request URL [hooks]; a hint without the key is refused (401).
+- webhookUrl = `server.public_url` + `/webhooks/ccv?key=<billing.ccv.webhook_secret>` plus our
+  own id of the request (`&session=<session id>` or `&request=<terminal request id>`): CCV
+  allows extra data in a per-request URL [hooks]; a hint without the key is refused (401), and
+  one that overtakes CCV's answer to our request is matched by our id (billing/terminal.py).
+  [hooks] documents no retry of a hint (only that a 2xx is expected): none is relied on.
   Every hint is followed by a fetch; a hint whose fetch shows a final outcome is remembered
   (a repeat is answered `duplicate` without a fetch); a still-pending one is not, so the next
   hint about it is read. Hints that never come: the reconciliation sweep fetches pending
@@ -338,9 +343,13 @@ class CcvGateway:
         if status in ("declined", "failed"):
             error = f"CCV {payload.get('type')} {payload.get('status')}: " + str(
                 payload.get("failureCode") or "no failureCode")
-        # The authorisation's reference stays the charge id; for captures, reversals and refunds
-        # CCV's own reference of the new transaction is in raw["reference"].
+        # The authorisation's reference stays the charge id of an authorisation, a reversal, a
+        # refund and a fetch; a capture's charge id is the capture's own reference, since a
+        # refund must name the capture (refunds are for a sale or a capture, never an
+        # authorise [refund]). CCV's reference of a new transaction is also in raw.
         reference = charge_id or payload.get("originalReference") or payload.get("reference")
+        if path == "/api/v1/capture" and status == "captured" and payload.get("reference"):
+            reference = str(payload["reference"])
         token = payload.get("token")
         return GatewayResult(
             success=status not in ("declined", "failed"),

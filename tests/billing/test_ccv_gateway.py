@@ -157,7 +157,8 @@ async def test_partial_capture(ccv: CcvGateway, fake_ccv: FakeCcv, hooks: dict[s
     reference = await approved(ccv, fake_ccv, hooks)
     result = await ccv.capture(charge_id=reference, amount=1234, idempotency_key="s1:capture")
     assert result.success and result.status == "captured" and result.amount == 1234
-    assert result.charge_id == reference
+    assert result.charge_id  # the capture's own reference: a refund names it
+    assert fake_ccv.transactions[result.charge_id]["originalReference"] == reference
     assert result.raw["originalReference"] == reference and result.raw["type"] == "capture"
     request = fake_ccv.requests[-1]
     assert request["path"] == "/api/v1/capture"
@@ -193,15 +194,21 @@ async def test_refund_after_capture(
     ccv: CcvGateway, fake_ccv: FakeCcv, hooks: dict[str, Any]
 ) -> None:
     reference = await approved(ccv, fake_ccv, hooks)
-    await ccv.capture(charge_id=reference, amount=3000, idempotency_key="s1:capture")
-    result = await ccv.refund(charge_id=reference, amount=1000, idempotency_key="s1:refund")
+    capture = await ccv.capture(charge_id=reference, amount=3000, idempotency_key="s1:capture")
+    assert capture.charge_id and capture.charge_id != reference  # the capture's own
+    assert fake_ccv.transactions[capture.charge_id]["type"] == "capture"
+    refused = await ccv.refund(charge_id=reference, amount=1000, idempotency_key="s1:refund:a")
+    assert not refused.success and not refused.transient  # an authorise is not refunded
+    result = await ccv.refund(charge_id=capture.charge_id, amount=1000,
+                              idempotency_key="s1:refund")
     assert result.success and result.status == "refunded" and result.amount == 1000
     request = fake_ccv.requests[-1]
     assert request["path"] == "/api/v1/refund"
-    assert request["body"] == {"reference": reference, "amount": "10.00"}
+    assert request["body"] == {"reference": capture.charge_id, "amount": "10.00"}
 
-    over = await ccv.refund(charge_id=reference, amount=2001, idempotency_key="s1:refund:2")
-    assert not over.success and not over.transient and "UNSUFFICIENT_BALANCE" in (over.error or "")
+    over = await ccv.refund(charge_id=capture.charge_id, amount=2001,
+                            idempotency_key="s1:refund:2")
+    assert not over.success and not over.transient and "refund_limit" in (over.error or "")
 
 
 async def test_card_token_of_the_card_presented_at_the_terminal(
@@ -345,8 +352,9 @@ async def test_every_post_carries_basic_auth_and_an_idempotency_reference(
     ccv: CcvGateway, fake_ccv: FakeCcv, hooks: dict[str, Any], customer: Customer
 ) -> None:
     reference = await approved(ccv, fake_ccv, hooks)
-    await ccv.capture(charge_id=reference, amount=100, idempotency_key="s1:capture")
-    await ccv.refund(charge_id=reference, amount=50, idempotency_key="s1:refund")
+    capture = await ccv.capture(charge_id=reference, amount=100, idempotency_key="s1:capture")
+    assert capture.charge_id
+    await ccv.refund(charge_id=capture.charge_id, amount=50, idempotency_key="s1:refund")
     await ccv.request_card_token(session_id="s1", terminal=TERMINAL, webhook_url=hooks["url"],
                                  idempotency_key="s1:token")
     assert len(fake_ccv.mutating_requests()) == 4

@@ -4,98 +4,29 @@ card; its webhooks reach POST /webhooks/ccv)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.billing.flows import Env, charge, ops, ready_station, stop_tx
+from tests.billing.flows import charge, ops, ready_station, stop_tx
+from tests.billing.terminal_flows import (
+    API_KEY,
+    COST,
+    ENERGY_WH,
+    KIOSK,
+    MANAGEMENT_SYSTEM_ID,
+    OTHER_CARD,
+    SECRET,
+    bound_station,
+    charging,
+    terminal_env,
+)
 from tests.conftest import make_settings
-from tests.support.ccv import API_KEY, MANAGEMENT_SYSTEM_ID, start_fake_ccv
-from tests.support.fake_ccv import DEFAULT_CARD_TOKEN, FakeCcv
-from tests.support.net import free_port
-from tests.support.stations import FakeStation, station
+from tests.support.fake_ccv import DEFAULT_CARD_TOKEN
+from tests.support.stations import station
 from tests.support.wait import eventually
-from web.app import create_app
 from web.keys import BILLING
-
-KIOSK = {"X-Api-Key": "kiosk-key-1"}
-SECRET = "hook-secret-1"
-OTHER_CARD = "99ABCDEFGHIJKLMNOP"
-# 12,345 Wh at 1.50/kWh plus the 2.00 fee: 20.5175 -> 2052 cents (half-up)
-ENERGY_WH, COST = 12345, 2052
-
-
-@dataclass
-class TerminalEnv:
-    env: Env
-    ccv: FakeCcv
-
-    async def post(self, path: str, body: Any, headers: dict[str, str] | None = None,
-                   ) -> tuple[int, Any]:
-        return await self.env.post(path, body, headers=KIOSK if headers is None else headers)
-
-    async def start(self, amount: int = 5000) -> str:
-        status, body = await self.post("/terminal/start", {
-            "chargePointId": "EVSE-001", "connectorId": 1, "amount": amount})
-        assert status == 202, body
-        return str(body["sessionId"])
-
-    async def request(self, request_id: str) -> dict[str, Any]:
-        async with self.env.http.get(f"{self.env.url}/terminal/requests/{request_id}",
-                                     headers=KIOSK) as resp:
-            assert resp.status == 200, await resp.text()
-            return dict(await resp.json())
-
-    async def stop_at_terminal(self, expected: str) -> dict[str, Any]:
-        status, body = await self.post("/terminal/stop", {"chargePointId": "EVSE-001",
-                                                          "connectorId": 1})
-        assert status == 202, body
-        return await eventually(lambda: self.request(body["requestId"]),
-                                lambda r: r["status"] == expected)
-
-
-@contextlib.asynccontextmanager
-async def terminal_env(tmp_path: Path, aiohttp_server: Any, *, webhooks: bool = True,
-                       **extra: str) -> AsyncIterator[TerminalEnv]:
-    """The app with CCV configured and the fake's terminal answering after 0.2 s; with
-    `webhooks=False` CCV's hints go to a port nobody listens on (lost)."""
-    ccv = await start_fake_ccv(aiohttp_server)
-    ccv.terminal_delay = 0.2
-    port = free_port()
-    public = f"http://127.0.0.1:{port if webhooks else free_port()}"
-    settings = make_settings(
-        tmp_path, CSMS_SERVER__PUBLIC_URL=public, CSMS_BILLING__CCV__BASE_URL=ccv.base_url,
-        CSMS_BILLING__CCV__API_KEY=API_KEY,
-        CSMS_BILLING__CCV__MANAGEMENT_SYSTEM_ID=MANAGEMENT_SYSTEM_ID,
-        CSMS_BILLING__CCV__WEBHOOK_SECRET=SECRET, CSMS_API__TERMINAL_KEYS="kiosk-key-1",
-        CSMS_BILLING__SANDBOX_PATH=str(tmp_path / "sandbox.db"), **extra)
-    server = await aiohttp_server(create_app(settings), port=port)
-    async with aiohttp.ClientSession() as http:
-        yield TerminalEnv(Env(server, None, http), ccv)
-    await ccv.settled()
-    missing = [r for r in ccv.mutating_requests()
-               if not r["headers"].get("Idempotency-Reference")]
-    assert not missing, "every POST to CCV carries an Idempotency-Reference"
-
-
-async def bound_station(t: TerminalEnv, cp: FakeStation) -> None:
-    await ready_station(t.env, cp)
-    async with t.env.http.put(f"{t.env.url}/api/stations/EVSE-001/terminal",
-                              json={"terminalId": "IM30-1"}) as resp:
-        assert resp.status == 200, await resp.text()
-
-
-async def charging(t: TerminalEnv, cp: FakeStation) -> tuple[str, int]:
-    """A terminal session of 5000 approved on the default card and charging."""
-    await bound_station(t, cp)
-    t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
-    sid = await t.start()
-    return sid, await charge(t.env, cp, sid)
 
 
 async def test_a_terminal_session_charges_and_the_same_card_stops_it_once(
@@ -111,7 +42,8 @@ async def test_a_terminal_session_charges_and_the_same_card_stops_it_once(
         assert payment["body"]["details"] == {
             "terminalId": "IM30-1", "managementSystemId": MANAGEMENT_SYSTEM_ID,
             "accessProtocol": "OPI_NL", "operatingEnvironment": "UNATTENDED"}
-        assert payment["body"]["webhookUrl"] == f"{t.env.url}/webhooks/ccv?key={SECRET}"
+        assert payment["body"]["webhookUrl"] == \
+            f"{t.env.url}/webhooks/ccv?key={SECRET}&session={sid}"
 
         t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
         stopped = await t.stop_at_terminal("STOPPED")
@@ -412,3 +344,55 @@ async def test_an_authorisation_in_manual_intervention_is_not_taken_as_declined(
         await t.ccv.act(reference, "approve")
         await cp.wait_for("RemoteStartTransaction")
         assert (await t.env.session(sid))["payment"]["status"] == "AUTHORIZED"
+
+
+async def test_a_hint_that_overtakes_our_own_answer_is_matched_by_our_id(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    """CCV posts the hint before it answers our POST (its reference is not stored yet): the
+    webhookUrl names our session (or terminal request), so the hint waits for our answer and
+    is followed by a fetch, with no sweep; the card read at the stop likewise."""
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        await bound_station(t, cp)
+        t.ccv.hint_before_answer = 2.0
+        t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
+        sid = await t.start()
+        await t.ccv.settled()
+        assert t.ccv.webhooks[0]["before_answer"] and t.ccv.webhooks[0]["status"] == 200
+        assert f"&session={sid}" in t.ccv.webhooks[0]["url"]
+        tx_id = await charge(t.env, cp, sid)  # started on the hint alone
+
+        t.ccv.terminal("IM30-1").queue("approve", DEFAULT_CARD_TOKEN)
+        status, body = await t.post("/terminal/stop", {"chargePointId": "EVSE-001",
+                                                       "connectorId": 1})
+        assert status == 202
+        await t.ccv.settled()
+        hint = t.ccv.webhooks[1]
+        assert hint["status"] == 200 and f"&request={body['requestId']}" in hint["url"]
+        assert (await t.request(body["requestId"]))["status"] == "STOPPED"
+        await cp.wait_for("RemoteStopTransaction")
+        await cp.call(stop_tx(tx_id, ENERGY_WH))
+        await t.env.wait_session(sid, "COMPLETED", "CAPTURED")
+        await t.ccv.settled()
+        assert len([n for n, _ in cp.received if n == "RemoteStopTransaction"]) == 1
+        assert t.ccv.counts["capture"] == 1
+
+
+async def test_a_hint_naming_an_id_that_is_not_ours_is_refused(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    async with terminal_env(tmp_path, aiohttp_server) as t, \
+            station(t.env.ws_url, "EVSE-001") as cp:
+        sid, _ = await charging(t, cp)
+        reference = (await t.env.server.app[BILLING].get(sid)).charge_id
+        url = t.env.url + "/webhooks/ccv"
+        for query, expected in (({"session": "nope"}, 404), ({"request": "nope"}, 404),
+                                ({"session": "a b"}, 422), ({"request": "x" * 65}, 422),
+                                ({"session": sid}, 404)):  # ours, but not its reference
+            async with t.env.http.post(url, params={"key": SECRET, **query},
+                                       json={"id": "TLNOTOURS.1"}) as resp:
+                assert resp.status == expected, (query, await resp.text())
+        gets = t.ccv.counts["get"]
+        async with t.env.http.post(url, params={"key": SECRET, "session": sid},
+                                   json={"id": reference}) as resp:
+            assert resp.status == 200 and (await resp.json())["duplicate"] is True
+        assert t.ccv.counts["get"] == gets

@@ -7,7 +7,8 @@ billing/gateways/ccv.py for the pages and the assumptions shared with the adapte
   managementSystemId, accessProtocol}), `GET /api/v1/transaction?reference=`,
   `POST /api/v1/capture {reference, amount}` (amount <= authorised, once),
   `POST /api/v1/reversal {reference}` (an authorise not captured, not reversed twice),
-  `POST /api/v1/refund {reference, amount}` (<= captured - refunded),
+  `POST /api/v1/refund {reference, amount}` (the reference of a capture or sale, never of an
+  authorise; amount <= captured - refunded),
   `POST /api/v1/token` / `GET /api/v1/token?reference=` (a card's one-way token, "99" + 16);
 - statuses pending | success | failed | manualintervention; every transaction has its own
   `reference`, follow-ups carry `originalReference`;
@@ -25,7 +26,9 @@ Test controls: `requests`, `counts` ("payment", "capture", "reversal", "refund",
 "replays", "unauthorized", "injected", "no_idempotency"), `fail_next(n, status=500,
 after_processing=False)`, `delay` (seconds before answering), `webhooks` (posted hints and
 their HTTP status), `settled()` (wait until the terminals finished), `expire(reference)`,
-`act(reference, action)` (a cardholder who comes late).
+`act(reference, action)` (a cardholder who comes late), `hint_before_answer` (seconds: the
+terminal acts at once and the hint is posted before the POST is answered, which waits for the
+hint's answer up to that long: CCV's hint overtaking its own answer).
 """
 
 from __future__ import annotations
@@ -103,6 +106,10 @@ class FakeCcv:
         self.counts: Counter[str] = Counter()
         self.delay: float = 0.0
         self.terminal_delay: float = 0.01  # seconds the cardholder takes at the terminal
+        # > 0: the terminal acts at once and CCV posts the hint BEFORE it answers the POST
+        # (payment or token); the answer waits for the hint's answer, at most this many s
+        self.hint_before_answer: float = 0.0
+        self.default_actions: list[str] = []  # queued on every terminal when first seen
         self._idempotent: dict[str, tuple[str, Any, int, dict[str, Any]]] = {}
         self._failures: list[tuple[int, bool]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -121,7 +128,11 @@ class FakeCcv:
     # -- controls --------------------------------------------------------------------------
 
     def terminal(self, terminal_id: str) -> FakeTerminal:
-        return self.terminals.setdefault(terminal_id, FakeTerminal(terminal_id))
+        if terminal_id not in self.terminals:
+            self.terminals[terminal_id] = FakeTerminal(terminal_id)
+            for action in self.default_actions:
+                self.terminals[terminal_id].queue(action)
+        return self.terminals[terminal_id]
 
     def fail_next(self, n: int, status: int = 500, *, after_processing: bool = False) -> None:
         """Answer the next `n` requests with `status` (after carrying them out, if asked)."""
@@ -234,8 +245,9 @@ class FakeCcv:
             return details
         self.counts["payment"] += 1
         txn = self._new("authorise", "TL", amount, body, details=dict(details))
-        self._run_terminal(txn)
-        return web.json_response(self._view(txn), status=201)
+        view = self._view(txn)  # what CCV answers: pending, the terminal has just been asked
+        await self._hint_first(self._run_terminal(txn))
+        return web.json_response(view, status=201)
 
     async def _token(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -246,8 +258,9 @@ class FakeCcv:
             return details
         self.counts["token"] += 1
         txn = self._new("token", "TK", None, body, details=dict(details))
-        self._run_terminal(txn)
-        return web.json_response(self._view(txn), status=201)
+        view = self._view(txn)
+        await self._hint_first(self._run_terminal(txn))
+        return web.json_response(view, status=201)
 
     async def _capture(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -290,9 +303,12 @@ class FakeCcv:
             return _error(404, "not_found", "unknown reference")
         if amount is None:
             return _error(400, "invalid_amount", "amount must be positive with two decimals")
-        captured = original.get("_captured") or Decimal(0)
-        if amount > captured - original.get("_refunded", Decimal(0)):
-            return _error(400, "UNSUFFICIENT_BALANCE", "refund above what was captured")
+        if original["type"] not in ("capture", "sale") or original["status"] != "success":
+            # refunds/basic_operations: only a sale or a capture is refunded (an authorise
+            # is reversed); the reference names that transaction
+            return _error(400, "invalid_state", "only a successful sale or capture is refunded")
+        if amount > original["amount"] - original.get("_refunded", Decimal(0)):
+            return _error(400, "refund_limit", "refund above what was captured")
         self.counts["refund"] += 1
         original["_refunded"] = original.get("_refunded", Decimal(0)) + amount
         txn = self._new("refund", "RF", amount, body, original=original)
@@ -333,16 +349,24 @@ class FakeCcv:
     def _finish(txn: dict[str, Any], status: str, **fields: Any) -> None:
         txn.update(status=status, lastUpdate=_now_ms(), statusFinalDate=_now_ms(), **fields)
 
-    def _run_terminal(self, txn: dict[str, Any]) -> None:
+    def _run_terminal(self, txn: dict[str, Any]) -> asyncio.Task[None] | None:
         action, card_token = self.terminal(txn["details"]["terminalId"]).next()
         if action == "timeout":
-            return  # the cardholder never comes: pending until expire()
+            return None  # the cardholder never comes: pending until expire()
         task = asyncio.get_running_loop().create_task(self._act(txn, action, card_token))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _hint_first(self, task: asyncio.Task[None] | None) -> None:
+        """With `hint_before_answer`, hold the POST's answer until the terminal acted and its
+        hint was answered (or the time is up: a receiver that waits for this very answer)."""
+        if task is not None and self.hint_before_answer > 0:
+            await asyncio.wait({task}, timeout=self.hint_before_answer)
 
     async def _act(self, txn: dict[str, Any], action: str, card_token: str) -> None:
-        await asyncio.sleep(self.terminal_delay)
+        if not self.hint_before_answer:
+            await asyncio.sleep(self.terminal_delay)
         if action == "decline":
             self._finish(txn, "failed", failureCode="rejected")
         else:
@@ -357,7 +381,8 @@ class FakeCcv:
         url = txn.get("_webhook")
         if not url:
             return
-        entry: dict[str, Any] = {"url": url, "body": {"id": txn["reference"]}}
+        entry: dict[str, Any] = {"url": url, "body": {"id": txn["reference"]},
+                                 "before_answer": bool(self.hint_before_answer)}
         try:
             async with httpx.AsyncClient(timeout=5) as client:
                 entry["status"] = (await client.post(url, json=entry["body"])).status_code
@@ -379,3 +404,34 @@ class FakeCcv:
     async def _cleanup(self, _app: web.Application) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tests.support.fake_ccv`: the fake on a port, to follow the README's terminal
+    walkthrough without a CCV account (every terminal approves the default card, or acts as
+    `--actions` says, one per request: approve, decline, timeout)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.support.fake_ccv",
+                                     description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--api-key", default="t_fake")
+    parser.add_argument("--management-system-id", default="MS-1")
+    parser.add_argument("--terminal-delay", type=float, default=2.0,
+                        help="seconds the cardholder takes at the terminal (default 2)")
+    parser.add_argument("--actions", default="",
+                        help="comma-separated actions of the next requests, then approve")
+    args = parser.parse_args(argv)
+    fake = FakeCcv(api_key=args.api_key, management_system_id=args.management_system_id)
+    fake.terminal_delay = args.terminal_delay
+    for action in filter(None, args.actions.split(",")):
+        fake.default_actions.append(action.strip())
+    fake.base_url = f"http://{args.host}:{args.port}"
+    print(f"fake CCV on {fake.base_url} (api key {args.api_key!r}, "
+          f"managementSystemId {args.management_system_id!r})", flush=True)
+    web.run_app(fake.app, host=args.host, port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()
