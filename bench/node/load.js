@@ -108,6 +108,7 @@ class Station {
                     transactionInfo: { transactionId: this.transactionId, chargingState: 'Charging' },
                     idToken: { idToken: 'LOADTAG', type: 'ISO14443' }, evse: { id: 1, connectorId: 1 },
                     meterValue: [this.meterValue201()] });
+                sampledValuesAcked += 2; // the Started event's reading is stored too
             }
         } else {
             await this.call('BootNotification', { chargePointVendor: 'LoadVendor', chargePointModel: 'LoadModel' });

@@ -178,6 +178,7 @@ class Summary:
     error_samples: list[str]
     server_calls: dict[str, int]
     processes: int = 1
+    ocpp: str = "1.6"  # 1.6, 2.0.1 or mixed, as asked with --ocpp
 
     @property
     def error_count(self) -> int:
@@ -195,16 +196,17 @@ class Summary:
     def format_text(self) -> str:
         lines = [
             f"url:          {self.url}",
-            f"stations:     {self.stations} (connected {self.stations_connected}, "
-            f"booted {self.stations_booted}; processes {self.processes})",
+            f"stations:     {self.stations} on OCPP {self.ocpp} (connected "
+            f"{self.stations_connected}, booted {self.stations_booted}; "
+            f"processes {self.processes})",
             f"duration:     {self.duration_s:.1f} s",
             f"messages:     {self.messages_sent} sent, {self.messages_received} received",
             f"msgs/s:       {self.msgs_per_s:.1f} sent (busiest 5 s: {self.msgs_per_s_peak:.1f})",
             f"transactions: {self.transactions_started} started, "
             f"{self.transactions_stopped} stopped",
-            f"sampled values: {self.sampled_values_sent} in MeterValues "
+            f"sampled values: {self.sampled_values_sent} while charging "
             f"({self.sampled_values_acked} acknowledged), "
-            f"{self.transaction_data_values_sent} in transactionData",
+            f"{self.transaction_data_values_sent} with the stop",
             "latency (ms):",
             f"  {'action':<22} {'count':>8} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}",
         ]
@@ -279,5 +281,6 @@ def build_summary(config: SimulationConfig, stats: Stats, elapsed: float) -> Sum
         error_samples=list(stats.error_samples),
         server_calls=dict(sorted(stats.server_calls.items())),
         processes=config.processes,
+        ocpp=config.ocpp,
     )
 

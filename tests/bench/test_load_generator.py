@@ -33,10 +33,13 @@ async def _generate(ws_url: str, *args: str) -> dict:
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+@pytest.mark.parametrize("args", [("1.6",), ("2.0.1",), ("2.0.1", "--tx-event")],
+                         ids=["1.6", "2.0.1", "2.0.1-tx-event"])
 async def test_closed_loop_is_answered_and_every_value_stored(
-        server: TestServer, ws_url: str, settings: Settings, version: str) -> None:
-    result = await _generate(ws_url, "--version", version)
+        server: TestServer, ws_url: str, settings: Settings, args: tuple[str, ...]) -> None:
+    """--tx-event: a TransactionEvent Started per station, then Updated events carrying the
+    meter values; every one is answered without a CALLERROR and lands in its transaction."""
+    result = await _generate(ws_url, "--version", *args)
 
     assert result["ready"] == 4
     assert result["errors"] == {}
@@ -45,4 +48,10 @@ async def test_closed_loop_is_answered_and_every_value_stored(
     with sqlite3.connect(settings.store.sqlite_path) as db:
         stored = db.execute("SELECT count(*) FROM meter_values").fetchone()[0]
     assert stored == result["sampledValuesAcked"]
+    if "--tx-event" in args:
+        with sqlite3.connect(settings.store.sqlite_path) as db:
+            transactions = db.execute("SELECT count(*) FROM transactions").fetchone()[0]
+            loose = db.execute("SELECT count(*) FROM meter_values"
+                               " WHERE transaction_id IS NULL").fetchone()[0]
+        assert (transactions, loose) == (4, 0)
 

@@ -40,7 +40,9 @@ async def test_2_0_1_stations_charge_with_transaction_events(ws_url: str,
     assert set(summary.calls) == {"BootNotification", "Heartbeat", "StatusNotification",
                                   "Authorize", "TransactionEvent"}
     assert summary.sampled_values_acked == summary.sampled_values_sent > 0
-    assert "TransactionEvent" in summary.format_text()
+    text = summary.format_text()
+    assert "TransactionEvent" in text and "stations:     3 on OCPP 2.0.1" in text
+    assert f"sampled values: {summary.sampled_values_sent} while charging" in text
 
     status, transactions = await api(http_url, "GET", "/api/transactions")
     assert status == 200
@@ -60,6 +62,7 @@ async def test_a_mixed_fleet_alternates_1_6_and_2_0_1(ws_url: str, http_url: str
     assert summary.errors == {}, summary.error_samples
     assert (summary.transactions_started, summary.transactions_stopped) == (4, 4)
     assert {"StartTransaction", "StopTransaction", "TransactionEvent"} <= set(summary.calls)
+    assert "4 on OCPP mixed" in summary.format_text()
     _, transactions = await api(http_url, "GET", "/api/transactions")
     versions = {t["stationId"]: t["ocppVersion"] for t in transactions}
     assert versions == {"MIX-0001": "1.6", "MIX-0002": "2.0.1", "MIX-0003": "1.6",

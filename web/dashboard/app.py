@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from web.dashboard import config, jobs, overview, sessions, signin, stations
+from web.dashboard import config, jobs, overview, remote, sessions, signin, stations
 from web.dashboard.auth import dashboard_middleware
 from web.dashboard.live import LiveFeed, events
 from web.dashboard.render import setup_templates
@@ -43,7 +43,7 @@ def setup_dashboard(app: web.Application, settings: Settings, feed: LiveFeed) ->
     app[FEED] = feed
     app.middlewares.append(dashboard_middleware(settings))
     setup_templates(app)
-    for module in (signin, overview, stations, sessions, jobs, config):
+    for module in (signin, overview, stations, remote, sessions, jobs, config):
         app.add_routes(module.routes)
     app.router.add_get("/events", _events, name="dash_events")
     app.router.add_get("/dashboard/static/{path:.+}", _static, name="dash_static")

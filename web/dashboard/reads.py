@@ -44,3 +44,21 @@ async def transactions(request: web.Request, station_id: str | None = None,
 async def transaction_views(request: web.Request,
                             found: list[Transaction]) -> list[TransactionView]:
     return [TransactionView.of(tx, await session_of_transaction(request, tx)) for tx in found]
+
+
+async def find_transaction(request: web.Request, key: str,
+                           station_id: str | None = None) -> Transaction | None:
+    """The transaction a page names: our id (1 to 2^31 - 1), or with `station_id` the
+    station's own transactionId (OCPP 2.0.1, unique per station only), as in the API."""
+    store = request.config_dict[STORE]
+    if station_id:
+        found = await store.get_station_transaction(station_id, key)
+        if found is not None:
+            return found
+    if not key.isascii() or not key.isdecimal() or not 1 <= int(key) <= 2**31 - 1:
+        return None
+    found = await store.get_transaction(int(key))
+    if found is not None and station_id and (found.station_id != station_id
+                                             or found.station_transaction_id is not None):
+        return None
+    return found

@@ -17,7 +17,7 @@ from web.dashboard import reads
 from web.dashboard.render import flash, money, not_found, page, see_other
 from web.keys import BILLING
 from web.operator.routes import session_of
-from web.operator.views import JobView, TransactionDetail
+from web.operator.views import JobView, TransactionDetail, TransactionView
 
 routes = web.RouteTableDef()
 
@@ -46,12 +46,15 @@ async def session(request: web.Request) -> web.Response:
     except BillingError:
         return await not_found(request, f"No session {session_id!r}")
     view = await reads.session_of(request, found)
+    tx = None if found.transaction_id is None else \
+        await request.config_dict[STORE].get_transaction(found.transaction_id)
     room = 0
     if found.payment_status in REFUNDABLE:
         room = refund_room(refundable(found), await service.operations(session_id))
     return await page(
         request, "session.html", watch=f"session:{session_id},job:{session_id}",
         session=view, domain=found, room=room, refund_key=secrets.token_urlsafe(16),
+        transaction=None if tx is None else TransactionView.of(tx, session_id),
         jobs=[JobView.of(j) for j in await service.store.list_jobs(session_id=session_id)])
 
 
@@ -131,12 +134,11 @@ def chart_series(tx: TransactionDetail) -> dict[str, list[float | None]]:
 
 @routes.get("/transactions/{transaction_id}", name="dash_transaction")
 async def transaction(request: web.Request) -> web.Response:
-    """One transaction with its meter values."""
+    """One transaction with its meter values: /transactions/{our id}, or for a 2.0.1
+    station /transactions/{its transactionId}?stationId=..."""
     store = request.config_dict[STORE]
-    try:
-        tx = await store.get_transaction(int(request.match_info["transaction_id"]))
-    except ValueError:
-        tx = None
+    tx = await reads.find_transaction(request, request.match_info["transaction_id"],
+                                      request.query.get("stationId"))
     if tx is None:
         return await not_found(request, "No such transaction")
     detail = TransactionDetail.with_values(tx, await session_of(request, tx),

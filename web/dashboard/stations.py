@@ -49,8 +49,6 @@ def command_payload(action: str, form: Any, version: str = "1.6") -> dict[str, A
         if form.get("connectorId"):
             payload["connectorId"] = _int(form, "connectorId")
         return payload
-    if action == "RemoteStopTransaction":
-        return {"transactionId": _int(form, "transactionId")}
     raise CommandInvalid(f"{action} is not a command the dashboard sends")
 
 

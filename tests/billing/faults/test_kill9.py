@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from ocpp.charge_point import ChargePoint
 from ocpp.v16 import call
 
 from tests.billing.flows import T0, start_body, stop_tx
@@ -57,11 +58,12 @@ class Rig:
     fake: FakePagarme
     http: aiohttp.ClientSession
     point: str
-    cp: FakeStation | None = None
+    cp: ChargePoint | None = None  # a 1.6 FakeStation here; a 2.0.1 one in test_kill9_201
     stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     dead: asyncio.Event = field(default_factory=asyncio.Event)
     up: asyncio.Event = field(default_factory=asyncio.Event)
     received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # every connection
+    start_action = "RemoteStartTransaction"
 
     # the kill and the restart -----------------------------------------------------------------
     def kill(self, where: str) -> None:
@@ -123,13 +125,15 @@ class Rig:
         return result
 
     # the charger and the driver ---------------------------------------------------------------
-    async def connect(self) -> FakeStation:
+    async def connect(self) -> ChargePoint:
         self.stack = contextlib.AsyncExitStack()
-        self.cp = await self.stack.enter_async_context(station(self.csms.ws_url, "EVSE-001"))
-        self.cp.received = self.received
-        await self.cp.boot()
-        await self.cp.status(1, "Available")
-        return self.cp
+        cp: FakeStation = await self.stack.enter_async_context(
+            station(self.csms.ws_url, "EVSE-001"))
+        self.cp = cp
+        cp.received = self.received
+        await cp.boot()
+        await cp.status(1, "Available")
+        return cp
 
     async def post(self, path: str, body: Any, **kw: Any) -> tuple[int, Any]:
         async with self.http.post(self.csms.url + path, json=body, **kw) as resp:
@@ -151,10 +155,11 @@ class Rig:
         return await self.cp.call(request)
 
     async def remote_start(self, timeout: float = 5) -> dict[str, Any] | None:
-        """The RemoteStartTransaction the charger got (on any connection), or None."""
+        """The RemoteStartTransaction (RequestStartTransaction on 2.0.1) the charger got, on
+        any connection, or None."""
         with contextlib.suppress(TimeoutError):
             return await eventually(lambda: next(
-                (p for n, p in self.received if n == "RemoteStartTransaction"), None),
+                (p for n, p in self.received if n == self.start_action), None),
                 lambda p: p is not None, timeout=timeout)
         return None
 
@@ -182,6 +187,18 @@ class Rig:
 @pytest.fixture
 async def rig(request: pytest.FixtureRequest, tmp_path: Path,
               aiohttp_server: Any) -> AsyncIterator[Rig]:
+    async with open_rig(request, tmp_path, aiohttp_server, Rig) as opened:
+        yield opened
+
+
+R = TypeVar("R", bound=Rig)
+
+
+@contextlib.asynccontextmanager
+async def open_rig(request: pytest.FixtureRequest, tmp_path: Path, aiohttp_server: Any,
+                   cls: type[R]) -> AsyncIterator[R]:
+    """A `cls` rig killed at `request.param`: the server on the fake Pagar.me, restarted
+    whenever it dies, with its charger connected."""
     fake = await start_fake_pagarme(aiohttp_server)
     environ = {
         **FAST,
@@ -198,7 +215,7 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path,
     csms = CsmsProcess(tmp_path, environ, free_port())
     assert await csms.start()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-        rig = Rig(csms, fake, http, request.param)
+        rig = cls(csms, fake, http, request.param)
         supervisor = asyncio.create_task(rig.supervise())
         try:
             await rig.connect()

@@ -9,8 +9,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
+from ocpp.v16 import call as call16
 
 from csms.keys import HUB
+from tests.support.stations import station
 from tests.support.stations201 import station201
 
 
@@ -216,3 +218,30 @@ async def test_a_request_start_sent_by_any_route_links_its_transaction(
                                 wh=0, trigger_reason="RemoteStart", remote_start_id=424242)
         assert answer.id_token_info is None
     assert (await transaction(http_url, "CP-OPSTART", "op-1"))["idTag"] == "OP-TOKEN"
+
+
+async def test_a_2_0_1_transaction_has_exactly_the_fields_of_a_1_6_one(ws_url: str,
+                                                                        http_url: str) -> None:
+    """An operator's client reads both versions with one model: same keys, same types, the
+    version in `ocppVersion`; only `transactionId` differs (the 2.0.1 station's string)."""
+    async with station(ws_url, "CP-16") as cp16, station201(ws_url, "CP-201") as cp201:
+        await cp16.boot()
+        started = await cp16.call(call16.StartTransaction(
+            connector_id=1, id_tag="RFID-1", meter_start=100, timestamp="2026-11-22T10:00:00Z"))
+        await cp16.call(call16.MeterValues(
+            connector_id=1, transaction_id=started.transaction_id, meter_value=[
+                {"timestamp": "2026-11-22T10:05:00Z", "sampledValue": [{"value": "400"}]}]))
+        await cp201.boot()
+        await cp201.event("Started", "tx-b", 0, timestamp="2026-11-22T10:00:00Z", wh=100,
+                          id_token="RFID-1")
+    old = await api(http_url, f"/transactions/{started.transaction_id}")
+    new = await transaction(http_url, "CP-201", "tx-b")
+    assert old.keys() == new.keys()
+    assert (old["ocppVersion"], new["ocppVersion"]) == ("1.6", "2.0.1")
+    assert (old["transactionId"], new["transactionId"]) == (old["id"], "tx-b")
+    for key in old.keys() - {"transactionId", "meterValues"}:
+        assert type(old[key]) is type(new[key]) or None in (old[key], new[key]), key
+    assert old["meterValues"][0].keys() == new["meterValues"][0].keys()
+    listed = await api(http_url, "/transactions?active=true")
+    assert sorted(t["ocppVersion"] for t in listed) == ["1.6", "2.0.1"]
+    assert {frozenset(t) for t in listed} == {frozenset(old.keys() - {"meterValues"})}
