@@ -154,3 +154,42 @@ async def test_the_dashboard_on_b_hears_what_happens_on_a(cluster: Cluster) -> N
         await ready_station(a, cp)  # connected, booted, Available: on node A
         line = await asyncio.wait_for(stream.content.readline(), 10)
         assert line.strip() == b"event: station"
+
+
+async def test_a_stop_on_a_and_its_retry_on_b_at_the_same_time_bill_once(
+        cluster: Cluster) -> None:
+    """The station's StopTransaction reaches node A; before A answers (the capture is slow),
+    the station reconnects through the balancer to node B and sends it again: both nodes
+    settle the same session at once."""
+    a, b = cluster.env(cluster.a), cluster.env(cluster.b)
+    async with station(a.ws_url, "EVSE-001") as cp:
+        await ready_station(a, cp)
+        await eventually(lambda: b.get("/api/stations/EVSE-001"), lambda s: s["connected"])
+        status, started = await b.post("/charge/start", start_body())
+        assert status == 200, started
+        sid = started["sessionId"]
+        tx_id = await charge(b, cp, sid)
+        cluster.fake.delay = 1.5  # both captures are in flight together
+        first = asyncio.create_task(cp.call(stop_tx(tx_id, ENERGY_WH)))
+        await eventually(lambda: cluster.fake.requests,
+                         lambda requests: any(r["path"].endswith("/capture")
+                                              for r in requests))
+        async with station(b.ws_url, "EVSE-001") as again:
+            await again.call(stop_tx(tx_id, ENERGY_WH))
+            done = await b.wait_session(sid, "COMPLETED", "CAPTURED")
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+    cluster.fake.delay = 0
+    await asyncio.sleep(1.0)  # any second settlement would have finished by now
+    done = await a.get(f"/charge/{sid}")
+    assert done["costCents"] == COST_CENTS
+    assert [(o["type"], o["amount"], o["status"]) for o in done["payment"]["operations"]] == \
+        [("AUTHORIZE", 5000, "SUCCEEDED"), ("CAPTURE", COST_CENTS, "SUCCEEDED")]
+    assert done["payment"]["capturedAmount"] == COST_CENTS
+    assert cluster.fake.counts["capture"] == 1
+    captures = [r for r in cluster.fake.requests if r["path"].endswith("/capture")]
+    assert {r["headers"].get("Idempotency-Key") for r in captures} == {f"{sid}:CAPTURE"}
+    receipts = await eventually(lambda: list((cluster.directory / "outbox").glob("*.eml")),
+                                lambda files: len(files) >= 1, timeout=10)
+    await asyncio.sleep(0.5)
+    assert len(list((cluster.directory / "outbox").glob("*.eml"))) == len(receipts) == 1
