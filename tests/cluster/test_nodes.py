@@ -193,3 +193,29 @@ async def test_a_stop_on_a_and_its_retry_on_b_at_the_same_time_bill_once(
                                 lambda files: len(files) >= 1, timeout=10)
     await asyncio.sleep(0.5)
     assert len(list((cluster.directory / "outbox").glob("*.eml"))) == len(receipts) == 1
+
+
+async def test_a_node_that_stalls_past_its_presence_gives_up_the_station_it_lost(
+        cluster: Cluster) -> None:
+    """Node A stalls (a long pause: SIGSTOP) past the presence TTL; meanwhile the station
+    connects again on node B. When A wakes up it still holds the old socket; it must not keep
+    serving the station from it: A's commands reach the station's connection on B."""
+    a, b = cluster.env(cluster.a), cluster.env(cluster.b)
+    async with station(a.ws_url, "EVSE-001") as old:
+        await ready_station(a, old)
+        cluster.a.pause()
+        try:
+            await eventually(lambda: b.get("/api/stations/EVSE-001"),
+                             lambda s: not s["connected"], timeout=15)  # A's presence expired
+            async with station(b.ws_url, "EVSE-001") as new:
+                await new.boot()
+                cluster.a.resume()
+                await eventually(lambda: old._connection.state.name, lambda s: s == "CLOSED",
+                                 timeout=10)
+                status, body = await a.post(
+                    "/api/stations/EVSE-001/commands/GetConfiguration", {})
+                assert status == 200, body
+                assert [name for name, _ in new.received] == ["GetConfiguration"]
+                assert (await a.get("/api/stations/EVSE-001"))["connected"] is True
+        finally:
+            cluster.a.resume()
