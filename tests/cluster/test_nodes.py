@@ -13,6 +13,7 @@ from ocpp.v16.enums import Action
 
 from tests.billing.flows import charge, ready_station, start_body, stop_tx
 from tests.cluster.conftest import COMMAND_TIMEOUT, Cluster
+from tests.support.redis import RedisServer
 from tests.support.stations import FakeStation, station
 from tests.support.wait import eventually
 
@@ -219,3 +220,24 @@ async def test_a_node_that_stalls_past_its_presence_gives_up_the_station_it_lost
                 assert (await a.get("/api/stations/EVSE-001"))["connected"] is True
         finally:
             cluster.a.resume()
+
+
+async def test_redis_restarting_mid_run_is_a_503_and_then_routing_recovers(
+        cluster: Cluster, redis_server: RedisServer) -> None:
+    """Redis goes away (and comes back empty: no persistence): a routed command answers 503
+    meanwhile, never a 500, and once Redis is back the nodes rebuild their presences and
+    resubscribe, so commands reach the station again without a reconnect."""
+    a, b = cluster.env(cluster.a), cluster.env(cluster.b)
+    command = "/api/stations/EVSE-001/commands/GetConfiguration"
+    async with station(a.ws_url, "EVSE-001") as cp:
+        await ready_station(a, cp)
+        await eventually(lambda: b.get("/api/stations/EVSE-001"), lambda s: s["connected"])
+        redis_server.stop()
+        status, body = await b.post(command, {})
+        assert (status, body["error"]["code"]) == (503, "cluster_unavailable"), body
+        status, body = await a.post(command, {})  # the station's own node needs no Redis
+        assert status == 200, body
+        redis_server.start()
+        await eventually(lambda: b.post(command, {}), lambda answer: answer[0] == 200,
+                         timeout=15, interval=0.5)
+        assert [name for name, _ in cp.received].count("GetConfiguration") >= 2
