@@ -31,6 +31,7 @@ run: $(STAMP)
 test: $(TEST_STAMP)
 	bash scripts/ensure-redis.sh
 	bash scripts/ensure-compose.sh
+	bash scripts/ensure-nginx.sh
 	bash scripts/ensure-chromium.sh
 	$(PY) -m ruff check csms billing web tests bench
 	$(VENV)/bin/lint-imports

@@ -215,6 +215,13 @@ class Reconciler:
         """An authorization whose outcome was unknown: ask again with its key; a hold placed
         for a session that has ended meanwhile is released at once."""
         request = retry_of(op)
+        if not (request.card_token or request.network_token or request.card_id):
+            # Its request is not kept on it yet: it is being sent right now, by this node or
+            # another (the ledger keeps the request just before the call), or its process died
+            # before the call, when nothing reached the gateway (the interrupted-start sweep
+            # ends that session). A retry without a payment source would only be refused and
+            # fail a hold that is being granted.
+            return
         if request.customer is None:  # kept by an older build: as it rebuilt it
             request = replace(request, customer=customer_of(session),
                               description=request.description or description(session))

@@ -30,7 +30,13 @@ from billing.stops import Stops
 from billing.store.ports import BillingStore
 from billing.tariffs import Tariff
 from csms.background import TaskSet
-from csms.commands import CommandError, CommandRejected, CommandTimeout, StationCommands
+from csms.commands import (
+    CommandError,
+    CommandRejected,
+    CommandTimeout,
+    CommandUnavailable,
+    StationCommands,
+)
 from csms.domain import utcnow
 from csms.store import Store
 
@@ -263,6 +269,8 @@ class Sessions:
         except CommandRejected as exc:
             accepted, reason, code, status = False, f"station error {exc.code}", \
                 "remote_start_rejected", 409
+        except CommandUnavailable as exc:  # not delivered: the money goes back, retry later
+            accepted, reason, code, status = False, str(exc), "cluster_unavailable", 503
         except CommandError as exc:
             accepted, reason, code, status = False, str(exc), "station_offline", 409
         if not accepted:

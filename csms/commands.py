@@ -27,6 +27,11 @@ class CommandTimeout(CommandError):
     """The station did not answer in time (HTTP 504)."""
 
 
+class CommandUnavailable(CommandError):
+    """The way to the station is down for now (a cluster node cannot reach Redis to find or
+    reach the node holding it): retry shortly (HTTP 503)."""
+
+
 class CommandUnsupported(CommandError):
     """The station's OCPP version has no such command in this central system (yet)."""
 

@@ -44,7 +44,10 @@ if (not v) or cjson.decode(v)['conn'] == ARGV[1] then
 end
 return 0
 """
-# Keep the key alive while it names this connection; put it back if it expired meanwhile.
+# Keep the key alive while it names this connection; put it back if it expired meanwhile
+# (1). A key that names another connection is returned: the station connected again
+# elsewhere while this node could not hear of it (it stalled past the TTL, or the drop was
+# lost with a Redis restart), so this connection is stale.
 _REFRESH = """
 local v = redis.call('GET', KEYS[1])
 if not v then
@@ -55,7 +58,7 @@ if cjson.decode(v)['conn'] == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return 1
 end
-return 0
+return v
 """
 
 
@@ -163,15 +166,24 @@ class RedisPresence:
             stop_if_cancelled()
 
     async def refresh(self) -> None:
-        lives = [(sid, self.hub.live(sid)) for sid in self.hub.connected_ids()]
+        """Keep this node's presences alive; close a connection whose station connected
+        again elsewhere meanwhile (one connection per station, even when the drop was
+        never heard)."""
+        lives = [(sid, live) for sid in self.hub.connected_ids()
+                 if (live := self.hub.live(sid)) is not None]
         async with self.redis.pipeline(transaction=False) as pipe:
             for sid, live in lives:
-                if live is not None:
-                    where = Where(self.node_id, live.connection, live.version.name)
-                    await self._refresh(keys=[key(sid)],
-                                        args=[live.connection, where.dumps(), self.ttl_ms],
-                                        client=pipe)
-            await pipe.execute()
+                where = Where(self.node_id, live.connection, live.version.name)
+                await self._refresh(keys=[key(sid)],
+                                    args=[live.connection, where.dumps(), self.ttl_ms],
+                                    client=pipe)
+            results = await pipe.execute()
+        for (sid, live), result in zip(lives, results, strict=True):
+            if isinstance(result, bytes | str) and \
+                    (holder := Where.loads(result).node) != self.node_id:
+                log.info("%s: held by %s now; closing this node's stale connection", sid,
+                         holder)
+                await self.hub.drop(sid, live.connection)
 
     async def reload(self) -> None:
         """Read every presence again; a node that no longer listens on its channel (its

@@ -18,10 +18,13 @@ payload and the call is built again once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from csms.cluster.bus import Bus, Message
 from csms.cluster.presence import RedisPresence
@@ -30,6 +33,7 @@ from csms.commands import (
     CommandInvalid,
     CommandRejected,
     CommandTimeout,
+    CommandUnavailable,
     CommandUnsupported,
     StationNotConnected,
 )
@@ -41,8 +45,20 @@ log = logging.getLogger(__name__)
 # error kinds on the wire <-> the port's exceptions (CommandRejected travels with its fields)
 ERRORS: dict[str, type[CommandError]] = {
     "not_connected": StationNotConnected, "invalid": CommandInvalid,
-    "timeout": CommandTimeout, "unsupported": CommandUnsupported, "error": CommandError}
+    "timeout": CommandTimeout, "unsupported": CommandUnsupported,
+    "unavailable": CommandUnavailable, "error": CommandError}
 KIND_OF = {cls: kind for kind, cls in ERRORS.items()}
+
+
+@contextlib.contextmanager
+def through_redis(station_id: str) -> Iterator[None]:
+    """Redis unreachable while finding or reaching a station's node: the port's 503, not
+    an error of our own (the call was not delivered; a retry once Redis is back may be)."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise CommandUnavailable(f"cannot reach the node holding station {station_id}: "
+                                 f"the cluster's Redis is unavailable ({exc})") from None
 
 
 class VersionChanged(Exception):
@@ -69,7 +85,8 @@ class Router:
                    timeout: float | None = None) -> dict[str, Any]:
         if self.hub.is_connected(station_id):
             return await self.hub.call(station_id, action, payload, timeout)
-        where = await self.presence.lookup(station_id)
+        with through_redis(station_id):
+            where = await self.presence.lookup(station_id)
         if where is None or where.node == self.bus.node_id:
             raise StationNotConnected(f"station {station_id} is not connected")
         return await self._send(where.node, station_id, action, payload, timeout, None)
@@ -100,7 +117,8 @@ class Router:
                          build: Callable[[OcppVersion], Awaitable[Payload]]) -> dict[str, Any]:
         """A command built for the version of the connection that holds the station."""
         for _ in range(2):
-            where = await self.presence.lookup(station_id)
+            with through_redis(station_id):
+                where = await self.presence.lookup(station_id)
             if self.hub.is_connected(station_id) or where is None or \
                     where.node == self.bus.node_id:
                 live = self.hub.live(station_id)
@@ -125,10 +143,11 @@ class Router:
         waiting = asyncio.get_running_loop().create_future()
         self._waiting[call_id] = waiting
         try:
-            heard = await self.bus.send(node, {
-                "type": "call", "id": call_id, "from": self.bus.node_id,
-                "station": station_id, "action": action, "payload": payload,
-                "timeout": timeout, "version": version})
+            with through_redis(station_id):
+                heard = await self.bus.send(node, {
+                    "type": "call", "id": call_id, "from": self.bus.node_id,
+                    "station": station_id, "action": action, "payload": payload,
+                    "timeout": timeout, "version": version})
             if heard == 0:
                 self.presence.node_gone(node)
                 raise StationNotConnected(

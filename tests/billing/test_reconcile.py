@@ -14,6 +14,7 @@ import pytest
 from ocpp.v16 import call
 
 from billing.gateways.base import GatewayResult
+from billing.ledger import Request
 from billing.models import Method, OperationStatus, OperationType
 from billing.sessions import customer_of, new_id_tag, new_session
 from tests.billing.flows import T0, Env, charge, open_env, ops, ready_station, start_body, stop_tx
@@ -204,3 +205,25 @@ async def test_a_pix_charge_known_only_to_its_operation_is_adopted_and_released(
     assert [r["method"] for r in env.fake.requests].count("DELETE") == 1
     charge = env.fake.charges[created.charge_id]
     assert (charge["paid_amount"], charge["canceled_amount"]) == (5000, 5000)
+
+
+async def test_an_authorization_being_sent_elsewhere_is_left_to_its_sender(env: Env) -> None:
+    """Another node (or this one) has recorded the AUTHORIZE and is about to keep its request
+    on it and send it: a sweep that reads it in that moment has no payment source to send, so
+    it leaves it alone instead of failing a hold the driver is being granted."""
+    app = env.server.app
+    store, billing = app[PARTS].store, app[BILLING]
+    session = new_session("EVSE-001", 1, Method.CREDIT_CARD, new_id_tag(), 5000,
+                          billing.sessions.default_tariff, "driver@company.com", "12345678900")
+    await store.create_session(session)
+    sid = session.session_id
+    await store.begin_operation(sid, OperationType.AUTHORIZE, 5000, f"{sid}:AUTHORIZE")
+    await billing.reconcile()
+    body = await env.session(sid)
+    assert ops(body) == [("AUTHORIZE", 5000, "PENDING")]
+    assert body["payment"]["status"] == "PENDING"
+    # the sender goes on: its authorization is granted
+    done = await app[PARTS].ledger.run(sid, Request(
+        OperationType.AUTHORIZE, 5000, customer=customer_of(session), card_token="tok_1"))
+    assert done.result.success
+    assert (await env.session(sid))["payment"]["status"] == "AUTHORIZED"

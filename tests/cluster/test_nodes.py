@@ -13,6 +13,7 @@ from ocpp.v16.enums import Action
 
 from tests.billing.flows import charge, ready_station, start_body, stop_tx
 from tests.cluster.conftest import COMMAND_TIMEOUT, Cluster
+from tests.support.redis import RedisServer
 from tests.support.stations import FakeStation, station
 from tests.support.wait import eventually
 
@@ -154,3 +155,89 @@ async def test_the_dashboard_on_b_hears_what_happens_on_a(cluster: Cluster) -> N
         await ready_station(a, cp)  # connected, booted, Available: on node A
         line = await asyncio.wait_for(stream.content.readline(), 10)
         assert line.strip() == b"event: station"
+
+
+async def test_a_stop_on_a_and_its_retry_on_b_at_the_same_time_bill_once(
+        cluster: Cluster) -> None:
+    """The station's StopTransaction reaches node A; before A answers (the capture is slow),
+    the station reconnects through the balancer to node B and sends it again: both nodes
+    settle the same session at once."""
+    a, b = cluster.env(cluster.a), cluster.env(cluster.b)
+    async with station(a.ws_url, "EVSE-001") as cp:
+        await ready_station(a, cp)
+        await eventually(lambda: b.get("/api/stations/EVSE-001"), lambda s: s["connected"])
+        status, started = await b.post("/charge/start", start_body())
+        assert status == 200, started
+        sid = started["sessionId"]
+        tx_id = await charge(b, cp, sid)
+        cluster.fake.delay = 1.5  # both captures are in flight together
+        first = asyncio.create_task(cp.call(stop_tx(tx_id, ENERGY_WH)))
+        await eventually(lambda: cluster.fake.requests,
+                         lambda requests: any(r["path"].endswith("/capture")
+                                              for r in requests))
+        async with station(b.ws_url, "EVSE-001") as again:
+            await again.call(stop_tx(tx_id, ENERGY_WH))
+            done = await b.wait_session(sid, "COMPLETED", "CAPTURED")
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+    cluster.fake.delay = 0
+    await asyncio.sleep(1.0)  # any second settlement would have finished by now
+    done = await a.get(f"/charge/{sid}")
+    assert done["costCents"] == COST_CENTS
+    assert [(o["type"], o["amount"], o["status"]) for o in done["payment"]["operations"]] == \
+        [("AUTHORIZE", 5000, "SUCCEEDED"), ("CAPTURE", COST_CENTS, "SUCCEEDED")]
+    assert done["payment"]["capturedAmount"] == COST_CENTS
+    assert cluster.fake.counts["capture"] == 1
+    captures = [r for r in cluster.fake.requests if r["path"].endswith("/capture")]
+    assert {r["headers"].get("Idempotency-Key") for r in captures} == {f"{sid}:CAPTURE"}
+    receipts = await eventually(lambda: list((cluster.directory / "outbox").glob("*.eml")),
+                                lambda files: len(files) >= 1, timeout=10)
+    await asyncio.sleep(0.5)
+    assert len(list((cluster.directory / "outbox").glob("*.eml"))) == len(receipts) == 1
+
+
+async def test_a_node_that_stalls_past_its_presence_gives_up_the_station_it_lost(
+        cluster: Cluster) -> None:
+    """Node A stalls (a long pause: SIGSTOP) past the presence TTL; meanwhile the station
+    connects again on node B. When A wakes up it still holds the old socket; it must not keep
+    serving the station from it: A's commands reach the station's connection on B."""
+    a, b = cluster.env(cluster.a), cluster.env(cluster.b)
+    async with station(a.ws_url, "EVSE-001") as old:
+        await ready_station(a, old)
+        cluster.a.pause()
+        try:
+            await eventually(lambda: b.get("/api/stations/EVSE-001"),
+                             lambda s: not s["connected"], timeout=15)  # A's presence expired
+            async with station(b.ws_url, "EVSE-001") as new:
+                await new.boot()
+                cluster.a.resume()
+                await eventually(lambda: old._connection.state.name, lambda s: s == "CLOSED",
+                                 timeout=10)
+                status, body = await a.post(
+                    "/api/stations/EVSE-001/commands/GetConfiguration", {})
+                assert status == 200, body
+                assert [name for name, _ in new.received] == ["GetConfiguration"]
+                assert (await a.get("/api/stations/EVSE-001"))["connected"] is True
+        finally:
+            cluster.a.resume()
+
+
+async def test_redis_restarting_mid_run_is_a_503_and_then_routing_recovers(
+        cluster: Cluster, redis_server: RedisServer) -> None:
+    """Redis goes away (and comes back empty: no persistence): a routed command answers 503
+    meanwhile, never a 500, and once Redis is back the nodes rebuild their presences and
+    resubscribe, so commands reach the station again without a reconnect."""
+    a, b = cluster.env(cluster.a), cluster.env(cluster.b)
+    command = "/api/stations/EVSE-001/commands/GetConfiguration"
+    async with station(a.ws_url, "EVSE-001") as cp:
+        await ready_station(a, cp)
+        await eventually(lambda: b.get("/api/stations/EVSE-001"), lambda s: s["connected"])
+        redis_server.stop()
+        status, body = await b.post(command, {})
+        assert (status, body["error"]["code"]) == (503, "cluster_unavailable"), body
+        status, body = await a.post(command, {})  # the station's own node needs no Redis
+        assert status == 200, body
+        redis_server.start()
+        await eventually(lambda: b.post(command, {}), lambda answer: answer[0] == 200,
+                         timeout=15, interval=0.5)
+        assert [name for name, _ in cp.received].count("GetConfiguration") >= 2

@@ -59,6 +59,15 @@ class CsmsProcess:
             self.process.send_signal(signal.SIGKILL)
             self.kills.append(where)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stalls (a long pause) with its sockets open."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
     async def wait_dead(self) -> None:
         assert self.process is not None
         await asyncio.to_thread(self.process.wait, 10)

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp_session import get_session
 
-from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
+from csms.commands import CommandError, CommandInvalid
 from csms.keys import HUB, STATION_COMMANDS, STORE
 from web.dashboard import reads
 from web.dashboard.render import flash, not_found, page, see_other
@@ -117,7 +117,7 @@ async def command(request: web.Request) -> web.Response:
                                   connected.name if connected else "1.6")
         response = await request.config_dict[STATION_COMMANDS].call(station_id, action, payload)
         answer = {"action": action, "request": payload, "response": response, "ok": True}
-    except (StationNotConnected, CommandInvalid, CommandTimeout, CommandRejected) as exc:
+    except CommandError as exc:
         answer = {"action": action, "error": f"{type(exc).__name__}: {exc}", "ok": False}
     session = await get_session(request)
     session["answers"] = {station_id: {**answer, "text": json.dumps(

@@ -10,7 +10,13 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from billing.models import JobStatus, SessionStatus, StopRequester
 from billing.money import PriceAmount
 from billing.service import BillingError
-from csms.commands import CommandInvalid, CommandRejected, CommandTimeout, StationNotConnected
+from csms.commands import (
+    CommandInvalid,
+    CommandRejected,
+    CommandTimeout,
+    CommandUnavailable,
+    StationNotConnected,
+)
 from csms.domain import (
     STATION_ID_PATTERN,
     STATION_ID_RULE,
@@ -203,7 +209,7 @@ async def station_messages(request: web.Request) -> web.Response:
             "not have (RemoteStartTransaction to a 2.0.1 station), 422 `invalid_payload` for "
             "a payload its schema refuses; 502 when the station answers with a CALLERROR",
             free_body="the action's OCPP payload", response=CommandResult,
-            errors=(404, 502, 504),
+            errors=(404, 502, 503, 504),
             path=(Param("action", "an OCPP 1.6 or 2.0.1 call from the central system",
                         (("type", "string"), ("enum", COMMANDS))),))
 async def station_command(request: web.Request) -> web.Response:
@@ -233,6 +239,9 @@ async def station_command(request: web.Request) -> web.Response:
                        f"not a valid OCPP {version} {action} request: {exc}") from None
     except CommandTimeout as exc:
         raise ApiError(504, "station_timeout", str(exc)) from None
+    except CommandUnavailable as exc:
+        raise ApiError(503, "cluster_unavailable", str(exc),
+                       headers={"Retry-After": "5"}) from None
     except CommandRejected as exc:
         raise ApiError(502, "station_error", str(exc), ocppErrorCode=exc.code) from None
     return web.json_response(CommandResult(action=action, response=response).model_dump())
