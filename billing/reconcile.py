@@ -220,7 +220,12 @@ class Reconciler:
             # another (the ledger keeps the request just before the call), or its process died
             # before the call, when nothing reached the gateway (the interrupted-start sweep
             # ends that session). A retry without a payment source would only be refused and
-            # fail a hold that is being granted.
+            # fail a hold that is being granted. Once older than the remote start timeout no
+            # start can still be sending it: it never reached the gateway, so it ends FAILED
+            # without a call (nothing is left PENDING for ever).
+            stale = utcnow() - timedelta(seconds=self.settings.ocpp.remote_start_timeout)
+            if op.created_at <= stale:
+                await self.ledger.abandon(op, "interrupted before the gateway was asked")
             return
         if request.customer is None:  # kept by an older build: as it rebuilt it
             request = replace(request, customer=customer_of(session),

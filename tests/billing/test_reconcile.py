@@ -7,16 +7,19 @@ out, the response never arrives): what a timeout after the gateway acted looks l
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ocpp.v16 import call
 
+import billing.reconcile
 from billing.gateways.base import GatewayResult
 from billing.ledger import Request
 from billing.models import Method, OperationStatus, OperationType
 from billing.sessions import customer_of, new_id_tag, new_session
+from csms.domain import utcnow
 from tests.billing.flows import T0, Env, charge, open_env, ops, ready_station, start_body, stop_tx
 from tests.support.stations import station
 from tests.support.wait import eventually
@@ -227,3 +230,24 @@ async def test_an_authorization_being_sent_elsewhere_is_left_to_its_sender(env: 
         OperationType.AUTHORIZE, 5000, customer=customer_of(session), card_token="tok_1"))
     assert done.result.success
     assert (await env.session(sid))["payment"]["status"] == "AUTHORIZED"
+
+
+async def test_an_authorization_whose_sender_died_before_the_call_ends_failed(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recorded, but its process died before it kept the request and called the gateway:
+    nothing reached the gateway. Once no start can still be sending it (older than the remote
+    start timeout) the sweep ends it FAILED without a call, so nothing stays PENDING for ever."""
+    app = env.server.app
+    store, billing_service = app[PARTS].store, app[BILLING]
+    session = new_session("EVSE-001", 1, Method.CREDIT_CARD, new_id_tag(), 5000,
+                          billing_service.sessions.default_tariff, "driver@company.com",
+                          "12345678900")
+    await store.create_session(session)
+    sid = session.session_id
+    await store.begin_operation(sid, OperationType.AUTHORIZE, 5000, f"{sid}:AUTHORIZE")
+    later = utcnow() + timedelta(hours=1)
+    monkeypatch.setattr(billing.reconcile, "utcnow", lambda: later)
+    await billing_service.reconcile()
+    body = await env.session(sid)
+    assert ops(body) == [("AUTHORIZE", 5000, "FAILED")]
+    assert (body["status"], body["payment"]["status"]) == ("FAILED", "FAILED")
