@@ -223,12 +223,8 @@ class ChargingService:
         presented = event.id_tag
         if not presented and event.remote_start_id is not None:
             event.id_tag = self._remote_starts.get((event.station_id, event.remote_start_id))
-        outcome = await self.store.record_event(event)
+        outcome = await self.store.record_event(event)  # stores the event's values too
         tx = outcome.transaction
-        if event.values and not outcome.duplicate:
-            for value in event.values:
-                value.connector_id, value.transaction_id = tx.connector_id, tx.transaction_id
-            await self.store.append_meter_values(event.values)
         if outcome.linked and tx.remote_start_id is not None:
             self._remote_starts.pop((tx.station_id, tx.remote_start_id), None)
         if outcome.created and event.event_type == STARTED and not event.offline \

@@ -458,8 +458,16 @@ class MongoStore(MongoReports, MongoConnection):
 
         if await compare_and_set(self.db.transactions, key, change) is None:
             raise StoreError(f"transaction {key!r} vanished while an event was applied")
-        outcomes[0].created = created
-        return outcomes[0]
+        outcome = outcomes[0]
+        outcome.created = created
+        if event.values and not outcome.duplicate:
+            # after the event: MongoDB without multi-document transactions cannot make the
+            # two one step (SQLite does), so a crash in between loses these readings
+            tx = outcome.transaction
+            for value in event.values:
+                value.connector_id, value.transaction_id = tx.connector_id, tx.transaction_id
+            await self.append_meter_values(event.values)
+        return outcome
 
     async def list_transactions(self, *, station_id: str | None = None,
                                 active: bool | None = None, limit: int = 100,

@@ -156,7 +156,10 @@ class TransactionStore(Protocol):
         `csms.station_transactions`: create the transaction keyed by (station, station
         transaction id) with a fresh integer id if unknown, ignore a seq_no received before,
         move its registers and stop it on Ended, and freeze its totals after Ended. The
-        event's meter values are not stored here (`append_meter_values`)."""
+        event's meter values are stored with it (as `append_meter_values` would, attached to
+        the transaction's id and connector), unless the event is a duplicate: one write per
+        event, and (SQLite) in the same commit, so a station's retry after a crash between the
+        two cannot find its seq_no recorded and its values lost."""
 
     async def list_transactions(
         self, *, station_id: str | None = None, active: bool | None = None, limit: int = 100

@@ -740,6 +740,16 @@ class StoreContract:
             == (0, 500, at(100), at(0), "EVDisconnected")
         assert tx.seq_nos == [0, 1, 2, 3]
 
+    async def test_an_event_stores_its_values_once(self, store: Store) -> None:
+        started = await store.record_event(event("Started", "T-6", 0, 0, wh=100, tag="TAG"))
+        tx_id = started.transaction.transaction_id
+        await store.record_event(event("Updated", "T-6", 1, 60, wh=400))
+        repeat = await store.record_event(event("Updated", "T-6", 1, 60, wh=400))
+        assert repeat.duplicate
+        stored = await store.list_meter_values(tx_id)
+        assert [(v.value, v.transaction_id, v.connector_id) for v in stored] \
+            == [("100", tx_id, 1), ("400", tx_id, 1)]
+
     async def test_concurrent_first_events_make_one_transaction(self, store: Store) -> None:
         outcomes = await asyncio.gather(
             *(store.record_event(event("Updated", "T-5", n, n, wh=n)) for n in range(20)))
