@@ -118,7 +118,7 @@ async def main() -> None:
     service = ChargingService(store, settings)  # type: ignore[arg-type]
     context = StationContext("CP")
     session = Session(context, Conn(), version, version.handlers(context, service, settings),
-                      metrics=Metrics(), sink=Sink(), response_timeout=5)
+                      metrics=Metrics(), sink=Sink(), response_timeout=5)  # type: ignore[arg-type]
     if args.only is not None:  # 20 frames to warm caches and compile schemas, then `count`
         for f in batches[args.only][:20 + args.count]:
             await session.receive(f)

@@ -9,7 +9,7 @@ update), never a read followed by a write in the caller. Adapters: `csms.store.s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Literal, Protocol
@@ -69,6 +69,11 @@ class StationStore(Protocol):
 
     async def touch_station(self, station_id: str, at: datetime) -> None:
         """Update last_seen (Heartbeat and any other message); an unknown station stays unknown."""
+
+    async def touch_stations(self, seen: Mapping[str, datetime]) -> None:
+        """`touch_station` for many stations in one write (batched Heartbeats), except that
+        an older time never replaces a newer last_seen (a batch may land after a connect or
+        disconnect wrote a later one)."""
 
     async def set_connector_status(
         self,

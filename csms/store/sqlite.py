@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -621,6 +621,13 @@ class SqliteStore(SqliteReports):
                 "UPDATE stations SET last_seen = ? WHERE id = ?", (ts(at), station_id)
             )
         )
+
+    async def touch_stations(self, seen: Mapping[str, datetime]) -> None:
+        rows = [(ts(at), station_id, ts(at)) for station_id, at in seen.items()]
+        if rows:
+            await self._write(lambda conn: conn.executemany(
+                "UPDATE stations SET last_seen = ? WHERE id = ?"
+                " AND (last_seen IS NULL OR last_seen < ?)", rows))
 
     async def set_connector_status(
         self,

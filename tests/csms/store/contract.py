@@ -214,6 +214,14 @@ class StoreContract:
         assert station.connected is True
         await store.touch_station("unknown", at(5))  # must not raise
 
+    async def test_touch_stations_writes_many_and_never_moves_back(self, store: Store) -> None:
+        await store.set_connected("CP1", True, at(1))
+        await store.set_connected("CP2", False, at(9))
+        await store.touch_stations({"CP1": at(5), "CP2": at(6), "unknown": at(5)})
+        await store.touch_stations({})
+        seen = {s.id: s.last_seen for s in await store.list_stations()}
+        assert seen == {"CP1": at(5), "CP2": at(9)}, seen
+
     async def test_connector_status_upsert_and_order(self, store: Store) -> None:
         await store.set_connected("CP1", True, at(0))
         await store.set_connector_status(
