@@ -26,6 +26,7 @@ from csms.events import (
     TransactionStarted,
     TransactionStopped,
 )
+from csms.last_seen import LastSeenWriter
 from csms.settings import OcppSettings
 from csms.station_transactions import ENDED, STARTED, TransactionEvent
 from csms.store import Store
@@ -55,6 +56,8 @@ class ChargingService:
         self._active: dict[int, Transaction] = {}
         # (station, remoteStartId) -> idTag of remote starts sent and not yet linked (2.0.1)
         self._remote_starts: dict[tuple[str, int], str] = {}
+        # Heartbeats' times, written in batches (a documented window: `csms.last_seen`)
+        self.last_seen = LastSeenWriter(store, settings.last_seen_interval)
 
     # station lifecycle -----------------------------------------------------------------------
     async def boot(self, station_id: str, *, vendor: str, model: str,
@@ -64,7 +67,10 @@ class ChargingService:
                                        firmware_version=firmware_version, at=utcnow())
 
     async def heartbeat(self, station_id: str) -> None:
-        await self.store.touch_station(station_id, utcnow())
+        if self.settings.last_seen_interval > 0:
+            self.last_seen.note(station_id, utcnow())
+        else:
+            await self.store.touch_station(station_id, utcnow())
 
     async def connector_status(self, station_id: str, connector_id: int, *, status: str,
                                error_code: str, info: str | None,
@@ -87,11 +93,13 @@ class ChargingService:
                      report.request_id, report.parts, len(report.variables))
 
     async def connected(self, station_id: str) -> None:
+        self.last_seen.forget(station_id)
         await self.store.set_connected(station_id, True, utcnow())
         for listener in self.listeners:
             await listener.station_connected(station_id)
 
     async def disconnected(self, station_id: str) -> None:
+        self.last_seen.forget(station_id)
         await self.store.set_connected(station_id, False, utcnow())
         for listener in self.listeners:
             await listener.station_disconnected(station_id)
@@ -226,12 +234,8 @@ class ChargingService:
         presented = event.id_tag
         if not presented and event.remote_start_id is not None:
             event.id_tag = self._remote_starts.get((event.station_id, event.remote_start_id))
-        outcome = await self.store.record_event(event)
+        outcome = await self.store.record_event(event)  # stores the event's values too
         tx = outcome.transaction
-        if event.values and not outcome.duplicate:
-            for value in event.values:
-                value.connector_id, value.transaction_id = tx.connector_id, tx.transaction_id
-            await self.store.append_meter_values(event.values)
         if outcome.linked and tx.remote_start_id is not None:
             self._remote_starts.pop((tx.station_id, tx.remote_start_id), None)
         if outcome.created and event.event_type == STARTED and not event.offline \

@@ -33,6 +33,12 @@ class OcppSettings(Section):
     message_log_bytes: int = Field(64 * 1024 * 1024, ge=0)
     message_log_frame_bytes: int = Field(8192, ge=256)  # a longer frame is stored truncated
     require_subprotocol: bool = False
+    # seconds between batched writes of Heartbeats' last-seen times (`csms.last_seen`: the
+    # stored last_seen may lag by this much); 0: one write per Heartbeat
+    last_seen_interval: float = Field(5, ge=0)
+    # permessage-deflate on station websockets: off by default, since a deflate context costs
+    # ~300 KB per connection, and OCPP-J frames are small
+    websocket_compression: bool = False
     # 1: HTTP Basic; 2: TLS + Basic; 3: mutual TLS, the client certificate's CN = station id.
     # The default: a station provisioned with its own profile connects with that one.
     security_profile: int = Field(1, ge=1, le=3)

@@ -87,7 +87,9 @@ async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
     hub.frames.start()
+    hub.service.last_seen.start()
     yield
+    await hub.service.last_seen.stop()
     await hub.frames.stop()
 
 

@@ -130,7 +130,8 @@ async def ocpp_websocket(request: web.Request) -> web.StreamResponse:
     agreed = negotiate(offered)
     # aiohttp picks the first offered protocol it knows; offer it only the one we agreed on.
     ws = web.WebSocketResponse(protocols=(agreed.subprotocol,) if agreed else (),
-                               autoping=True, max_msg_size=1024 * 1024)
+                               autoping=True, max_msg_size=1024 * 1024,
+                               compress=settings.websocket_compression)
     await ws.prepare(request)
     if agreed is None and (offered or settings.require_subprotocol):
         metrics.connections.labels("subprotocol").inc()

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -36,21 +34,27 @@ class ConnectionClosed(ConnectionError):
 
 
 class WebSocketConnection:
-    """Adapts an aiohttp websocket to the session's `recv`/`send` pair; `on_receive` runs on
-    every frame received (the hub records `last_seen` in memory)."""
+    """Adapts an aiohttp websocket to the session's `recv`/`send` pair, and records in memory
+    when the station last sent a frame (`LiveStation.last_seen`)."""
 
-    def __init__(self, ws: web.WebSocketResponse, on_receive: Callable[[], None]) -> None:
+    __slots__ = ("live", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
-        self.on_receive = on_receive
+        self.live: LiveStation | None = None
+
+    def _seen(self) -> None:
+        if self.live is not None:
+            self.live.last_seen = utcnow()
 
     async def recv(self) -> str:
         while True:
             msg = await self.ws.receive()
             if msg.type == WSMsgType.TEXT:
-                self.on_receive()
+                self._seen()
                 return msg.data
             if msg.type == WSMsgType.BINARY:
-                self.on_receive()
+                self._seen()
                 return msg.data.decode("utf-8", errors="replace")
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
                             WSMsgType.ERROR):
@@ -193,14 +197,15 @@ class Hub:
                     version: OcppVersion) -> None:
         """Run one station's connection until it closes; a newer connection replaces it."""
         context = StationContext(station_id)
+        connection = WebSocketConnection(ws)
         session = Session(
-            context, WebSocketConnection(ws, functools.partial(self.seen, station_id)),
-            version, version.handlers(context, self.service, self.settings),
+            context, connection, version, version.handlers(context, self.service, self.settings),
             metrics=self.metrics, sink=self.frames,
             response_timeout=self.settings.command_timeout)
         now = utcnow()
         previous = self._stations.get(station_id)
         self._stations[station_id] = live = LiveStation(session, ws, now, now)
+        connection.live = live
         if previous is not None:
             log.info("%s: new connection replaces the previous one", station_id)
             await previous.ws.close(code=WSCloseCode.POLICY_VIOLATION,
@@ -229,11 +234,6 @@ class Hub:
                     log.exception("%s: could not record the disconnect", station_id)
             if not ws.closed:
                 await ws.close()
-
-    def seen(self, station_id: str) -> None:
-        live = self._stations.get(station_id)
-        if live is not None:
-            live.last_seen = utcnow()
 
     async def drop(self, station_id: str, connection: str) -> None:
         """The station connected again elsewhere: close this (older) connection, if open."""

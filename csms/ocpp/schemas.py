@@ -77,11 +77,34 @@ def _bound_integers(node: Any) -> Any:
 
 @functools.cache
 def _compiled(version: str, message_type_id: int, action: str) -> Callable[[Any], Any] | None:
-    """The schema compiled by fastjsonschema; None for Decimal schemas (jsonschema only)."""
+    """The schema compiled by fastjsonschema; None for Decimal schemas (jsonschema only).
+
+    Compiled for a yes/no answer: jsonschema words the errors, so fastjsonschema's detailed
+    exceptions (a rule and a definition per raise, a name prefix formatted per nested call)
+    are off, and `$ref`s are inlined so nested types are checked in line rather than by a call
+    each. A 2.0.1 TransactionEvent Updated checks in ~9 us instead of ~20 us (issue 15).
+    Defaults are not written into the payload (`use_default`): a station's payload is checked,
+    not changed; handlers default what is optional themselves."""
     found = _schema(version, message_type_id, action)
     if found is None or found[1]:
         return None
-    return fastjsonschema.compile(found[0])
+    schema = found[0]
+    return fastjsonschema.compile(_inline_refs(schema, schema.get("definitions", {})),
+                                  use_default=False, detailed_exceptions=False)
+
+
+def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
+    """`node` with every `{"$ref": "#/definitions/X"}` replaced by X (the OCPP schemas have
+    no recursive types) and the definitions table dropped."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/definitions/"):
+            return _inline_refs(definitions[ref.removeprefix("#/definitions/")], definitions)
+        return {key: _inline_refs(value, definitions) for key, value in node.items()
+                if key != "definitions"}
+    if isinstance(node, list):
+        return [_inline_refs(value, definitions) for value in node]
+    return node
 
 
 @functools.cache

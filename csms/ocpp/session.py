@@ -22,7 +22,6 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ocpp import exceptions as ocpp_exc
@@ -44,7 +43,7 @@ from csms.ocpp.framing import (
     snake_keys,
 )
 from csms.ocpp.schemas import violation
-from csms.ocpp.version import Handler, OcppVersion, StationContext
+from csms.ocpp.version import OcppVersion, StationContext
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +68,37 @@ class FrameSink(Protocol):
 
 
 class Session:
+    """One connection's protocol state. Slotted and lean: a hub holds one per connected station
+    (10,000s), so the route table is the version's, shared, and the call lock is made on the
+    first call we send."""
+
+    __slots__ = (
+        "_call_lock",
+        "_waiting",
+        "connection",
+        "context",
+        "handlers",
+        "id",
+        "metrics",
+        "response_timeout",
+        "routes",
+        "sink",
+        "version",
+    )
+
     def __init__(self, context: StationContext, connection: Connection, version: OcppVersion,
-                 handlers: Mapping[str, Handler], *, metrics: Metrics, sink: FrameSink,
+                 handlers: object, *, metrics: Metrics, sink: FrameSink,
                  response_timeout: float) -> None:
         self.context = context
         self.id = context.station_id
         self.connection = connection
         self.version = version
-        self.handlers = handlers
+        self.handlers = handlers  # the version's handler object for this connection
+        self.routes = version.routes
         self.metrics = metrics
         self.sink = sink
         self.response_timeout = response_timeout
-        self._call_lock = asyncio.Lock()  # OCPP-J: one CALL of ours in flight at a time
+        self._call_lock: asyncio.Lock | None = None  # OCPP-J: one CALL of ours in flight
         self._waiting: tuple[str, asyncio.Future[CallResult | CallError]] | None = None
 
     # receiving -----------------------------------------------------------------------------
@@ -109,7 +127,7 @@ class Session:
     async def _handle_call(self, msg: Call) -> None:
         started = time.perf_counter()
         action = msg.action
-        handler = self.handlers.get(action)
+        handler = self.routes.get(action)
         _labelled(self.metrics.messages, action if handler else "unknown", "in").inc()
         if handler is None:
             await self._send_exception(msg.unique_id, self._unknown(action))
@@ -119,7 +137,7 @@ class Session:
                 problem = violation(self.version.name, MessageType.Call, action, msg.payload)
                 if problem is not None:
                     raise FrameError(msg.unique_id, *problem)
-                response = await handler(**snake_keys(msg.payload))
+                response = await handler(self.handlers, **snake_keys(msg.payload))
             except FrameError as error:
                 await self._send_error(msg.unique_id, error.code, error.description)
                 return
@@ -190,6 +208,8 @@ class Session:
             raise CommandInvalid(f"{self.version.error_code(problem[0])}: {problem[1]}")
         call = Call(str(uuid.uuid4()), action, payload)
         wait = self.response_timeout if timeout is None else timeout
+        if self._call_lock is None:
+            self._call_lock = asyncio.Lock()
         async with self._call_lock:
             _labelled(self.metrics.messages, action, "out").inc()
             reply: asyncio.Future[CallResult | CallError] = \

@@ -39,10 +39,10 @@ connector supersedes them: the decision depends on stored state only).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from csms.domain import (
@@ -321,6 +321,16 @@ class MongoStore(MongoReports, MongoConnection):
     async def touch_station(self, station_id: str, at: datetime) -> None:
         await self.db.stations.update_one({"_id": station_id}, {"$set": {"seen": {"at": at}}})
 
+    async def touch_stations(self, seen: Mapping[str, datetime]) -> None:
+        """One bulk write. The filter is an explicit `$and`: nx-27017 drops `_id` from a
+        filter that also has a top-level `$or` (and then updates other stations)."""
+        if seen:
+            await self.db.stations.bulk_write([
+                UpdateOne({"$and": [{"_id": station_id},
+                                    {"$or": [{"seen": None}, {"seen.at": {"$lt": at}}]}]},
+                          {"$set": {"seen": {"at": at}}})
+                for station_id, at in seen.items()], ordered=False)
+
     async def set_connector_status(self, station_id: str, connector_id: int, *, status: str,
                                    error_code: str, info: str | None = None,
                                    vendor_error_code: str | None = None,
@@ -459,8 +469,16 @@ class MongoStore(MongoReports, MongoConnection):
 
         if await compare_and_set(self.db.transactions, key, change) is None:
             raise StoreError(f"transaction {key!r} vanished while an event was applied")
-        outcomes[0].created = created
-        return outcomes[0]
+        outcome = outcomes[0]
+        outcome.created = created
+        if event.values and not outcome.duplicate:
+            # after the event: MongoDB without multi-document transactions cannot make the
+            # two one step (SQLite does), so a crash in between loses these readings
+            tx = outcome.transaction
+            for value in event.values:
+                value.connector_id, value.transaction_id = tx.connector_id, tx.transaction_id
+            await self.append_meter_values(event.values)
+        return outcome
 
     async def list_transactions(self, *, station_id: str | None = None,
                                 active: bool | None = None, limit: int = 100,

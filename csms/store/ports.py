@@ -9,7 +9,7 @@ update), never a read followed by a write in the caller. Adapters: `csms.store.s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Literal, Protocol
@@ -69,6 +69,11 @@ class StationStore(Protocol):
 
     async def touch_station(self, station_id: str, at: datetime) -> None:
         """Update last_seen (Heartbeat and any other message); an unknown station stays unknown."""
+
+    async def touch_stations(self, seen: Mapping[str, datetime]) -> None:
+        """`touch_station` for many stations in one write (batched Heartbeats), except that
+        an older time never replaces a newer last_seen (a batch may land after a connect or
+        disconnect wrote a later one)."""
 
     async def set_connector_status(
         self,
@@ -156,7 +161,10 @@ class TransactionStore(Protocol):
         `csms.station_transactions`: create the transaction keyed by (station, station
         transaction id) with a fresh integer id if unknown, ignore a seq_no received before,
         move its registers and stop it on Ended, and freeze its totals after Ended. The
-        event's meter values are not stored here (`append_meter_values`)."""
+        event's meter values are stored with it (as `append_meter_values` would, attached to
+        the transaction's id and connector), unless the event is a duplicate: one write per
+        event, and (SQLite) in the same commit, so a station's retry after a crash between the
+        two cannot find its seq_no recorded and its values lost."""
 
     async def list_transactions(
         self, *, station_id: str | None = None, active: bool | None = None, limit: int = 100

@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -623,6 +623,13 @@ class SqliteStore(SqliteReports):
             )
         )
 
+    async def touch_stations(self, seen: Mapping[str, datetime]) -> None:
+        rows = [(ts(at), station_id, ts(at)) for station_id, at in seen.items()]
+        if rows:
+            await self._write(lambda conn: conn.executemany(
+                "UPDATE stations SET last_seen = ? WHERE id = ?"
+                " AND (last_seen IS NULL OR last_seen < ?)", rows))
+
     async def set_connector_status(
         self,
         station_id: str,
@@ -820,6 +827,11 @@ class SqliteStore(SqliteReports):
                      tx.meter_stop, ts_opt(tx.stopped_at), tx.stop_reason, tx.stop_id_tag,
                      tx.last_energy_wh, ts_opt(tx.last_energy_at), tx.remote_start_id,
                      json.dumps(tx.seq_nos), ts_opt(tx.first_energy_at), tx.transaction_id))
+                if event.values:  # in the same commit: a retry after a crash finds them
+                    for value in event.values:
+                        value.connector_id = tx.connector_id
+                        value.transaction_id = tx.transaction_id
+                    _insert_meter_values(conn, *_meter_value_rows(event.values))
             return outcome
 
         return await self._write(op)
@@ -889,39 +901,8 @@ class SqliteStore(SqliteReports):
     async def append_meter_values(self, values: Sequence[MeterValue]) -> None:
         if not values:
             return
-        rows = [
-            (
-                v.station_id,
-                v.connector_id,
-                v.transaction_id,
-                ts(v.timestamp),
-                v.value,
-                v.measurand,
-                v.unit,
-                v.context,
-                v.phase,
-                v.location,
-                v.format,
-            )
-            for v in values
-        ]
-        updates = [(wh, ts(at), tx, station, ts(at))
-                   for (tx, station), (at, wh) in newest_energy(values).items()]
-
-        def op(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                f"INSERT INTO meter_values ({_MV_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            conn.executemany(
-                "UPDATE transactions SET last_energy_wh = ?, last_energy_at = ?"
-                " WHERE transaction_id = ? AND station_id = ?"
-                " AND (last_energy_at IS NULL OR last_energy_at < ?)",
-                updates,
-            )
-
-        await self._write(op)
+        rows, updates = _meter_value_rows(values)
+        await self._write(lambda conn: _insert_meter_values(conn, rows, updates))
 
     async def list_meter_values(self, transaction_id: int) -> list[MeterValue]:
         def op(conn: sqlite3.Connection) -> list[MeterValue]:
@@ -1051,6 +1032,27 @@ CREATE TABLE IF NOT EXISTS frames (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS frames_by_station ON frames (station_id, seq);
 """
+
+
+def _meter_value_rows(values: Sequence[MeterValue],
+                      ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The meter_values rows of `values`, and each transaction's newest-register update."""
+    rows = [(v.station_id, v.connector_id, v.transaction_id, ts(v.timestamp), v.value,
+             v.measurand, v.unit, v.context, v.phase, v.location, v.format) for v in values]
+    updates = [(wh, ts(at), tx, station, ts(at))
+               for (tx, station), (at, wh) in newest_energy(values).items()]
+    return rows, updates
+
+
+def _insert_meter_values(conn: sqlite3.Connection, rows: list[tuple[Any, ...]],
+                         updates: list[tuple[Any, ...]]) -> None:
+    conn.executemany(
+        f"INSERT INTO meter_values ({_MV_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany(
+        "UPDATE transactions SET last_energy_wh = ?, last_energy_at = ?"
+        " WHERE transaction_id = ? AND station_id = ?"
+        " AND (last_energy_at IS NULL OR last_energy_at < ?)",
+        updates)
 
 
 def frames_path(path: str) -> str:

@@ -11,7 +11,7 @@ from csms.ocpp.framing import (
     RPC_FRAMEWORK_ERROR,
 )
 from csms.ocpp.v16 import mapping
-from csms.ocpp.v16.handlers import handler_table
+from csms.ocpp.v16.handlers import ROUTES, Handlers
 from csms.ocpp.version import OcppVersion
 
 VERSION = OcppVersion(
@@ -32,7 +32,8 @@ VERSION = OcppVersion(
                  # 2.0.1 names framing faults apart; 1.6 has only these two for them.
                  RPC_FRAMEWORK_ERROR: "FormationViolation",
                  MESSAGE_TYPE_NOT_SUPPORTED: "ProtocolError"},
-    handlers=handler_table,
+    handlers=Handlers,
+    routes=ROUTES,
     remote_start=mapping.remote_start,
     remote_stop=mapping.remote_stop,
 )

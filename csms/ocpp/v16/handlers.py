@@ -10,21 +10,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ocpp.routing import create_route_map, on
+from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
 from csms.charging import ChargingService
 from csms.domain import isoformat, parse_timestamp, utcnow
 from csms.ocpp.v16 import mapping
-from csms.ocpp.version import Handler, StationContext
+from csms.ocpp.version import StationContext, routes_of
 from csms.settings import OcppSettings
 
 log = logging.getLogger(__name__)
 
 
 class Handlers:
-    """The 1.6 handlers of one connection, routed with the library's `@on`."""
+    """The 1.6 handlers of one connection, routed with the library's `@on`. One object per
+    connection, the route table (`ROUTES`) shared."""
+
+    __slots__ = ("context", "heartbeat_interval", "id", "service")
 
     def __init__(self, context: StationContext, service: ChargingService,
                  settings: OcppSettings) -> None:
@@ -113,9 +116,4 @@ class Handlers:
         return call_result.FirmwareStatusNotification()
 
 
-def handler_table(context: StationContext, service: ChargingService,
-                  settings: OcppSettings) -> dict[str, Handler]:
-    """action -> bound handler, from the library's route map of `@on` methods."""
-    routes = create_route_map(Handlers(context, service, settings))
-    return {getattr(action, "value", action): route["_on_action"]
-            for action, route in routes.items() if "_on_action" in route}
+ROUTES = routes_of(Handlers)

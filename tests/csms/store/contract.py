@@ -214,6 +214,14 @@ class StoreContract:
         assert station.connected is True
         await store.touch_station("unknown", at(5))  # must not raise
 
+    async def test_touch_stations_writes_many_and_never_moves_back(self, store: Store) -> None:
+        await store.set_connected("CP1", True, at(1))
+        await store.set_connected("CP2", False, at(9))
+        await store.touch_stations({"CP1": at(5), "CP2": at(6), "unknown": at(5)})
+        await store.touch_stations({})
+        seen = {s.id: s.last_seen for s in await store.list_stations()}
+        assert seen == {"CP1": at(5), "CP2": at(9)}, seen
+
     async def test_connector_status_upsert_and_order(self, store: Store) -> None:
         await store.set_connected("CP1", True, at(0))
         await store.set_connector_status(
@@ -758,6 +766,16 @@ class StoreContract:
                                                    9))).duplicate
         ended = await store.record_event(event("Ended", "T-7", 3, 500, wh=5))
         assert ended.ended and ended.transaction.meter_stop == 5
+
+    async def test_an_event_stores_its_values_once(self, store: Store) -> None:
+        started = await store.record_event(event("Started", "T-6", 0, 0, wh=100, tag="TAG"))
+        tx_id = started.transaction.transaction_id
+        await store.record_event(event("Updated", "T-6", 1, 60, wh=400))
+        repeat = await store.record_event(event("Updated", "T-6", 1, 60, wh=400))
+        assert repeat.duplicate
+        stored = await store.list_meter_values(tx_id)
+        assert [(v.value, v.transaction_id, v.connector_id) for v in stored] \
+            == [("100", tx_id, 1), ("400", tx_id, 1)]
 
     async def test_concurrent_first_events_make_one_transaction(self, store: Store) -> None:
         outcomes = await asyncio.gather(
