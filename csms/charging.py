@@ -220,7 +220,10 @@ class ChargingService:
         Listeners hear of it as of a 1.6 transaction: TransactionStarted once it has an idTag
         (again, created=False, when a later event repeats that idTag: billing's verdict is
         the idTokenInfo), MeterSample while it runs, TransactionStopped when it ends (again,
-        changed=False, when the Ended is repeated, so a crash between the two is healed)."""
+        changed=False, when the Ended is repeated, so a crash between the two is healed).
+
+        An empty idToken of type NoAuthorization is answered Accepted and links no idTag (a
+        remote start named by its remoteStartId still does)."""
         if event.connector_id is not None:
             check_connector(event.connector_id, lowest=1)
         presented = event.id_tag
@@ -258,8 +261,10 @@ class ChargingService:
                     await listener.meter_sample(sample)
         elif outcome.ended or (outcome.duplicate and event.event_type == ENDED):
             await self._stopped(tx, changed=outcome.ended)
+        if event.no_authorization and result is None:
+            result = Authorization("Accepted")  # free vend: nobody to check, nobody billed
         refused = result is not None and result.status != "Accepted"
-        return result if presented or refused else None
+        return result if presented or event.no_authorization or refused else None
 
     async def meter_values(self, station_id: str, *, connector_id: int,
                            transaction_id: int | None, values: list[MeterValue]) -> None:

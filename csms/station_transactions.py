@@ -50,6 +50,9 @@ class TransactionEvent:
     stop_reason: str | None = None
     offline: bool = False
     values: list[MeterValue] = field(default_factory=list)
+    # the station presented the empty idToken of type NoAuthorization (free vend): no idTag,
+    # but the answer still carries idTokenInfo (OCPP 2.0.1 requires it for any idToken)
+    no_authorization: bool = False
 
 
 @dataclass(slots=True)
