@@ -64,6 +64,7 @@ from csms.station_transactions import (
     new_transaction,
     seq_ranges,
 )
+from csms.store.mongo_remote_starts import REMOTE_START_INDEXES, MongoRemoteStarts
 from csms.store.mongo_reports import REPORT_INDEXES, MongoReports
 from csms.store.mongo_support import (
     DEFAULT_TIMEOUT_S,
@@ -241,11 +242,11 @@ def _meter_values(doc: Document) -> list[MeterValue]:
 
 
 @store_errors
-class MongoStore(MongoReports, MongoConnection):
+class MongoStore(MongoReports, MongoRemoteStarts, MongoConnection):
     """`Store` on a MongoDB database (or any server speaking its wire protocol); device-model
-    reports in `csms.store.mongo_reports`."""
+    reports in `csms.store.mongo_reports`, remote starts in `csms.store.mongo_remote_starts`."""
 
-    INDEXES = {**INDEXES, **REPORT_INDEXES}
+    INDEXES = {**INDEXES, **REPORT_INDEXES, **REMOTE_START_INDEXES}
 
     def __init__(self, url: str, database: str, *, meter_values_ttl_days: int = 0,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:

@@ -44,6 +44,7 @@ from csms.station_transactions import (
     seq_ranges,
 )
 from csms.store.ports import KEEP, Keep, StoreError
+from csms.store.sqlite_remote_starts import REMOTE_STARTS_SCHEMA, SqliteRemoteStarts
 from csms.store.sqlite_reports import REPORTS_SCHEMA, SqliteReports
 from csms.store.sqlite_support import connect, dt, dt_req, in_thread, ts, ts_opt
 
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MAX_BATCH = 2000  # ops per group commit; bounds one transaction's size and latency
 
 _SCHEMA_V1 = """
@@ -191,8 +192,11 @@ CREATE INDEX transactions_active
     ON transactions (station_id, connector_id) WHERE stopped_at IS NULL;
 """
 # 5: device-model reports (csms.store.sqlite_reports), from branch f-201cmd.
+# 6: remote starts awaiting their 2.0.1 transaction (csms.store.sqlite_remote_starts), from
+# branch f-201more.
+_SCHEMA_V6 = REMOTE_STARTS_SCHEMA
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
-                               5: REPORTS_SCHEMA}
+                               5: REPORTS_SCHEMA, 6: _SCHEMA_V6}
 
 
 # conversions ------------------------------------------------------------------------------------
@@ -402,7 +406,7 @@ def _store_error(exc: BaseException) -> BaseException:
     return exc
 
 
-class SqliteStore(SqliteReports):
+class SqliteStore(SqliteReports, SqliteRemoteStarts):
     """`Store` on a SQLite file, WAL mode, group-committed writes."""
 
     def __init__(self, path: str) -> None:

@@ -23,6 +23,7 @@ from csms.domain import (
     IdTag,
     LoggedFrame,
     MeterValue,
+    utcnow,
 )
 from csms.station_transactions import MAX_SEQ_RANGES, TransactionEvent
 from csms.store.ports import Store
@@ -767,6 +768,33 @@ class StoreContract:
         assert tx is not None and tx.seq_nos == [[0, 19]]
         assert (tx.meter_start, tx.last_energy_wh) == (0, 19)
 
+    # remote starts awaiting their transaction (OCPP 2.0.1 remoteStartId) ---------------------
+
+    async def test_a_remote_start_links_until_forgotten_or_expired(self, store: Store) -> None:
+        # times from now: a backend may drop expired links by the wall clock (a TTL index)
+        now = utcnow().replace(microsecond=0)
+
+        def later(seconds: int) -> datetime:
+            return now + timedelta(seconds=seconds)
+
+        await store.expect_remote_start("CP1", 7, "TAG", at=now, expires_at=later(100))
+        assert await store.remote_start_tag("CP1", 7, later(50)) == "TAG"
+        assert await store.remote_start_tag("CP2", 7, later(50)) is None  # another station's
+        assert await store.remote_start_tag("CP1", 8, later(50)) is None
+        assert await store.remote_start_tag("CP1", 7, later(100)) is None  # expired
+        await store.expect_remote_start("CP1", 7, "OTHER", at=now, expires_at=later(200))
+        assert await store.remote_start_tag("CP1", 7, later(150)) == "OTHER"  # replaced
+        await store.forget_remote_start("CP1", 7)
+        await store.forget_remote_start("CP1", 7)  # twice: no error
+        assert await store.remote_start_tag("CP1", 7, later(150)) is None
+
+    async def test_remote_starts_survive_reopening(self, store: Store) -> None:
+        now = utcnow()
+        await store.expect_remote_start("CP1", 9, "TAG", at=now,
+                                        expires_at=now + timedelta(days=1))
+        await store.close()
+        await store.open()
+        assert await store.remote_start_tag("CP1", 9, now) == "TAG"
 
 def event(event_type: str, tx_id: str, seq_no: int, seconds: float, *, wh: int | None = None,
           tag: str | None = None, station: str = "CP1",
