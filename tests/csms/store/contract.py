@@ -768,6 +768,44 @@ class StoreContract:
         assert tx is not None and tx.seq_nos == [[0, 19]]
         assert (tx.meter_start, tx.last_energy_wh) == (0, 19)
 
+    async def test_a_reused_transaction_id_starts_a_new_transaction_after_the_end(
+            self, store: Store) -> None:
+        """A station that reuses a transactionId after a reboot: a Started stamped after the
+        old transaction's end, or with a seqNo received before but stamped before the old
+        start (a reset clock), starts a new transaction; true late events stay the old one's."""
+        first = await store.record_event(event("Started", "T-8", 0, 0, wh=100, tag="A"))
+        old_id = first.transaction.transaction_id
+        await store.record_event(event("Ended", "T-8", 1, 100, wh=500))
+        late = await store.record_event(event("Started", "T-8", 0, 0, wh=100, tag="A"))
+        assert late.duplicate and late.transaction.transaction_id == old_id
+        again = await store.record_event(event("Started", "T-8", 0, 200, wh=600, tag="B"))
+        new = again.transaction
+        assert again.created and not again.duplicate and new.transaction_id != old_id
+        assert (new.id_tag, new.meter_start, new.active, new.station_transaction_id) == (
+            "B", 600, True, "T-8")
+        updated = await store.record_event(event("Updated", "T-8", 1, 260, wh=900))
+        assert not updated.duplicate and updated.transaction.transaction_id == new.transaction_id
+        ended = await store.record_event(event("Ended", "T-8", 2, 300, wh=1000))
+        assert ended.ended and ended.transaction.energy_wh == 400
+        newest = await store.get_station_transaction("CP1", "T-8")
+        assert newest is not None and newest.transaction_id == new.transaction_id
+        old = await store.get_transaction(old_id)
+        assert old is not None and (old.id_tag, old.meter_stop, old.stopped_at) == (
+            "A", 500, at(100))
+        reset = await store.record_event(event("Started", "T-8", 0, -500, wh=0, tag="C"))
+        assert reset.created and reset.transaction.transaction_id not in (
+            old_id, new.transaction_id)
+        assert len(await store.list_transactions(station_id="CP1")) == 3
+
+    async def test_a_late_started_within_an_ended_transaction_stays_in_it(
+            self, store: Store) -> None:
+        first = await store.record_event(event("Updated", "T-9", 1, 10, wh=50))
+        await store.record_event(event("Ended", "T-9", 2, 100, wh=400))
+        late = await store.record_event(event("Started", "T-9", 0, 5, wh=20, tag="A"))
+        tx = late.transaction
+        assert not late.created and tx.transaction_id == first.transaction.transaction_id
+        assert (tx.meter_start, tx.meter_stop, tx.seq_nos) == (50, 400, [[0, 2]])
+
     # remote starts awaiting their transaction (OCPP 2.0.1 remoteStartId) ---------------------
 
     async def test_a_remote_start_links_until_forgotten_or_expired(self, store: Store) -> None:
