@@ -408,8 +408,11 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoConnection):
             stop = {"meter_stop": max(tx.meter_start, tx.last_energy_wh or tx.meter_start),
                     "stopped_at": max(ended_by, tx.started_at), "reason": SUPERSEDED,
                     "id_tag": None}
+            # `rev` moves too: an event's compare-and-set read before this stop must miss,
+            # not write the running transaction back over it (1.6 documents gain a rev)
             doc = await self.db.transactions.find_one_and_update(
-                {"transaction_id": tx.transaction_id, "stop": None}, {"$set": {"stop": stop}},
+                {"transaction_id": tx.transaction_id, "stop": None},
+                {"$set": {"stop": stop}, "$inc": {"rev": 1}},
                 return_document=ReturnDocument.AFTER)
             if doc is not None:
                 stopped.append(_transaction(doc))

@@ -270,3 +270,38 @@ async def test_a_no_authorization_token_gets_id_token_info_and_no_id_tag(
     tx = await transaction(http_url, "CP-NOAUTH", "na-1")
     assert (tx["idTag"], tx["sessionId"], tx["stoppedAt"]) == (
         "", None, "2026-11-22T10:30:00.000Z")
+
+
+async def test_a_transaction_id_reused_after_a_reboot_is_a_new_transaction(
+        ws_url: str, http_url: str) -> None:
+    """A station that counts its transaction ids from 1 again after a reboot (the spec forbids
+    it; stations do it): the new Started is stamped after the old transaction ended, so it
+    starts a new transaction under the same transactionId; a true late repeat of the old
+    Started changes nothing, and the old transaction keeps its totals."""
+    async with station201(ws_url, "CP-REUSE") as cp:
+        await cp.boot()
+        await cp.event("Started", "1", 0, timestamp="2026-11-22T10:00:00Z", wh=100,
+                       id_token="RFID-OLD")
+        await cp.event("Ended", "1", 1, timestamp="2026-11-22T10:30:00Z", wh=1100)
+    old = await transaction(http_url, "CP-REUSE", "1")
+    async with station201(ws_url, "CP-REUSE") as cp:  # rebooted: ids and seqNos from scratch
+        await cp.boot()
+        repeat = await cp.event("Started", "1", 0, timestamp="2026-11-22T10:00:00Z", wh=100,
+                                id_token="RFID-OLD", offline=True)
+        assert repeat.id_token_info == {"status": "Accepted"}
+        assert (await transaction(http_url, "CP-REUSE", "1"))["id"] == old["id"]
+        started = await cp.event("Started", "1", 0, timestamp="2026-11-22T12:00:00Z",
+                                 wh=5000, id_token="RFID-NEW")
+        assert started.id_token_info == {"status": "Accepted"}
+        await cp.event("Updated", "1", 1, timestamp="2026-11-22T12:10:00Z", wh=5600)
+        new = await transaction(http_url, "CP-REUSE", "1")
+        assert new["id"] != old["id"] and new["stoppedAt"] is None
+        assert (new["idTag"], new["meterStart"], new["energyWh"]) == ("RFID-NEW", 5000, 600)
+        await cp.event("Ended", "1", 2, timestamp="2026-11-22T12:20:00Z", wh=6000)
+    assert (await api(http_url, f"/transactions/{new['id']}"))["energyWh"] == 1000
+    kept = await api(http_url, f"/transactions/{old['id']}")
+    assert (kept["idTag"], kept["energyWh"], kept["stoppedAt"]) == (
+        "RFID-OLD", 1000, "2026-11-22T10:30:00.000Z")
+    listed = await api(http_url, "/transactions?stationId=CP-REUSE")
+    assert [(t["transactionId"], t["id"]) for t in listed] == [("1", new["id"]),
+                                                               ("1", old["id"])]
