@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from csms.device_model import ReportPart
 from csms.domain import (
@@ -33,9 +33,12 @@ from csms.store import Store
 
 log = logging.getLogger(__name__)
 
-# remote starts awaiting their transaction (2.0.1); one not linked within the remote-start
-# timeout never will be, so a bound only keeps a station that ignores them from growing it
-MAX_REMOTE_STARTS = 10_000
+# How long a remote start's remoteStartId -> idTag link is kept for the transaction that names
+# it (2.0.1). Billing voids a session whose Started is later than `ocpp.remote_start_timeout`,
+# but the link must outlive that: a late Started named by its remoteStartId alone still gets
+# the session's refusal. A day covers a station that was offline for hours; after that nothing
+# names it any more.
+REMOTE_START_LINK_TTL = timedelta(days=1)
 
 
 def check_connector(connector_id: int, *, lowest: int = 0) -> None:
@@ -54,8 +57,6 @@ class ChargingService:
         # needs no read. Filled at StartTransaction, dropped at StopTransaction; a miss (after
         # a restart) falls back to the store.
         self._active: dict[int, Transaction] = {}
-        # (station, remoteStartId) -> idTag of remote starts sent and not yet linked (2.0.1)
-        self._remote_starts: dict[tuple[str, int], str] = {}
         # Heartbeats' times, written in batches (a documented window: `csms.last_seen`)
         self.last_seen = LastSeenWriter(store, settings.last_seen_interval)
 
@@ -207,16 +208,18 @@ class ChargingService:
         return transaction
 
     # transactions whose id the station owns (OCPP 2.0.1) -------------------------------------
-    def expect_remote_start(self, station_id: str, remote_start_id: int, id_tag: str) -> None:
+    async def expect_remote_start(self, station_id: str, remote_start_id: int,
+                                  id_tag: str) -> None:
         """A remote start was sent with `remote_start_id` for `id_tag`: the transaction that
-        names it is that idTag's even when its events carry no idToken."""
-        self._remote_starts[(station_id, remote_start_id)] = id_tag
-        while len(self._remote_starts) > MAX_REMOTE_STARTS:  # never linked: the oldest go
-            del self._remote_starts[next(iter(self._remote_starts))]
+        names it is that idTag's even when its events carry no idToken. Kept in the store, so
+        a restart, or another node receiving the events, still links it."""
+        now = utcnow()
+        await self.store.expect_remote_start(station_id, remote_start_id, id_tag, at=now,
+                                             expires_at=now + REMOTE_START_LINK_TTL)
 
-    def forget_remote_start(self, station_id: str, remote_start_id: int) -> None:
+    async def forget_remote_start(self, station_id: str, remote_start_id: int) -> None:
         """The station refused that remote start: no transaction will name it."""
-        self._remote_starts.pop((station_id, remote_start_id), None)
+        await self.store.forget_remote_start(station_id, remote_start_id)
 
     async def transaction_event(self, event: TransactionEvent) -> Authorization | None:
         """Record one event of a station-owned transaction (see `csms.station_transactions`);
@@ -228,16 +231,20 @@ class ChargingService:
         Listeners hear of it as of a 1.6 transaction: TransactionStarted once it has an idTag
         (again, created=False, when a later event repeats that idTag: billing's verdict is
         the idTokenInfo), MeterSample while it runs, TransactionStopped when it ends (again,
-        changed=False, when the Ended is repeated, so a crash between the two is healed)."""
+        changed=False, when the Ended is repeated, so a crash between the two is healed).
+
+        An empty idToken of type NoAuthorization is answered Accepted and links no idTag (a
+        remote start named by its remoteStartId still does)."""
         if event.connector_id is not None:
             check_connector(event.connector_id, lowest=1)
         presented = event.id_tag
         if not presented and event.remote_start_id is not None:
-            event.id_tag = self._remote_starts.get((event.station_id, event.remote_start_id))
+            event.id_tag = await self.store.remote_start_tag(
+                event.station_id, event.remote_start_id, utcnow())
         outcome = await self.store.record_event(event)  # stores the event's values too
         tx = outcome.transaction
         if outcome.linked and tx.remote_start_id is not None:
-            self._remote_starts.pop((tx.station_id, tx.remote_start_id), None)
+            await self.store.forget_remote_start(tx.station_id, tx.remote_start_id)
         if outcome.created and event.event_type == STARTED and not event.offline \
                 and tx.connector_id:
             for older in await self.store.supersede_transactions(tx):
@@ -262,8 +269,10 @@ class ChargingService:
                     await listener.meter_sample(sample)
         elif outcome.ended or (outcome.duplicate and event.event_type == ENDED):
             await self._stopped(tx, changed=outcome.ended)
+        if event.no_authorization and result is None:
+            result = Authorization("Accepted")  # free vend: nobody to check, nobody billed
         refused = result is not None and result.status != "Accepted"
-        return result if presented or refused else None
+        return result if presented or event.no_authorization or refused else None
 
     async def meter_values(self, station_id: str, *, connector_id: int,
                            transaction_id: int | None, values: list[MeterValue]) -> None:

@@ -127,6 +127,9 @@ class Transaction:
     # TransactionEvent seqNos received, as [first, last] ranges (`csms.station_transactions`)
     seq_nos: list[list[int]] = field(default_factory=list)
     first_energy_at: datetime | None = None  # time of the register reading in meter_start
+    # OCPP 2.0.1: how many transactions of this station used the same station transaction id
+    # before this one (a station that reuses ids after a reboot; `csms.station_transactions`)
+    generation: int = 0
 
     @property
     def active(self) -> bool:

@@ -14,7 +14,17 @@ The rules, applied by every store in one atomic step (`TransactionStore.record_e
   meter_start is the earliest Energy.Active.Import.Register reading, the latest one is the
   running register, and meter_stop is the latest reading known when the Ended arrives;
 - after Ended the totals (meter_start, meter_stop, energy, stop time and reason) are frozen:
-  late events are recorded (seq_no, their meter values) but move nothing a bill was made from.
+  late events are recorded (seq_no, their meter values) but move nothing a bill was made from;
+- a station that reuses a transaction id (forbidden, but seen after reboots) gets a new
+  transaction only from a Started that cannot be an event of the ended one (`reuses_id`):
+  stamped after that one's stop, or carrying a seqNo it already received while stamped before
+  its start (a retried event repeats its timestamp; a reset clock does not). The new one is
+  keyed by (station, station transaction id, generation) and every later event of that id goes
+  to the newest generation; the ended one keeps its totals and its events. Any other event
+  (an Updated or Ended stamped after the stop, a Started inside the old one's span) stays the
+  ended transaction's late event and changes nothing, so a station whose new Started is lost
+  or whose clock went back to inside the old transaction is not split: we prefer recording a
+  late event over opening a transaction that was never there.
 """
 
 from __future__ import annotations
@@ -50,6 +60,9 @@ class TransactionEvent:
     stop_reason: str | None = None
     offline: bool = False
     values: list[MeterValue] = field(default_factory=list)
+    # the station presented the empty idToken of type NoAuthorization (free vend): no idTag,
+    # but the answer still carries idTokenInfo (OCPP 2.0.1 requires it for any idToken)
+    no_authorization: bool = False
 
 
 @dataclass(slots=True)
@@ -61,13 +74,32 @@ class EventOutcome:
     ended: bool  # this event stopped the transaction
 
 
-def new_transaction(event: TransactionEvent, transaction_id: int) -> Transaction:
+def new_transaction(event: TransactionEvent, transaction_id: int,
+                    generation: int = 0) -> Transaction:
     """The transaction as the first event of it that arrived describes it (not applied yet)."""
     return Transaction(
         transaction_id=transaction_id, station_id=event.station_id,
         connector_id=event.connector_id or 0, id_tag=NO_ID_TAG, meter_start=0,
         started_at=event.timestamp, ocpp_version=event.ocpp_version,
-        station_transaction_id=event.station_transaction_id)
+        station_transaction_id=event.station_transaction_id, generation=generation)
+
+
+def reuses_id(tx: Transaction, event: TransactionEvent) -> bool:
+    """`event`, for the newest transaction `tx` under its id, starts a new transaction under
+    the same id: a Started that cannot belong to the ended `tx` (see the module docstring)."""
+    if event.event_type != STARTED or tx.stopped_at is None:
+        return False
+    if event.timestamp > tx.stopped_at:
+        return True
+    return received(tx.seq_nos, event.seq_no) and event.timestamp < tx.started_at
+
+
+def next_generation(newest: Transaction | None, event: TransactionEvent) -> int | None:
+    """The generation of the transaction `event` creates, or None when it goes to `newest`
+    (the newest transaction under its station transaction id, if any)."""
+    if newest is None:
+        return 0
+    return newest.generation + 1 if reuses_id(newest, event) else None
 
 
 def apply_event(tx: Transaction, event: TransactionEvent) -> EventOutcome:

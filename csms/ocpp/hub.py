@@ -265,13 +265,13 @@ class Hub:
         # the station may send the Started before it answers.
         link = live.version.remote_start_link(action, payload)
         if link is not None:
-            self.service.expect_remote_start(station_id, *link)
+            await self.service.expect_remote_start(station_id, *link)
         answer: dict[str, Any] = {}
         try:
             answer = await live.session.send_call(action, payload, timeout)
         finally:
             if link is not None and answer.get("status") != "Accepted":
-                self.service.forget_remote_start(station_id, link[0])
+                await self.service.forget_remote_start(station_id, link[0])
         return answer
 
     def _version(self, station_id: str) -> OcppVersion:

@@ -13,11 +13,11 @@ Documents (values are written as `csms.store.mongo_support` explains):
     transactions  {transaction_id, station_id, connector_id, id_tag, meter_start,
                    started_at, reservation_id, stop: null | {meter_stop, stopped_at, reason,
                    id_tag}, energy: null | {wh, at}}; an OCPP 2.0.1 transaction also has
-                   {_id: "<station>\n<station transaction id>", ocpp_version,
-                   station_transaction_id, start_scope, rev, state: {connector_id, id_tag,
-                   meter_start, started_at, remote_start_id, seq_nos, first_energy_at}}:
-                   its `_id` makes (station, station transaction id) unique, and every event
-                   is one `compare_and_set` on it
+                   {_id: "<station>\n<station transaction id>[\n<generation>]", ocpp_version,
+                   station_transaction_id, generation, start_scope, rev, state:
+                   {connector_id, id_tag, meter_start, started_at, remote_start_id, seq_nos,
+                   first_energy_at}}: its `_id` makes (station, station transaction id,
+                   generation) unique, and every event is one `compare_and_set` on it
     orphan_stops  {station_id, transaction_id, meter_stop, stopped_at, reason, id_tag,
                    received_at}
     meter_values  {station_id, connector_id, transaction_id, at, received_at,
@@ -48,6 +48,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from csms.domain import (
     SUPERSEDED,
     Connector,
+    ConstraintViolation,
     IdTag,
     LoggedFrame,
     MeterValue,
@@ -62,8 +63,10 @@ from csms.station_transactions import (
     TransactionEvent,
     apply_event,
     new_transaction,
+    next_generation,
     seq_ranges,
 )
+from csms.store.mongo_remote_starts import REMOTE_START_INDEXES, MongoRemoteStarts
 from csms.store.mongo_reports import REPORT_INDEXES, MongoReports
 from csms.store.mongo_support import (
     DEFAULT_TIMEOUT_S,
@@ -101,6 +104,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         # list_transactions(station_id=...): newest first
         IndexModel([("station_id", ASCENDING), ("transaction_id", DESCENDING)],
                    name="by_station"),
+        # record_event, get_station_transaction: every generation of a station's
+        # transaction id (2.0.1), the newest of which the id names
+        IndexModel([("station_id", ASCENDING), ("station_transaction_id", ASCENDING)],
+                   name="by_station_transaction"),
     ],
     "orphan_stops": [
         # stop_transaction for an unknown id: a repeated stop is recorded once;
@@ -181,6 +188,7 @@ def _transaction(doc: Document) -> Transaction:
         remote_start_id=state.get("remote_start_id"),
         seq_nos=seq_ranges(state.get("seq_nos") or ()),
         first_energy_at=utc(state.get("first_energy_at")),
+        generation=int(doc.get("generation", 0)),
     )
 
 
@@ -201,8 +209,12 @@ def _event_fields(tx: Transaction) -> Document:
     return {"state": state, "stop": stop, "energy": energy, "connector_id": tx.connector_id}
 
 
-def _station_key(station_id: str, station_transaction_id: str) -> str:
-    return f"{station_id}\n{station_transaction_id}"  # a station id never holds a newline
+def _station_key(station_id: str, station_transaction_id: str, generation: int = 0) -> str:
+    """A station id never holds a newline, so stations never collide. A reused id's later
+    generations get a suffix; a station whose own ids end like one could make two of its
+    transactions collide, which `record_event` refuses rather than mixing them."""
+    key = f"{station_id}\n{station_transaction_id}"
+    return f"{key}\n{generation}" if generation else key
 
 
 def _orphan(doc: Document) -> OrphanStop:
@@ -241,11 +253,11 @@ def _meter_values(doc: Document) -> list[MeterValue]:
 
 
 @store_errors
-class MongoStore(MongoReports, MongoConnection):
+class MongoStore(MongoReports, MongoRemoteStarts, MongoConnection):
     """`Store` on a MongoDB database (or any server speaking its wire protocol); device-model
-    reports in `csms.store.mongo_reports`."""
+    reports in `csms.store.mongo_reports`, remote starts in `csms.store.mongo_remote_starts`."""
 
-    INDEXES = {**INDEXES, **REPORT_INDEXES}
+    INDEXES = {**INDEXES, **REPORT_INDEXES, **REMOTE_START_INDEXES}
 
     def __init__(self, url: str, database: str, *, meter_values_ttl_days: int = 0,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
@@ -406,8 +418,11 @@ class MongoStore(MongoReports, MongoConnection):
             stop = {"meter_stop": max(tx.meter_start, tx.last_energy_wh or tx.meter_start),
                     "stopped_at": max(ended_by, tx.started_at), "reason": SUPERSEDED,
                     "id_tag": None}
+            # `rev` moves too: an event's compare-and-set read before this stop must miss,
+            # not write the running transaction back over it (1.6 documents gain a rev)
             doc = await self.db.transactions.find_one_and_update(
-                {"transaction_id": tx.transaction_id, "stop": None}, {"$set": {"stop": stop}},
+                {"transaction_id": tx.transaction_id, "stop": None},
+                {"$set": {"stop": stop}, "$inc": {"rev": 1}},
                 return_document=ReturnDocument.AFTER)
             if doc is not None:
                 stopped.append(_transaction(doc))
@@ -436,29 +451,47 @@ class MongoStore(MongoReports, MongoConnection):
         doc = await self.db.transactions.find_one({"transaction_id": transaction_id})
         return None if doc is None else _transaction(doc)
 
+    async def _newest_station_transaction(self, station_id: str, station_transaction_id: str,
+                                          ) -> Document | None:
+        docs = [doc async for doc in self.db.transactions.find(
+            {"station_id": station_id, "station_transaction_id": station_transaction_id})]
+        return max(docs, key=lambda doc: int(doc.get("generation", 0)), default=None)
+
     async def get_station_transaction(self, station_id: str,
                                       station_transaction_id: str) -> Transaction | None:
-        doc = await self.db.transactions.find_one(
-            {"_id": _station_key(station_id, station_transaction_id)})
+        doc = await self._newest_station_transaction(station_id, station_transaction_id)
         return None if doc is None else _transaction(doc)
 
     async def record_event(self, event: TransactionEvent) -> EventOutcome:
-        """Insert the transaction under its `_id` if it is new (a racing twin loses the
-        insert and applies its event to the winner's), then one compare-and-set per event."""
-        key = _station_key(event.station_id, event.station_transaction_id)
+        """Insert the transaction under its `_id` if the event creates one (a new id, or a
+        reused one's next generation: a racing twin loses the insert and applies its event to
+        the winner's), then one compare-and-set per event."""
+        newest = await self._newest_station_transaction(event.station_id,
+                                                        event.station_transaction_id)
+        generation = next_generation(None if newest is None else _transaction(newest), event)
         created = False
-        if await self.db.transactions.find_one({"_id": key}) is None:
-            tx = new_transaction(event, await next_value(self.db.counters, TRANSACTION_COUNTER))
+        if generation is None:
+            assert newest is not None
+            key = newest["_id"]
+        else:
+            key = _station_key(event.station_id, event.station_transaction_id, generation)
+            tx = new_transaction(event, await next_value(self.db.counters, TRANSACTION_COUNTER),
+                                 generation)
+            scope = f"2.0.1:{tx.station_transaction_id}" + (f"#{generation}" if generation
+                                                           else "")
             created = await insert_once(self.db.transactions, {
                 "_id": key, "transaction_id": tx.transaction_id, "station_id": tx.station_id,
                 "id_tag": tx.id_tag, "meter_start": tx.meter_start, "started_at": tx.started_at,
                 "ocpp_version": tx.ocpp_version, "station_transaction_id":
-                tx.station_transaction_id, "reservation_id": None, "rev": 0,
-                "start_scope": f"2.0.1:{tx.station_transaction_id}",
-                **_event_fields(tx)})
+                tx.station_transaction_id, "generation": generation, "reservation_id": None,
+                "rev": 0, "start_scope": scope, **_event_fields(tx)})
         outcomes: list[EventOutcome] = []
 
         def change(doc: Document) -> Document | None:
+            if doc.get("station_transaction_id") != event.station_transaction_id:
+                raise ConstraintViolation(
+                    f"transactionId {event.station_transaction_id!r} collides with another "
+                    "of this station's transaction ids")
             outcomes[:] = [apply_event(_transaction(doc), event)]
             if outcomes[0].duplicate:
                 return None

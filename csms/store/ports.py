@@ -177,6 +177,25 @@ class TransactionStore(Protocol):
     async def list_orphan_stops(self, station_id: str | None = None) -> list[OrphanStop]: ...
 
 
+class RemoteStartStore(Protocol):
+    """Remote starts sent to stations that name their own transactions (OCPP 2.0.1), each
+    keyed by (station, remoteStartId) with the idTag it was sent for, until the transaction
+    that names it is linked or it expires. Durable, so a restart or another node handling the
+    transaction's events still links it."""
+
+    async def expect_remote_start(self, station_id: str, remote_start_id: int, id_tag: str, *,
+                                  at: datetime, expires_at: datetime) -> None:
+        """Record the link (a second one for the same key replaces the first); links expired
+        by `at` may go at the same time."""
+
+    async def remote_start_tag(self, station_id: str, remote_start_id: int,
+                               at: datetime) -> str | None:
+        """The idTag of the link, unless it is missing or expired by `at`."""
+
+    async def forget_remote_start(self, station_id: str, remote_start_id: int) -> None:
+        """Drop the link (linked, or refused by the station); a missing one is no error."""
+
+
 class MeterValueStore(Protocol):
     """Sampled values, and each transaction's latest energy register."""
 
@@ -225,8 +244,8 @@ class ReportStore(Protocol):
         """The station's latest complete report, its variables in seqNo order."""
 
 
-class Store(StationStore, IdTagStore, TransactionStore, MeterValueStore, FrameLogStore,
-            ReportStore, Protocol):
+class Store(StationStore, IdTagStore, TransactionStore, RemoteStartStore, MeterValueStore,
+            FrameLogStore, ReportStore, Protocol):
     """The whole charging store, as one adapter implements it."""
 
     async def open(self) -> None:

@@ -41,9 +41,11 @@ from csms.station_transactions import (
     TransactionEvent,
     apply_event,
     new_transaction,
+    next_generation,
     seq_ranges,
 )
 from csms.store.ports import KEEP, Keep, StoreError
+from csms.store.sqlite_remote_starts import REMOTE_STARTS_SCHEMA, SqliteRemoteStarts
 from csms.store.sqlite_reports import REPORTS_SCHEMA, SqliteReports
 from csms.store.sqlite_support import connect, dt, dt_req, in_thread, ts, ts_opt
 
@@ -52,7 +54,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MAX_BATCH = 2000  # ops per group commit; bounds one transaction's size and latency
 
 _SCHEMA_V1 = """
@@ -191,8 +193,18 @@ CREATE INDEX transactions_active
     ON transactions (station_id, connector_id) WHERE stopped_at IS NULL;
 """
 # 5: device-model reports (csms.store.sqlite_reports), from branch f-201cmd.
+# 6 (branch f-201more): remote starts awaiting their 2.0.1 transaction
+# (csms.store.sqlite_remote_starts), and the generation of a 2.0.1 transaction whose id its
+# station reused: (station, station transaction id) is unique per generation.
+_SCHEMA_V6 = REMOTE_STARTS_SCHEMA + """
+ALTER TABLE transactions ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+DROP INDEX transactions_station_key;
+CREATE UNIQUE INDEX transactions_station_key
+    ON transactions (station_id, station_transaction_id, generation)
+    WHERE station_transaction_id IS NOT NULL;
+"""
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
-                               5: REPORTS_SCHEMA}
+                               5: REPORTS_SCHEMA, 6: _SCHEMA_V6}
 
 
 # conversions ------------------------------------------------------------------------------------
@@ -208,7 +220,8 @@ _CONNECTOR_COLUMNS = (
 _TX_COLUMNS = (
     "transaction_id, station_id, connector_id, id_tag, meter_start, started_at, reservation_id,"
     " meter_stop, stopped_at, stop_reason, stop_id_tag, last_energy_wh, last_energy_at,"
-    " ocpp_version, station_transaction_id, remote_start_id, seq_nos, first_energy_at"
+    " ocpp_version, station_transaction_id, remote_start_id, seq_nos, first_energy_at,"
+    " generation"
 )
 _MV_COLUMNS = (
     "station_id, connector_id, transaction_id, timestamp, value, measurand, unit, context, phase,"
@@ -264,6 +277,7 @@ def _transaction(row: sqlite3.Row) -> Transaction:
         remote_start_id=row["remote_start_id"],
         seq_nos=seq_ranges(json.loads(row["seq_nos"])),
         first_energy_at=dt(row["first_energy_at"]),
+        generation=row["generation"],
     )
 
 
@@ -307,7 +321,8 @@ def _load_station_transaction(conn: sqlite3.Connection, station_id: str,
                               station_transaction_id: str) -> Transaction | None:
     row = conn.execute(
         f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
-        " AND station_transaction_id = ?", (station_id, station_transaction_id)
+        " AND station_transaction_id = ? ORDER BY generation DESC LIMIT 1",
+        (station_id, station_transaction_id)
     ).fetchone()
     return None if row is None else _transaction(row)
 
@@ -402,7 +417,7 @@ def _store_error(exc: BaseException) -> BaseException:
     return exc
 
 
-class SqliteStore(SqliteReports):
+class SqliteStore(SqliteReports, SqliteRemoteStarts):
     """`Store` on a SQLite file, WAL mode, group-committed writes."""
 
     def __init__(self, path: str) -> None:
@@ -802,18 +817,23 @@ class SqliteStore(SqliteReports):
 
     async def record_event(self, event: TransactionEvent) -> EventOutcome:
         def op(conn: sqlite3.Connection) -> EventOutcome:
-            tx = _load_station_transaction(conn, event.station_id, event.station_transaction_id)
-            created = tx is None
-            if tx is None:
+            newest = _load_station_transaction(conn, event.station_id,
+                                               event.station_transaction_id)
+            generation = next_generation(newest, event)
+            created = generation is not None
+            if generation is None:
+                assert newest is not None
+                tx = newest
+            else:
                 _ensure_station(conn, event.station_id)
-                tx = new_transaction(event, _allocate_transaction_id(conn))
+                tx = new_transaction(event, _allocate_transaction_id(conn), generation)
                 conn.execute(
                     "INSERT INTO transactions (transaction_id, station_id, connector_id, id_tag,"
-                    " meter_start, started_at, ocpp_version, station_transaction_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " meter_start, started_at, ocpp_version, station_transaction_id,"
+                    " generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (tx.transaction_id, tx.station_id, tx.connector_id, tx.id_tag,
                      tx.meter_start, ts(tx.started_at), tx.ocpp_version,
-                     tx.station_transaction_id))
+                     tx.station_transaction_id, tx.generation))
             outcome = apply_event(tx, event)
             outcome.created = created
             if not outcome.duplicate:

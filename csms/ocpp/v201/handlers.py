@@ -17,6 +17,7 @@ from ocpp.v201.enums import Action, DataTransferStatusEnumType, RegistrationStat
 
 from csms.charging import ChargingService
 from csms.domain import isoformat, parse_timestamp, utcnow
+from csms.events import Authorization
 from csms.ocpp.v201 import mapping, reports
 from csms.ocpp.version import StationContext, routes_of
 from csms.settings import OcppSettings
@@ -70,6 +71,9 @@ class Handlers:
     @on(Action.authorize)
     async def on_authorize(self, id_token: dict[str, Any], **kwargs: Any,
                            ) -> call_result.Authorize:
+        if id_token["type"] == mapping.NO_AUTHORIZATION:  # nobody to check: free vend
+            return call_result.Authorize(id_token_info=mapping.id_token_info(
+                Authorization("Accepted")))
         auth = await self.service.authorize(self.id, id_token["id_token"])
         return call_result.Authorize(id_token_info=mapping.id_token_info(auth))
 

@@ -50,6 +50,8 @@ COMMANDS = frozenset(action.value for action in (
 # cannot start another session), then the most usable.
 _EVSE_PRECEDENCE = ("Occupied", "Reserved", "Available", "Unavailable", "Faulted")
 _ENERGY_UNITS = {"kWh": "Wh", "kvarh": "varh"}
+# IdTokenEnumType of the empty idToken a station sends when it authorizes nobody (free vend)
+NO_AUTHORIZATION = "NoAuthorization"
 
 
 def evse_status(connectors: Mapping[int, str]) -> str:
@@ -140,13 +142,16 @@ def transaction_event(station_id: str, *, event_type: str, timestamp: str, seq_n
                       id_token: dict[str, Any] | None, offline: bool,
                       meter_value: Iterable[dict[str, Any]]) -> TransactionEvent:
     """A TransactionEvent request (snake_case keys) as a version-neutral event. The EVSE is
-    our connector; its values are the event's meterValue, flattened like MeterValues'."""
+    our connector; its values are the event's meterValue, flattened like MeterValues'. An
+    idToken of type NoAuthorization names nobody: no idTag."""
     evse_id = evse["id"] if evse else None
+    no_authorization = bool(id_token) and id_token["type"] == NO_AUTHORIZATION
     return TransactionEvent(
         station_id=station_id, station_transaction_id=transaction_info["transaction_id"],
         ocpp_version="2.0.1", event_type=event_type, seq_no=seq_no,
         timestamp=parse_timestamp(timestamp), connector_id=evse_id,
-        id_tag=id_token["id_token"] if id_token else None,
+        id_tag=id_token["id_token"] if id_token and not no_authorization else None,
+        no_authorization=no_authorization,
         remote_start_id=transaction_info.get("remote_start_id"),
         stop_reason=transaction_info.get("stopped_reason") if event_type == "Ended" else None,
         offline=offline, values=meter_values(station_id, evse_id or 0, meter_value))

@@ -111,3 +111,28 @@ async def test_a_card_session_on_a_2_0_1_station_survives_kill9(rig: Rig201) -> 
     assert charge["paid_amount"] == COST
     tx = await rig.get(f"/api/transactions/TX-K9?stationId={STATION}")
     assert (tx["ocppVersion"], tx["sessionId"], tx["energyWh"]) == ("2.0.1", sid, 10000)
+
+
+@pytest.mark.parametrize("rig", ["started"], indirect=True)
+async def test_a_remote_start_link_survives_a_restart_before_the_started(rig: Rig201) -> None:
+    """The server dies after RequestStartTransaction was accepted; the station's Started names
+    the remoteStartId alone (no idToken, as 2.0.1 allows). The link from remoteStartId to the
+    session's idToken is in the store, so the restarted server still links the session and
+    bills it; held only in memory, it was lost and the session voided while the car charged."""
+    started = await rig.step("started", rig.post("/charge/start", start_body()))
+    assert started is not None and started[0] == 200, started
+    sid = started[1]["sessionId"]
+    request = await rig.remote_start()
+    assert request is not None and rig.csms.kills == ["started"]
+
+    begun = await rig.event("tx_started", "Started", 0, "2026-11-22T10:00:00Z", 0,
+                            remote_start_id=request["remote_start_id"],
+                            evse_id=request["evse_id"], trigger_reason="RemoteStart")
+    assert begun.id_token_info is None  # no idToken in the request: none in the answer
+    await rig.event("ended", "Ended", 1, "2026-11-22T10:30:00Z", 10000,
+                    trigger_reason="EVCommunicationLost", stopped_reason="EVDisconnected")
+
+    body = await rig.settled(sid)
+    assert (body["status"], body["payment"]["status"]) == ("COMPLETED", "CAPTURED"), body
+    assert (body["energyWh"], body["costCents"]) == (10000, COST)
+    assert effects(rig.fake) == {"orders": 1, "capture": 1, "cancel": 0}

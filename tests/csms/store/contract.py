@@ -23,6 +23,7 @@ from csms.domain import (
     IdTag,
     LoggedFrame,
     MeterValue,
+    utcnow,
 )
 from csms.station_transactions import MAX_SEQ_RANGES, TransactionEvent
 from csms.store.ports import Store
@@ -785,6 +786,71 @@ class StoreContract:
         assert tx is not None and tx.seq_nos == [[0, 19]]
         assert (tx.meter_start, tx.last_energy_wh) == (0, 19)
 
+    async def test_a_reused_transaction_id_starts_a_new_transaction_after_the_end(
+            self, store: Store) -> None:
+        """A station that reuses a transactionId after a reboot: a Started stamped after the
+        old transaction's end, or with a seqNo received before but stamped before the old
+        start (a reset clock), starts a new transaction; true late events stay the old one's."""
+        first = await store.record_event(event("Started", "T-8", 0, 0, wh=100, tag="A"))
+        old_id = first.transaction.transaction_id
+        await store.record_event(event("Ended", "T-8", 1, 100, wh=500))
+        late = await store.record_event(event("Started", "T-8", 0, 0, wh=100, tag="A"))
+        assert late.duplicate and late.transaction.transaction_id == old_id
+        again = await store.record_event(event("Started", "T-8", 0, 200, wh=600, tag="B"))
+        new = again.transaction
+        assert again.created and not again.duplicate and new.transaction_id != old_id
+        assert (new.id_tag, new.meter_start, new.active, new.station_transaction_id) == (
+            "B", 600, True, "T-8")
+        updated = await store.record_event(event("Updated", "T-8", 1, 260, wh=900))
+        assert not updated.duplicate and updated.transaction.transaction_id == new.transaction_id
+        ended = await store.record_event(event("Ended", "T-8", 2, 300, wh=1000))
+        assert ended.ended and ended.transaction.energy_wh == 400
+        newest = await store.get_station_transaction("CP1", "T-8")
+        assert newest is not None and newest.transaction_id == new.transaction_id
+        old = await store.get_transaction(old_id)
+        assert old is not None and (old.id_tag, old.meter_stop, old.stopped_at) == (
+            "A", 500, at(100))
+        reset = await store.record_event(event("Started", "T-8", 0, -500, wh=0, tag="C"))
+        assert reset.created and reset.transaction.transaction_id not in (
+            old_id, new.transaction_id)
+        assert len(await store.list_transactions(station_id="CP1")) == 3
+
+    async def test_a_late_started_within_an_ended_transaction_stays_in_it(
+            self, store: Store) -> None:
+        first = await store.record_event(event("Updated", "T-9", 1, 10, wh=50))
+        await store.record_event(event("Ended", "T-9", 2, 100, wh=400))
+        late = await store.record_event(event("Started", "T-9", 0, 5, wh=20, tag="A"))
+        tx = late.transaction
+        assert not late.created and tx.transaction_id == first.transaction.transaction_id
+        assert (tx.meter_start, tx.meter_stop, tx.seq_nos) == (50, 400, [[0, 2]])
+
+    # remote starts awaiting their transaction (OCPP 2.0.1 remoteStartId) ---------------------
+
+    async def test_a_remote_start_links_until_forgotten_or_expired(self, store: Store) -> None:
+        # times from now: a backend may drop expired links by the wall clock (a TTL index)
+        now = utcnow().replace(microsecond=0)
+
+        def later(seconds: int) -> datetime:
+            return now + timedelta(seconds=seconds)
+
+        await store.expect_remote_start("CP1", 7, "TAG", at=now, expires_at=later(100))
+        assert await store.remote_start_tag("CP1", 7, later(50)) == "TAG"
+        assert await store.remote_start_tag("CP2", 7, later(50)) is None  # another station's
+        assert await store.remote_start_tag("CP1", 8, later(50)) is None
+        assert await store.remote_start_tag("CP1", 7, later(100)) is None  # expired
+        await store.expect_remote_start("CP1", 7, "OTHER", at=now, expires_at=later(200))
+        assert await store.remote_start_tag("CP1", 7, later(150)) == "OTHER"  # replaced
+        await store.forget_remote_start("CP1", 7)
+        await store.forget_remote_start("CP1", 7)  # twice: no error
+        assert await store.remote_start_tag("CP1", 7, later(150)) is None
+
+    async def test_remote_starts_survive_reopening(self, store: Store) -> None:
+        now = utcnow()
+        await store.expect_remote_start("CP1", 9, "TAG", at=now,
+                                        expires_at=now + timedelta(days=1))
+        await store.close()
+        await store.open()
+        assert await store.remote_start_tag("CP1", 9, now) == "TAG"
 
 def event(event_type: str, tx_id: str, seq_no: int, seconds: float, *, wh: int | None = None,
           tag: str | None = None, station: str = "CP1",

@@ -13,7 +13,7 @@ import pytest_asyncio
 from csms.domain import SUPERSEDED, utcnow
 from csms.store.mongo import INDEXES, MongoStore, _meter_documents
 from csms.store.ports import Store, StoreError
-from tests.csms.store.contract import StoreContract, at, energy, frame, start
+from tests.csms.store.contract import StoreContract, at, energy, event, frame, start
 from tests.csms.store.report_contract import ReportStoreContract
 from tests.support.mongo import MongoDatabase, start_nx
 from tests.support.net import free_port
@@ -190,3 +190,23 @@ async def test_calls_fail_while_the_server_is_down_and_resume(tmp_path: Path) ->
     finally:
         await store.close()
         server.stop()
+
+
+async def test_a_supersede_moves_the_revision_an_event_writes_over(store: MongoStore) -> None:
+    """`record_event` writes a 2.0.1 transaction with the revision it read in the filter. A
+    supersede in between must move that revision, or an event read before it would write the
+    still-running transaction back over the stop."""
+    older = await store.record_event(event("Started", "T-OLD", 0, 0, wh=0))
+    key = {"transaction_id": older.transaction.transaction_id}
+    read = await store.db.transactions.find_one(key)  # an event's compare-and-set reads...
+    newer = await store.record_event(event("Started", "T-NEW", 0, 10, wh=0))
+    [stopped] = await store.supersede_transactions(newer.transaction)
+    assert stopped.stop_reason == SUPERSEDED
+    stale = await store.db.transactions.find_one_and_update(  # ...and writes after the stop
+        {"_id": read["_id"], "rev": read["rev"]}, {"$set": {"stop": None, "rev": read["rev"] + 1}})
+    assert stale is None
+    after = await store.get_transaction(older.transaction.transaction_id)
+    assert after is not None and after.stop_reason == SUPERSEDED
+    # and the next event of it applies to the stopped transaction: recorded, frozen
+    late = await store.record_event(event("Updated", "T-OLD", 1, 20, wh=500))
+    assert not late.transaction.active and late.transaction.stop_reason == SUPERSEDED

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 from ocpp.v16 import call as call16
+from ocpp.v201 import call as call201
 
 from csms.keys import HUB
 from tests.support.stations import station
@@ -245,3 +246,62 @@ async def test_a_2_0_1_transaction_has_exactly_the_fields_of_a_1_6_one(ws_url: s
     listed = await api(http_url, "/transactions?active=true")
     assert sorted(t["ocppVersion"] for t in listed) == ["1.6", "2.0.1"]
     assert {frozenset(t) for t in listed} == {frozenset(old.keys() - {"meterValues"})}
+
+
+async def test_a_no_authorization_token_gets_id_token_info_and_no_id_tag(
+        ws_url: str, http_url: str) -> None:
+    """OCPP 2.0.1 E01/E02: idTokenInfo is required in the answer whenever the request holds an
+    idToken, the empty one of type NoAuthorization (a free-vend station) included. It is no
+    driver's token: the transaction is recorded without an idTag, so nobody is billed."""
+    async with station201(ws_url, "CP-NOAUTH") as cp:
+        await cp.boot()
+        free = {"id_token": "", "type": "NoAuthorization"}
+        started = await cp.call(call201.TransactionEvent(
+            event_type="Started", timestamp="2026-11-22T10:00:00Z", trigger_reason="CablePluggedIn",
+            seq_no=0, transaction_info={"transaction_id": "na-1"},
+            evse={"id": 1, "connector_id": 1}, id_token=free))
+        assert started.id_token_info == {"status": "Accepted"}
+        authorized = await cp.call(call201.Authorize(id_token=free))
+        assert authorized.id_token_info == {"status": "Accepted"}
+        ended = await cp.call(call201.TransactionEvent(
+            event_type="Ended", timestamp="2026-11-22T10:30:00Z", trigger_reason="EVDeparted",
+            seq_no=1, transaction_info={"transaction_id": "na-1"}, id_token=free))
+        assert ended.id_token_info == {"status": "Accepted"}
+    tx = await transaction(http_url, "CP-NOAUTH", "na-1")
+    assert (tx["idTag"], tx["sessionId"], tx["stoppedAt"]) == (
+        "", None, "2026-11-22T10:30:00.000Z")
+
+
+async def test_a_transaction_id_reused_after_a_reboot_is_a_new_transaction(
+        ws_url: str, http_url: str) -> None:
+    """A station that counts its transaction ids from 1 again after a reboot (the spec forbids
+    it; stations do it): the new Started is stamped after the old transaction ended, so it
+    starts a new transaction under the same transactionId; a true late repeat of the old
+    Started changes nothing, and the old transaction keeps its totals."""
+    async with station201(ws_url, "CP-REUSE") as cp:
+        await cp.boot()
+        await cp.event("Started", "1", 0, timestamp="2026-11-22T10:00:00Z", wh=100,
+                       id_token="RFID-OLD")
+        await cp.event("Ended", "1", 1, timestamp="2026-11-22T10:30:00Z", wh=1100)
+    old = await transaction(http_url, "CP-REUSE", "1")
+    async with station201(ws_url, "CP-REUSE") as cp:  # rebooted: ids and seqNos from scratch
+        await cp.boot()
+        repeat = await cp.event("Started", "1", 0, timestamp="2026-11-22T10:00:00Z", wh=100,
+                                id_token="RFID-OLD", offline=True)
+        assert repeat.id_token_info == {"status": "Accepted"}
+        assert (await transaction(http_url, "CP-REUSE", "1"))["id"] == old["id"]
+        started = await cp.event("Started", "1", 0, timestamp="2026-11-22T12:00:00Z",
+                                 wh=5000, id_token="RFID-NEW")
+        assert started.id_token_info == {"status": "Accepted"}
+        await cp.event("Updated", "1", 1, timestamp="2026-11-22T12:10:00Z", wh=5600)
+        new = await transaction(http_url, "CP-REUSE", "1")
+        assert new["id"] != old["id"] and new["stoppedAt"] is None
+        assert (new["idTag"], new["meterStart"], new["energyWh"]) == ("RFID-NEW", 5000, 600)
+        await cp.event("Ended", "1", 2, timestamp="2026-11-22T12:20:00Z", wh=6000)
+    assert (await api(http_url, f"/transactions/{new['id']}"))["energyWh"] == 1000
+    kept = await api(http_url, f"/transactions/{old['id']}")
+    assert (kept["idTag"], kept["energyWh"], kept["stoppedAt"]) == (
+        "RFID-OLD", 1000, "2026-11-22T10:30:00.000Z")
+    listed = await api(http_url, "/transactions?stationId=CP-REUSE")
+    assert [(t["transactionId"], t["id"]) for t in listed] == [("1", new["id"]),
+                                                               ("1", old["id"])]
