@@ -33,6 +33,7 @@ test: $(TEST_STAMP)
 	bash scripts/ensure-compose.sh
 	bash scripts/ensure-nginx.sh
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-bench-node.sh
 	$(PY) -m ruff check csms billing web tests bench
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n auto
