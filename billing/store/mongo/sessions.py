@@ -293,7 +293,8 @@ class SessionCollection(BillingConnection):
         if not wanted:
             return 0
         query = {"$or": [{"op_moved_at": {"$gte": since}},
-                         {"op_moved_at": {"$exists": False}, "session.updated_at": {"$gte": since}}]}
+                         {"op_moved_at": {"$exists": False},
+                          "session.updated_at": {"$gte": since}}]}
         total = 0
         async for doc in self._coll(SESSIONS).find(query, {"ops": 1}):
             for op in (doc.get("ops") or {}).values():
