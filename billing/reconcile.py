@@ -127,8 +127,8 @@ class Reconciler:
             return
         op = await self.store.get_operation(key)
         if op is not None and op.status == OperationStatus.PENDING:
-            delay = self.release_backoff(job.attempts)
-            deferred = await self.store.defer_job(key, next_attempt_at=now + delay,
+            delay = self.release_backoff(job.attempts)  # counted from the attempt's end
+            deferred = await self.store.defer_job(key, next_attempt_at=utcnow() + delay,
                                                   error=op.error or "outcome unknown")
             if deferred is not None:
                 log.warning("session %s: VOID still unanswered after %d attempts; next try "
