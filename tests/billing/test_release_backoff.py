@@ -4,12 +4,13 @@ with each attempt recorded on the job the jobs page shows; it succeeds once the 
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.billing.flows import ops, ready_station, start_body
 from tests.billing.flows import open_env as open_flow_env
+from tests.billing.flows import ops, ready_station, start_body
 from tests.support.stations import station
 from tests.support.wait import eventually
 
@@ -57,7 +58,7 @@ async def test_a_given_up_void_is_retried_less_and_less_often_until_it_succeeds(
         gaps = [_gap(j) for j in deferred]
         assert len(gaps) >= 4, seen
         assert gaps[0] >= 0.09  # first: billing.reconcile_interval
-        for earlier, later in zip(gaps, gaps[1:], strict=False):
+        for earlier, later in itertools.pairwise(gaps):
             assert later >= min(earlier * 1.5, 0.7), gaps  # doubling up to the cap
         assert max(gaps) <= 0.8 + 0.01, gaps  # never more than billing.release_retry_max
         assert all(j["lastError"] for j in deferred)
