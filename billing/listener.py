@@ -97,7 +97,7 @@ class BillingListener(ChargingListener):
         linked = await payment.move_session(
             self.store, session.session_id, {S.AUTHORIZED, S.STARTING}, S.CHARGING,
             transaction_id=tx.transaction_id, meter_start=tx.meter_start,
-            charging_started_at=tx.started_at)
+            charging_started_at=tx.started_at, seen_started_at=utcnow())
         if linked is None:
             log.warning("session %s (%s) got StartTransaction %s: refused",
                         session.session_id, session.status, tx.transaction_id)
@@ -131,7 +131,7 @@ class BillingListener(ChargingListener):
             return "Blocked"
         await payment.move_session(self.store, sid, {S.PENDING_PAYMENT}, S.CHARGING,
                                    transaction_id=tx.transaction_id, meter_start=tx.meter_start,
-                                   charging_started_at=tx.started_at)
+                                   charging_started_at=tx.started_at, seen_started_at=utcnow())
         self.billed[tx.transaction_id] = sid
         return "Accepted"
 
@@ -144,8 +144,10 @@ class BillingListener(ChargingListener):
         if session is None or session.status not in RUNNING:
             return
         energy = sample.energy_wh
-        if self.settlement.plausibility.doubt(session_id, "meter_sample", energy,
-                                              session.charging_started_at, sample.at):
+        plausibility = self.settlement.plausibility
+        window = plausibility.window(session.charging_started_at, sample.at,
+                                     session.seen_started_at, utcnow())
+        if plausibility.doubt(session_id, "meter_sample", energy, window):
             # Not money owed: neither shown as the running cost nor a reason to stop (else
             # one forged frame ends a driver's charge); settlement judges the final reading.
             return

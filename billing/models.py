@@ -139,6 +139,13 @@ class Session:
     stop_last_attempt_at: datetime | None = None
     stop_last_error: str | None = None  # of the last attempt; None when it was accepted
     stop_next_at: datetime | None = None  # when the sweep sends it again
+    # when billing received the transaction's start and stop from the station (our clock, not
+    # the station's): plausibility judges energy by the tighter of the two windows
+    seen_started_at: datetime | None = None
+    seen_stopped_at: datetime | None = None
+    # REVIEW: past this the reconciliation sweep settles the session itself (before the
+    # gateway lets the card hold expire), by `Settlement.review_expired`'s rule
+    review_due_at: datetime | None = None
     version: int = 0  # bumped by every write: the compare-and-set token of the session
 
     @property

@@ -17,6 +17,7 @@ from billing.ledger import Ledger, Request, key_for, retry_of
 from billing.listener import BillingListener
 from billing.models import (
     JobKind,
+    JobStatus,
     Method,
     Operation,
     OperationStatus,
@@ -82,8 +83,9 @@ class Reconciler:
                 await self._untracked_charge(session)
             elif session.payment_status in (P.AUTHORIZED, P.PAID, P.PARTIALLY_REFUNDED) or \
                     unconfirmed_pix(session):
-                await self.settlement.release(session)
+                await self._release(session)
         await self._unpaid_pix()
+        await self._expired_reviews()
         if self.terminal is not None:  # card reads whose hint never came
             await self.terminal.reconcile()
 
@@ -108,6 +110,51 @@ class Reconciler:
                     energy_wh=tx.energy_wh, started_at=tx.started_at,
                     stopped_at=tx.stopped_at, reason=tx.stop_reason, changed=False))
             await self.settlement.settle(session.session_id)
+
+    async def _release(self, session: Session) -> None:
+        """Release an ended session's money again, unless its VOID is in the hands of a job
+        (still retrying it) or a job gave up on it and its backoff is not over. A VOID whose
+        outcome stays unknown after a job gave up is sent again by this sweep at growing
+        intervals, kept on that FAILED job (`defer_job`: attempts, next attempt, last error,
+        as the jobs page shows them); once it succeeds the job is run once more and ends DONE."""
+        key = key_for(session.session_id, OpT.VOID)
+        job = await self.store.get_job(key)
+        now = utcnow()
+        if job is not None and (job.status != JobStatus.FAILED or job.next_attempt_at > now):
+            return
+        await self.settlement.release(session)
+        if job is None:
+            return
+        op = await self.store.get_operation(key)
+        if op is not None and op.status == OperationStatus.PENDING:
+            delay = self.release_backoff(job.attempts)  # counted from the attempt's end
+            deferred = await self.store.defer_job(key, next_attempt_at=utcnow() + delay,
+                                                  error=op.error or "outcome unknown")
+            if deferred is not None:
+                log.warning("session %s: VOID still unanswered after %d attempts; next try "
+                            "in %.0f s", session.session_id, deferred.attempts,
+                            delay.total_seconds())
+        elif op is not None and op.status == OperationStatus.SUCCEEDED:
+            # the job runs once more, finds it done and ends DONE (off the jobs page)
+            await self.store.retry_job(key, now)
+
+    def release_backoff(self, attempts: int) -> timedelta:
+        """The wait before the sweep sends a given-up VOID again: the sweep's interval,
+        doubling with every attempt past the job's own, up to `billing.release_retry_max`."""
+        billing = self.settings.billing
+        extra = max(attempts - self.settings.tasks.max_attempts, 0)
+        delay = billing.reconcile_interval * 2 ** min(extra, 30)
+        return timedelta(seconds=min(delay, billing.release_retry_max))
+
+    async def _expired_reviews(self) -> None:
+        """Sessions in REVIEW past their deadline are settled before the hold lapses."""
+        for session in await self.store.list_sessions(statuses={S.REVIEW}, limit=1000):
+            if self.settlement.review_due(session) <= utcnow():
+                try:
+                    await self.settlement.review_expired(session.session_id)
+                except Exception:
+                    log.exception("session %s: settling an expired review failed",
+                                  session.session_id)
 
     async def _interrupted_starts(self, stale: datetime) -> None:
         """A start cut short (a crash or a shutdown between reserving the money and

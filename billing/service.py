@@ -7,6 +7,8 @@ all moving money through one `ledger` and every status through `billing.payment`
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from prometheus_client import CollectorRegistry
 
 from billing.errors import BillingError
@@ -41,8 +43,11 @@ class BillingService:
         self.store = store
         self.ledger = ledger
         self.refunds = Refunds(store, jobs)
-        self.plausibility = Plausibility(settings.billing.max_power_kw, registry)
-        self.settlement = Settlement(store, ledger, self.refunds, jobs, self.plausibility)
+        self.plausibility = Plausibility(
+            settings.billing.max_power_kw, registry,
+            timedelta(seconds=settings.billing.receive_time_slack))
+        self.settlement = Settlement(store, ledger, self.refunds, jobs, self.plausibility,
+                                     timedelta(hours=settings.billing.review_deadline_hours))
         self.stops = Stops(settings, store, stations, tasks)
         self.sessions = Sessions(settings, store, charging, ledger, self.settlement, stations,
                                  self.stops, tasks)

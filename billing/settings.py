@@ -89,6 +89,9 @@ class BillingSettings(Section):
     pix_expires_in: int = Field(900, gt=0)  # seconds a PIX QR code stays payable
     gateway_attempts: int = Field(3, ge=1)  # tries of a gateway call inside one request
     reconcile_interval: float = Field(30, gt=0)  # seconds between reconciliation sweeps
+    # A VOID whose job gave up (the gateway kept failing) is sent again by the sweep after
+    # reconcile_interval seconds, doubling per attempt up to this many seconds.
+    release_retry_max: float = Field(3600, gt=0)
     # A stop not yet followed by the station's StopTransaction is sent again after this many
     # seconds, doubling per attempt up to stop_retry_max_interval (and at once on reconnect).
     stop_retry_interval: float = Field(30, gt=0)
@@ -96,6 +99,14 @@ class BillingSettings(Section):
     # The most a connector delivers (kW): energy implying more over the elapsed time is not
     # captured (the session waits in REVIEW) and does not count for the budget guard.
     max_power_kw: Decimal = Field(Decimal(350), gt=0)
+    # Seconds added to our own receive window (first to last frame of a transaction) before
+    # it bounds the station's clock: frames a station queued or the network delayed.
+    receive_time_slack: float = Field(600, ge=0)
+    # Hours a session waits in REVIEW for an operator. Then the reconciliation sweep settles
+    # it by itself (the plausible part: `billing.settlement.Settlement.review_expired`), well
+    # before the gateway lets the card hold lapse (Pagar.me: 5 days for API authorisations,
+    # 4 for some Visa ones).
+    review_deadline_hours: float = Field(48, gt=0, le=96)
 
 
 class MailSettings(Section):

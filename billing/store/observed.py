@@ -22,6 +22,7 @@ WRITES = frozenset({
     "create_session", "transition_session", "update_session", "transition_payment",
     "begin_operation", "finish_operation", "settle_operation", "reopen_operation",
     "add_job", "claim_job", "reschedule_job", "complete_job", "fail_job", "retry_job",
+    "defer_job",
     "create_receipt", "mark_receipt_emailed",
 })
 

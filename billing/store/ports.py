@@ -63,6 +63,11 @@ class SessionStore(Protocol):
 
     async def session_by_charge(self, charge_id: str) -> Session | None: ...
 
+    async def sessions_by_transactions(self, transaction_ids: Collection[int],
+                                       ) -> dict[int, Session]:
+        """The newest session bound to each of these OCPP transaction ids, in one read (ids
+        without a session are left out): a list of transactions costs one lookup."""
+
     async def list_sessions(
         self,
         *,
@@ -165,6 +170,10 @@ class LedgerStore(Protocol):
     async def pending_operations(self, older_than: datetime | None = None) -> list[Operation]:
         """Operations whose gateway outcome is unknown (for reconciliation)."""
 
+    async def succeeded_total(self, types: Collection[OperationType], since: datetime) -> int:
+        """Cents of every SUCCEEDED operation of `types` finished at or after `since`, over
+        all sessions, in one aggregate read (the dashboard's money tiles)."""
+
     async def reopen_operation(self, idempotency_key: str, *, at_version: int | None = None,
                                ) -> Operation | None:
         """An operator retry: FAILED -> PENDING (error kept until the next outcome), bumping the
@@ -204,6 +213,12 @@ class JobStore(Protocol):
 
     async def retry_job(self, job_id: str, now: datetime) -> Job | None:
         """An operator retry: FAILED -> PENDING, attempts 0, next_attempt_at = now."""
+
+    async def defer_job(self, job_id: str, *, next_attempt_at: datetime, error: str,
+                        ) -> Job | None:
+        """A FAILED job the reconciliation sweep tried again without success: it stays FAILED
+        with attempts + 1, last_error and next_attempt_at (when the sweep may try again: its
+        backoff). None when the job is not FAILED."""
 
     async def due_jobs(self, now: datetime, limit: int = 100) -> list[Job]:
         """Jobs the sweeper must (re-)enqueue: PENDING with next_attempt_at <= now whose lease

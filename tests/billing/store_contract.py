@@ -328,6 +328,32 @@ class BillingStoreContract:
         assert await store.session_by_transaction(19) is None
         assert await store.session_by_charge("ch_c") is None
 
+    async def test_sessions_by_transactions_in_one_call(self, store: BillingStore) -> None:
+        await add(store, 1)
+        await add(store, 2)
+        await add(store, 3)
+        await store.update_session("S1", transaction_id=17)
+        await store.update_session("S2", transaction_id=18)
+        await store.update_session("S3", transaction_id=17)  # newer session of the same id
+        found = await store.sessions_by_transactions([17, 18, 19, 18])
+        assert {tx: s.session_id for tx, s in found.items()} == {17: "S3", 18: "S2"}
+        assert found[18] == await store.get_session("S2")
+        assert await store.sessions_by_transactions([]) == {}
+        many = await store.sessions_by_transactions(range(1, 1200))  # past SQLite's limits
+        assert sorted(many) == [17, 18]
+
+    async def test_receive_times_and_review_deadline_round_trip(self, store: BillingStore,
+                                                               ) -> None:
+        await add(store, 1)
+        moved = await store.update_session("S1", seen_started_at=at(1), seen_stopped_at=at(61),
+                                           review_due_at=at(3600))
+        assert moved is not None
+        got = await store.get_session("S1")
+        assert got is not None
+        assert (got.seen_started_at, got.seen_stopped_at, got.review_due_at) == (
+            at(1), at(61), at(3600))
+        assert_utc(got.review_due_at)
+
     async def test_list_sessions_newest_first_with_filters(self, store: BillingStore) -> None:
         await add(store, 3, station_id="CP1", status=S.CHARGING)
         await add(store, 1, station_id="CP2", status=S.COMPLETED)
@@ -826,6 +852,27 @@ class BillingStoreContract:
 
     # saved cards --------------------------------------------------------------------------------
 
+    async def test_succeeded_total_sums_the_ledger_since(self, store: BillingStore) -> None:
+        await add(store, 1)
+        await add(store, 2)
+        await store.begin_operation("S1", Op.AUTHORIZE, 5000, "S1:AUTHORIZE")
+        await store.finish_operation("S1:AUTHORIZE", OperationStatus.SUCCEEDED)
+        since = datetime.now(UTC)
+        await asyncio.sleep(0.01)
+        assert await store.succeeded_total({Op.AUTHORIZE}, since) == 0  # finished before
+        await store.begin_operation("S1", Op.CAPTURE, 1200, "S1:CAPTURE")
+        await store.finish_operation("S1:CAPTURE", OperationStatus.SUCCEEDED)
+        await store.begin_operation("S2", Op.AUTHORIZE, 3000, "S2:AUTHORIZE")
+        await store.finish_operation("S2:AUTHORIZE", OperationStatus.SUCCEEDED)
+        await store.begin_operation("S2", Op.CAPTURE, 700, "S2:CAPTURE")  # still PENDING
+        await store.begin_operation("S2", Op.REFUND, 100, "S2:REFUND:1")
+        await store.finish_operation("S2:REFUND:1", OperationStatus.FAILED, error="no")
+        assert await store.succeeded_total({Op.CAPTURE}, since) == 1200
+        assert await store.succeeded_total({Op.AUTHORIZE, Op.CHARGE}, since) == 3000
+        assert await store.succeeded_total({Op.REFUND}, since) == 0
+        assert await store.succeeded_total(set(), since) == 0
+        assert await store.succeeded_total({Op.CAPTURE}, datetime.now(UTC) + timedelta(1)) == 0
+
     async def test_saved_cards_upsert(self, store: BillingStore) -> None:
         assert await store.saved_card("RFID1") is None
         card = SavedCard("RFID1", "card_1", "a@example.com", "12345678909", at(1))
@@ -1022,6 +1069,20 @@ class BillingStoreContract:
         assert retried.last_error == "card expired"  # kept until the next outcome
         assert await store.retry_job("S1:REFUND", at(600)) is None  # pending now
         assert await store.claim_job("S1:REFUND", at(500), at(530)) is not None
+
+    async def test_defer_job_keeps_a_failed_job_failed(self, store: BillingStore) -> None:
+        await store.add_job(make_job(attempts=2))
+        assert await store.defer_job("S1:REFUND", next_attempt_at=at(60), error="x") is None
+        await store.claim_job("S1:REFUND", at(0), at(30))
+        await store.fail_job("S1:REFUND", "gateway down")
+        deferred = await store.defer_job("S1:REFUND", next_attempt_at=at(120), error="still")
+        assert deferred is not None
+        assert (deferred.status, deferred.attempts, deferred.last_error) == (J.FAILED, 4, "still")
+        assert deferred.next_attempt_at == at(120)
+        assert await store.due_jobs(at(1000)) == []  # the outbox sweeper leaves it alone
+        assert await store.get_job("S1:REFUND") == deferred
+        retried = await store.retry_job("S1:REFUND", at(200))  # an operator may still retry
+        assert retried is not None and retried.status is J.PENDING
 
     async def test_due_jobs_selection_and_order(self, store: BillingStore) -> None:
         jobs = [

@@ -13,6 +13,7 @@ from tests.billing.flows import (
     Env,
     charge,
     hijacked,
+    meter,
     ops,
     paid_pix_charging,
     ready_station,
@@ -93,13 +94,37 @@ async def test_a_reviewed_pix_session_keeps_the_payment_until_the_operator_decid
     assert (done["payment"]["capturedAmount"], done["payment"]["refundedAmount"]) == (1200, 3800)
 
 
-async def test_plausible_energy_is_captured_as_before(env: Env) -> None:
+async def test_plausible_energy_is_captured_as_before(tmp_path: Path, aiohttp_server: Any,
+                                                      ) -> None:
+    # the test sends its frames within milliseconds; a real station took the 30 minutes its
+    # clock says, so our receive window (plus this slack) does not bound it
+    async with open_flow_env("sandbox", tmp_path, aiohttp_server,
+                             {"CSMS_BILLING__RECEIVE_TIME_SLACK": "3600"}) as env:
+        async with station(env.ws_url, "EVSE-001") as cp:
+            await ready_station(env, cp)
+            _, started = await env.post("/charge/start", start_body())
+            sid = started["sessionId"]
+            tx_id = await charge(env, cp, sid)
+            # 175 kWh in 30 minutes is 350 kW: the most a connector may deliver, not more
+            await cp.call(stop_at(tx_id, 175_000, "2026-11-22T10:30:00Z"))
+        done = await env.wait_session(sid, "COMPLETED", "CAPTURED")
+    assert done["payment"]["capturedAmount"] == 5000
+
+
+async def test_a_station_clock_running_fast_cannot_stretch_the_time(env: Env) -> None:
+    """The station's clock says two hours passed; we received its start and its stop a moment
+    apart. 100 kWh is plausible in two hours (700 kWh at 350 kW), not in the ten minutes of
+    slack our own receive window allows (58.3 kWh): the session waits for review."""
     async with station(env.ws_url, "EVSE-001") as cp:
         await ready_station(env, cp)
         _, started = await env.post("/charge/start", start_body())
         sid = started["sessionId"]
-        tx_id = await charge(env, cp, sid)
-        # 175 kWh in 30 minutes is 350 kW: the most a connector may deliver, not more
-        await cp.call(stop_at(tx_id, 175_000, "2026-11-22T10:30:00Z"))
-    done = await env.wait_session(sid, "COMPLETED", "CAPTURED")
-    assert done["payment"]["capturedAmount"] == 5000
+        tx_id = await charge(env, cp, sid)  # stamped 10:00:00 by the station
+        await cp.call(meter(tx_id, 70_000, "2026-11-22T11:00:00Z"))
+        running = await env.session(sid)
+        assert running["energyWh"] == 0  # not believed as the running cost either
+        await cp.call(stop_at(tx_id, 100_000, "2026-11-22T12:00:00Z"))
+    body = await env.wait_session(sid, "REVIEW")
+    assert body["payment"]["status"] == "AUTHORIZED" and body["payment"]["capturedAmount"] == 0
+    assert "implausible energy: 100000 Wh in 6" in body["reason"]  # judged on ~600 s, not 7200
+    assert body["reviewDueAt"] is not None

@@ -109,7 +109,7 @@ async def test_upgrades_a_v1_database(tmp_path: Path) -> None:
     store = SqliteBillingStore(str(path))
     await store.open()
     try:
-        assert _version(path) == str(SCHEMA_VERSION) == "7"
+        assert _version(path) == str(SCHEMA_VERSION) == "8"
         assert _tables(path) == _tables(fresh)
         session = await store.get_session("S1")
         assert session is not None and session.captured_amount == 1200

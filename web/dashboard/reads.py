@@ -12,8 +12,8 @@ from csms.domain import Transaction
 from csms.keys import STORE
 from web.driver.routes import SessionView, session_view
 from web.keys import BILLING
-from web.operator.routes import session_of as session_of_transaction
 from web.operator.routes import station_view
+from web.operator.routes import transaction_views as operator_transaction_views
 from web.operator.views import StationView, TransactionView
 
 
@@ -43,7 +43,7 @@ async def transactions(request: web.Request, station_id: str | None = None,
 
 async def transaction_views(request: web.Request,
                             found: list[Transaction]) -> list[TransactionView]:
-    return [TransactionView.of(tx, await session_of_transaction(request, tx)) for tx in found]
+    return await operator_transaction_views(request, found)
 
 
 async def find_transaction(request: web.Request, key: str,

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from billing.gateways.wallets import WalletTokenError, parse_wallet_token
-from billing.models import Method, Operation, Session
+from billing.models import Method, Operation, Session, SessionStatus
 from billing.money import PriceAmount
 from billing.service import BillingError, BillingService, StartRequest
 from csms.domain import isoformat
@@ -154,6 +154,12 @@ class SessionView(BaseModel):
     receiptUrl: str | None
     stopRequest: StopRequestView | None = Field(
         None, description="The stop asked for this session, null while nobody asked")
+    reason: str | None = Field(
+        None, description="Why the session ended as it did, or waits in REVIEW (and how an "
+        "expired review was settled)")
+    reviewDueAt: str | None = Field(
+        None, description="REVIEW: when the session is settled without an operator "
+        "(billing.review_deadline_hours after it stopped)")
 
 
 class ChargeStopResponse(BaseModel):
@@ -175,6 +181,9 @@ def session_view(session: Session, operations: list[Operation]) -> SessionView:
                                       error=op.error) for op in operations]),
         receiptUrl=session.receipt_url,
         stopRequest=stop_request_view(session),
+        reason=session.failure_reason,
+        reviewDueAt=isoformat(session.review_due_at)
+        if session.status == SessionStatus.REVIEW else None,
     )
 
 

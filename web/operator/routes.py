@@ -81,6 +81,15 @@ async def session_of(request: web.Request, tx: Transaction) -> str | None:
     return session.session_id if session else None
 
 
+async def transaction_views(request: web.Request,
+                            transactions: list[Transaction]) -> list[TransactionView]:
+    """A list of transactions with billing's session of each, read in one store call."""
+    sessions = await request.config_dict[BILLING].store.sessions_by_transactions(
+        [tx.transaction_id for tx in transactions])
+    return [TransactionView.of(tx, s.session_id if (s := sessions.get(tx.transaction_id))
+                               else None) for tx in transactions]
+
+
 def station_view(request: web.Request, station: Station) -> StationView:
     """The read model of a stored station: live status, effective security profile."""
     app = request.config_dict
@@ -270,8 +279,8 @@ async def list_transactions(request: web.Request) -> web.Response:
             from None
     transactions = await request.config_dict[STORE].list_transactions(
         station_id=request.query.get("stationId") or None, active=active, limit=limit)
-    return web.json_response([TransactionView.of(tx, await session_of(request, tx)).model_dump()
-                              for tx in transactions])
+    return web.json_response([view.model_dump()
+                              for view in await transaction_views(request, transactions)])
 
 
 @routes.get("/transactions/{transaction_id}", name="transaction")

@@ -51,6 +51,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("created_at", DESCENDING), ("oid", DESCENDING)], name="newest"),
         IndexModel([("station_id", ASCENDING), ("created_at", DESCENDING)], name="by_station"),
         IndexModel([("pending", ASCENDING)], name="pending"),  # pending_operations
+        IndexModel([("op_moved_at", ASCENDING)], name="op_moved"),  # succeeded_total
     ],
     JOBS: [
         # due_jobs: by status and due time; list_jobs(session_id) newest first
@@ -118,7 +119,10 @@ def session_fields(session: Session, ops: dict[str, Document]) -> Document:
             "payment_status": session.payment_status.value, "id_tag": session.id_tag,
             "station_id": session.station_id, "transaction_id": session.transaction_id,
             "charge_id": session.charge_id,
-            "pending": sum(op["status"] == OperationStatus.PENDING.value for op in ops.values())}
+            "pending": sum(op["status"] == OperationStatus.PENDING.value for op in ops.values()),
+            # when the ledger last changed (computed here: nx-27017 returns $max of dates as
+            # strings), so the money tiles read only sessions whose ledger moved since then
+            "op_moved_at": max((op["updated_at"] for op in ops.values()), default=None)}
 
 
 def op_doc(op: Operation) -> Document:

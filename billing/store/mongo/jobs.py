@@ -108,6 +108,17 @@ class JobCollection(BillingConnection):
 
         return await self._job_move(job_id, move)
 
+    async def defer_job(self, job_id: str, *, next_attempt_at: datetime, error: str,
+                        ) -> Job | None:
+        def move(job: Job) -> Job | None:
+            if job.status is not JobStatus.FAILED:
+                return None
+            job.attempts, job.last_error = job.attempts + 1, error
+            job.next_attempt_at = next_attempt_at
+            return job
+
+        return await self._job_move(job_id, move)
+
     async def due_jobs(self, now: datetime, limit: int = 100) -> list[Job]:
         if limit <= 0:
             return []

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from billing.models import Operation, OperationStatus, OperationType, PaymentStatus, Session
@@ -31,7 +32,7 @@ from billing.store.mongo.base import (
     session_from,
 )
 from billing.store.values import DuplicateSession, check_session_changes, check_session_value
-from csms.store.mongo_support import Document, compare_and_set, insert_once
+from csms.store.mongo_support import Document, compare_and_set, insert_once, utc_req
 
 # (session, ops) -> (session, ops) to write, or None: nothing to write
 Move = Callable[[Session, dict[str, Document]], tuple[Session, dict[str, Document]] | None]
@@ -89,6 +90,20 @@ class SessionCollection(BillingConnection):
 
     async def session_by_charge(self, charge_id: str) -> Session | None:
         return await self._newest_session({"charge_id": charge_id})
+
+    async def sessions_by_transactions(self, transaction_ids: Collection[int],
+                                       ) -> dict[int, Session]:
+        wanted = sorted({int(t) for t in transaction_ids})
+        if not wanted:
+            return {}
+        found: dict[int, Session] = {}
+        cursor = self._coll(SESSIONS).find({"transaction_id": {"$in": wanted}}).sort(
+            [("created_at", ASCENDING), ("oid", ASCENDING)])
+        async for doc in cursor:  # oldest first: the newest of a transaction wins
+            session = session_from(doc)
+            assert session.transaction_id is not None
+            found[session.transaction_id] = session
+        return found
 
     async def list_sessions(self, *, statuses: Collection[S] | None = None,
                             station_id: str | None = None, limit: int = 100) -> list[Session]:
@@ -269,6 +284,24 @@ class SessionCollection(BillingConnection):
         doc = await self._coll(SESSIONS).find_one({"_id": session_id}, {"ops": 1})
         ops = [op_from(session_id, op) for op in ((doc or {}).get("ops") or {}).values()]
         return sorted(ops, key=lambda op: op.seq)
+
+    async def succeeded_total(self, types: Collection[OperationType], since: datetime) -> int:
+        """One find over the sessions whose ledger moved since `since` (index op_moved; a
+        document written before that copy existed is read when the session changed since),
+        summed here: the ledger is a map inside each session's document."""
+        wanted = {OperationType(t).value for t in types}
+        if not wanted:
+            return 0
+        query = {"$or": [{"op_moved_at": {"$gte": since}},
+                         {"op_moved_at": {"$exists": False},
+                          "session.updated_at": {"$gte": since}}]}
+        total = 0
+        async for doc in self._coll(SESSIONS).find(query, {"ops": 1}):
+            for op in (doc.get("ops") or {}).values():
+                if op["type"] in wanted and op["status"] == OperationStatus.SUCCEEDED.value \
+                        and utc_req(op["updated_at"]) >= since:
+                    total += op["amount"]
+        return total
 
     async def pending_operations(self, older_than: datetime | None = None) -> list[Operation]:
         found: list[Operation] = []

@@ -149,6 +149,18 @@ class JobTable(SqliteConnection):
             [],
         )
 
+    async def defer_job(self, job_id: str, *, next_attempt_at: datetime, error: str,
+                        ) -> Job | None:
+        """FAILED stays FAILED: attempts + 1, last_error, next_attempt_at (the sweep's
+        backoff)."""
+        return await self._job_cas(
+            job_id,
+            "attempts = attempts + 1, last_error = ?, next_attempt_at = ?",
+            [error, ts(next_attempt_at)],
+            "status = 'FAILED'",
+            [],
+        )
+
     async def due_jobs(self, now: datetime, limit: int = 100) -> list[Job]:
         """PENDING with next_attempt_at <= now and no live lease, and RUNNING with an expired
         (or missing) lease; a lease is expired when lease_until <= now. Oldest next_attempt_at

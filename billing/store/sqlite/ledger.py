@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -194,6 +195,16 @@ class LedgerTable(SqliteConnection):
             return [_operation(row) for row in conn.execute(sql, params).fetchall()]
 
         return await self._read(op)
+
+    async def succeeded_total(self, types: Collection[OperationType], since: datetime) -> int:
+        """One SUM over the ledger (index billing_operations_settled)."""
+        wanted = [OperationType(t).value for t in types]
+        if not wanted:
+            return 0
+        sql = ("SELECT COALESCE(SUM(amount), 0) FROM billing_operations WHERE status = ?"
+               f" AND updated_at >= ? AND type IN ({', '.join('?' for _ in wanted)})")
+        params = [OperationStatus.SUCCEEDED.value, ts(since), *wanted]
+        return int(await self._read(lambda conn: conn.execute(sql, params).fetchone()[0]))
 
     async def reopen_operation(
         self, idempotency_key: str, *, at_version: int | None = None

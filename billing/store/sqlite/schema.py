@@ -11,7 +11,7 @@ from csms.store.ports import StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 _SCHEMA_V1 = [
@@ -217,6 +217,10 @@ _SCHEMA_V7 = [
     "CREATE INDEX IF NOT EXISTS billing_terminal_requests_pending"
     " ON billing_terminal_requests (created_at) WHERE status = 'PENDING'",
 ]
+# v8: our own receive times of a transaction's start and stop (plausibility), and the REVIEW
+# deadline. A session left in REVIEW by an older build gets its deadline from the sweep.
+_V8_SESSION_COLUMNS = {"seen_started_at": "TEXT", "seen_stopped_at": "TEXT",
+                       "review_due_at": "TEXT"}
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
@@ -231,6 +235,9 @@ _MIGRATIONS: dict[int, list[Migration]] = {
     5: [_add_columns("billing_operations", _V5_OPERATION_COLUMNS)],
     6: [_add_columns("billing_sessions", _V6_SESSION_COLUMNS)],
     7: [_add_columns("billing_sessions", _V7_SESSION_COLUMNS), *_SCHEMA_V7],
+    8: [_add_columns("billing_sessions", _V8_SESSION_COLUMNS),
+        "CREATE INDEX IF NOT EXISTS billing_operations_settled"
+        " ON billing_operations (status, updated_at)"],
 }
 
 RECEIPT_COUNTER = "receipt_number"

@@ -65,6 +65,29 @@ class SessionTable(SqliteConnection):
         """The newest session holding this gateway charge id."""
         return await self._read(lambda conn: _load_session(conn, "charge_id = ?", (charge_id,)))
 
+    async def sessions_by_transactions(self, transaction_ids: Collection[int],
+                                       ) -> dict[int, Session]:
+        """The newest session of each transaction id, in one SELECT."""
+        wanted = sorted({int(t) for t in transaction_ids})
+        if not wanted:
+            return {}
+
+        def op(conn: sqlite3.Connection) -> dict[int, Session]:
+            found: dict[int, Session] = {}
+            for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+                part = wanted[start:start + 500]
+                rows = conn.execute(
+                    f"SELECT {_SESSION_COLUMNS} FROM billing_sessions WHERE transaction_id IN"
+                    f" ({', '.join('?' for _ in part)}) ORDER BY created_at, rowid", part,
+                ).fetchall()
+                for row in rows:  # oldest first: the newest of a transaction wins
+                    session = _session(row)
+                    assert session.transaction_id is not None
+                    found[session.transaction_id] = session
+            return found
+
+        return await self._read(op)
+
     async def list_sessions(
         self,
         *,
