@@ -18,6 +18,7 @@ from billing.service import BillingError, BillingService
 from csms.domain import isoformat
 from web.apidoc import documented
 from web.bodies import parse_body
+from web.charge_requests import billing_refusal, check_hold_amount
 from web.credentials import same_secret
 from web.errors import ApiError
 from web.keys import BILLING, SETTINGS
@@ -82,11 +83,6 @@ def _check_terminal_key(request: web.Request) -> None:
                                 'ApiKey realm="terminal", header="X-Api-Key"'})
 
 
-def _refusal(exc: BillingError) -> ApiError:
-    extra = {"sessionId": exc.session_id} if exc.session_id else {}
-    return ApiError(exc.status, exc.code, exc.message, **extra)
-
-
 @routes.post("/terminal/start", name="terminal_start")
 @documented("Hold `amount` on the card the station's terminal reads; the connector is started "
             "once the card is approved (follow the session at GET /charge/{sessionId})",
@@ -95,16 +91,13 @@ def _refusal(exc: BillingError) -> ApiError:
 async def terminal_start(request: web.Request) -> web.Response:
     _check_terminal_key(request)
     body = await parse_body(request, TerminalStartRequest)
-    max_hold = request.config_dict[SETTINGS].billing.max_hold
-    if body.amount > max_hold:
-        raise ApiError(422, "invalid_request", f"amount: at most {max_hold} cents",
-                       field="amount")
+    check_hold_amount(request, body.amount)
     service: BillingService = request.config_dict[BILLING]
     try:
         session = await service.terminal.start(body.chargePointId, body.connectorId,
                                                body.amount)
     except BillingError as exc:
-        raise _refusal(exc) from None
+        raise billing_refusal(exc) from None
     return web.json_response(TerminalStarted(success=True, sessionId=session.session_id)
                              .model_dump(), status=202)
 
@@ -121,7 +114,7 @@ async def terminal_stop(request: web.Request) -> web.Response:
     try:
         stop = await service.terminal.request_stop(body.chargePointId, body.connectorId)
     except BillingError as exc:
-        raise _refusal(exc) from None
+        raise billing_refusal(exc) from None
     return web.json_response(TerminalStopAccepted(success=True, requestId=stop.request_id)
                              .model_dump(), status=202)
 
@@ -136,5 +129,5 @@ async def terminal_request(request: web.Request) -> web.Response:
     try:
         stop = await service.terminal.get_request(request.match_info["request_id"])
     except BillingError as exc:
-        raise _refusal(exc) from None
+        raise billing_refusal(exc) from None
     return web.json_response(TerminalRequestView.of(stop).model_dump())

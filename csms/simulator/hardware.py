@@ -1,8 +1,10 @@
 """What every simulated station shares, whatever OCPP version it speaks: the counted websocket,
-timed calls, and an energy meter that a car draws from."""
+timed calls, an energy meter that a car draws from, and the loop that runs a booted station."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import time
 from datetime import UTC, datetime
@@ -42,10 +44,18 @@ class CountingConnection:
 
 
 class Hardware:
-    """Mixed into a version's `ChargePoint` subclass (which provides `id` and `call`)."""
+    """Mixed into a version's `ChargePoint` subclass (which provides `id` and `call`).
+
+    The subclass speaks its OCPP version through the hooks below; `charge_until` drives them.
+    """
 
     id: str
     call: Any
+    transaction_id: Any
+    # Set by the subclass's handlers of server calls, acted on by `charge_until`.
+    wake: asyncio.Event
+    stop_requested: str | None  # stop reason
+    triggered: list[str]  # messages a TriggerMessage asked for
 
     def init_hardware(self, station_id: str, config: SimulationConfig, stats: Stats) -> None:
         self.config = config
@@ -101,3 +111,68 @@ class Hardware:
         self.meter_wh += min(self.room_wh, power * max(0.0, now - self.last_sample_at) / 3600)
         self.last_sample_at = now
         return power
+
+    async def charge_until(self, end_at: float, heartbeat_interval: float) -> None:
+        """Act on server calls, send meter values while charging, stop when the car is full and
+        heartbeat, sleeping between these until something is due or loop time `end_at`."""
+        loop = asyncio.get_running_loop()
+        interval = self.config.meter_interval
+        next_meter = loop.time() + interval
+        next_heartbeat = loop.time() + heartbeat_interval
+        while True:
+            self.wake.clear()
+            if loop.time() >= end_at:
+                break
+            if self.stop_requested is not None:
+                reason, self.stop_requested = self.stop_requested, None
+                await self.end_transaction(reason)
+            if await self.begin_requested_transaction():
+                next_meter = loop.time() + interval
+            await self.send_queued()
+            if self.transaction_id is not None and loop.time() >= next_meter:
+                await self.send_meter_values()
+                next_meter += interval
+                if next_meter <= loop.time():  # fell behind: skip, don't burst
+                    next_meter = loop.time() + interval
+            if self.transaction_id is not None and self.room_wh <= 0:
+                await self.car_full()
+                continue
+            if loop.time() >= next_heartbeat:
+                await self.send_heartbeat()
+                next_heartbeat = loop.time() + heartbeat_interval
+            wake_at = min(end_at, next_heartbeat)
+            if self.transaction_id is not None:
+                full_at = self.last_sample_at + self.room_wh / max(self.power_w, 1) * 3600
+                wake_at = min(wake_at, next_meter, full_at + loop.time() - time.monotonic())
+            delay = wake_at - loop.time()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self.wake.wait()
+
+    async def send_queued(self) -> None:
+        """Send what server calls queued for after their answer: triggered messages."""
+        while self.triggered:
+            await self.send_triggered(self.triggered.pop(0))
+
+    # hooks each OCPP version provides ---------------------------------------------------------
+
+    async def begin_requested_transaction(self) -> bool:
+        """Begin the transaction a remote start asked for, if any; True if one was tried."""
+        raise NotImplementedError
+
+    async def end_transaction(self, reason: str) -> None:
+        raise NotImplementedError
+
+    async def send_triggered(self, message: str) -> None:
+        raise NotImplementedError
+
+    async def send_meter_values(self) -> None:
+        raise NotImplementedError
+
+    async def send_heartbeat(self) -> None:
+        raise NotImplementedError
+
+    async def car_full(self) -> None:
+        """The car stops drawing; the station ends the transaction as its version does."""
+        raise NotImplementedError

@@ -6,7 +6,6 @@ runs either over a websocket."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -217,9 +216,21 @@ class SimulatedChargePoint(Hardware, ChargePoint):
                  f"{(meter_stop - self.meter_start) / 1000:.3f} kWh")
         await self.send_status(ChargePointStatus.available)
 
+    async def begin_requested_transaction(self) -> bool:
+        if self.start_requested is None:
+            return False
+        id_tag, self.start_requested = self.start_requested, None
+        if self.transaction_id is not None:
+            return False
+        await self.begin_transaction(id_tag, authorize=False)
+        return True
+
+    async def send_heartbeat(self) -> None:
+        await self.timed_call(call.Heartbeat())
+
     async def send_triggered(self, message: str) -> None:
         if message == MessageTrigger.heartbeat:
-            await self.timed_call(call.Heartbeat())
+            await self.send_heartbeat()
         elif message == MessageTrigger.status_notification:
             await self.send_status(self.connector_status)
         elif message == MessageTrigger.meter_values:
@@ -233,7 +244,6 @@ class SimulatedChargePoint(Hardware, ChargePoint):
 
     async def run_session(self, end_at: float) -> None:
         """The station's life on an open connection, until loop time `end_at`."""
-        loop = asyncio.get_running_loop()
         boot = await self.timed_call(
             call.BootNotification(
                 charge_point_model=MODEL,
@@ -249,7 +259,7 @@ class SimulatedChargePoint(Hardware, ChargePoint):
             return
         self.stats.stations_booted += 1
         heartbeat_interval = self.config.heartbeat_interval or boot.interval or 300
-        await self.timed_call(call.Heartbeat())  # clock sync, as many chargers do after boot
+        await self.send_heartbeat()  # clock sync, as many chargers do after boot
         await self.send_status(ChargePointStatus.available, connector_id=0)
         await self.send_status(ChargePointStatus.available)
         if self.config.idle:
@@ -257,44 +267,7 @@ class SimulatedChargePoint(Hardware, ChargePoint):
         else:
             await self.begin_transaction(self.config.id_tag, authorize=True)
 
-        interval = self.config.meter_interval
-        next_meter = loop.time() + interval
-        next_heartbeat = loop.time() + heartbeat_interval
-        while True:
-            self.wake.clear()
-            now = loop.time()
-            if now >= end_at:
-                break
-            if self.stop_requested is not None:
-                reason, self.stop_requested = self.stop_requested, None
-                await self.end_transaction(reason)
-            if self.start_requested is not None:
-                id_tag, self.start_requested = self.start_requested, None
-                if self.transaction_id is None:
-                    await self.begin_transaction(id_tag, authorize=False)
-                    next_meter = loop.time() + interval
-            while self.triggered:
-                await self.send_triggered(self.triggered.pop(0))
-            if self.transaction_id is not None and loop.time() >= next_meter:
-                await self.send_meter_values()
-                next_meter += interval
-                if next_meter <= loop.time():  # fell behind: skip, don't burst
-                    next_meter = loop.time() + interval
-            if self.transaction_id is not None and self.room_wh <= 0:
-                await self.car_full()
-                continue
-            if loop.time() >= next_heartbeat:
-                await self.timed_call(call.Heartbeat())
-                next_heartbeat = loop.time() + heartbeat_interval
-            wake_at = min(end_at, next_heartbeat)
-            if self.transaction_id is not None:
-                full_at = self.last_sample_at + self.room_wh / max(self.power_w, 1) * 3600
-                wake_at = min(wake_at, next_meter, full_at + loop.time() - time.monotonic())
-            delay = wake_at - loop.time()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self.wake.wait()
+        await self.charge_until(end_at, heartbeat_interval)
         await self.end_transaction(Reason.local)
 
     async def car_full(self) -> None:

@@ -13,7 +13,6 @@ GetTransactionStatus and DataTransfer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from dataclasses import dataclass
@@ -177,9 +176,26 @@ class SimulatedStation201(Hardware, ChargePoint):
         self.transaction_id = None
         await self.send_status("Available")
 
+    async def begin_requested_transaction(self) -> bool:
+        if self.start_requested is None:
+            return False
+        (id_token, remote_start_id), self.start_requested = self.start_requested, None
+        if self.transaction_id is not None:
+            return False
+        await self.begin_transaction(id_token, authorize=False, remote_start_id=remote_start_id)
+        return True
+
+    async def send_heartbeat(self) -> None:
+        await self.timed_call(call.Heartbeat())
+
+    async def send_queued(self) -> None:
+        await super().send_queued()
+        while self.reports:
+            await self.send_report(self.reports.pop(0))
+
     async def send_triggered(self, message: str) -> None:
         if message == "Heartbeat":
-            await self.timed_call(call.Heartbeat())
+            await self.send_heartbeat()
         elif message == "StatusNotification":
             await self.send_status(self.connector_status)
         elif message in ("MeterValues", "TransactionEvent"):
@@ -217,7 +233,6 @@ class SimulatedStation201(Hardware, ChargePoint):
 
     async def run_session(self, end_at: float) -> None:
         """The station's life on an open connection, until loop time `end_at`."""
-        loop = asyncio.get_running_loop()
         boot = await self.boot("PowerUp")
         if boot is None:
             return
@@ -226,53 +241,14 @@ class SimulatedStation201(Hardware, ChargePoint):
             return
         self.stats.stations_booted += 1
         heartbeat_interval = self.config.heartbeat_interval or boot.interval or 300
-        await self.timed_call(call.Heartbeat())
+        await self.send_heartbeat()
         await self.send_status("Available")
         if self.config.idle:
             self.say(f"EVSE {EVSE_ID} Available, waiting for RequestStartTransaction")
         else:
             await self.begin_transaction(self.id_token, authorize=True)
 
-        interval = self.config.meter_interval
-        next_meter = loop.time() + interval
-        next_heartbeat = loop.time() + heartbeat_interval
-        while True:
-            self.wake.clear()
-            if loop.time() >= end_at:
-                break
-            if self.stop_requested is not None:
-                reason, self.stop_requested = self.stop_requested, None
-                await self.end_transaction(reason)
-            if self.start_requested is not None:
-                (id_token, remote_start_id), self.start_requested = self.start_requested, None
-                if self.transaction_id is None:
-                    await self.begin_transaction(id_token, authorize=False,
-                                                 remote_start_id=remote_start_id)
-                    next_meter = loop.time() + interval
-            while self.triggered:
-                await self.send_triggered(self.triggered.pop(0))
-            while self.reports:
-                await self.send_report(self.reports.pop(0))
-            if self.transaction_id is not None and loop.time() >= next_meter:
-                await self.send_meter_values()
-                next_meter += interval
-                if next_meter <= loop.time():  # fell behind: skip, don't burst
-                    next_meter = loop.time() + interval
-            if self.transaction_id is not None and self.room_wh <= 0:
-                await self.car_full()
-                continue
-            if loop.time() >= next_heartbeat:
-                await self.timed_call(call.Heartbeat())
-                next_heartbeat = loop.time() + heartbeat_interval
-            wake_at = min(end_at, next_heartbeat)
-            if self.transaction_id is not None:
-                full_at = self.last_sample_at + self.room_wh / max(self.power_w, 1) * 3600
-                wake_at = min(wake_at, next_meter, full_at + loop.time() - time.monotonic())
-            delay = wake_at - loop.time()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self.wake.wait()
+        await self.charge_until(end_at, heartbeat_interval)
         await self.end_transaction("Local")
 
     async def car_full(self) -> None:

@@ -11,7 +11,7 @@ from ocpp.routing import on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
-from tests.billing.flows import charge, ready_station, start_body, stop_tx
+from tests.billing.flows import Env, charge, ready_station, start_body, stop_tx
 from tests.cluster.conftest import COMMAND_TIMEOUT, Cluster
 from tests.support.redis import RedisServer
 from tests.support.stations import FakeStation, station
@@ -24,16 +24,25 @@ ENERGY_WH = 12_345
 COST_CENTS = 2052
 
 
+async def ready_on_a_seen_on_b(a: Env, b: Env, cp: FakeStation) -> None:
+    """The station booted and Available on node A, and node B sees it connected."""
+    await ready_station(a, cp)
+    await eventually(lambda: b.get("/api/stations/EVSE-001"), lambda s: s["connected"])
+
+
+async def start_and_charge(env: Env, cp: FakeStation) -> tuple[str, int]:
+    """A paid session started through `env`'s node, charging: its id and the transaction id."""
+    status, started = await env.post("/charge/start", start_body())
+    assert status == 200, started
+    sid = started["sessionId"]
+    return sid, await charge(env, cp, sid)
+
 
 async def test_station_on_a_driver_on_b_through_a_paid_session(cluster: Cluster) -> None:
     a, b = cluster.env(cluster.a), cluster.env(cluster.b)
     async with station(a.ws_url, "EVSE-001") as cp:
-        await ready_station(a, cp)
-        await eventually(lambda: b.get("/api/stations/EVSE-001"), lambda s: s["connected"])
-        status, started = await b.post("/charge/start", start_body())
-        assert status == 200, started
-        sid = started["sessionId"]
-        tx_id = await charge(b, cp, sid, meter_start=0)  # RemoteStart came through node B
+        await ready_on_a_seen_on_b(a, b, cp)
+        sid, tx_id = await start_and_charge(b, cp)  # RemoteStart came through node B
         await cp.call(call.MeterValues(connector_id=1, transaction_id=tx_id, meter_value=[
             {"timestamp": "2026-11-22T10:10:00Z", "sampledValue": [{"value": "4000"}]}]))
         status, _ = await b.post("/charge/stop", {"sessionId": sid})
@@ -50,12 +59,8 @@ async def test_node_a_dies_mid_session_and_the_stop_resent_to_b_bills_once(
         cluster: Cluster) -> None:
     a, b = cluster.env(cluster.a), cluster.env(cluster.b)
     async with station(a.ws_url, "EVSE-001") as cp:
-        await ready_station(a, cp)
-        await eventually(lambda: b.get("/api/stations/EVSE-001"), lambda s: s["connected"])
-        status, started = await b.post("/charge/start", start_body())
-        assert status == 200, started
-        sid = started["sessionId"]
-        tx_id = await charge(b, cp, sid)
+        await ready_on_a_seen_on_b(a, b, cp)
+        sid, tx_id = await start_and_charge(b, cp)
         cluster.a.kill("mid-session")
         await cluster.a.wait_dead()
     # The station reconnects through the balancer, which now only has node B, and sends the
@@ -117,8 +122,7 @@ async def test_routing_answers_as_a_local_hub_would(cluster: Cluster) -> None:
 async def test_a_station_on_a_dead_node_is_not_connected(cluster: Cluster) -> None:
     a, b = cluster.env(cluster.a), cluster.env(cluster.b)
     async with station(a.ws_url, "EVSE-001") as cp:
-        await ready_station(a, cp)
-        await eventually(lambda: b.get("/api/stations/EVSE-001"), lambda s: s["connected"])
+        await ready_on_a_seen_on_b(a, b, cp)
         cluster.a.kill("holding the station")
         await cluster.a.wait_dead()
         status, body = await b.post("/api/stations/EVSE-001/commands/Reset", {"type": "Soft"})
@@ -134,8 +138,7 @@ async def test_a_station_on_a_dead_node_is_not_connected(cluster: Cluster) -> No
 async def test_one_start_per_connector_across_nodes(cluster: Cluster) -> None:
     a, b = cluster.env(cluster.a), cluster.env(cluster.b)
     async with station(a.ws_url, "EVSE-001") as cp:
-        await ready_station(a, cp)
-        await eventually(lambda: b.get("/api/stations/EVSE-001"), lambda s: s["connected"])
+        await ready_on_a_seen_on_b(a, b, cp)
         answers: list[tuple[int, Any]] = await asyncio.gather(
             *(env.post("/charge/start", start_body()) for env in (a, b, a, b)))
         started = [body for status, body in answers if status == 200]
@@ -164,12 +167,8 @@ async def test_a_stop_on_a_and_its_retry_on_b_at_the_same_time_bill_once(
     settle the same session at once."""
     a, b = cluster.env(cluster.a), cluster.env(cluster.b)
     async with station(a.ws_url, "EVSE-001") as cp:
-        await ready_station(a, cp)
-        await eventually(lambda: b.get("/api/stations/EVSE-001"), lambda s: s["connected"])
-        status, started = await b.post("/charge/start", start_body())
-        assert status == 200, started
-        sid = started["sessionId"]
-        tx_id = await charge(b, cp, sid)
+        await ready_on_a_seen_on_b(a, b, cp)
+        sid, tx_id = await start_and_charge(b, cp)
         cluster.fake.delay = 1.5  # both captures are in flight together
         first = asyncio.create_task(cp.call(stop_tx(tx_id, ENERGY_WH)))
         await eventually(lambda: cluster.fake.requests,
@@ -230,8 +229,7 @@ async def test_redis_restarting_mid_run_is_a_503_and_then_routing_recovers(
     a, b = cluster.env(cluster.a), cluster.env(cluster.b)
     command = "/api/stations/EVSE-001/commands/GetConfiguration"
     async with station(a.ws_url, "EVSE-001") as cp:
-        await ready_station(a, cp)
-        await eventually(lambda: b.get("/api/stations/EVSE-001"), lambda s: s["connected"])
+        await ready_on_a_seen_on_b(a, b, cp)
         redis_server.stop()
         status, body = await b.post(command, {})
         assert (status, body["error"]["code"]) == (503, "cluster_unavailable"), body

@@ -16,6 +16,7 @@ from billing.service import BillingError, BillingService, StartRequest
 from csms.domain import isoformat
 from web.apidoc import documented
 from web.bodies import FieldError, parse_body
+from web.charge_requests import billing_refusal, check_hold_amount
 from web.credentials import same_secret
 from web.errors import ApiError
 from web.keys import BILLING, SETTINGS
@@ -214,21 +215,13 @@ def _check_driver_key(request: web.Request, *, or_terminal: bool = False) -> Non
                        headers={"WWW-Authenticate": 'ApiKey realm="driver", header="X-Api-Key"'})
 
 
-def _billing_error(exc: BillingError) -> ApiError:
-    extra = {"sessionId": exc.session_id} if exc.session_id else {}
-    return ApiError(exc.status, exc.code, exc.message, **extra)
-
-
 @routes.post("/charge/start", name="charge_start")
 @documented("Reserve the money and ask the station to start", body=ChargeStartRequest,
             response=ChargeStartResponse, errors=(402, 404, 409, 502, 504))
 async def charge_start(request: web.Request) -> web.Response:
     _check_driver_key(request)
     body: ChargeStartRequest = await parse_body(request, ChargeStartRequest)
-    max_hold = request.config_dict[SETTINGS].billing.max_hold
-    if body.amount > max_hold:
-        raise ApiError(422, "invalid_request", f"amount: at most {max_hold} cents",
-                       field="amount")
+    check_hold_amount(request, body.amount)
     service: BillingService = request.config_dict[BILLING]
     try:
         session = await service.start(StartRequest(
@@ -238,7 +231,7 @@ async def charge_start(request: web.Request) -> web.Response:
             save_card=body.saveCard, shown_price=body.charger.price,
             shown_fixed_cost=body.charger.fixed_connection_cost, driver_id_tag=body.idTag))
     except BillingError as exc:
-        raise _billing_error(exc) from None
+        raise billing_refusal(exc) from None
     response = ChargeStartResponse(success=True, sessionId=session.session_id, paymentData=
                                    PaymentData(orderId=session.order_id,
                                                chargeId=session.charge_id,
@@ -261,7 +254,7 @@ async def charge_stop(request: web.Request) -> web.Response:
     try:
         session = await service.stop(body.sessionId)
     except BillingError as exc:
-        raise _billing_error(exc) from None
+        raise billing_refusal(exc) from None
     operations = await service.operations(session.session_id)
     stopped = ChargeStopResponse(success=True, session=session_view(session, operations))
     return web.json_response(stopped.model_dump())
@@ -275,7 +268,7 @@ async def charge_session(request: web.Request) -> web.Response:
     try:
         session = await service.get(request.match_info["session_id"])
     except BillingError as exc:
-        raise _billing_error(exc) from None
+        raise billing_refusal(exc) from None
     operations = await service.operations(session.session_id)
     return web.json_response(session_view(session, operations).model_dump())
 

@@ -284,7 +284,8 @@ async def test_a_card_session_on_mongodb_survives_kill9(rig: Rig) -> None:
     await card_session(rig)
 
 
-async def card_session(rig: Rig) -> None:
+def kill_at_card_gateway_step(rig: Rig) -> None:
+    """Arm the kill for the points of a card session that are gateway calls."""
     if rig.point == "hold":
         rig.kill_at_gateway("POST", path_end="/orders")
     if rig.point == "capture_unsent":
@@ -292,14 +293,21 @@ async def card_session(rig: Rig) -> None:
     if rig.point == "capture":
         rig.kill_at_gateway("POST", path_end="/capture")
 
+
+async def assert_voided_after_dying_at_the_hold(rig: Rig) -> None:
+    """The driver never learned the session; the restarted server voided its hold once."""
+    body = await rig.settled(await rig.session_id())
+    no_pending_anywhere(rig, body)
+    assert (body["status"], body["payment"]["status"]) == ("FAILED", "VOIDED"), body
+    assert effects(rig.fake) == {"orders": 1, "capture": 0, "cancel": 1}
+
+
+async def card_session(rig: Rig) -> None:
+    kill_at_card_gateway_step(rig)
     started = await rig.step("started", rig.post("/charge/start", start_body()))
     await rig.up.wait()
-    if started is None:  # died at the hold: the driver never learned the session
-        sid = await rig.session_id()
-        body = await rig.settled(sid)
-        no_pending_anywhere(rig, body)
-        assert (body["status"], body["payment"]["status"]) == ("FAILED", "VOIDED"), body
-        assert effects(rig.fake) == {"orders": 1, "capture": 0, "cancel": 1}
+    if started is None:  # died at the hold
+        await assert_voided_after_dying_at_the_hold(rig)
         return
     status, answer = started
     assert status == 200, answer

@@ -20,7 +20,15 @@ import pytest
 from ocpp.charge_point import ChargePoint
 from ocpp.v201 import call_result
 
-from tests.billing.faults.test_kill9 import COST, Rig, effects, no_pending_anywhere, open_rig
+from tests.billing.faults.test_kill9 import (
+    COST,
+    Rig,
+    assert_voided_after_dying_at_the_hold,
+    effects,
+    kill_at_card_gateway_step,
+    no_pending_anywhere,
+    open_rig,
+)
 from tests.billing.flows import start_body
 from tests.support.stations201 import Station201, station201
 
@@ -70,20 +78,11 @@ POINTS = ["hold", "started", "tx_started", "metering", "ended", "capture_unsent"
 
 @pytest.mark.parametrize("rig", POINTS, indirect=True)
 async def test_a_card_session_on_a_2_0_1_station_survives_kill9(rig: Rig201) -> None:
-    if rig.point == "hold":
-        rig.kill_at_gateway("POST", path_end="/orders")
-    if rig.point == "capture_unsent":
-        rig.kill_at_gateway("POST", path_end="/capture", before=True)
-    if rig.point == "capture":
-        rig.kill_at_gateway("POST", path_end="/capture")
-
+    kill_at_card_gateway_step(rig)
     started = await rig.step("started", rig.post("/charge/start", start_body()))
     await rig.up.wait()
-    if started is None:  # died at the hold: the driver never learned the session
-        body = await rig.settled(await rig.session_id())
-        no_pending_anywhere(rig, body)
-        assert (body["status"], body["payment"]["status"]) == ("FAILED", "VOIDED"), body
-        assert effects(rig.fake) == {"orders": 1, "capture": 0, "cancel": 1}
+    if started is None:  # died at the hold
+        await assert_voided_after_dying_at_the_hold(rig)
         return
     status, answer = started
     assert status == 200, answer
