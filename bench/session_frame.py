@@ -68,6 +68,9 @@ class Conn:
 class Sink:
     def frame(self, *args: Any) -> None: ...
 
+    def logs(self, *args: Any) -> bool:
+        return True
+
 
 def frames_16() -> dict[str, list[str]]:
     mv = json.dumps([2, "m", "MeterValues", {"connectorId": 1, "transactionId": 7, "meterValue": [

@@ -32,6 +32,9 @@ class OcppSettings(Section):
     # are free to invent while allow_unknown_stations is true); 0: no limit.
     message_log_bytes: int = Field(64 * 1024 * 1024, ge=0)
     message_log_frame_bytes: int = Field(8192, ge=256)  # a longer frame is stored truncated
+    # a station's answered Heartbeats (the call and its result) are logged at most once per
+    # this many seconds; errors and every other frame are always logged; 0: log every Heartbeat
+    message_log_heartbeat_interval: float = Field(60, ge=0)
     require_subprotocol: bool = False
     # seconds between batched writes of Heartbeats' last-seen times (`csms.last_seen`: the
     # stored last_seen may lag by this much); 0: one write per Heartbeat

@@ -66,6 +66,10 @@ class FrameSink(Protocol):
 
     def frame(self, station_id: str, direction: str, frame: str) -> None: ...
 
+    def logs(self, station_id: str, action: str) -> bool:
+        """Whether a successful call of `action` and its result are logged (sampling)."""
+        ...
+
 
 class Session:
     """One connection's protocol state. Slotted and lean: a hub holds one per connected station
@@ -108,56 +112,64 @@ class Session:
             await self.receive(await self.connection.recv())
 
     async def receive(self, raw: str) -> None:
-        self.sink.frame(self.id, "in", raw)
         try:
             msg = parse_frame(raw)
         except FrameError as error:
+            self.sink.frame(self.id, "in", raw)
             _labelled(self.metrics.messages, "invalid", "in").inc()
             log.warning("%s: bad frame %r: %s", self.id, raw[:200], error)
             await self._send_error(error.unique_id, error.code, error.description,
                                    error.details)
             return
         if isinstance(msg, Call):
-            await self._handle_call(msg)
+            await self._handle_call(msg, raw)
             return
+        self.sink.frame(self.id, "in", raw)
         _labelled(self.metrics.messages, "CallResult" if isinstance(msg, CallResult)
                   else "CallError", "in").inc()
         self._answer(msg)
 
-    async def _handle_call(self, msg: Call) -> None:
+    async def _handle_call(self, msg: Call, raw: str) -> None:
         started = time.perf_counter()
         action = msg.action
+        logged = self.sink.logs(self.id, action)
+        if logged:
+            self.sink.frame(self.id, "in", raw)
         handler = self.routes.get(action)
         _labelled(self.metrics.messages, action if handler else "unknown", "in").inc()
-        if handler is None:
-            await self._send_exception(msg.unique_id, self._unknown(action))
-            return
         try:
             try:
+                if handler is None:
+                    raise self._unknown(action)
                 problem = violation(self.version.name, MessageType.Call, action, msg.payload)
                 if problem is not None:
                     raise FrameError(msg.unique_id, *problem)
                 response = await handler(self.handlers, **snake_keys(msg.payload))
-            except FrameError as error:
-                await self._send_error(msg.unique_id, error.code, error.description)
+            except Exception as exc:
+                if not logged:  # a call that failed is always logged, before its CALLERROR
+                    self.sink.frame(self.id, "in", raw)
+                await self._call_failed(msg, exc)
                 return
-            except ConstraintViolation as exc:
-                await self._send_error(msg.unique_id, "PropertyConstraintViolation", str(exc))
-                return
-            except TypeError:
-                log.exception("%s: %s handler rejected its arguments", self.id, action)
-                await self._send_error(msg.unique_id, "InternalError",
-                                       "An internal error occurred")
-                return
-            except Exception as exc:  # OCPPError from a handler, or a bug in one
-                if not isinstance(exc, ocpp_exc.OCPPError):
-                    log.exception("%s: %s handler failed", self.id, action)
-                await self._send_exception(msg.unique_id, exc)
-                return
-            await self._send(call_result_json(msg.unique_id, payload_of(response)))
+            await self._send(call_result_json(msg.unique_id, payload_of(response)), logged)
         finally:
-            _labelled(self.metrics.handler_seconds, action).observe(
-                time.perf_counter() - started)
+            if handler is not None:
+                _labelled(self.metrics.handler_seconds, action).observe(
+                    time.perf_counter() - started)
+
+    async def _call_failed(self, msg: Call, exc: Exception) -> None:
+        """Answer a call whose validation or handler raised `exc` with its CALLERROR."""
+        if isinstance(exc, FrameError):
+            await self._send_error(msg.unique_id, exc.code, exc.description)
+        elif isinstance(exc, ConstraintViolation):
+            await self._send_error(msg.unique_id, "PropertyConstraintViolation", str(exc))
+        elif isinstance(exc, TypeError):
+            log.exception("%s: %s handler rejected its arguments", self.id, msg.action,
+                          exc_info=exc)
+            await self._send_error(msg.unique_id, "InternalError", "An internal error occurred")
+        else:  # OCPPError from a handler (or our NotImplemented/NotSupported), or a bug in one
+            if not isinstance(exc, ocpp_exc.OCPPError):
+                log.exception("%s: %s handler failed", self.id, msg.action, exc_info=exc)
+            await self._send_exception(msg.unique_id, exc)
 
     def _unknown(self, action: str) -> ocpp_exc.OCPPError:
         """OCPP-J 1.6 §4.2.3: an action the receiver does not know is NotImplemented; one it
@@ -183,8 +195,9 @@ class Session:
         _labelled(self.metrics.errors, code).inc()
         await self._send(CallError(unique_id, code, description, details or {}).to_json())
 
-    async def _send(self, message: str) -> None:
-        self.sink.frame(self.id, "out", message)
+    async def _send(self, message: str, logged: bool = True) -> None:
+        if logged:
+            self.sink.frame(self.id, "out", message)
         await self.connection.send(message)
 
     # calling the station -------------------------------------------------------------------

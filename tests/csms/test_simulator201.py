@@ -139,6 +139,10 @@ async def test_an_idle_2_0_1_station_answers_the_operator_like_hardware(
             lambda: api(http_url, "GET", f"/api/transactions?stationId={sid}"),
             lambda found: found[1][0]["stoppedAt"] is not None))[1][0]
         assert (stopped["stopReason"], stopped["idTag"]) == ("Remote", "OP-1")
+        # the station forgets its transaction once the Ended is answered, so the stop can be
+        # stored before it does; it says Available after that
+        await eventually(lambda: api(http_url, "GET", f"/api/stations/{sid}"),
+                         lambda found: found[1]["connectors"][0]["status"] == "Available")
 
         # the rest of the 2.0.1 commands, answered as a charger would
         assert await command(http_url, sid, "UnlockConnector",

@@ -61,3 +61,28 @@ async def test_stations_refused_at_the_upgrade_leave_no_log(tmp_path, start_serv
             await ws.recv()
     assert await messages(http_url, "CP-NOBODY") == []
     assert await messages(http_url, "CP-PROTO") == []
+
+
+HEARTBEATS = ['[2,"h1","Heartbeat",{}]', '[2,"h2","Heartbeat",{}]',
+              '[2,"bad","Heartbeat",{"surplus":1}]', '[2,"h3","Heartbeat",{}]',
+              '[2,"dt","DataTransfer",{"vendorId":"V"}]']
+
+
+async def test_heartbeats_are_logged_once_per_interval_and_failures_always(
+        tmp_path, start_server) -> None:
+    server = await start_server(make_settings(tmp_path))  # default: once per 60 s
+    ws_url = f"ws://{server.host}:{server.port}/ocpp"
+    replies = await raw_exchange(ws_url, "CP-HB", HEARTBEATS)
+    assert [r[0] for r in replies] == [3, 3, 4, 3, 3]  # every one answered, the bad one an error
+    logged = await messages(f"http://{server.host}:{server.port}", "CP-HB")
+    ids = [(m["direction"], m["frame"].split(",")[1]) for m in reversed(logged)]
+    assert ids == [("in", '"h1"'), ("out", '"h1"'), ("in", '"bad"'), ("out", '"bad"'),
+                   ("in", '"dt"'), ("out", '"dt"')]
+
+
+async def test_every_heartbeat_is_logged_with_interval_0(tmp_path, start_server) -> None:
+    server = await start_server(make_settings(
+        tmp_path, CSMS_OCPP__MESSAGE_LOG_HEARTBEAT_INTERVAL="0"))
+    await raw_exchange(f"ws://{server.host}:{server.port}/ocpp", "CP-HB", HEARTBEATS)
+    logged = await messages(f"http://{server.host}:{server.port}", "CP-HB")
+    assert len(logged) == 2 * len(HEARTBEATS)

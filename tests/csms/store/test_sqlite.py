@@ -149,6 +149,28 @@ async def test_failing_write_fails_only_itself(store: SqliteStore) -> None:
     assert tx is not None and tx.last_energy_wh == 39
 
 
+async def test_joined_meter_writes_keep_call_order_and_other_ops_in_place(
+        store: SqliteStore) -> None:
+    """Consecutive meter-value writes of one group commit run as one executemany: every row is
+    stored, each transaction's register moves to its newest reading whatever the call order, and
+    a transaction started between two runs of meter writes gets the readings sent after it."""
+    first = await start(store, "CP1")
+    writes = [store.append_meter_values([energy(first, str(n), at(n))]) for n in (5, 9, 7)]
+    later = asyncio.ensure_future(start(store, "CP2"))
+    await asyncio.sleep(0)  # queued between the two runs of meter writes
+    writes += [store.append_meter_values([energy(first, "3", at(3))])]
+    await asyncio.gather(*writes)
+    second = await later
+    await asyncio.gather(*(store.append_meter_values(
+        [energy(second, str(n), at(n), station="CP2"), energy(first, str(n), at(n))])
+        for n in (12, 11)))
+    assert len(await store.list_meter_values(first)) == 6
+    assert len(await store.list_meter_values(second)) == 2
+    tx1, tx2 = await store.get_transaction(first), await store.get_transaction(second)
+    assert tx1 is not None and tx1.last_energy_wh == 12
+    assert tx2 is not None and tx2.last_energy_wh == 12
+
+
 async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
     """Many concurrent writes are group-committed: far fewer commits than writes."""
     commits = 0
