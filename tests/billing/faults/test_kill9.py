@@ -302,18 +302,28 @@ async def assert_voided_after_dying_at_the_hold(rig: Rig) -> None:
     assert effects(rig.fake) == {"orders": 1, "capture": 0, "cancel": 1}
 
 
-async def card_session(rig: Rig) -> None:
+async def begin_card_session(rig: Rig) -> tuple[str, dict[str, Any]] | None:
+    """The driver's card start, killed at the gateway step the rig names: the session id and
+    the remote start the charger got, or None when the server died at the hold (then checked
+    voided)."""
     kill_at_card_gateway_step(rig)
     started = await rig.step("started", rig.post("/charge/start", start_body()))
     await rig.up.wait()
     if started is None:  # died at the hold
         await assert_voided_after_dying_at_the_hold(rig)
-        return
+        return None
     status, answer = started
     assert status == 200, answer
-    sid = answer["sessionId"]
     remote = await rig.remote_start()
     assert remote is not None
+    return answer["sessionId"], remote
+
+
+async def card_session(rig: Rig) -> None:
+    begun = await begin_card_session(rig)
+    if begun is None:
+        return
+    sid, remote = begun
     id_tag = remote["id_tag"]
 
     await charge_10_kwh(rig, id_tag)

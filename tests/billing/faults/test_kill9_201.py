@@ -23,9 +23,8 @@ from ocpp.v201 import call_result
 from tests.billing.faults.test_kill9 import (
     COST,
     Rig,
-    assert_voided_after_dying_at_the_hold,
+    begin_card_session,
     effects,
-    kill_at_card_gateway_step,
     no_pending_anywhere,
     open_rig,
 )
@@ -78,17 +77,10 @@ POINTS = ["hold", "started", "tx_started", "metering", "ended", "capture_unsent"
 
 @pytest.mark.parametrize("rig", POINTS, indirect=True)
 async def test_a_card_session_on_a_2_0_1_station_survives_kill9(rig: Rig201) -> None:
-    kill_at_card_gateway_step(rig)
-    started = await rig.step("started", rig.post("/charge/start", start_body()))
-    await rig.up.wait()
-    if started is None:  # died at the hold
-        await assert_voided_after_dying_at_the_hold(rig)
+    begun_session = await begin_card_session(rig)
+    if begun_session is None:
         return
-    status, answer = started
-    assert status == 200, answer
-    sid = answer["sessionId"]
-    request = await rig.remote_start()
-    assert request is not None
+    sid, request = begun_session
 
     begun = await rig.event("tx_started", "Started", 0, "2026-11-22T10:00:00Z", 0,
                             id_token=request["id_token"]["id_token"],
