@@ -41,6 +41,20 @@ class StationContext:
 HandlerFactory = Callable[[StationContext, ChargingService, OcppSettings], object]
 
 
+class StationHandlers:
+    """What every version's handler class holds for its connection: the station, the charging
+    service and the heartbeat interval it hands out. Subclasses add `@on` methods only."""
+
+    __slots__ = ("context", "heartbeat_interval", "id", "service")
+
+    def __init__(self, context: StationContext, service: ChargingService,
+                 settings: OcppSettings) -> None:
+        self.context = context
+        self.id = context.station_id
+        self.service = service
+        self.heartbeat_interval = settings.heartbeat_interval
+
+
 def routes_of(handlers: type) -> dict[str, Handler]:
     """action -> handler function of a class's `@on` methods (the library's route map).
 

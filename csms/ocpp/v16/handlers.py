@@ -14,27 +14,18 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
-from csms.charging import ChargingService
 from csms.domain import isoformat, parse_timestamp, utcnow
 from csms.ocpp.v16 import mapping
-from csms.ocpp.version import StationContext, routes_of
-from csms.settings import OcppSettings
+from csms.ocpp.version import StationHandlers, routes_of
 
 log = logging.getLogger(__name__)
 
 
-class Handlers:
+class Handlers(StationHandlers):
     """The 1.6 handlers of one connection, routed with the library's `@on`. One object per
     connection, the route table (`ROUTES`) shared."""
 
-    __slots__ = ("context", "heartbeat_interval", "id", "service")
-
-    def __init__(self, context: StationContext, service: ChargingService,
-                 settings: OcppSettings) -> None:
-        self.context = context
-        self.id = context.station_id
-        self.service = service
-        self.heartbeat_interval = settings.heartbeat_interval
+    __slots__ = ()
 
     @on(Action.boot_notification)
     async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str,

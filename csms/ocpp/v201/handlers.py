@@ -15,28 +15,19 @@ from ocpp.routing import on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action, DataTransferStatusEnumType, RegistrationStatusEnumType
 
-from csms.charging import ChargingService
 from csms.domain import isoformat, parse_timestamp, utcnow
 from csms.events import Authorization
 from csms.ocpp.v201 import mapping, reports
-from csms.ocpp.version import StationContext, routes_of
-from csms.settings import OcppSettings
+from csms.ocpp.version import StationHandlers, routes_of
 
 log = logging.getLogger(__name__)
 
 
-class Handlers:
+class Handlers(StationHandlers):
     """The 2.0.1 handlers of one connection, routed with the library's `@on`. One object per
     connection, the route table (`ROUTES`) shared."""
 
-    __slots__ = ("context", "heartbeat_interval", "id", "service")
-
-    def __init__(self, context: StationContext, service: ChargingService,
-                 settings: OcppSettings) -> None:
-        self.context = context
-        self.id = context.station_id
-        self.service = service
-        self.heartbeat_interval = settings.heartbeat_interval
+    __slots__ = ()
 
     @on(Action.boot_notification)
     async def on_boot_notification(self, charging_station: dict[str, Any], reason: str,
