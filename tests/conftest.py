@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.support.mongo import mongo_database, mongo_server  # noqa: F401  (fixtures)
+from tests.support.server import test_server
 from tests.support.smtp import smtp_inbox  # noqa: F401  (a fixture for every test)
 from web.app import create_app
 from web.settings import Settings, load_settings
@@ -28,6 +29,24 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
+
+
+@pytest.fixture
+async def aiohttp_server() -> AsyncIterator[Callable[..., Any]]:
+    """pytest-aiohttp's factory, serving our app behind the station port as `csms serve`
+    does (tests/support/server.py); other apps (the fake gateways) as before."""
+    servers: list[TestServer] = []
+
+    async def go(app: Any, *, host: str = "127.0.0.1", port: int | None = None,
+                 **kwargs: Any) -> TestServer:
+        server = test_server(app, host=host, port=port)
+        await server.start_server(**kwargs)
+        servers.append(server)
+        return server
+
+    yield go
+    while servers:
+        await servers.pop().close()
 
 
 @pytest.fixture

@@ -35,10 +35,11 @@ from web.dashboard.app import setup_dashboard
 from web.dashboard.live import LiveFeed
 from web.driver.routes import routes as driver_routes
 from web.errors import error_middleware
-from web.keys import BILLING, BILLING_STORE, CLUSTER, GATEWAY, JOBS, SETTINGS
+from web.keys import BILLING, BILLING_STORE, CLUSTER, GATEWAY, JOBS, SETTINGS, STATION_PORT
 from web.limits import app_limits, body_timeout
 from web.operator.routes import create_operator_api
 from web.settings import Settings
+from web.station_port import StationPort
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,9 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
         node.bus.on("event", feed.follow)
 
     app.cleanup_ctx.extend([_store_ctx, _cluster_ctx, _hub_ctx, _billing_ctx, _tasks_ctx])
-    app.on_shutdown.append(_close_stations)
+    app[STATION_PORT] = port = StationPort(hub, store, settings.ocpp, metrics,
+                                           head_timeout=settings.server.idle_timeout)
+    app.on_shutdown.extend([_close_stations, port.shutdown])
 
     app.router.add_get("/ocpp/{station_id}", OCPP_ENDPOINT, name="ocpp")
     app.add_routes(health.routes)

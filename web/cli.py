@@ -36,8 +36,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
+    from web import serving
     from web.app import create_app
 
     settings = _settings(args)
@@ -54,11 +53,11 @@ def _serve(args: argparse.Namespace) -> int:
         import uvloop
 
         loop = uvloop.new_event_loop()
-    web.run_app(app, sock=sock, ssl_context=tls, access_log=None, shutdown_timeout=10, loop=loop,
-                print=lambda _: print(f"csms listening on {http}://{host}:{port} "
-                                      f"(OCPP at {ws}://{host}:{port}/ocpp/<stationId>, "
-                                      f"security profile {settings.ocpp.security_profile})",
-                                      flush=True))
+    serving.run(app, sock, tls, loop=loop,
+                ready=lambda: print(f"csms listening on {http}://{host}:{port} "
+                                    f"(OCPP at {ws}://{host}:{port}/ocpp/<stationId>, "
+                                    f"security profile {settings.ocpp.security_profile})",
+                                    flush=True))
     return 0
 
 

@@ -49,6 +49,11 @@ class ApiError(web.HTTPException):
         self.extra = extra
 
 
+def error_code(status: int) -> str:
+    """Our error code for an HTTP status (what the middleware names an aiohttp refusal)."""
+    return _CODES.get(status, "error")
+
+
 def error_response(status: int, code: str, message: str,
                    headers: Any = None, **extra: Any) -> web.Response:
     body = ErrorResponse(success=False, error=ErrorDetail(code=code, message=message, **extra))
@@ -72,7 +77,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status_code}:") \
             else exc.reason
-        return error_response(exc.status_code, _CODES.get(exc.status_code, "error"),
+        return error_response(exc.status_code, error_code(exc.status_code),
                               message or "", headers=exc.headers)
     except StoreError as exc:  # the store is down or unreachable: retry, nothing was taken
         log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)

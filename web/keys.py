@@ -13,6 +13,7 @@ from billing.service import BillingService
 from billing.store.ports import BillingStore
 from csms.cluster.node import ClusterNode
 from web.settings import Settings
+from web.station_port import StationPort
 
 SETTINGS = web.AppKey("settings", Settings)
 BILLING = web.AppKey("billing", BillingService)
@@ -20,3 +21,4 @@ BILLING_STORE = web.AppKey("billing_store", BillingStore)
 GATEWAY = web.AppKey("gateway", PaymentGateway)
 JOBS = web.AppKey("jobs", MoneyJobs)
 CLUSTER = web.AppKey("cluster", ClusterNode)  # only when cluster.enabled
+STATION_PORT = web.AppKey("station_port", StationPort)  # stations' upgrades off the shared port

@@ -34,9 +34,29 @@ class ConnectionClosed(ConnectionError):
     """The station's websocket is closed."""
 
 
+class StationConnection(Protocol):
+    """A station's websocket as the hub and its session use it: the aiohttp adapter below, or
+    the lean protocol of `csms.ocpp.websocket`. Each notes on `live` when the station last
+    sent a frame (`LiveStation.last_seen`)."""
+
+    live: LiveStation | None
+
+    async def recv(self) -> str:
+        """The next text message; raises ConnectionClosed once the connection is closed."""
+        ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"") -> bool:
+        """Start the closing handshake (no-op when closing already)."""
+        ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
 class WebSocketConnection:
-    """Adapts an aiohttp websocket to the session's `recv`/`send` pair, and records in memory
-    when the station last sent a frame (`LiveStation.last_seen`)."""
+    """Adapts an aiohttp websocket to the `StationConnection` the hub uses."""
 
     __slots__ = ("live", "ws")
 
@@ -66,13 +86,20 @@ class WebSocketConnection:
             raise ConnectionClosed("websocket closed")
         await self.ws.send_str(message)
 
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"") -> bool:
+        return await self.ws.close(code=code, message=message)
+
+    @property
+    def closed(self) -> bool:
+        return self.ws.closed
+
 
 @dataclass(slots=True)
 class LiveStation:
     """What the hub knows of a connected station beyond the store."""
 
     session: Session
-    ws: web.WebSocketResponse
+    socket: StationConnection
     connected_at: datetime
     last_seen: datetime
     # this connection's own id: a presence elsewhere names the connection it replaced
@@ -216,22 +243,21 @@ class Hub:
     def connected_ids(self) -> list[str]:
         return list(self._stations)
 
-    async def serve(self, station_id: str, ws: web.WebSocketResponse,
+    async def serve(self, station_id: str, socket: StationConnection,
                     version: OcppVersion) -> None:
         """Run one station's connection until it closes; a newer connection replaces it."""
         context = StationContext(station_id)
-        connection = WebSocketConnection(ws)
         session = Session(
-            context, connection, version, version.handlers(context, self.service, self.settings),
+            context, socket, version, version.handlers(context, self.service, self.settings),
             metrics=self.metrics, sink=self.frames,
             response_timeout=self.settings.command_timeout)
         now = utcnow()
         previous = self._stations.get(station_id)
-        self._stations[station_id] = live = LiveStation(session, ws, now, now)
-        connection.live = live
+        self._stations[station_id] = live = LiveStation(session, socket, now, now)
+        socket.live = live
         if previous is not None:
             log.info("%s: new connection replaces the previous one", station_id)
-            await previous.ws.close(code=WSCloseCode.POLICY_VIOLATION,
+            await previous.socket.close(code=WSCloseCode.POLICY_VIOLATION,
                                     message=b"replaced by a newer connection")
         else:
             self.metrics.connected_stations.inc()
@@ -256,22 +282,22 @@ class Hub:
                         await self.service.disconnected(station_id)
                 except Exception:
                     log.exception("%s: could not record the disconnect", station_id)
-            if not ws.closed:
-                await ws.close()
+            if not socket.closed:
+                await socket.close()
 
     async def drop(self, station_id: str, connection: str) -> None:
         """The station connected again elsewhere: close this (older) connection, if open."""
         live = self._stations.get(station_id)
         if live is not None and live.connection == connection:
             log.info("%s: connected again on another node; closing this connection", station_id)
-            await live.ws.close(code=WSCloseCode.POLICY_VIOLATION,
+            await live.socket.close(code=WSCloseCode.POLICY_VIOLATION,
                                 message=b"replaced by a newer connection")
 
     async def close_all(self) -> None:
         """On shutdown: close every station's websocket with GOING_AWAY."""
         for live in list(self._stations.values()):
             with contextlib.suppress(Exception):
-                await live.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+                await live.socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
     # calls to stations ---------------------------------------------------------------------
     async def call(self, station_id: str, action: str, payload: dict[str, Any],
