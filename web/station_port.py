@@ -24,7 +24,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -191,10 +191,10 @@ class _Door(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # asyncio's or uvloop's transport (uvloop's do not subclass asyncio.Transport)
+        self._transport = cast(asyncio.Transport, transport)
         self._timer = asyncio.get_running_loop().call_later(self._port.head_timeout,
-                                                            transport.close)
+                                                            self._transport.close)
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
