@@ -41,7 +41,8 @@ class TransactionStarted:
 
 @dataclass(frozen=True, slots=True)
 class MeterSample:
-    """MeterValues for a known, running transaction were stored."""
+    """MeterValues for a known, running transaction were stored (or, with
+    `ocpp.meter_commit_window`, taken for the next write: `csms.meter_window`)."""
 
     station_id: str
     connector_id: int

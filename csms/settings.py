@@ -39,6 +39,10 @@ class OcppSettings(Section):
     # seconds between batched writes of Heartbeats' last-seen times (`csms.last_seen`: the
     # stored last_seen may lag by this much); 0: one write per Heartbeat
     last_seen_interval: float = Field(5, ge=0)
+    # seconds: > 0 acknowledges MeterValues before their values are committed and writes them
+    # within this window, one write per window (`csms.meter_window`: a crash loses at most the
+    # last window's); 0: every value is stored before it is acknowledged
+    meter_commit_window: float = Field(0, ge=0)
     # permessage-deflate on station websockets: off by default, since a deflate context costs
     # ~300 KB per connection, and OCPP-J frames are small
     websocket_compression: bool = False

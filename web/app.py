@@ -24,6 +24,7 @@ from csms.background import TaskSet, stop_if_cancelled, wait_cancelled
 from csms.charging import ChargingService
 from csms.cluster.node import ClusterNode
 from csms.keys import CHARGING, HUB, METRICS, OCPP_SETTINGS, STATION_COMMANDS, STORE, TASKS
+from csms.meter_window import with_meter_window
 from csms.metrics import Metrics
 from csms.ocpp.endpoint import ocpp_websocket
 from csms.ocpp.hub import Hub
@@ -173,7 +174,8 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[OCPP_SETTINGS] = settings.ocpp
     app[METRICS] = metrics = Metrics()
     app[TASKS] = tasks = TaskSet()
-    app[STORE] = store = store or make_store(settings.store)
+    app[STORE] = store = with_meter_window(store or make_store(settings.store),
+                                           settings.ocpp.meter_commit_window)
     app[CHARGING] = charging = ChargingService(store, settings.ocpp)
     app[HUB] = hub = Hub(settings.ocpp, store, charging, metrics)
     feed = LiveFeed()  # the dashboard's live updates: charging events and billing's writes

@@ -10,14 +10,19 @@ import asyncio
 import json
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.conftest import make_settings
 from web.settings import Settings
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "bench" / "node"
+
+METER_COMMIT_WINDOW = "0.02"  # bench/side_by_side.py's csms-window
 
 pytestmark = pytest.mark.skipif(
     shutil.which("node") is None or not (NODE_DIR / "node_modules" / "ws").is_dir(),
@@ -55,3 +60,19 @@ async def test_closed_loop_is_answered_and_every_value_stored(
                                " WHERE transaction_id IS NULL").fetchone()[0]
         assert (transactions, loose) == (4, 0)
 
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_with_the_meter_commit_window_every_acknowledged_value_is_stored_at_the_stop(
+        tmp_path: Path, start_server: Callable[..., Any], version: str) -> None:
+    """The bench's csms-window server: MeterValues answered before their commit, and still
+    every acknowledged value in the store once the server has stopped."""
+    settings = make_settings(tmp_path, CSMS_OCPP__METER_COMMIT_WINDOW=METER_COMMIT_WINDOW)
+    server = await start_server(settings)
+    result = await _generate(f"ws://{server.host}:{server.port}/ocpp", "--version", version)
+
+    assert result["errors"] == {} and result["meterFramesAcked"] > 0
+    await server.close()
+    with sqlite3.connect(settings.store.sqlite_path) as db:
+        stored = db.execute("SELECT count(*) FROM meter_values").fetchone()[0]
+    assert stored == result["sampledValuesAcked"]
