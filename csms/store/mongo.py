@@ -23,22 +23,19 @@ Documents (values are written as `csms.store.mongo_support` explains):
     meter_values  {station_id, connector_id, transaction_id, at, received_at,
                    samples: [{timestamp, value, measurand, unit, context, phase, location,
                    format}]}           one document per MeterValues frame
-    frames        {station_id, seq (per station), n (across stations), bytes (UTF-8),
-                   direction, frame, at}
+    frame_rows    the message log, one document per station per flush (`mongo_frames`)
 
 Three writes touch several documents, and each stays correct after a crash between them:
 `append_meter_values` inserts the readings, then moves the transaction's energy register
 forward (a crash leaves the register one frame behind; the next frame or the stop moves it);
-`append_frames` takes sequence numbers from counters, inserts, then trims per station and then
-in bytes (a crash leaves a gap in the numbers, or frames over a cap until the next append, whose
-byte count is summed from the collection afresh, trims them); `supersede_transactions` stops
+`append_frames` takes sequence numbers from counters, inserts, then trims (`mongo_frames` says
+why a crash between them is harmless); `supersede_transactions` stops
 each older transaction on its own (a crash leaves some active until the next start on the
 connector supersedes them: the decision depends on stored state only).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -50,7 +47,6 @@ from csms.domain import (
     Connector,
     ConstraintViolation,
     IdTag,
-    LoggedFrame,
     MeterValue,
     OrphanStop,
     Station,
@@ -66,6 +62,7 @@ from csms.station_transactions import (
     next_generation,
     seq_ranges,
 )
+from csms.store.mongo_frames import FRAME_INDEXES, MongoFrames, migrate_frames
 from csms.store.mongo_remote_starts import REMOTE_START_INDEXES, MongoRemoteStarts
 from csms.store.mongo_reports import REPORT_INDEXES, MongoReports
 from csms.store.mongo_support import (
@@ -82,8 +79,6 @@ from csms.store.mongo_support import (
 from csms.store.ports import KEEP, Keep, StoreError
 
 TRANSACTION_COUNTER = "transaction_id"
-FRAME_COUNTER = "frames"  # append order of frames across stations (`n`)
-FRAME_BYTES_RECOUNT_S = 60.0  # sum the log's bytes again after this long (other processes)
 # start_scope: "" for a 1.6 transaction, "2.0.1:<station transaction id>" for a 2.0.1 one (never
 # null: nx-27017 leaves nulls out of a unique index)
 START_KEY = ("station_id", "connector_id", "id_tag", "meter_start", "started_at", "start_scope")
@@ -117,13 +112,6 @@ INDEXES: dict[str, list[IndexModel]] = {
     "meter_values": [
         # list_meter_values(transaction_id), oldest first
         IndexModel([("transaction_id", ASCENDING), ("at", ASCENDING)], name="by_transaction"),
-    ],
-    "frames": [
-        # list_frames newest first; append_frames trims by seq
-        IndexModel([("station_id", ASCENDING), ("seq", DESCENDING)], unique=True,
-                   name="by_station_seq"),
-        # append_frames: the oldest go first when the log is over its bytes
-        IndexModel([("n", ASCENDING)], name="append_order"),
     ],
 }
 
@@ -253,11 +241,12 @@ def _meter_values(doc: Document) -> list[MeterValue]:
 
 
 @store_errors
-class MongoStore(MongoReports, MongoRemoteStarts, MongoConnection):
+class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
     """`Store` on a MongoDB database (or any server speaking its wire protocol); device-model
-    reports in `csms.store.mongo_reports`, remote starts in `csms.store.mongo_remote_starts`."""
+    reports in `csms.store.mongo_reports`, remote starts in `csms.store.mongo_remote_starts`,
+    the message log in `csms.store.mongo_frames`."""
 
-    INDEXES = {**INDEXES, **REPORT_INDEXES, **REMOTE_START_INDEXES}
+    INDEXES = {**INDEXES, **REPORT_INDEXES, **REMOTE_START_INDEXES, **FRAME_INDEXES}
 
     def __init__(self, url: str, database: str, *, meter_values_ttl_days: int = 0,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
@@ -265,6 +254,7 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoConnection):
         self.meter_values_ttl_days = meter_values_ttl_days
         self._frame_bytes: int | None = None  # bytes of frames in the log, once summed
         self._frame_bytes_at = 0.0  # time.monotonic() of that sum
+        self._frame_since: dict[str, int] = {}  # station -> its log's `since`, once known
 
     async def _prepare(self, db: AsyncDatabase[Document]) -> None:
         await self._ensure_retention(db)
@@ -275,6 +265,7 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoConnection):
             await db.transactions.drop_index("start_key")
         await db.transactions.update_many({"start_scope": {"$exists": False}},
                                           {"$set": {"start_scope": ""}})
+        await migrate_frames(db)
 
     async def _ensure_retention(self, db: AsyncDatabase[Document]) -> None:
         """`store.meter_values_ttl_days`: a TTL index on received_at; 0 drops it (keep all)."""
@@ -560,88 +551,3 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoConnection):
             [("at", ASCENDING), ("_id", ASCENDING)])
         values = [value async for doc in cursor for value in _meter_values(doc)]
         return sorted(values, key=lambda v: v.timestamp)  # stable: arrival order within ties
-
-    # message log ------------------------------------------------------------------------------
-
-    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int,
-                            max_bytes: int = 0) -> None:
-        """Append frames; keep at most `keep` newest (by append order) per station, and at most
-        `max_bytes` (UTF-8, 0: no limit) in all, the oldest (`n`) going first.
-
-        The byte total is summed from the collection once, then counted as frames come and go
-        (and summed again after a failed write, a delete that removed other than what it
-        counted, or FRAME_BYTES_RECOUNT_S), so another process's frames skew it only briefly.
-        """
-        by_station: dict[str, list[LoggedFrame]] = {}
-        for frame in frames:
-            by_station.setdefault(frame.station_id, []).append(frame)
-        try:
-            await self._append_frames(by_station, keep)
-            if max_bytes > 0 and (total := await self._frame_byte_count()) > max_bytes:
-                await self._trim_frame_bytes(total - max_bytes)
-        except BaseException:
-            self._frame_bytes = None  # a write may have half happened: sum again next time
-            raise
-
-    async def _append_frames(self, by_station: dict[str, list[LoggedFrame]], keep: int) -> None:
-        await self._frame_byte_count()  # before inserting: the sum must not count them twice
-        count = sum(min(len(station_frames), keep) for station_frames in by_station.values())
-        n = await next_value(self.db.counters, FRAME_COUNTER, count) - count + 1 if count else 0
-        for station_id, station_frames in by_station.items():
-            if keep <= 0:
-                await self._delete_frames({"station_id": station_id})
-                continue
-            last = await next_value(self.db.counters, f"frames:{station_id}",
-                                    len(station_frames))
-            kept = station_frames[-keep:]
-            first = last - len(kept) + 1
-            docs = [{"station_id": station_id, "seq": seq, "n": n + seq - first,
-                     "bytes": len(f.frame.encode()), "direction": f.direction, "frame": f.frame,
-                     "at": f.at} for seq, f in enumerate(kept, start=first)]
-            n += len(kept)
-            await self.db.frames.insert_many(docs, ordered=False)
-            if self._frame_bytes is not None:
-                self._frame_bytes += sum(doc["bytes"] for doc in docs)
-            if last > keep:
-                await self._delete_frames({"station_id": station_id, "seq": {"$lte": last - keep}})
-
-    async def _trim_frame_bytes(self, excess: int) -> None:
-        """Delete the oldest frames, whichever station sent them, until `excess` bytes went."""
-        cut = None
-        cursor = self.db.frames.find({}, {"n": 1, "bytes": 1}).sort("n", ASCENDING)
-        async for doc in cursor:
-            excess, cut = excess - doc["bytes"], doc["n"]
-            if excess <= 0:
-                break
-        await cursor.close()
-        if cut is not None:
-            await self._delete_frames({"n": {"$lte": cut}})
-
-    async def _frame_byte_count(self) -> int:
-        """Bytes of frames in the log: counted in this process, summed when unknown or old."""
-        now = time.monotonic()
-        if self._frame_bytes is None or now - self._frame_bytes_at > FRAME_BYTES_RECOUNT_S:
-            self._frame_bytes_at = now
-            self._frame_bytes = 0
-            async for doc in await self.db.frames.aggregate(
-                    [{"$group": {"_id": None, "total": {"$sum": "$bytes"}}}]):
-                self._frame_bytes = int(doc["total"])
-        return self._frame_bytes
-
-    async def _delete_frames(self, query: Document) -> None:
-        """Delete the frames matching `query` and take their bytes off the count."""
-        sizes = [doc["bytes"] async for doc in self.db.frames.find(query, {"bytes": 1})]
-        if not sizes:
-            return
-        deleted = (await self.db.frames.delete_many(query)).deleted_count
-        if self._frame_bytes is not None:
-            # another writer got in between: the bytes removed are not known, sum again
-            self._frame_bytes = self._frame_bytes - sum(sizes) if deleted == len(sizes) else None
-
-    async def list_frames(self, station_id: str, limit: int = 100) -> list[LoggedFrame]:
-        if limit <= 0:
-            return []
-        cursor = self.db.frames.find({"station_id": station_id}).sort(
-            "seq", DESCENDING).limit(limit)
-        return [LoggedFrame(station_id=station_id, direction=doc["direction"],
-                            frame=doc["frame"], at=utc_req(doc["at"])) async for doc in cursor]

@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +28,6 @@ from csms.domain import (
     SUPERSEDED,
     Connector,
     IdTag,
-    LoggedFrame,
     MeterValue,
     OrphanStop,
     Station,
@@ -45,6 +44,7 @@ from csms.station_transactions import (
     seq_ranges,
 )
 from csms.store.ports import KEEP, Keep, StoreError
+from csms.store.sqlite_frames import SqliteFrames, frames_path, prepare_frames_file
 from csms.store.sqlite_remote_starts import REMOTE_STARTS_SCHEMA, SqliteRemoteStarts
 from csms.store.sqlite_reports import REPORTS_SCHEMA, SqliteReports
 from csms.store.sqlite_support import connect, dt, dt_req, in_thread, ts, ts_opt
@@ -454,7 +454,7 @@ def _store_error(exc: BaseException) -> BaseException:
     return exc
 
 
-class SqliteStore(SqliteReports, SqliteRemoteStarts):
+class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
     """`Store` on a SQLite file, WAL mode, group-committed writes."""
 
     def __init__(self, path: str) -> None:
@@ -465,7 +465,7 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts):
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
         self._frames: aiosqlite.Connection | None = None  # the message log's own file
-        self._frame_tops: dict[str, int] = {}  # newest frame seq per station, once known
+        self._frame_tops: dict[str, tuple[int, int]] = {}  # station -> (newest seq, since)
         self._frame_bytes: int | None = None  # bytes of frames in the log, once known
 
     # plumbing ---------------------------------------------------------------------------------
@@ -485,10 +485,7 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts):
             await self._in_thread(writer, _migrate)
             reader = await self._connect(query_only=True)
             frames = await self._connect(query_only=False, path=frames_path(self.path))
-            await self._in_thread(frames, lambda raw: raw.executescript(FRAMES_SCHEMA))
-            # a burst of large frames must not leave a WAL file of hundreds of MB behind
-            await self._in_thread(frames, lambda raw: raw.execute(
-                f"PRAGMA journal_size_limit = {FRAMES_WAL_LIMIT}"))
+            await self._in_thread(frames, prepare_frames_file)
         except BaseException as exc:
             await writer.close()
             raise _store_error(exc) from exc
@@ -985,110 +982,6 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts):
 
         return await self._read(op)
 
-    # message log ------------------------------------------------------------------------------
-
-    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int,
-                            max_bytes: int = 0) -> None:
-        """Append frames; keep at most `keep` newest (by append order) per station, and at most
-        `max_bytes` in all (0: no limit), counted as they come and go.
-
-        keep <= 0 stores nothing and clears the log of the stations named in `frames`.
-        """
-        if not frames:
-            return
-        by_station: dict[str, list[LoggedFrame]] = {}
-        for frame in frames:
-            by_station.setdefault(frame.station_id, []).append(frame)
-
-        tops = self._frame_tops
-
-        def op(conn: sqlite3.Connection) -> None:
-            inserts: list[tuple[Any, ...]] = []
-            trims: list[tuple[str, int]] = []
-            if self._frame_bytes is None:
-                self._frame_bytes = conn.execute(
-                    f"SELECT COALESCE(SUM({_FRAME_BYTES}), 0) FROM frames").fetchone()[0]
-            for station_id, station_frames in by_station.items():
-                if keep <= 0:
-                    _delete_frames(conn, "station_id = ?", (station_id,))
-                    continue
-                top = tops.get(station_id)
-                if top is None:  # first frames of this station since start: ask the table
-                    top = conn.execute(
-                        "SELECT COALESCE(MAX(seq), 0) FROM frames WHERE station_id = ?",
-                        (station_id,),
-                    ).fetchone()[0]
-                # only the newest `keep` of this call can survive
-                kept = station_frames[-keep:]
-                first = top + len(station_frames) - len(kept) + 1
-                inserts.extend(_frame_rows(station_id, first, kept))
-                last = top + len(station_frames)
-                if last > keep:
-                    trims.append((station_id, last - keep))
-                tops[station_id] = last
-            conn.executemany(
-                "INSERT INTO frames (station_id, seq, direction, frame, at) VALUES (?, ?, ?, ?, ?)",
-                inserts,
-            )
-            self._frame_bytes += sum(len(row[3].encode()) for row in inserts)
-            for trim in trims:
-                _delete_frames(conn, "station_id = ? AND seq <= ?", trim)
-            if max_bytes > 0 and self._frame_bytes > max_bytes:
-                excess, cut = self._frame_bytes - max_bytes, 0
-                for rowid, size in conn.execute(
-                        f"SELECT rowid, {_FRAME_BYTES} FROM frames ORDER BY rowid"):
-                    excess, cut = excess - size, rowid
-                    if excess <= 0:
-                        break
-                _delete_frames(conn, "rowid <= ?", (cut,))  # the oldest, whoever sent them
-
-        def _delete_frames(conn: sqlite3.Connection, where: str, params: tuple[Any, ...],
-                           ) -> None:
-            assert self._frame_bytes is not None
-            self._frame_bytes -= sum(row[0] for row in conn.execute(
-                f"DELETE FROM frames WHERE {where} RETURNING {_FRAME_BYTES}", params))
-
-        try:
-            await self._frames_op(op, write=True)
-        except BaseException:
-            # the batch rolled back: the cached tops and byte count may be off
-            tops.clear()
-            self._frame_bytes = None
-            raise
-
-    async def list_frames(self, station_id: str, limit: int = 100) -> list[LoggedFrame]:
-        def op(conn: sqlite3.Connection) -> list[LoggedFrame]:
-            return [
-                LoggedFrame(
-                    station_id=station_id,
-                    direction=row["direction"],
-                    frame=row["frame"],
-                    at=dt_req(row["at"]),
-                )
-                for row in conn.execute(
-                    "SELECT direction, frame, at FROM frames WHERE station_id = ?"
-                    " ORDER BY seq DESC LIMIT ?",
-                    (station_id, max(0, limit)),
-                )
-            ]
-
-        return await self._frames_op(op, write=False)
-
-
-_FRAME_BYTES = "LENGTH(CAST(frame AS BLOB))"
-FRAMES_WAL_LIMIT = 16 * 1024 * 1024  # bytes the frames WAL file keeps after a checkpoint
-
-FRAMES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS frames (
-    station_id TEXT NOT NULL,
-    seq        INTEGER NOT NULL,
-    direction  TEXT NOT NULL,
-    frame      TEXT NOT NULL,
-    at         TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS frames_by_station ON frames (station_id, seq);
-"""
-
 
 def _meter_value_rows(values: Sequence[MeterValue],
                       ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -1119,21 +1012,6 @@ def _insert_meter_values(conn: sqlite3.Connection, rows: list[tuple[Any, ...]],
         " WHERE transaction_id = ? AND station_id = ?"
         " AND (last_energy_at IS NULL OR last_energy_at < ?)",
         updates)
-
-
-def frames_path(path: str) -> str:
-    """The message log lives in its own file beside the main one (`csms.db` ->
-    `csms-frames.db`): SQLite has one writer per file, and thousands of logged frames per
-    second must not make meter values and transactions wait for the write lock."""
-    main = Path(path)
-    return str(main.with_name(f"{main.stem}-frames{main.suffix}"))
-
-
-def _frame_rows(
-    station_id: str, first: int, frames: Iterable[LoggedFrame]
-) -> Iterable[tuple[str, int, str, str, str]]:
-    for seq, frame in enumerate(frames, start=first):
-        yield station_id, seq, frame.direction, frame.frame, ts(frame.at)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -3,6 +3,7 @@ logged (issue 8 item 6)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -11,6 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import make_settings
+from tests.support.mongo import BACKENDS, backend_environ
 from tests.support.raw import raw_exchange
 
 
@@ -86,3 +88,33 @@ async def test_every_heartbeat_is_logged_with_interval_0(tmp_path, start_server)
     await raw_exchange(f"ws://{server.host}:{server.port}/ocpp", "CP-HB", HEARTBEATS)
     logged = await messages(f"http://{server.host}:{server.port}", "CP-HB")
     assert len(logged) == 2 * len(HEARTBEATS)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_log_order_trim_and_truncation_across_flushes(
+        tmp_path, start_server, request: pytest.FixtureRequest, backend: str) -> None:
+    """What an operator reads is the newest `message_log_size` frames in the order they
+    crossed the wire, whichever flush wrote them, truncated frames and all."""
+    server = await start_server(make_settings(
+        tmp_path, CSMS_OCPP__MESSAGE_LOG_SIZE="7", CSMS_OCPP__MESSAGE_LOG_FRAME_BYTES="300",
+        **backend_environ(request, backend)))
+    ws_url = f"ws://{server.host}:{server.port}/ocpp"
+    http_url = f"http://{server.host}:{server.port}"
+
+    def data(n: int, text: str) -> str:
+        return json.dumps([2, f"d{n}", "DataTransfer", {"vendorId": "V", "data": text}],
+                          ensure_ascii=False, separators=(",", ":"))
+
+    batches = [[data(1, "één")], [data(2, "x"), data(3, "ü" * 400)],  # 3 is cut to 300 bytes
+               [data(4, "y"), data(5, "z")]]
+    for batch in batches:
+        await raw_exchange(ws_url, "CP-LOG", batch)
+        await messages(http_url, "CP-LOG")  # the API flushes the log before it reads
+    logged = await messages(http_url, "CP-LOG")
+    assert [(m["direction"], m["frame"].split(",")[1]) for m in reversed(logged)] == [
+        ("out", '"d2"'), ("in", '"d3"'), ("out", '"d3"'), ("in", '"d4"'), ("out", '"d4"'),
+        ("in", '"d5"'), ("out", '"d5"')]
+    cut = next(m["frame"] for m in logged if m["direction"] == "in" and '"d3"' in m["frame"])
+    assert cut.startswith('[2,"d3","DataTransfer",{"vendorId":"V","data":"üü')
+    assert "…[truncated: " in cut and len(cut.encode()) <= 300
+    assert [m["at"] for m in logged] == sorted((m["at"] for m in logged), reverse=True)

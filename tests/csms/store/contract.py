@@ -644,6 +644,66 @@ class StoreContract:
         await store.append_frames([frame("CP1", 1)], keep=0)
         assert await store.list_frames("CP1") == []
 
+    async def test_frames_across_appends_show_exactly_the_newest_keep(
+            self, store: Store) -> None:
+        """Several frames per station per append, stations interleaved, `keep` not a multiple
+        of any append's size: the newest `keep` frames, newest first, across appends."""
+        appended: dict[str, list[LoggedFrame]] = {"CP1": [], "CP2": []}
+        n = 0
+        for size in (3, 1, 4, 2, 5, 3, 1):
+            batch = []
+            for _ in range(size):
+                n += 1
+                for station in ("CP1", "CP2"):
+                    f = frame(station, n, "in" if n % 3 else "out")
+                    batch.append(f)
+                    appended[station].append(f)
+            await store.append_frames(batch, keep=7)
+            for station, frames in appended.items():
+                assert await store.list_frames(station) == frames[::-1][:7], (size, station)
+        newest = appended["CP1"][::-1]
+        for limit in (0, 1, 2, 3, 5, 7, 50):
+            assert await store.list_frames("CP1", limit=limit) == newest[:min(limit, 7)]
+
+    async def test_frames_keep_lowered_and_raised(self, store: Store) -> None:
+        """A lower `keep` shows fewer at once; a higher one never brings trimmed frames back,
+        and the log grows to it."""
+        await store.append_frames([frame("CP1", n) for n in range(1, 6)], keep=5)
+        await store.append_frames([frame("CP1", 6)], keep=2)
+        assert [f.frame for f in await store.list_frames("CP1")] == [
+            frame("CP1", n).frame for n in (6, 5)]
+        await store.append_frames([frame("CP1", n) for n in (7, 8)], keep=10)
+        assert [f.frame for f in await store.list_frames("CP1")] == [
+            frame("CP1", n).frame for n in (8, 7, 6, 5)]
+
+    async def test_frames_unicode_and_byte_cap_inside_an_append(self, store: Store) -> None:
+        """Non-ASCII frames come back as written, and the byte cap drops exactly the oldest
+        frames, also from the middle of one station's append."""
+
+        def wide(station: str, n: int) -> LoggedFrame:  # 99 bytes, 51 characters
+            return LoggedFrame(station, "out", f"{n:03d}" + "é" * 46 + "😀", at(n))
+
+        await store.append_frames([wide("CP1", n) for n in range(5)], keep=100, max_bytes=350)
+        assert await store.list_frames("CP1") == [wide("CP1", n) for n in (4, 3, 2)]
+        await store.append_frames([wide("CP2", 5), wide("CP1", 6)], keep=100, max_bytes=350)
+        assert await store.list_frames("CP1") == [wide("CP1", n) for n in (6, 4)]
+        assert await store.list_frames("CP2") == [wide("CP2", 5)]
+        # the count still holds after the cut: one more frame pushes exactly one out
+        await store.append_frames([wide("CP3", 7)], keep=100, max_bytes=350)
+        assert await store.list_frames("CP1") == [wide("CP1", 6)]
+        assert await store.list_frames("CP3") == [wide("CP3", 7)]
+
+    async def test_frame_times_come_back_in_utc(self, store: Store) -> None:
+        """Also when a frame was logged with another offset."""
+        plus_two = timezone(timedelta(hours=2))
+        logged = [LoggedFrame("CP1", "in", "a", at(1)),
+                  LoggedFrame("CP1", "out", "b", at(2).astimezone(plus_two))]
+        await store.append_frames(logged, keep=10)
+        listed = await store.list_frames("CP1")
+        assert [(f.frame, f.at) for f in listed] == [("b", at(2)), ("a", at(1))]
+        for f in listed:
+            assert_utc(f.at)
+
     # concurrency --------------------------------------------------------------------------------
 
     async def test_concurrent_distinct_starts_get_distinct_ids(self, store: Store) -> None:

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from csms.domain import SUPERSEDED, utcnow
-from csms.store.mongo import INDEXES, MongoStore, _meter_documents
+from csms.store.mongo import MongoStore, _meter_documents
 from csms.store.ports import Store, StoreError
 from tests.csms.store.contract import StoreContract, at, energy, event, frame, start
 from tests.csms.store.report_contract import ReportStoreContract
@@ -52,7 +52,7 @@ async def test_indexes_are_created_once_at_open(mongo_database: MongoDatabase) -
         store = MongoStore(mongo_database.url, mongo_database.name)
         await store.open()
         try:
-            for collection, models in INDEXES.items():
+            for collection, models in MongoStore.INDEXES.items():
                 keys = await _index_keys(store, collection)
                 for model in models:
                     assert list(model.document["key"]) in keys, (collection, model.document)
@@ -139,10 +139,42 @@ async def test_frame_bytes_recounted_after_another_writer(
     size = len(frame("CP0", 0).frame.encode())
     for n in range(3):
         await store.append_frames([frame(f"CP{n}", n)], keep=10, max_bytes=3 * size)
-    await store.db.frames.delete_many({"station_id": "CP0"})  # behind the count's back
-    monkeypatch.setattr("csms.store.mongo.FRAME_BYTES_RECOUNT_S", 0.0)
+    await store.db.frame_rows.delete_many({"station_id": "CP0"})  # behind the count's back
+    monkeypatch.setattr("csms.store.mongo_frames.FRAME_BYTES_RECOUNT_S", 0.0)
     await store.append_frames([frame("CP3", 3)], keep=10, max_bytes=3 * size)
     assert [n for n in range(4) if await store.list_frames(f"CP{n}")] == [1, 2, 3]
+
+
+async def test_frame_documents_migrate_to_rows(mongo_database: MongoDatabase) -> None:
+    """The old log (one `frames` document per frame) opens as rows showing every frame, also
+    after a migration cut short by a crash (one row already moved, its frame not yet deleted);
+    numbering goes on from the counters."""
+    old = [frame("CP1", n, "out" if n % 2 else "in") for n in range(4, 8)]
+    docs = [{"station_id": f.station_id, "seq": seq, "n": seq + 10, "bytes": len(f.frame),
+             "direction": f.direction, "frame": f.frame, "at": f.at}
+            for seq, f in enumerate(old, start=4)]
+    before = MongoStore(mongo_database.url, mongo_database.name)
+    await before.open()
+    try:
+        await before.db.frames.insert_many(docs)
+        await before.db.counters.insert_many([{"_id": "frames:CP1", "value": 7},
+                                              {"_id": "frames", "value": 17}])
+        first = docs[0]
+        await before.db.frame_rows.insert_one(
+            {"station_id": "CP1", "last_seq": 4, "since": 0, "n": 14, "bytes": first["bytes"],
+             "frames": [[first["direction"], first["at"], first["frame"]]]})
+    finally:
+        await before.close()
+    store = MongoStore(mongo_database.url, mongo_database.name)
+    await store.open()
+    try:
+        assert "frames" not in await store.db.list_collection_names()
+        assert await store.list_frames("CP1") == old[::-1]
+        await store.append_frames([frame("CP1", 8), frame("CP1", 9)], keep=5)
+        newest = [frame("CP1", 9), frame("CP1", 8), *old[::-1][:3]]
+        assert await store.list_frames("CP1") == newest
+    finally:
+        await store.close()
 
 
 async def test_supersede_after_a_crash_part_way(store: MongoStore) -> None:

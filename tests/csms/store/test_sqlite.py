@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from csms.domain import MeterValue
+from csms.domain import LoggedFrame, MeterValue
 from csms.station_transactions import TransactionEvent
 from csms.store.ports import Store, StoreError
 from csms.store.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteStore, _statements
+from csms.store.sqlite_frames import FRAMES_PAGE_SIZE, FRAMES_SCHEMA_VERSION, frames_path
+from csms.store.sqlite_support import ts
 from tests.csms.store.contract import StoreContract, at, energy, frame, start, stop
 from tests.csms.store.report_contract import ReportStoreContract
 from tests.support.ports import missing_methods, port_methods
@@ -111,6 +114,52 @@ async def test_refuses_newer_schema(tmp_path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError, match="newer"):
         await SqliteStore(str(path)).open()
+
+
+# the frames file before its version 1: no user_version, one row per frame
+UNVERSIONED_FRAMES = """
+CREATE TABLE frames (station_id TEXT NOT NULL, seq INTEGER NOT NULL, direction TEXT NOT NULL,
+                     frame TEXT NOT NULL, at TEXT NOT NULL);
+CREATE UNIQUE INDEX frames_by_station ON frames (station_id, seq);
+"""
+
+
+async def test_an_unversioned_frames_file_migrates_keeping_its_frames(tmp_path: Path) -> None:
+    """Every frame of the old one-row-per-frame log is shown as before, numbering goes on
+    from it, and the file gets its version and FRAMES_PAGE_SIZE."""
+    path = str(tmp_path / "csms.db")
+    old = [frame("CP1", n, "out" if n % 2 else "in") for n in range(4, 8)]
+    old[1] = LoggedFrame("CP1", "in", '[2,"ü😀"]', at(5))
+    with closing(sqlite3.connect(frames_path(path))) as conn, conn:
+        conn.executescript(UNVERSIONED_FRAMES)
+        conn.executemany("INSERT INTO frames VALUES (?, ?, ?, ?, ?)",
+                         [(f.station_id, seq, f.direction, f.frame, ts(f.at))
+                          for seq, f in enumerate(old, start=4)]
+                         + [("CP2", 1, "in", '[2,"x"]', ts(at(1)))])
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert await store.list_frames("CP1") == old[::-1]
+        assert await store.list_frames("CP2") == [LoggedFrame("CP2", "in", '[2,"x"]', at(1))]
+        await store.append_frames([frame("CP1", 8), frame("CP1", 9)], keep=5)
+        newest = [frame("CP1", 9), frame("CP1", 8), *old[::-1][:3]]
+        assert await store.list_frames("CP1") == newest
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(frames_path(path))) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == FRAMES_SCHEMA_VERSION
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == FRAMES_PAGE_SIZE
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'frames'").fetchall() \
+            == []
+
+
+async def test_refuses_a_newer_frames_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "csms.db")
+    with closing(sqlite3.connect(frames_path(path))) as conn:
+        conn.execute(f"PRAGMA user_version = {FRAMES_SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer"):
+        await SqliteStore(path).open()
 
 
 async def test_closed_store_refuses_calls(tmp_path: Path) -> None:
