@@ -123,13 +123,13 @@ class StationPort:
             return http
         return lambda: _Door(self, http)
 
-    def take(self, transport: asyncio.Transport, upgrade: StationUpgrade, rest: bytes) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve(transport, upgrade, rest))
+    def take(self, transport: asyncio.Transport, upgrade: StationUpgrade, door: _Door) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(transport, upgrade, door))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, transport: asyncio.Transport, request: StationUpgrade,
-                     rest: bytes) -> None:
+                     door: _Door) -> None:
         upgrade = Upgrade(request.station_id, request.headers, transport)
         try:
             admission = await admit(upgrade, store=self.store, settings=self.settings,
@@ -151,8 +151,9 @@ class StationPort:
         transport.write(handshake_response(request.key, subprotocol))
         transport.set_protocol(station)
         transport.resume_reading()
-        if rest:
-            station.data_received(rest)
+        if door.rest:  # bytes after the head, and any that came while reading was paused
+            station.data_received(door.rest)
+            door.rest = b""
         if refused_subprotocol(admission, request.station_id, self.settings, self.metrics):
             await station.close(code=1002, message=b"unsupported subprotocol")
             return None
@@ -181,12 +182,14 @@ def _refuse(transport: asyncio.Transport, status: int, message: str,
 class _Door(asyncio.Protocol):
     """A new connection until its first request head says who takes it."""
 
-    __slots__ = ("_buffer", "_http", "_port", "_timer", "_transport")
+    __slots__ = ("_buffer", "_http", "_port", "_timer", "_transport", "rest", "taken")
 
     def __init__(self, port: StationPort, http: web.Server) -> None:
         self._port = port
         self._http = http
         self._buffer = b""
+        self.taken = False  # the head was a station's upgrade: the port has the connection
+        self.rest = b""  # what came after that head, for the station's websocket
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -199,6 +202,9 @@ class _Door(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         transport = self._transport
         assert transport is not None
+        if self.taken:  # a transport may hand over data it held when reading paused
+            self.rest += data
+            return None
         buffer = self._buffer + data if self._buffer else data
         if buffer[:len(_PREFIX)] != _PREFIX[:len(buffer)]:
             return self._to_http(buffer)
@@ -212,13 +218,13 @@ class _Door(asyncio.Protocol):
         if upgrade is None:
             return self._to_http(buffer)
         self._stop_timer()
-        self._buffer = b""
+        self._buffer, self.taken, self.rest = b"", True, buffer[end + 4:]
         transport.pause_reading()  # until the station is admitted and its socket in place
         with contextlib.suppress(OSError):  # as aiohttp does for its connections
             sock = transport.get_extra_info("socket")
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        self._port.take(transport, upgrade, buffer[end + 4:])
+        self._port.take(transport, upgrade, self)
         return None
 
     def _to_http(self, buffer: bytes) -> None:

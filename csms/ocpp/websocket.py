@@ -119,8 +119,7 @@ class StationSocket(asyncio.Protocol):
                 self._waiter = None
         message = self._messages.pop(0)
         if self._paused and len(self._messages) < MAX_PENDING // 2:
-            self._paused = False
-            self._transport.resume_reading()
+            self._pace()
         if self.live is not None:
             self.live.last_seen = utcnow()
         return message
@@ -237,9 +236,20 @@ class StationSocket(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
         if not self._paused and len(self._messages) >= MAX_PENDING:
-            self._paused = True  # the station sends faster than its session takes frames
-            self._transport.pause_reading()
+            self._pace()
         return True
+
+    def _pace(self) -> None:
+        """Read from the station only while its session keeps up with its frames and the
+        station reads what we write: a station that sends calls (or pings) without reading
+        the answers would otherwise grow our buffers without bound."""
+        pause = len(self._messages) >= MAX_PENDING or self._drain is not None
+        if pause != self._paused and not self._transport.is_closing():
+            self._paused = pause
+            if pause:
+                self._transport.pause_reading()
+            else:
+                self._transport.resume_reading()
 
     def _peer_closed(self, payload: bytes) -> None:
         """The station's close frame: answer it (unless it answers ours) and hang up."""
@@ -291,9 +301,11 @@ class StationSocket(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self._drain is None:
             self._drain = asyncio.get_running_loop().create_future()
+            self._pace()
 
     def resume_writing(self) -> None:
         self._release_drain()
+        self._pace()
 
     def _release_drain(self) -> None:
         drain, self._drain = self._drain, None

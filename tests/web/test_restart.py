@@ -17,6 +17,8 @@ from web.app import create_app
 async def test_data_survives_restart(tmp_path, request: pytest.FixtureRequest,
                                      backend: str) -> None:
     settings = make_settings(tmp_path, **backend_environ(request, backend))
+    # aiohttp's own TestServer: the station's upgrade goes through aiohttp's /ocpp route
+    # (what a keep-alive connection's upgrade gets), where the suite's go through the lean port
     first = TestServer(create_app(settings))
     await first.start_server()
     try:

@@ -8,11 +8,13 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import struct
 from typing import Any
 
 import pytest
 
+from csms.keys import HUB
 from csms.ocpp.websocket import accept_key
 
 HEARTBEAT = b'[2,"hb","Heartbeat",{}]'
@@ -25,9 +27,14 @@ class RawStation:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, server: Any, station_id: str,
-                      subprotocols: str = "ocpp1.6") -> tuple[RawStation, bytes]:
-        reader, writer = await asyncio.open_connection(server.host, server.port)
+    async def connect(cls, server: Any, station_id: str, subprotocols: str = "ocpp1.6", *,
+                      receive_buffer: int = 0) -> tuple[RawStation, bytes]:
+        sock = socket.socket()
+        if receive_buffer:  # a small window: the server's writes back up sooner
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (server.host, server.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write((f"GET /ocpp/{station_id} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                       f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
@@ -215,3 +222,31 @@ async def test_a_reconnect_closes_the_older_socket_with_policy_violation(server:
     assert (await second.reply())[:2] == [3, "hb"]
     first.close()
     second.close()
+
+
+async def test_a_station_that_pings_without_reading_is_paused_not_buffered(server: Any) -> None:
+    """Pongs pile up in our write buffer while the station does not read them: reading from
+    it pauses at the transport's high-water mark, so the buffer stays bounded, and everything
+    flows again once it reads."""
+    cp, _ = await RawStation.connect(server, "CP-RAW-13", receive_buffer=16 * 1024)
+    cp.send(cp.frame(HEARTBEAT))
+    await cp.reply()
+    ping = cp.frame(b"p" * 125, opcode=9)
+    count = 100_000  # ~13 MB of pongs, more than the kernel buffers between us hold
+
+    async def flood() -> None:
+        for _ in range(count // 1000):
+            cp.send(ping * 1000)
+            await cp.writer.drain()
+
+    sending = asyncio.create_task(flood())
+    await asyncio.sleep(1.0)  # the kernel's buffers fill both ways; then the server pauses
+    socket = server.app[HUB].live("CP-RAW-13").socket
+    assert socket._transport.get_write_buffer_size() < 1024 * 1024
+    assert not sending.done()  # the station's own writes are held back
+    for _ in range(count):
+        assert await cp.receive() == (10, b"p" * 125)
+    await sending
+    cp.send(cp.frame(HEARTBEAT))
+    assert (await cp.reply())[:2] == [3, "hb"]
+    cp.close()
