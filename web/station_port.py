@@ -47,8 +47,15 @@ from web.errors import error_code, error_response
 log = logging.getLogger(__name__)
 
 _PREFIX = b"GET /ocpp/"
-MAX_HEAD = 16 * 1024  # a longer head goes to aiohttp, which refuses it as it does any other
+# aiohttp's own limits on a request head (its line and field size, its header count): a head
+# beyond them goes to aiohttp, which refuses it as it does any other
+MAX_HEAD = 8190
+MAX_HEADERS = 128
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALUE = re.compile(r"[\t\x20-\x7e]*")  # no control characters (NUL, a bare CR, ...)
+# headers aiohttp refuses to see twice (its parser's SINGLETON_HEADERS)
+_SINGLETONS = ("Content-Length", "Content-Location", "Content-Range", "Content-Type", "ETag",
+               "Host", "Max-Forwards", "Server", "Transfer-Encoding", "User-Agent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,23 +71,29 @@ def _tokens(value: str) -> set[str]:
 
 def parse_upgrade(head: bytes) -> StationUpgrade | None:
     """A clean websocket upgrade to /ocpp/{stationId} (the request head, without its blank
-    line), or None: then aiohttp takes the request and answers it whatever it is."""
-    if not head.isascii():
+    line), or None: then aiohttp takes the request and answers it whatever it is. Anything
+    aiohttp would refuse as malformed HTTP is None, so it is refused the same way."""
+    if not head.isascii() or len(head) > MAX_HEAD:
         return None
     lines = head.decode("ascii").split("\r\n")
+    if len(lines) > MAX_HEADERS + 1:
+        return None
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[0] != "GET" or parts[2] != "HTTP/1.1":
         return None
     path = parts[1].partition("?")[0]
     station_id = path[len("/ocpp/"):]
-    if not station_id or "/" in station_id or "%" in station_id:
-        return None  # a path aiohttp decodes or routes elsewhere
+    if not station_id or "/" in station_id or "%" in station_id or "#" in station_id:
+        return None  # a path aiohttp decodes, cuts (a fragment) or routes elsewhere
     headers: CIMultiDict[str] = CIMultiDict()
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        if not colon or not _TOKEN.fullmatch(name):
+        if not colon or not _TOKEN.fullmatch(name) or not _VALUE.fullmatch(value):
             return None  # obs-fold, a bare name, a name with spaces: aiohttp's to refuse
         headers.add(name, value.strip(" \t"))
+    if "Host" not in headers or \
+            any(len(headers.getall(name, ())) > 1 for name in _SINGLETONS):
+        return None
     key = headers.get("Sec-WebSocket-Key", "")
     if "websocket" not in _tokens(headers.get("Upgrade", "")) or \
             "upgrade" not in _tokens(headers.get("Connection", "")) or \
