@@ -82,9 +82,9 @@ def _valid_close_code(code: int) -> bool:
 class StationSocket(asyncio.Protocol):
     """One station's websocket after the 101: the hub's `StationConnection`."""
 
-    __slots__ = ("_buffer", "_close_timer", "_closed", "_drain", "_fragment_opcode",
-                 "_fragments", "_fragments_size", "_messages", "_paused", "_reason", "_sent_close",
-                 "_transport", "_waiter", "live", "max_size")
+    __slots__ = ("_buffer", "_close_timer", "_closed", "_drain", "_ended", "_fragment_opcode",
+                 "_fragments", "_fragments_size", "_lost", "_messages", "_paused", "_reason",
+                 "_sent_close", "_transport", "_waiter", "live", "max_size")
 
     def __init__(self, transport: asyncio.Transport, *, max_size: int) -> None:
         self._transport = transport
@@ -102,6 +102,8 @@ class StationSocket(asyncio.Protocol):
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._lost = False  # the transport's connection is gone
+        self._ended: asyncio.Future[None] | None = None  # wait_closed's, made on demand
 
     # the hub's side --------------------------------------------------------------------------
     @property
@@ -142,6 +144,14 @@ class StationSocket(asyncio.Protocol):
             self._close_timer = asyncio.get_running_loop().call_later(
                 CLOSE_TIMEOUT, self._transport.abort)
         return True
+
+    async def wait_closed(self) -> None:
+        """Until the connection itself has ended: the closing handshake done, or the
+        connection dropped (a close of ours unanswered is dropped after CLOSE_TIMEOUT)."""
+        if not self._lost:
+            if self._ended is None:
+                self._ended = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._ended)
 
     # the transport's side ----------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -293,7 +303,9 @@ class StationSocket(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish(f"connection lost{f': {exc}' if exc else ''}")
-        self._sent_close = True
+        self._sent_close = self._lost = True
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
         if self._close_timer is not None:
             self._close_timer.cancel()
         self._release_drain()

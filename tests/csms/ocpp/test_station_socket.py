@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from csms.keys import HUB
+from csms.ocpp import websocket
 from csms.ocpp.websocket import accept_key
 
 HEARTBEAT = b'[2,"hb","Heartbeat",{}]'
@@ -250,3 +251,39 @@ async def test_a_station_that_pings_without_reading_is_paused_not_buffered(serve
     cp.send(cp.frame(HEARTBEAT))
     assert (await cp.reply())[:2] == [3, "hb"]
     cp.close()
+
+
+async def test_shutdown_ends_every_connection_after_its_close_handshake(
+        server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shutdown (SIGTERM in `csms serve`) closes each station with 1001 and returns only once
+    every connection has ended: a station that answers is hung up on when it answers, one
+    that does not is dropped after CLOSE_TIMEOUT. Nothing is left open for the loop's end."""
+    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT", 1.0)
+    polite, _ = await RawStation.connect(server, "CP-RAW-14")
+    silent, _ = await RawStation.connect(server, "CP-RAW-15")
+    for cp in (polite, silent):
+        cp.send(cp.frame(HEARTBEAT))
+        await cp.reply()
+    hub = server.app[HUB]
+    transports = [hub.live(id_).socket._transport for id_ in ("CP-RAW-14", "CP-RAW-15")]
+    answered = asyncio.create_task(polite.closed_with(answer=True))
+    await server.close()
+    assert [transport.is_closing() for transport in transports] == [True, True]
+    assert await answered == 1001
+    assert await silent.closed_with() == 1001
+    polite.close()
+    silent.close()
+
+
+async def test_shutdown_closes_connections_that_have_not_sent_their_head(server: Any) -> None:
+    """aiohttp closes its idle connections on shutdown; the door's must not wait for the
+    head timeout (`server.idle_timeout`, 30 s) beyond the server's end."""
+    idle = await asyncio.open_connection(server.host, server.port)
+    partial = await asyncio.open_connection(server.host, server.port)
+    partial[1].write(b"GET /ocpp/CP-RAW-16 HTTP/1.1\r\nHost: x\r\n")
+    await partial[1].drain()
+    await asyncio.sleep(0.1)  # the server has accepted both and read the partial head
+    await server.close()
+    for reader, writer in (idle, partial):
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
