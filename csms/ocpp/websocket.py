@@ -82,15 +82,21 @@ def _valid_close_code(code: int) -> bool:
 class StationSocket(asyncio.Protocol):
     """One station's websocket after the 101: the hub's `StationConnection`."""
 
-    __slots__ = ("_buffer", "_close_timer", "_closed", "_drain", "_ended", "_fragment_opcode",
-                 "_fragments", "_fragments_size", "_lost", "_messages", "_paused", "_reason",
-                 "_sent_close", "_transport", "_waiter", "live", "max_size")
+    __slots__ = ("_close_timer", "_closed", "_drain", "_ended", "_fragment_opcode",
+                 "_fragments", "_fragments_size", "_have", "_lost", "_messages", "_need",
+                 "_paused", "_pieces", "_reason", "_sent_close", "_transport", "_waiter", "live",
+                 "max_size")
 
     def __init__(self, transport: asyncio.Transport, *, max_size: int) -> None:
         self._transport = transport
         self.max_size = max_size
         self.live: LiveStation | None = None
-        self._buffer = b""
+        # the bytes of a frame not yet whole, kept as received and joined once there are
+        # `_need` of them: joining on every read made a large frame sent in small pieces cost
+        # time quadratic in its size (a 1 MB frame in 100-byte pieces: ~1.8 s of CPU)
+        self._pieces: list[bytes] | None = None
+        self._have = 0
+        self._need = 0
         self._messages: list[str] = []
         self._waiter: asyncio.Future[None] | None = None
         self._fragments: list[bytes] | None = None  # a fragmented message being received
@@ -155,9 +161,16 @@ class StationSocket(asyncio.Protocol):
 
     # the transport's side ----------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
+        if self._pieces is None:
+            buffer = data
+        else:
+            self._pieces.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return
+            buffer, self._pieces = b"".join(self._pieces), None
         size = len(buffer)
-        pos = 0
+        pos = need = 0
         while size - pos >= 2:
             first, second = buffer[pos], buffer[pos + 1]
             length = second & 0x7F
@@ -184,14 +197,15 @@ class StationSocket(asyncio.Protocol):
                 return
             end = head + 4 + length
             if end > size:
+                need = end - pos
                 break
             payload = apply_mask(buffer[head + 4:end], buffer[head:head + 4]) if length \
                 else b""
             pos = end
             if not self._frame(first & 0x80, first & 0x0F, payload):
-                self._buffer = b""  # failed or closed: nothing after it counts
-                return
-        self._buffer = buffer[pos:] if pos < size else b""
+                return  # failed or closed: nothing after it counts
+        if pos < size:  # the start of a frame: wait for `need` bytes (a header: any more)
+            self._pieces, self._have, self._need = [buffer[pos:]], size - pos, need
 
     def _frame(self, fin: int, opcode: int, payload: bytes) -> bool:
         """Handle one frame; False once the connection is failed or closed."""
@@ -297,7 +311,7 @@ class StationSocket(asyncio.Protocol):
         if self._closed:
             return
         self._closed, self._reason = True, reason
-        self._buffer, self._fragments = b"", None
+        self._pieces, self._fragments = None, None
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 

@@ -134,6 +134,29 @@ async def test_long_messages_use_the_16_and_64_bit_lengths(server: Any) -> None:
     cp.close()
 
 
+async def test_a_large_frame_sent_in_small_pieces_is_one_message(server: Any) -> None:
+    """A frame near the 1 MiB limit arriving a little at a time (its header a byte at a
+    time) is kept in pieces and read once whole. It used to be joined again on every read,
+    CPU quadratic in its size: bench/station_socket.py measures that, no test times it."""
+    cp, _ = await RawStation.connect(server, "CP-RAW-17")
+    data = "y" * (1024 * 1024 - 100)
+    frame = cp.frame(json.dumps([2, "big", "DataTransfer", {"vendorId": "v", "data": data}],
+                                separators=(",", ":")).encode())
+    for i in range(14):
+        cp.send(frame[i:i + 1])
+        await cp.writer.drain()
+        await asyncio.sleep(0)
+    for n, i in enumerate(range(14, len(frame), 4099)):
+        cp.send(frame[i:i + 4099])
+        await cp.writer.drain()
+        if n % 16 == 0:
+            await asyncio.sleep(0)
+    assert (await cp.reply())[:2] == [3, "big"]
+    cp.send(cp.frame(HEARTBEAT))
+    assert (await cp.reply())[:2] == [3, "hb"]
+    cp.close()
+
+
 @pytest.mark.parametrize(("frame", "code"), [
     ({"payload": HEARTBEAT, "mask": False}, 1002),  # a client must mask
     ({"payload": HEARTBEAT, "rsv": 0x40}, 1002),  # no extension was negotiated
