@@ -311,13 +311,14 @@ class StationSocket(asyncio.Protocol):
         if self._closed:
             return
         self._closed, self._reason = True, reason
-        self._pieces, self._fragments = None, None
+        self._fragments = None  # a frame half received stays: the station's close may follow
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish(f"connection lost{f': {exc}' if exc else ''}")
         self._sent_close = self._lost = True
+        self._pieces = None
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(None)
         if self._close_timer is not None:

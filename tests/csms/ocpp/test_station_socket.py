@@ -310,3 +310,27 @@ async def test_shutdown_closes_connections_that_have_not_sent_their_head(server:
     for reader, writer in (idle, partial):
         assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
+
+
+async def test_a_frame_half_sent_when_we_close_is_read_through_to_the_close_reply(
+        server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our close frame may cross a frame the station is still sending: the rest of that frame
+    must still be read as its rest, so the station's close reply after it is seen and the
+    connection ends at once (not misread as a new frame, waited on until CLOSE_TIMEOUT)."""
+    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT", 30.0)
+    first, _ = await RawStation.connect(server, "CP-RAW-18")
+    # a zero mask key: the payload goes as is, and its second part looks like the header of
+    # a 65,535-byte frame
+    rest = b"\x81\xfe\xff\xff" + bytes(4) + b"y" * 200
+    payload = b"x" * 10 + rest
+    head = struct.pack("!BBH", 0x81, 0x80 | 126, len(payload)) + bytes(4)
+    first.send(head + payload[:10])
+    await first.writer.drain()
+    await asyncio.sleep(0.2)  # the server has read the first part
+    second, _ = await RawStation.connect(server, "CP-RAW-18")  # replaces the first: 1008
+    opcode, close = await asyncio.wait_for(first.receive(), 5)
+    assert (opcode, close[:2]) == (8, struct.pack("!H", 1008))
+    first.send(rest, first.frame(close[:2], opcode=8))
+    assert await asyncio.wait_for(first.reader.read(), 5) == b""
+    first.close()
+    second.close()
