@@ -292,14 +292,22 @@ class StationSocket(asyncio.Protocol):
         if not self._sent_close:
             self._send_close(code, b"")
         self._finish(reason)
-        self._transport.close()
+        self._hang_up()
 
     def _fail(self, code: int, reason: str) -> None:
         """A protocol error: our close frame with its code, and the connection dropped."""
         if not self._sent_close:
             self._send_close(code, reason.encode())
         self._finish(reason)
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        """Close the connection once our frames are written; a station that does not read
+        them within CLOSE_TIMEOUT is dropped."""
         self._transport.close()
+        if self._close_timer is None and not self._lost:
+            self._close_timer = asyncio.get_running_loop().call_later(
+                CLOSE_TIMEOUT, self._transport.abort)
 
     def _send_close(self, code: int, message: bytes) -> None:
         self._sent_close = True

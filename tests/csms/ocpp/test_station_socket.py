@@ -334,3 +334,23 @@ async def test_a_frame_half_sent_when_we_close_is_read_through_to_the_close_repl
     assert await asyncio.wait_for(first.reader.read(), 5) == b""
     first.close()
     second.close()
+
+
+async def test_a_failed_connection_is_dropped_even_when_the_station_stops_reading(
+        server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A protocol error closes the connection once our frames are written; a station that
+    reads none of them (our write buffer never empties) is dropped after CLOSE_TIMEOUT
+    instead of holding the connection for as long as it likes."""
+    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT", 0.5)
+    cp, _ = await RawStation.connect(server, "CP-RAW-19", receive_buffer=4096)
+    cp.send(cp.frame(HEARTBEAT))
+    await cp.reply()
+    station = server.app[HUB].live("CP-RAW-19").socket
+    ping = cp.frame(b"p" * 125, opcode=9)
+    while not station._transport.get_write_buffer_size():  # the kernel's buffers are full
+        cp.send(ping * 50)
+        await cp.writer.drain()
+        await asyncio.sleep(0.01)
+    cp.send(cp.frame(HEARTBEAT, mask=False))  # a protocol error
+    await asyncio.wait_for(station.wait_closed(), 5)
+    cp.close()
