@@ -297,10 +297,9 @@ class StationSite(web.BaseSite):
     __slots__ = ("_port", "_sock")
 
     def __init__(self, runner: web.AppRunner, sock: socket.socket, port: StationPort, *,
-                 ssl_context: Any = None, backlog: int = 128,
-                 shutdown_timeout: float = 60.0) -> None:
-        super().__init__(runner, ssl_context=ssl_context, backlog=backlog,
-                         shutdown_timeout=shutdown_timeout)
+                 ssl_context: Any = None, backlog: int = 128) -> None:
+        # the shutdown timeout is the runner's (aiohttp deprecates, and ignores, a site's)
+        super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
         self._sock = sock
         self._port = port
 
