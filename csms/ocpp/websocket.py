@@ -146,6 +146,11 @@ class StationSocket(asyncio.Protocol):
             return False
         self._send_close(code, message)
         self._finish(f"closed by us ({code})")
+        # as aiohttp's websocket: what waits for recv() is dropped (the station moved on to a
+        # newer connection, or we are shutting down), and reading resumes for its close reply
+        self._messages.clear()
+        if self._paused:
+            self._pace()
         if not self._transport.is_closing():
             self._close_timer = asyncio.get_running_loop().call_later(
                 CLOSE_TIMEOUT, self._transport.abort)

@@ -16,7 +16,8 @@ import pytest
 
 from csms.keys import HUB
 from csms.ocpp import websocket
-from csms.ocpp.websocket import accept_key
+from csms.ocpp.hub import ConnectionClosed
+from csms.ocpp.websocket import StationSocket, accept_key
 
 HEARTBEAT = b'[2,"hb","Heartbeat",{}]'
 
@@ -353,4 +354,27 @@ async def test_a_failed_connection_is_dropped_even_when_the_station_stops_readin
         await asyncio.sleep(0.01)
     cp.send(cp.frame(HEARTBEAT, mask=False))  # a protocol error
     await asyncio.wait_for(station.wait_closed(), 5)
+    cp.close()
+
+
+async def test_after_our_close_frames_still_waiting_are_not_handed_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As aiohttp's websocket does: once we close (a newer connection replaced this one, or
+    shutdown), messages received but not yet taken are dropped, not handled by a session
+    whose station has moved on; and reading resumes, paused as they piled up, so the
+    station's close reply is read and the connection ends at once."""
+    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT", 30.0)
+    ours, theirs = socket.socketpair()
+    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
+        asyncio.Protocol, ours)
+    station = StationSocket(transport, max_size=1024 * 1024)  # type: ignore[arg-type]
+    transport.set_protocol(station)
+    reader, writer = await asyncio.open_connection(sock=theirs)
+    cp = RawStation(reader, writer)
+    cp.send(*(cp.frame(HEARTBEAT) for _ in range(websocket.MAX_PENDING + 4)))
+    assert await station.recv() == HEARTBEAT.decode()  # the rest wait, reading paused
+    await station.close(code=1008)
+    with pytest.raises(ConnectionClosed):
+        await station.recv()
+    assert await cp.closed_with(answer=True) == 1008
     cp.close()
