@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.support.mongo import mongo_database, mongo_server  # noqa: F401  (fixtures)
-from tests.support.server import csms_test_server
+from tests.support.server import server_for
 from tests.support.smtp import smtp_inbox  # noqa: F401  (a fixture for every test)
 from web.app import create_app
 from web.settings import Settings, load_settings
@@ -39,7 +39,7 @@ async def aiohttp_server() -> AsyncIterator[Callable[..., Any]]:
 
     async def go(app: Any, *, host: str = "127.0.0.1", port: int | None = None,
                  **kwargs: Any) -> TestServer:
-        server = csms_test_server(app, host=host, port=port)
+        server = server_for(app, host=host, port=port)
         await server.start_server(**kwargs)
         servers.append(server)
         return server

@@ -49,8 +49,7 @@ async def start(app: web.Application, sock: socket.socket, tls: ssl.SSLContext |
                            handle_signals=handle_signals, handler_cancellation=True)
     await runner.setup()
     try:
-        site = StationSite(runner, sock, app[STATION_PORT], ssl_context=tls, backlog=1024,
-                           shutdown_timeout=SHUTDOWN_TIMEOUT)
+        site = StationSite(runner, sock, app[STATION_PORT], ssl_context=tls, backlog=1024)
         await site.start()
     except BaseException:
         await runner.cleanup()

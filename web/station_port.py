@@ -39,7 +39,7 @@ from csms.ocpp.endpoint import (
     refused_subprotocol,
 )
 from csms.ocpp.hub import Hub
-from csms.ocpp.websocket import StationSocket, handshake_response, valid_key
+from csms.ocpp.websocket import CLOSE_TIMEOUT, StationSocket, handshake_response, valid_key
 from csms.settings import OcppSettings
 from csms.store import Store, StoreError
 from web.errors import error_code, error_response
@@ -47,8 +47,15 @@ from web.errors import error_code, error_response
 log = logging.getLogger(__name__)
 
 _PREFIX = b"GET /ocpp/"
-MAX_HEAD = 16 * 1024  # a longer head goes to aiohttp, which refuses it as it does any other
+# aiohttp's own limits on a request head (its line and field size, its header count): a head
+# beyond them goes to aiohttp, which refuses it as it does any other
+MAX_HEAD = 8190
+MAX_HEADERS = 128
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALUE = re.compile(r"[\t\x20-\x7e]*")  # no control characters (NUL, a bare CR, ...)
+# headers aiohttp refuses to see twice (its parser's SINGLETON_HEADERS)
+_SINGLETONS = ("Content-Length", "Content-Location", "Content-Range", "Content-Type", "ETag",
+               "Host", "Max-Forwards", "Server", "Transfer-Encoding", "User-Agent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,23 +71,29 @@ def _tokens(value: str) -> set[str]:
 
 def parse_upgrade(head: bytes) -> StationUpgrade | None:
     """A clean websocket upgrade to /ocpp/{stationId} (the request head, without its blank
-    line), or None: then aiohttp takes the request and answers it whatever it is."""
-    if not head.isascii():
+    line), or None: then aiohttp takes the request and answers it whatever it is. Anything
+    aiohttp would refuse as malformed HTTP is None, so it is refused the same way."""
+    if not head.isascii() or len(head) > MAX_HEAD:
         return None
     lines = head.decode("ascii").split("\r\n")
+    if len(lines) > MAX_HEADERS + 1:
+        return None
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[0] != "GET" or parts[2] != "HTTP/1.1":
         return None
     path = parts[1].partition("?")[0]
     station_id = path[len("/ocpp/"):]
-    if not station_id or "/" in station_id or "%" in station_id:
-        return None  # a path aiohttp decodes or routes elsewhere
+    if not station_id or "/" in station_id or "%" in station_id or "#" in station_id:
+        return None  # a path aiohttp decodes, cuts (a fragment) or routes elsewhere
     headers: CIMultiDict[str] = CIMultiDict()
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        if not colon or not _TOKEN.fullmatch(name):
+        if not colon or not _TOKEN.fullmatch(name) or not _VALUE.fullmatch(value):
             return None  # obs-fold, a bare name, a name with spaces: aiohttp's to refuse
         headers.add(name, value.strip(" \t"))
+    if "Host" not in headers or \
+            any(len(headers.getall(name, ())) > 1 for name in _SINGLETONS):
+        return None
     key = headers.get("Sec-WebSocket-Key", "")
     if "websocket" not in _tokens(headers.get("Upgrade", "")) or \
             "upgrade" not in _tokens(headers.get("Connection", "")) or \
@@ -114,6 +127,7 @@ class StationPort:
         self.metrics = metrics
         self.head_timeout = head_timeout
         self._tasks: set[asyncio.Task[None]] = set()
+        self._doors: set[_Door] = set()  # connections whose first head has not yet come
         self._closing = False
 
     def protocol_factory(self, http: web.Server) -> Callable[[], asyncio.BaseProtocol]:
@@ -130,6 +144,19 @@ class StationPort:
 
     async def _serve(self, transport: asyncio.Transport, request: StationUpgrade,
                      door: _Door) -> None:
+        """One station's connection, from its admission to its end."""
+        try:
+            station = await self._open(transport, request, door)
+            if station is not None:
+                await station.wait_closed()  # the closing handshake: shutdown waits for it
+        except asyncio.CancelledError:
+            transport.abort()  # shutdown stopped waiting: no connection outlives the server
+            raise
+
+    async def _open(self, transport: asyncio.Transport, request: StationUpgrade,
+                    door: _Door) -> StationSocket | None:
+        """Admit the upgrade and serve the station until its websocket closes; None when it
+        was refused or the server is shutting down."""
         upgrade = Upgrade(request.station_id, request.headers, transport)
         try:
             admission = await admit(upgrade, store=self.store, settings=self.settings,
@@ -156,16 +183,21 @@ class StationPort:
             door.rest = b""
         if refused_subprotocol(admission, request.station_id, self.settings, self.metrics):
             await station.close(code=1002, message=b"unsupported subprotocol")
-            return None
+            return station
         await self.hub.serve(request.station_id, station, admission.version or DEFAULT_VERSION)
-        return None
+        return station
 
     async def shutdown(self, app: web.Application | None = None) -> None:
-        """On shutdown, after the hub closed its stations: wait for their connections to end,
-        and drop upgrades still being admitted."""
+        """On shutdown, after the hub closed its stations: close connections still before
+        their head (as aiohttp closes its idle ones) and any station admitted since (upgrades
+        still being admitted are dropped), then wait until every connection has ended, each
+        after its closing handshake or CLOSE_TIMEOUT; what is left after that is dropped."""
         self._closing = True
+        for door in list(self._doors):
+            door.close()
+        await self.hub.close_all()
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=5)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_TIMEOUT + 1)
             for task in pending:
                 task.cancel()
             if pending:
@@ -198,6 +230,12 @@ class _Door(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         self._timer = asyncio.get_running_loop().call_later(self._port.head_timeout,
                                                             self._transport.close)
+        self._port._doors.add(self)
+
+    def close(self) -> None:
+        """Shutdown: the connection ends before its head came."""
+        if self._transport is not None:
+            self._transport.close()
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
@@ -217,7 +255,7 @@ class _Door(asyncio.Protocol):
         upgrade = parse_upgrade(buffer[:end])
         if upgrade is None:
             return self._to_http(buffer)
-        self._stop_timer()
+        self._done()
         self._buffer, self.taken, self.rest = b"", True, buffer[end + 4:]
         transport.pause_reading()  # until the station is admitted and its socket in place
         with contextlib.suppress(OSError):  # as aiohttp does for its connections
@@ -231,14 +269,17 @@ class _Door(asyncio.Protocol):
         """aiohttp takes the connection from its first byte on."""
         transport = self._transport
         assert transport is not None
-        self._stop_timer()
+        self._done()
         self._buffer = b""
         handler: Any = self._http()
         transport.set_protocol(handler)
         handler.connection_made(transport)
         handler.data_received(buffer)
 
-    def _stop_timer(self) -> None:
+    def _done(self) -> None:
+        """The door's part is over (its head decided who takes the connection, or it was
+        lost): no head timer, and no longer the port's to close on shutdown."""
+        self._port._doors.discard(self)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -247,7 +288,7 @@ class _Door(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_timer()
+        self._done()
 
 
 class StationSite(web.BaseSite):
@@ -256,10 +297,9 @@ class StationSite(web.BaseSite):
     __slots__ = ("_port", "_sock")
 
     def __init__(self, runner: web.AppRunner, sock: socket.socket, port: StationPort, *,
-                 ssl_context: Any = None, backlog: int = 128,
-                 shutdown_timeout: float = 60.0) -> None:
-        super().__init__(runner, ssl_context=ssl_context, backlog=backlog,
-                         shutdown_timeout=shutdown_timeout)
+                 ssl_context: Any = None, backlog: int = 128) -> None:
+        # the shutdown timeout is the runner's (aiohttp deprecates, and ignores, a site's)
+        super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
         self._sock = sock
         self._port = port
 

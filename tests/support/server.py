@@ -33,7 +33,7 @@ class CsmsTestServer(TestServer):
         self._root = URL(f"{self.scheme}://{self.host}:{self.port}")
 
 
-def csms_test_server(app: Any, **kwargs: Any) -> TestServer:
+def server_for(app: Any, **kwargs: Any) -> TestServer:
     """A CsmsTestServer for our app, aiohttp's TestServer for anything else (fakes)."""
     if STATION_PORT in app:
         return CsmsTestServer(app, **kwargs)

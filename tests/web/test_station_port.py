@@ -37,6 +37,7 @@ def test_only_a_clean_upgrade_to_a_station_path_is_taken() -> None:
     assert parse_upgrade(upgrade_head("/ocpp/CP-1?x=1")) is not None
     assert parse_upgrade(upgrade_head(Connection="keep-alive, Upgrade")) is not None
     for head in (upgrade_head("/ocpp/CP%201"), upgrade_head("/ocpp/a/b"), upgrade_head("/ocpp/"),
+                 upgrade_head("/ocpp/CP-1#x"),  # aiohttp drops the fragment: station CP-1
                  upgrade_head(**{"Sec-WebSocket-Key": None}),
                  upgrade_head(**{"Sec-WebSocket-Key": "short"}),
                  upgrade_head(**{"Sec-WebSocket-Version": "8"}),
@@ -49,6 +50,44 @@ def test_only_a_clean_upgrade_to_a_station_path_is_taken() -> None:
                  upgrade_head() + b"\r\nBad Name: x",
                  upgrade_head(Host="h\xe9".encode("latin-1").decode("latin-1"))):
         assert parse_upgrade(head) is None, head
+
+
+# Heads aiohttp refuses as malformed HTTP (400): the door must not take them either, so a
+# station gets the same answer whichever path its connection takes.
+MALFORMED = {
+    "duplicate Content-Length": upgrade_head() + b"\r\nContent-Length: 0\r\nContent-Length: 5",
+    "no Host": upgrade_head(Host=None),
+    "duplicate Host": upgrade_head() + b"\r\nHost: y",
+    "a control character in a value": upgrade_head(**{"X-A": "a\x01b"}),
+    "a bare CR in a value": upgrade_head(**{"X-A": "a\rb"}),
+    "a NUL in a value": upgrade_head(**{"X-A": "a\x00b"}),
+    "a field over aiohttp's 8190 bytes": upgrade_head(**{"X-Big": "a" * 9000}),
+    "more headers than aiohttp's 128": upgrade_head() + b"".join(
+        b"\r\nX-%d: v" % i for i in range(200)),
+}
+
+
+@pytest.mark.parametrize("head", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_head_is_left_to_aiohttp(head: bytes) -> None:
+    assert parse_upgrade(head) is None
+
+
+@pytest.mark.parametrize("head", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_a_malformed_upgrade_gets_aiohttp_s_answer_on_both_paths(
+        tmp_path: Path, head: bytes, start_server: Callable[..., Any]) -> None:
+    lean = await start_server(make_settings(tmp_path))
+    plain = TestServer(create_app(make_settings(tmp_path / "plain")))
+    await plain.start_server()
+    try:
+        answers = []
+        for server in (lean, plain):
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(head + b"\r\n\r\n")  # one write: the head arrives whole
+            answers.append((await asyncio.wait_for(reader.readline(), 5)).split(b" ")[1])
+            writer.close()
+    finally:
+        await plain.close()
+    assert answers == [b"400", b"400"]
 
 
 async def test_http_and_stations_share_the_port(server: Any, http_url: str,

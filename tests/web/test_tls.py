@@ -27,7 +27,7 @@ from csms.passwords import hash_password
 from csms.settings import ConfigError
 from csms.store.sqlite import SqliteStore
 from tests.conftest import make_settings
-from tests.support.server import csms_test_server
+from tests.support.server import server_for
 from web.app import create_app
 from web.settings import load_settings
 from web.tls import server_context
@@ -111,7 +111,7 @@ async def start_tls(tmp_path: Path, pki: dict[str, Any]) -> AsyncIterator[Any]:
     async def start(**env: str) -> str:
         settings = make_settings(tmp_path, CSMS_SERVER__TLS_CERT_FILE=str(pki["server"].cert),
                                  CSMS_SERVER__TLS_KEY_FILE=str(pki["server"].key), **env)
-        server = csms_test_server(create_app(settings), host="127.0.0.1")
+        server = server_for(create_app(settings), host="127.0.0.1")
         await server.start_server(ssl=server_context(settings.server))
         servers.append(server)
         return f"127.0.0.1:{server.port}"

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from csms.keys import HUB
-from csms.ocpp.websocket import accept_key
+from csms.ocpp import websocket
+from csms.ocpp.hub import ConnectionClosed
+from csms.ocpp.websocket import StationSocket, accept_key
 
 HEARTBEAT = b'[2,"hb","Heartbeat",{}]'
 
@@ -130,6 +132,29 @@ async def test_long_messages_use_the_16_and_64_bit_lengths(server: Any) -> None:
                                      {"vendorId": "v", "data": data}]).encode()))
         reply = await cp.reply()
         assert reply[:2] == [3, f"d{size}"]
+    cp.close()
+
+
+async def test_a_large_frame_sent_in_small_pieces_is_one_message(server: Any) -> None:
+    """A frame near the 1 MiB limit arriving a little at a time (its header a byte at a
+    time) is kept in pieces and read once whole. It used to be joined again on every read,
+    CPU quadratic in its size: bench/station_socket.py measures that, no test times it."""
+    cp, _ = await RawStation.connect(server, "CP-RAW-17")
+    data = "y" * (1024 * 1024 - 100)
+    frame = cp.frame(json.dumps([2, "big", "DataTransfer", {"vendorId": "v", "data": data}],
+                                separators=(",", ":")).encode())
+    for i in range(14):
+        cp.send(frame[i:i + 1])
+        await cp.writer.drain()
+        await asyncio.sleep(0)
+    for n, i in enumerate(range(14, len(frame), 4099)):
+        cp.send(frame[i:i + 4099])
+        await cp.writer.drain()
+        if n % 16 == 0:
+            await asyncio.sleep(0)
+    assert (await cp.reply())[:2] == [3, "big"]
+    cp.send(cp.frame(HEARTBEAT))
+    assert (await cp.reply())[:2] == [3, "hb"]
     cp.close()
 
 
@@ -249,4 +274,107 @@ async def test_a_station_that_pings_without_reading_is_paused_not_buffered(serve
     await sending
     cp.send(cp.frame(HEARTBEAT))
     assert (await cp.reply())[:2] == [3, "hb"]
+    cp.close()
+
+
+async def test_shutdown_ends_every_connection_after_its_close_handshake(
+        server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shutdown (SIGTERM in `csms serve`) closes each station with 1001 and returns only once
+    every connection has ended: a station that answers is hung up on when it answers, one
+    that does not is dropped after CLOSE_TIMEOUT. Nothing is left open for the loop's end."""
+    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT", 1.0)
+    polite, _ = await RawStation.connect(server, "CP-RAW-14")
+    silent, _ = await RawStation.connect(server, "CP-RAW-15")
+    for cp in (polite, silent):
+        cp.send(cp.frame(HEARTBEAT))
+        await cp.reply()
+    hub = server.app[HUB]
+    transports = [hub.live(id_).socket._transport for id_ in ("CP-RAW-14", "CP-RAW-15")]
+    answered = asyncio.create_task(polite.closed_with(answer=True))
+    await server.close()
+    assert [transport.is_closing() for transport in transports] == [True, True]
+    assert await answered == 1001
+    assert await silent.closed_with() == 1001
+    polite.close()
+    silent.close()
+
+
+async def test_shutdown_closes_connections_that_have_not_sent_their_head(server: Any) -> None:
+    """aiohttp closes its idle connections on shutdown; the door's must not wait for the
+    head timeout (`server.idle_timeout`, 30 s) beyond the server's end."""
+    idle = await asyncio.open_connection(server.host, server.port)
+    partial = await asyncio.open_connection(server.host, server.port)
+    partial[1].write(b"GET /ocpp/CP-RAW-16 HTTP/1.1\r\nHost: x\r\n")
+    await partial[1].drain()
+    await asyncio.sleep(0.1)  # the server has accepted both and read the partial head
+    await server.close()
+    for reader, writer in (idle, partial):
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+
+async def test_a_frame_half_sent_when_we_close_is_read_through_to_the_close_reply(
+        server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our close frame may cross a frame the station is still sending: the rest of that frame
+    must still be read as its rest, so the station's close reply after it is seen and the
+    connection ends at once (not misread as a new frame, waited on until CLOSE_TIMEOUT)."""
+    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT", 30.0)
+    first, _ = await RawStation.connect(server, "CP-RAW-18")
+    # a zero mask key: the payload goes as is, and its second part looks like the header of
+    # a 65,535-byte frame
+    rest = b"\x81\xfe\xff\xff" + bytes(4) + b"y" * 200
+    payload = b"x" * 10 + rest
+    head = struct.pack("!BBH", 0x81, 0x80 | 126, len(payload)) + bytes(4)
+    first.send(head + payload[:10])
+    await first.writer.drain()
+    await asyncio.sleep(0.2)  # the server has read the first part
+    second, _ = await RawStation.connect(server, "CP-RAW-18")  # replaces the first: 1008
+    opcode, close = await asyncio.wait_for(first.receive(), 5)
+    assert (opcode, close[:2]) == (8, struct.pack("!H", 1008))
+    first.send(rest, first.frame(close[:2], opcode=8))
+    assert await asyncio.wait_for(first.reader.read(), 5) == b""
+    first.close()
+    second.close()
+
+
+async def test_a_failed_connection_is_dropped_even_when_the_station_stops_reading(
+        server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A protocol error closes the connection once our frames are written; a station that
+    reads none of them (our write buffer never empties) is dropped after CLOSE_TIMEOUT
+    instead of holding the connection for as long as it likes."""
+    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT", 0.5)
+    cp, _ = await RawStation.connect(server, "CP-RAW-19", receive_buffer=4096)
+    cp.send(cp.frame(HEARTBEAT))
+    await cp.reply()
+    station = server.app[HUB].live("CP-RAW-19").socket
+    ping = cp.frame(b"p" * 125, opcode=9)
+    while not station._transport.get_write_buffer_size():  # the kernel's buffers are full
+        cp.send(ping * 50)
+        await cp.writer.drain()
+        await asyncio.sleep(0.01)
+    cp.send(cp.frame(HEARTBEAT, mask=False))  # a protocol error
+    await asyncio.wait_for(station.wait_closed(), 5)
+    cp.close()
+
+
+async def test_after_our_close_frames_still_waiting_are_not_handed_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As aiohttp's websocket does: once we close (a newer connection replaced this one, or
+    shutdown), messages received but not yet taken are dropped, not handled by a session
+    whose station has moved on; and reading resumes, paused as they piled up, so the
+    station's close reply is read and the connection ends at once."""
+    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT", 30.0)
+    ours, theirs = socket.socketpair()
+    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
+        asyncio.Protocol, ours)
+    station = StationSocket(transport, max_size=1024 * 1024)  # type: ignore[arg-type]
+    transport.set_protocol(station)
+    reader, writer = await asyncio.open_connection(sock=theirs)
+    cp = RawStation(reader, writer)
+    cp.send(*(cp.frame(HEARTBEAT) for _ in range(websocket.MAX_PENDING + 4)))
+    assert await station.recv() == HEARTBEAT.decode()  # the rest wait, reading paused
+    await station.close(code=1008)
+    with pytest.raises(ConnectionClosed):
+        await station.recv()
+    assert await cp.closed_with(answer=True) == 1008
     cp.close()
