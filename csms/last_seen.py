@@ -15,11 +15,10 @@ default (`csms.meter_window`, `ocpp.meter_commit_window`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 
-from csms.background import stop_if_cancelled
+from csms.background import stop_if_cancelled, wait_cancelled
 from csms.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,8 +58,6 @@ class LastSeenWriter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await wait_cancelled([self._task])
             self._task = None
         await self.flush()

@@ -41,12 +41,11 @@ kept across nodes. So a TransactionEvent stays stored before it is acknowledged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from csms.background import stop_if_cancelled
+from csms.background import stop_if_cancelled, wait_cancelled
 from csms.domain import MeterValue
 from csms.store import Store
 
@@ -145,9 +144,7 @@ class MeterWindow:
     async def stop(self) -> None:
         """Stop the flusher and write what is pending (STOP_ATTEMPTS tries)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await wait_cancelled([self._task])
             self._task = None
         for attempt in range(1, STOP_ATTEMPTS + 1):
             try:

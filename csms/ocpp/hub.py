@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from csms.background import stop_if_cancelled
+from csms.background import stop_if_cancelled, wait_cancelled
 from csms.charging import ChargingService
 from csms.commands import StationNotConnected
 from csms.domain import LoggedFrame, utcnow
@@ -192,9 +192,7 @@ class FrameLog:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await wait_cancelled([self._task])
         await self.flush()
 
 
