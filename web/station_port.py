@@ -39,6 +39,7 @@ from csms.ocpp.endpoint import (
     refused_subprotocol,
 )
 from csms.ocpp.hub import Hub
+from csms.ocpp.version import OcppVersion
 from csms.ocpp.websocket import CLOSE_TIMEOUT, StationSocket, handshake_response, valid_key
 from csms.settings import OcppSettings
 from csms.store import Store, StoreError
@@ -145,18 +146,27 @@ class StationPort:
     async def _serve(self, transport: asyncio.Transport, request: StationUpgrade,
                      door: _Door) -> None:
         """One station's connection, from its admission to its end."""
+        station_id = request.station_id
         try:
-            station = await self._open(transport, request, door)
-            if station is not None:
-                await station.wait_closed()  # the closing handshake: shutdown waits for it
+            opened = await self._open(transport, request, door)
+            # the head, its headers and the door would otherwise live as long as the
+            # connection, in this frame: ~1.5 KB a station (issue 15's memory target)
+            del request, door
+            if opened is None:
+                return
+            station, version = opened
+            if version is not None:
+                await self.hub.serve(station_id, station, version)
+            await station.wait_closed()  # the closing handshake: shutdown waits for it
         except asyncio.CancelledError:
             transport.abort()  # shutdown stopped waiting: no connection outlives the server
             raise
 
     async def _open(self, transport: asyncio.Transport, request: StationUpgrade,
-                    door: _Door) -> StationSocket | None:
-        """Admit the upgrade and serve the station until its websocket closes; None when it
-        was refused or the server is shutting down."""
+                    door: _Door) -> tuple[StationSocket, OcppVersion | None] | None:
+        """Admit the upgrade and answer it: the station's websocket and the version to serve
+        it in (None: it offered no subprotocol of ours and is being closed); None when it was
+        refused or the server is shutting down."""
         upgrade = Upgrade(request.station_id, request.headers, transport)
         try:
             admission = await admit(upgrade, store=self.store, settings=self.settings,
@@ -183,9 +193,8 @@ class StationPort:
             door.rest = b""
         if refused_subprotocol(admission, request.station_id, self.settings, self.metrics):
             await station.close(code=1002, message=b"unsupported subprotocol")
-            return station
-        await self.hub.serve(request.station_id, station, admission.version or DEFAULT_VERSION)
-        return station
+            return station, None
+        return station, admission.version or DEFAULT_VERSION
 
     async def shutdown(self, app: web.Application | None = None) -> None:
         """On shutdown, after the hub closed its stations: close connections still before
