@@ -150,7 +150,7 @@ class StationPort:
         try:
             opened = await self._open(transport, request, door)
             # the head, its headers and the door would otherwise live as long as the
-            # connection, in this frame: ~1.5 KB a station (issue 15's memory target)
+            # connection, in this frame: ~2 KB a station (issue 15's memory target)
             del request, door
             if opened is None:
                 return
