@@ -145,10 +145,6 @@ async def _repeat(interval: float, sweep: Callable[[], Awaitable[None]], what: s
         stop_if_cancelled()
 
 
-async def _close_stations(app: web.Application) -> None:
-    await app[HUB].close_all()
-
-
 def ccv_webhook_url(settings: Settings) -> str:
     """Where CCV posts its hints: `server.public_url` + /webhooks/ccv, with the webhook secret
     as `?key=` (empty without a public URL: only the reconciliation sweep learns outcomes)."""
@@ -198,7 +194,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app.cleanup_ctx.extend([_store_ctx, _cluster_ctx, _hub_ctx, _billing_ctx, _tasks_ctx])
     app[STATION_PORT] = port = StationPort(hub, store, settings.ocpp, metrics,
                                            head_timeout=settings.server.idle_timeout)
-    app.on_shutdown.extend([_close_stations, port.shutdown])
+    app.on_shutdown.append(port.shutdown)  # closes every station, whichever path it came by
 
     app.router.add_get("/ocpp/{station_id}", OCPP_ENDPOINT, name="ocpp")
     app.add_routes(health.routes)

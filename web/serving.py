@@ -35,7 +35,7 @@ def quiet_collector() -> None:
     of short-lived objects each, almost all freed by reference counting, and the long-lived
     ones (10,000s of connections) make every older collection long: CPython's default (a young
     collection per 700 net allocations) is tuned for short scripts. Measured in the
-    closed loop (docs/performance.md, round five): ~80-87 -> ~72-74 us of CPU per message and
+    closed loop (docs/performance.md, round four): ~80-87 -> ~72-74 us of CPU per message and
     p99 ~290-305 -> ~185-230 ms. Cycles (rare here) wait a little longer to be collected."""
     gc.collect()
     gc.freeze()
