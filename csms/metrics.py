@@ -29,18 +29,36 @@ def _with_created() -> bool:
     return getattr(prometheus_client.metrics, "_use_created", True)
 
 
-class PlainCounter:
-    """A labelled counter in plain numbers, a collector for a registry."""
+class _PlainMetric:
+    """What a plain counter and a plain histogram share: name, help, label names, when each
+    label set's series began (`_created`), and being a collector of `kind` on a registry."""
 
-    __slots__ = ("_created", "_values", "documentation", "labelnames", "name")
+    __slots__ = ("_created", "documentation", "labelnames", "name")
+    kind = ""
 
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
-                 registry: CollectorRegistry) -> None:
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self._values: dict[Labels, float] = {}
         self._created: dict[Labels, float] = {}
+
+    def describe(self) -> list[Metric]:
+        return [Metric(self.name, self.documentation, self.kind)]
+
+    def _labels(self, labels: Labels) -> dict[str, str]:
+        return dict(zip(self.labelnames, labels, strict=True))
+
+
+class PlainCounter(_PlainMetric):
+    """A labelled counter in plain numbers, a collector for a registry."""
+
+    __slots__ = ("_values",)
+    kind = "counter"
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
+                 registry: CollectorRegistry) -> None:
+        super().__init__(name, documentation, labelnames)
+        self._values: dict[Labels, float] = {}
         registry.register(self)
 
     def inc(self, *labels: str) -> None:
@@ -55,37 +73,32 @@ class PlainCounter:
     def value(self, *labels: str) -> float:
         return self._values.get(labels, 0.0)
 
-    def describe(self) -> list[Metric]:
-        return [Metric(self.name, self.documentation, "counter")]
-
     def collect(self) -> list[Metric]:
-        metric = Metric(self.name, self.documentation, "counter")
+        metric = Metric(self.name, self.documentation, self.kind)
         created = _with_created()
         for labels, value in list(self._values.items()):
-            names = dict(zip(self.labelnames, labels, strict=True))
+            names = self._labels(labels)
             metric.add_sample(self.name + "_total", names, value)
             if created:
                 metric.add_sample(self.name + "_created", names, self._created[labels])
         return [metric]
 
 
-class PlainHistogram:
+class PlainHistogram(_PlainMetric):
     """A labelled histogram in plain numbers, a collector for a registry. Per label set: the
     count of each bucket (not cumulative, as prometheus_client keeps them), then the sum."""
 
-    __slots__ = ("_created", "_series", "bounds", "documentation", "labelnames", "name")
+    __slots__ = ("_series", "bounds")
+    kind = "histogram"
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
                  registry: CollectorRegistry, buckets: Sequence[float]) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.labelnames = tuple(labelnames)
+        super().__init__(name, documentation, labelnames)
         bounds = [float(b) for b in buckets]
         if bounds != sorted(bounds):
             raise ValueError("buckets not in sorted order")
         self.bounds = tuple(bounds) if bounds[-1] == INF else (*bounds, INF)
         self._series: dict[Labels, list[float]] = {}
-        self._created: dict[Labels, float] = {}
         registry.register(self)
 
     def observe(self, amount: float, *labels: str) -> None:
@@ -97,14 +110,11 @@ class PlainHistogram:
         series[bisect_left(self.bounds, amount)] += 1
         series[-1] += amount
 
-    def describe(self) -> list[Metric]:
-        return [Metric(self.name, self.documentation, "histogram")]
-
     def collect(self) -> list[Metric]:
-        metric = Metric(self.name, self.documentation, "histogram")
+        metric = Metric(self.name, self.documentation, self.kind)
         created = _with_created()
         for labels, series in list(self._series.items()):
-            names = dict(zip(self.labelnames, labels, strict=True))
+            names = self._labels(labels)
             total = 0.0
             for bound, count in zip(self.bounds, series[:-1], strict=True):
                 total += count
