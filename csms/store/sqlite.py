@@ -47,7 +47,15 @@ from csms.store.ports import KEEP, Keep, StoreError
 from csms.store.sqlite_frames import SqliteFrames, frames_path, prepare_frames_file
 from csms.store.sqlite_remote_starts import REMOTE_STARTS_SCHEMA, SqliteRemoteStarts
 from csms.store.sqlite_reports import REPORTS_SCHEMA, SqliteReports
-from csms.store.sqlite_support import connect, dt, dt_req, in_thread, ts, ts_opt
+from csms.store.sqlite_support import (
+    connect,
+    dt,
+    dt_req,
+    in_thread,
+    ts,
+    ts_opt,
+    write_transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -1022,15 +1030,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
             f"database schema version {version} is newer than this build ({SCHEMA_VERSION})"
         )
     for target in range(version + 1, SCHEMA_VERSION + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             for statement in _statements(_MIGRATIONS[target]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {target}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.rollback()
-            raise
 
 
 def _statements(script: str) -> list[str]:

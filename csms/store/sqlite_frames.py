@@ -20,7 +20,7 @@ import orjson
 from csms.domain import LoggedFrame
 from csms.store.frame_rows import NewestFirst, by_station, cut_head, window
 from csms.store.ports import StoreError
-from csms.store.sqlite_support import dt_req
+from csms.store.sqlite_support import dt_req, write_transaction
 
 FRAMES_WAL_LIMIT = 16 * 1024 * 1024  # bytes the frames WAL file keeps after a checkpoint
 FRAMES_SCHEMA_VERSION = 1
@@ -66,8 +66,7 @@ def prepare_frames_file(conn: sqlite3.Connection) -> None:
         raise StoreError(f"message log schema version {version} is newer than this build"
                          f" ({FRAMES_SCHEMA_VERSION})")
     if version < 1:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             # another process opening the same file may have migrated it meanwhile
             if conn.execute("PRAGMA user_version").fetchone()[0] < 1:
                 script = _FRAMES_V1
@@ -77,10 +76,6 @@ def prepare_frames_file(conn: sqlite3.Connection) -> None:
                 for statement in _statements(script):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {FRAMES_SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.rollback()
-            raise
         _set_page_size(conn)
     # a burst of large frames must not leave a WAL file of hundreds of MB behind
     conn.execute(f"PRAGMA journal_size_limit = {FRAMES_WAL_LIMIT}")

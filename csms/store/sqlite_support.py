@@ -3,8 +3,9 @@ in its thread, and how datetimes are stored."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -13,6 +14,20 @@ import aiosqlite
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One BEGIN IMMEDIATE transaction around the block: committed when it ends, rolled back
+    when it raises (anything, cancellation included)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
 
 
 async def connect(path: str, *, query_only: bool = False) -> aiosqlite.Connection:

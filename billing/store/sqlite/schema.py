@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from csms.store.ports import StoreError
+from csms.store.sqlite_support import write_transaction
 
 T = TypeVar("T")
 
@@ -246,15 +247,8 @@ RECEIPT_COUNTER = "receipt_number"
 
 def _write_tx(conn: sqlite3.Connection, op: Callable[[sqlite3.Connection], T]) -> T:
     """Run `op` inside one BEGIN IMMEDIATE transaction; commit on success, else roll back."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = op(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
-    return result
+    with write_transaction(conn):
+        return op(conn)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
