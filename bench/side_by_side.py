@@ -20,8 +20,13 @@ with the server's resident memory while all 10,000 are connected. The ratios aga
 and the floor are printed and written, with the machine and the command, to the generated
 section of docs/performance.md.
 
-    python bench/side_by_side.py            # full: 30 s closed-loop runs
-    python bench/side_by_side.py --quick    # 10 s runs, under ~5 minutes
+The host's speed drifts (the same server's msgs/s moved by a third between runs on the machine
+this was written on), so a full run measures in rounds: each round runs every server once per
+scenario, in an order rotated from round to round, and each ratio is taken within a round (runs
+a minute apart, not ten) and reported as the median over the rounds with their range.
+
+    python bench/side_by_side.py            # full: 3 rounds of 20 s closed-loop runs, ~20 min
+    python bench/side_by_side.py --quick    # 1 round of 10 s runs, under ~5 minutes
     python bench/side_by_side.py --servers csms,ocpp-rpc --scenarios closed16 --no-write
 """
 
@@ -37,10 +42,12 @@ import shlex
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +73,7 @@ class Run:
     server: str
     scenario: str
     result: dict[str, Any]
+    round: int = 1
     server_cpu: float | None = None  # fraction of one core over the measured part
     generator_cpu: float | None = None
     rss_mb: float | None = None
@@ -214,15 +222,15 @@ def run_connect(server: Server, args: argparse.Namespace) -> Run:
     return run
 
 
-def measure(name: str, scenario: str, args: argparse.Namespace, workdir: Path) -> Run | None:
-    if name == "floor" and scenario == "closed201":
-        return None  # the library example speaks 1.6 only
+def measure(name: str, scenario: str, args: argparse.Namespace, workdir: Path,
+            round_: int) -> Run:
     server = Server(name, workdir, args.server_core, uvloop=args.uvloop)
     try:
         run = run_connect(server, args) if scenario == "connect" else \
             run_closed(server, scenario, args)
     finally:
         server.stop()
+    run.round = round_
     if server.sqlite_path and scenario != "connect":
         run.stored = count_meter_values(server.sqlite_path)
         acked = run.result["sampledValuesAcked"]
@@ -230,8 +238,28 @@ def measure(name: str, scenario: str, args: argparse.Namespace, workdir: Path) -
             run.notes.append(f"{acked - run.stored} acknowledged values NOT stored")
     if run.generator_cpu is not None and run.generator_cpu > 0.9:
         run.notes.append("generator near its core's limit")
-    print(f"  {name:9} {scenario:10} {summary_line(run)}", flush=True)
+    print(f"  round {round_} {name:11} {scenario:10} {summary_line(run)}", flush=True)
     return run
+
+
+def plan(args: argparse.Namespace) -> list[tuple[int, str, str]]:
+    """(round, server, scenario) in the order to run: scenario by scenario, so that one
+    scenario's runs stay close in time, and within it round by round, each round's servers
+    rotated by one so that none always runs first or right after another."""
+    servers = args.servers.split(",")
+    order: list[tuple[int, str, str]] = []
+    for scenario in args.scenarios.split(","):
+        for round_ in range(1, args.rounds + 1):
+            shift = (round_ - 1) % len(servers)
+            for name in servers[shift:] + servers[:shift]:
+                if name == "floor" and scenario == "closed201":
+                    continue  # the library example speaks 1.6 only
+                if name == "floor" and scenario == "connect" and (args.quick or round_ > 1):
+                    continue  # 10,000 library ChargePoints take minutes to boot: once, full run
+                if name == "csms-window" and scenario == "connect":
+                    continue  # the window changes meter writes only; connect is csms's
+                order.append((round_, name, scenario))
+    return order
 
 
 # report --------------------------------------------------------------------------------------
@@ -258,8 +286,50 @@ def ratio(a: float | None, b: float | None) -> str:
     return "n/a" if not a or not b else f"{a / b:.2f}x"
 
 
-def find(runs: list[Run], server: str, scenario: str) -> Run | None:
-    return next((r for r in runs if r.server == server and r.scenario == scenario), None)
+def find(runs: list[Run], server: str, scenario: str, round_: int | None = None) -> Run | None:
+    return next((r for r in runs if r.server == server and r.scenario == scenario
+                 and (round_ is None or r.round == round_)), None)
+
+
+def runs_of(runs: list[Run], server: str, scenario: str) -> list[Run]:
+    return [r for r in runs if r.server == server and r.scenario == scenario]
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def spread(values: list[float], unit: str = "", digits: int = 0) -> str:
+    """`median` alone for one value, else `median (min-max)`."""
+    if not values:
+        return "n/a"
+    mid = f"{statistics.median(values):,.{digits}f}{unit}"
+    if len(values) == 1:
+        return mid
+    return f"{mid} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
+
+
+def paired(runs: list[Run], scenario: str, a: str, b: str,
+           value: Callable[[Run], float | None], target: str = "") -> str:
+    """value(a) / value(b), taken within each round that ran both: the median over the rounds,
+    then each round's; with a target (">= 0.6", "<= 2"), whether the median meets it."""
+    ratios = []
+    for run in runs_of(runs, a, scenario):
+        other = find(runs, b, scenario, run.round)
+        x, y = value(run), other and value(other)
+        if x and y:
+            ratios.append(x / y)
+    if not ratios:
+        return ""
+    mid = statistics.median(ratios)
+    text = f"**{mid:.2f}x** {b}'s"
+    if len(ratios) > 1:
+        text += " (rounds: " + ", ".join(f"{r:.2f}" for r in ratios) + ")"
+    if target:
+        sign, bound = target.split()
+        met = mid >= float(bound) if sign == ">=" else mid <= float(bound)
+        text += f" [target {target}x: {'met' if met else 'not met'}]"
+    return text
 
 
 def report(runs: list[Run], args: argparse.Namespace, command: str) -> str:
@@ -268,6 +338,7 @@ def report(runs: list[Run], args: argparse.Namespace, command: str) -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in
                    Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    rounds = f"{args.rounds} rounds" if args.rounds > 1 else "1 round"
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu}), "
         f"Python {platform.python_version()}, Node {node}, "
@@ -276,49 +347,73 @@ def report(runs: list[Run], args: argparse.Namespace, command: str) -> str:
         f"Command: `{command}`",
         "",
         f"Servers pinned to core {args.server_core}, the generator (`bench/node/load.js`) to core "
-        f"{args.generator_core}. Closed loop: {args.stations} stations, {args.duration} s, "
+        f"{args.generator_core}; {rounds}, each running every server once per scenario in an "
+        "order rotated from round to round. Closed loop: "
+        f"{args.stations} stations, {args.duration:g} s, "
         "one call in flight per station, half Heartbeat and half MeterValues (2 sampled values) "
         "on an open "
         "transaction; latency in ms as the generator sees it. csms: validation on, SQLite, "
         "every acknowledged value counted in the store afterwards; csms-window: the same with "
         f"`ocpp.meter_commit_window = {METER_COMMIT_WINDOW}` (MeterValues answered before "
-        "their commit, written once per window).",
+        "their commit, written once per window). Each figure is the median over the rounds, "
+        "with the lowest and highest in brackets; CPU per message is the server's CPU time "
+        "per answered message, steadier than msgs/s when the host's speed drifts.",
         "",
-        "| scenario | server | msgs/s | p50 | p95 | p99 | errors | values acked / stored "
+        "| scenario | server | msgs/s | p50 | p99 | CPU µs/msg | errors | values acked / stored "
         "| server CPU | generator CPU | note |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |",
     ]
-    for run in runs:
-        if run.scenario == "connect":
-            continue
-        r = run.result
-        stored = "n/a" if run.stored is None else f"{r['sampledValuesAcked']} / {run.stored}"
-        label = run.scenario.replace("closed16", "1.6").replace("closed201", "2.0.1" + (
-            " TransactionEvent" if r.get("txEvent") else ""))
-        lines.append(f"| {label} | {run.server} | {r['msgsPerSecond']:,.0f} | {fmt(r['p50'])} | "
-                     f"{fmt(r['p95'])} | {fmt(r['p99'])} | {run.errors} | {stored} | "
-                     f"{pct(run.server_cpu)} | {pct(run.generator_cpu)} | {'; '.join(run.notes)} |")
-    connects = [r for r in runs if r.scenario == "connect"]
-    if connects:
+    for scenario in ("closed16", "closed201"):
+        for name in args.servers.split(","):
+            group = runs_of(runs, name, scenario)
+            if not group:
+                continue
+            results = [r.result for r in group]
+            acked = sum(r["sampledValuesAcked"] for r in results)
+            stored = "n/a" if any(r.stored is None for r in group) else \
+                f"{acked} / {sum(r.stored or 0 for r in group)}"
+            label = scenario.replace("closed16", "1.6").replace("closed201", "2.0.1" + (
+                " TransactionEvent" if results[0].get("txEvent") else ""))
+            per_message = [c * 1e6 for c in map(cpu_per_message, group) if c is not None]
+            notes = sorted({note for r in group for note in r.notes})
+            lines.append(
+                f"| {label} | {name} | {spread([r['msgsPerSecond'] for r in results])} | "
+                f"{spread([r['p50'] for r in results], digits=1)} | "
+                f"{spread([r['p99'] for r in results], digits=1)} | {spread(per_message)} | "
+                f"{sum(r.errors for r in group)} | {stored} | "
+                f"{pct(median([r.server_cpu for r in group if r.server_cpu is not None]))} | "
+                f"{pct(median([r.generator_cpu for r in group if r.generator_cpu is not None]))}"
+                f" | {'; '.join(notes)} |")
+    if any(r.scenario == "connect" for r in runs):
         lines += ["", f"{args.connect_stations:,} stations connecting, booting and starting a "
                   "transaction (200 handshakes in flight), then resident memory with all "
                   "connected:",
                   "", "| server | ready | seconds | errors | RSS MB | note |",
                   "| --- | ---: | ---: | ---: | ---: | --- |"]
-        for run in connects:
-            r = run.result
-            lines.append(f"| {run.server} | {r['ready']:,} | {r['setupSeconds']:.1f} | "
-                         f"{run.errors} | {fmt(run.rss_mb)} | {'; '.join(run.notes)} |")
+        for name in args.servers.split(","):
+            group = runs_of(runs, name, "connect")
+            if not group:
+                continue
+            notes = sorted({note for r in group for note in r.notes})
+            lines.append(
+                f"| {name} | {min(r.result['ready'] for r in group):,} | "
+                f"{spread([r.result['setupSeconds'] for r in group], digits=1)} | "
+                f"{sum(r.errors for r in group)} | "
+                f"{spread([r.rss_mb for r in group if r.rss_mb is not None])} | "
+                f"{'; '.join(notes)} |")
     ratios = closed_ratios(runs, "csms")
-    csms, rpc = find(runs, "csms", "connect"), find(runs, "ocpp-rpc", "connect")
-    if csms and rpc:
-        ratios.append(f"- {args.connect_stations:,} connected: memory "
-                      f"{ratio(csms.rss_mb, rpc.rss_mb)} "
-                      f"ocpp-rpc's [<= 0.8x]; connect+boot+start time "
-                      f"{ratio(csms.result['setupSeconds'], rpc.result['setupSeconds'])} "
-                      f"ocpp-rpc's [<= 1.5x], csms errors {csms.errors} [0]")
+    if find(runs, "csms", "connect") and find(runs, "ocpp-rpc", "connect"):
+        errors = sum(r.errors for r in runs_of(runs, "csms", "connect"))
+        memory = paired(runs, "connect", "csms", "ocpp-rpc", rss_of, "<= 0.8")
+        setup = paired(runs, "connect", "csms", "ocpp-rpc", setup_seconds, "<= 1.5")
+        ratios.append(f"- {args.connect_stations:,} stations: resident memory with all "
+                      f"connected {memory}; connect+boot+start time {setup}; csms errors "
+                      f"{errors} [target 0]")
     if ratios:
-        lines += ["", "Ratios of csms (issue 15 targets in brackets):", "", *ratios]
+        lines += ["", "Ratios of csms, each taken within a round, as the median over the rounds "
+                  "(floor: the bare `ocpp` library; echo: a hand-written aiohttp "
+                  "OCPP-J echo):",
+                  "", *ratios]
     ratios = closed_ratios(runs, "csms-window")
     if ratios:
         lines += ["", f"Ratios of csms-window (`ocpp.meter_commit_window = "
@@ -327,26 +422,38 @@ def report(runs: list[Run], args: argparse.Namespace, command: str) -> str:
 
 
 def closed_ratios(runs: list[Run], name: str) -> list[str]:
-    """The closed-loop ratios of `name` (csms or csms-window) to the others in the same run."""
+    """The closed-loop ratios of `name` (csms or csms-window) to the others, round by round."""
     lines: list[str] = []
     for scenario, label in (("closed16", "1.6"), ("closed201", "2.0.1")):
-        csms, rpc, echo, floor = (find(runs, s, scenario)
-                                  for s in (name, "ocpp-rpc", "echo", "floor"))
-        if csms is None:
+        if not runs_of(runs, name, scenario):
             continue
-        rate = csms.result["msgsPerSecond"]
-        lines.append(
-            f"- {label} closed loop: {ratio(rate, rpc and rpc.result['msgsPerSecond'])} ocpp-rpc "
-            f"strict's msgs/s [>= 0.6x], {ratio(rate, floor and floor.result['msgsPerSecond'])} "
-            f"the bare `ocpp` library's [>= 5x], "
-            f"{ratio(rate, echo and echo.result['msgsPerSecond'])} the aiohttp echo's; p99 "
-            f"{ratio(csms.result['p99'], rpc and rpc.result['p99'])} ocpp-rpc's [<= 2x]")
-        plain = find(runs, "csms", scenario)
-        if name != "csms" and plain is not None:
-            lines[-1] += (f"; {ratio(rate, plain.result['msgsPerSecond'])} csms's msgs/s, "
-                          f"CPU per message {ratio(cpu_per_message(csms), cpu_per_message(plain))}"
-                          " csms's")
+        rates = [paired(runs, scenario, name, "ocpp-rpc", rate_of, ">= 0.6"),
+                 paired(runs, scenario, name, "floor", rate_of, ">= 5"),
+                 paired(runs, scenario, name, "echo", rate_of)]
+        line = f"- {label} closed loop: msgs/s {', '.join(r for r in rates if r) or 'n/a'}"
+        p99 = paired(runs, scenario, name, "ocpp-rpc", p99_of, "<= 2")
+        if p99:
+            line += f"; p99 {p99}"
+        if name != "csms" and runs_of(runs, "csms", scenario):
+            line += f"; CPU per message {paired(runs, scenario, name, 'csms', cpu_per_message)}"
+        lines.append(line)
     return lines
+
+
+def rate_of(run: Run) -> float:
+    return float(run.result["msgsPerSecond"])
+
+
+def p99_of(run: Run) -> float:
+    return float(run.result["p99"])
+
+
+def setup_seconds(run: Run) -> float:
+    return float(run.result["setupSeconds"])
+
+
+def rss_of(run: Run) -> float | None:
+    return run.rss_mb
 
 
 def cpu_per_message(run: Run) -> float | None:
@@ -368,11 +475,15 @@ def write_doc(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 s closed-loop runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="one round of 10 s closed-loop runs")
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--stations", type=int, default=1000)
-    parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument("--duration", type=float, default=None,
+                        help="seconds per closed-loop run (default 20, --quick 10)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="times each server runs each scenario (default 3, --quick 1)")
     parser.add_argument("--connect-stations", type=int, default=10000)
     parser.add_argument("--tx-event", action="store_true",
                         help="2.0.1 meter values as TransactionEvent Updated (needs issue 11)")
@@ -382,19 +493,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/performance.md")
     args = parser.parse_args(argv)
     if args.duration is None:
-        args.duration = 10 if args.quick else 30
+        args.duration = 10 if args.quick else 20
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     ensure_node_packages()
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="side-by-side-") as tmp:
-        for scenario in args.scenarios.split(","):
-            for name in args.servers.split(","):
-                if name == "floor" and scenario == "connect" and args.quick:
-                    continue  # 10,000 library ChargePoints take minutes to boot; full run only
-                if name == "csms-window" and scenario == "connect":
-                    continue  # the window changes meter writes only; connect is csms's
-                run = measure(name, scenario, args, Path(tmp))
-                if run is not None:
-                    runs.append(run)
+        for round_, name, scenario in plan(args):
+            runs.append(measure(name, scenario, args, Path(tmp), round_))
     given = argv if argv is not None else sys.argv[1:]
     command = "python bench/side_by_side.py " + shlex.join(given)
     text = report(runs, args, command.strip())
