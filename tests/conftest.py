@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 from aiohttp.test_utils import TestServer
 
 from tests.support.mongo import mongo_database, mongo_server  # noqa: F401  (fixtures)
@@ -14,6 +16,17 @@ from tests.support.server import server_for
 from tests.support.smtp import smtp_inbox  # noqa: F401  (a fixture for every test)
 from web.app import create_app
 from web.settings import Settings, load_settings
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config,
+                                  item: pytest.Item) -> Mapping[str, Callable[[], Any]]:
+    """Tests marked `both_loops` run on asyncio's loop and on uvloop's, the two loops `csms
+    serve` runs on (`server.uvloop`): the station websocket, the door on the shared port and TLS
+    use their transports directly, and the two loops' transports are different code. Every
+    other test runs on asyncio's loop, as before."""
+    if item.get_closest_marker("both_loops") is not None:
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 def make_settings(tmp_path: Path, **env: str) -> Settings:

@@ -21,6 +21,8 @@ from tests.conftest import make_settings
 from web.app import create_app
 from web.station_port import parse_upgrade
 
+pytestmark = pytest.mark.both_loops  # see tests/conftest.py
+
 
 def upgrade_head(path: str = "/ocpp/CP-1", **overrides: str | None) -> bytes:
     headers = {"Host": "x", "Upgrade": "websocket", "Connection": "Upgrade",

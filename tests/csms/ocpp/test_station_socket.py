@@ -19,6 +19,8 @@ from csms.ocpp import websocket
 from csms.ocpp.hub import ConnectionClosed
 from csms.ocpp.websocket import StationSocket, accept_key
 
+pytestmark = pytest.mark.both_loops  # see tests/conftest.py
+
 HEARTBEAT = b'[2,"hb","Heartbeat",{}]'
 
 

@@ -32,6 +32,10 @@ from web.app import create_app
 from web.settings import load_settings
 from web.tls import server_context
 
+# security profiles 2 and 3 read the TLS transport's `ssl_object` and `peercert` through the
+# station port, and asyncio's and uvloop's TLS transports are different code
+pytestmark = pytest.mark.both_loops  # see tests/conftest.py
+
 
 @dataclass
 class Issued:
