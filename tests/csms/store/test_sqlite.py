@@ -108,6 +108,39 @@ async def test_a_version_2_database_migrates_keeping_its_stations(tmp_path: Path
         await store.close()
 
 
+async def test_schema_7_indexes_meter_values_by_transaction_and_reads_them_in_time_order(
+        tmp_path: Path) -> None:
+    """A version-6 database keeps its values; they are read by the new index, oldest first,
+    whatever order they arrived in."""
+    path = tmp_path / "csms.db"
+    with closing(sqlite3.connect(path)) as conn, conn:
+        for version in range(1, 7):
+            for statement in _statements(_MIGRATIONS[version]):
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 6")
+        conn.execute("INSERT INTO transactions (transaction_id, station_id, connector_id, id_tag,"
+                     " meter_start, started_at) VALUES (7, 'CP1', 1, 'TAG', 0, ?)", (ts(at(0)),))
+        conn.executemany("INSERT INTO meter_values (station_id, connector_id, transaction_id,"
+                         " timestamp, value) VALUES ('CP1', 1, 7, ?, ?)",
+                         [(ts(at(3)), "300"), (ts(at(1)), "100")])
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        await store.append_meter_values([energy(7, "200", at(2)), energy(7, "400", at(4))])
+        values = await store.list_meter_values(7)
+        assert [v.value for v in values] == ["100", "200", "300", "400"]
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        indexes = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'meter_values'")}
+        assert indexes == {"meter_values_by_transaction"}
+        plan = " ".join(row[3] for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM meter_values WHERE transaction_id = 7"
+            " ORDER BY timestamp, id"))
+        assert "meter_values_by_transaction" in plan
+
+
 async def test_refuses_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "csms.db"
     with sqlite3.connect(path) as conn:
