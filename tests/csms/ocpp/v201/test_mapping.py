@@ -24,16 +24,16 @@ def test_an_evse_shows_its_most_telling_connector(connectors: dict[int, str],
 
 
 def sampled(value: float, **extra: object) -> list[dict]:
-    return [{"timestamp": "2026-11-22T10:00:00Z", "sampled_value": [{"value": value, **extra}]}]
+    return [{"timestamp": "2026-11-22T10:00:00Z", "sampledValue": [{"value": value, **extra}]}]
 
 
 @pytest.mark.parametrize(("sample", "value", "unit"), [
     (sampled(1234), "1234", "Wh"),
-    (sampled(12.5, unit_of_measure={"unit": "kWh"}), "12500", "Wh"),
-    (sampled(12.5, unit_of_measure={"unit": "Wh", "multiplier": 3}), "12500", "Wh"),
-    (sampled(7.4, unit_of_measure={"unit": "W", "multiplier": 3}), "7400", "W"),
-    (sampled(230.1, unit_of_measure={"unit": "V"}), "230.1", "V"),
-    (sampled(1e300, unit_of_measure={"unit": "kWh"}), "1" + "0" * 300, "kWh"),
+    (sampled(12.5, unitOfMeasure={"unit": "kWh"}), "12500", "Wh"),
+    (sampled(12.5, unitOfMeasure={"unit": "Wh", "multiplier": 3}), "12500", "Wh"),
+    (sampled(7.4, unitOfMeasure={"unit": "W", "multiplier": 3}), "7400", "W"),
+    (sampled(230.1, unitOfMeasure={"unit": "V"}), "230.1", "V"),
+    (sampled(1e300, unitOfMeasure={"unit": "kWh"}), "1" + "0" * 300, "kWh"),
 ])
 def test_sampled_values_in_domain_units(sample: list[dict], value: str, unit: str) -> None:
     [meter] = mapping.meter_values("CP", 2, sample)
