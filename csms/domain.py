@@ -187,6 +187,13 @@ def energy_wh(value: MeterValue) -> int | None:
         return None
     if value.unit not in (None, "Wh", "kWh"):
         return None
+    text = value.value
+    # The usual reading is whole digits: int() takes it in ~0.15 us where Decimal's parse,
+    # multiply and quantize took ~0.9 us, twice per MeterValues frame (the loop's register and
+    # the store's). Up to 16 digits: beyond 2^53 - 1 (16 digits) nothing is a reading anyway.
+    if type(text) is str and len(text) <= 16 and text.isascii() and text.isdigit():
+        amount = int(text) * (1000 if value.unit == "kWh" else 1)
+        return amount if amount <= MAX_REGISTER_WH else None
     try:
         amount = Decimal(value.value.strip()) * (1000 if value.unit == "kWh" else 1)
     except (ArithmeticError, AttributeError):  # not a number, or beyond Decimal's range
