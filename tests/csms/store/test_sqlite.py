@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from contextlib import closing
 from datetime import UTC, datetime
@@ -158,8 +159,13 @@ async def test_refuses_a_newer_frames_file(tmp_path: Path) -> None:
     path = str(tmp_path / "csms.db")
     with closing(sqlite3.connect(frames_path(path))) as conn:
         conn.execute(f"PRAGMA user_version = {FRAMES_SCHEMA_VERSION + 1}")
+    before = set(threading.enumerate())
     with pytest.raises(StoreError, match="newer"):
         await SqliteStore(path).open()
+    # the connections it had opened are closed: their threads would keep the process alive
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=5)
+        assert not thread.is_alive(), thread
 
 
 async def test_closed_store_refuses_calls(tmp_path: Path) -> None:
