@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,22 @@ def isoformat(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# (millisecond since the epoch, its `isoformat` text): the text `utcnow_text` last made
+_now_text: tuple[int, str] = (-1, "")
+
+
+def utcnow_text() -> str:
+    """`isoformat(utcnow())`, made once per millisecond: a busy hub answers several Heartbeats
+    in one (each carries the current time), and formatting cost ~1.3 us of each, ~0.1 us
+    when the millisecond's text is made already."""
+    global _now_text
+    ms = time.time_ns() // 1_000_000
+    if _now_text[0] != ms:
+        moment = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+        _now_text = (ms, isoformat(moment) or "")
+    return _now_text[1]
 
 
 class ConstraintViolation(ValueError):

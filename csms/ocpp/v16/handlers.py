@@ -16,7 +16,7 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
-from csms.domain import isoformat, parse_timestamp, utcnow
+from csms.domain import parse_timestamp, utcnow_text
 from csms.ocpp.v16 import mapping
 from csms.ocpp.version import StationHandlers, camel_payload, routes_of
 
@@ -37,14 +37,14 @@ class Handlers(StationHandlers):
             serial_number=kwargs.get("charge_point_serial_number")
             or kwargs.get("charge_box_serial_number"),
             firmware_version=kwargs.get("firmware_version"))
-        return call_result.BootNotification(current_time=isoformat(utcnow()),
+        return call_result.BootNotification(current_time=utcnow_text(),
                                             interval=self.heartbeat_interval,
                                             status=RegistrationStatus.accepted)
 
     @on(Action.heartbeat)
     async def on_heartbeat(self) -> call_result.Heartbeat:
         await self.service.heartbeat(self.id)
-        return call_result.Heartbeat(current_time=isoformat(utcnow()))
+        return call_result.Heartbeat(current_time=utcnow_text())
 
     @on(Action.status_notification)
     async def on_status_notification(self, connector_id: int, error_code: str, status: str,

@@ -17,7 +17,7 @@ from ocpp.routing import on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action, DataTransferStatusEnumType, RegistrationStatusEnumType
 
-from csms.domain import isoformat, parse_timestamp, utcnow
+from csms.domain import parse_timestamp, utcnow_text
 from csms.events import Authorization
 from csms.ocpp.v201 import mapping, reports
 from csms.ocpp.version import StationHandlers, camel_payload, routes_of
@@ -39,14 +39,14 @@ class Handlers(StationHandlers):
             serial_number=charging_station.get("serial_number"),
             firmware_version=charging_station.get("firmware_version"))
         log.info("%s: BootNotification (%s)", self.id, reason)
-        return call_result.BootNotification(current_time=isoformat(utcnow()),
+        return call_result.BootNotification(current_time=utcnow_text(),
                                             interval=self.heartbeat_interval,
                                             status=RegistrationStatusEnumType.accepted)
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **kwargs: Any) -> call_result.Heartbeat:
         await self.service.heartbeat(self.id)
-        return call_result.Heartbeat(current_time=isoformat(utcnow()))
+        return call_result.Heartbeat(current_time=utcnow_text())
 
     @on(Action.status_notification)
     async def on_status_notification(self, timestamp: str, connector_status: str, evse_id: int,
