@@ -189,6 +189,12 @@ class OrphanStop:
     received_at: datetime | None = None
 
 
+# A frame as the message log takes it in, grouped per station: (direction, at, frame text).
+# Plain tuples of strings and a datetime: the garbage collector stops tracking them, where a
+# second's buffered LoggedFrames were ~17% of the log's CPU in its walks (round four).
+FrameEntry = tuple[str, datetime, str]
+
+
 @dataclass(slots=True)
 class LoggedFrame:
     station_id: str

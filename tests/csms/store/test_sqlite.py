@@ -19,7 +19,7 @@ from csms.store.ports import Store, StoreError
 from csms.store.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteStore, _statements
 from csms.store.sqlite_frames import FRAMES_PAGE_SIZE, FRAMES_SCHEMA_VERSION, frames_path
 from csms.store.sqlite_support import ts
-from tests.csms.store.contract import StoreContract, at, energy, frame, start, stop
+from tests.csms.store.contract import StoreContract, at, energy, frame, grouped, start, stop
 from tests.csms.store.report_contract import ReportStoreContract
 from tests.support.ports import missing_methods, port_methods
 
@@ -68,7 +68,7 @@ async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
     await store.append_meter_values([energy(tx_id, "600", at(5))])
     await stop(store, "CP1", tx_id, 700, at(9))
     await stop(store, "CP1", 555, 1, at(9))
-    await store.append_frames([frame("CP1", 1)], keep=10)
+    await store.append_frames(grouped([frame("CP1", 1)]), keep=10)
     await store.close()
 
     reopened = SqliteStore(path)
@@ -142,7 +142,7 @@ async def test_an_unversioned_frames_file_migrates_keeping_its_frames(tmp_path: 
     try:
         assert await store.list_frames("CP1") == old[::-1]
         assert await store.list_frames("CP2") == [LoggedFrame("CP2", "in", '[2,"x"]', at(1))]
-        await store.append_frames([frame("CP1", 8), frame("CP1", 9)], keep=5)
+        await store.append_frames(grouped([frame("CP1", 8), frame("CP1", 9)]), keep=5)
         newest = [frame("CP1", 9), frame("CP1", 8), *old[::-1][:3]]
         assert await store.list_frames("CP1") == newest
     finally:
