@@ -88,6 +88,8 @@ def _route(decorated: Callable[..., Awaitable[Any]]) -> Handler:
         return method
 
     def with_snake_keys(handlers: Any, payload: dict[str, Any]) -> Awaitable[Any]:
+        if not payload:  # a Heartbeat, half of a closed loop's frames
+            return method(handlers)
         return method(handlers, **snake_keys(payload))
 
     return with_snake_keys
