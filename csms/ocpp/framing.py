@@ -31,6 +31,16 @@ MESSAGE_TYPE_NOT_SUPPORTED = "MessageTypeNotSupported"  # 1.6: ProtocolError
 MAX_UNIQUE_ID = 36  # OCPP-J: a uniqueId is at most 36 characters (a UUID's text)
 
 
+class ParsedCall(Call):
+    """A CALL read from the wire: the library's Call without its constructor's check for a
+    dataclass payload (a parsed payload is a JSON object), ~0.25 us of every frame."""
+
+    def __init__(self, unique_id: str, action: str, payload: dict[str, Any]) -> None:
+        self.unique_id = unique_id
+        self.action = action
+        self.payload = payload
+
+
 class FrameError(Exception):
     """A frame that cannot be handled; answered with a CALLERROR carrying `unique_id`.
 
@@ -78,7 +88,7 @@ def parse_frame(raw: str | bytes) -> Call | CallResult | CallError:
             raise FrameError(unique_id, RPC_FRAMEWORK_ERROR, "Action must be a string")
         if not isinstance(data[3], dict):
             raise FrameError(unique_id, FORMAT_VIOLATION, "Payload must be a JSON object")
-        return Call(data[1], data[2], data[3])
+        return ParsedCall(data[1], data[2], data[3])
     if type_id == MessageType.CallResult:
         if len(data) != 3:
             raise FrameError(unique_id, RPC_FRAMEWORK_ERROR, "A CALLRESULT has 3 elements")
