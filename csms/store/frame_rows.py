@@ -33,18 +33,6 @@ from typing import Any
 from csms.domain import LoggedFrame
 
 
-def by_station(frames: Sequence[LoggedFrame]) -> dict[str, list[LoggedFrame]]:
-    """Frames grouped per station, each group in append order (stations in first-seen order)."""
-    groups: dict[str, list[LoggedFrame]] = {}
-    for frame in frames:
-        group = groups.get(frame.station_id)
-        if group is None:
-            groups[frame.station_id] = [frame]
-        else:
-            group.append(frame)
-    return groups
-
-
 def utf8_len(text: str) -> int:
     """Bytes of `text` in UTF-8 (`isascii` is a flag check: most frames skip the encode)."""
     return len(text) if text.isascii() else len(text.encode())

@@ -16,14 +16,14 @@ one frame each (readers cannot tell them from rows written per flush) and drops 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from csms.domain import LoggedFrame
-from csms.store.frame_rows import NewestFirst, by_station, cut_head, utf8_len, window
+from csms.domain import FrameEntry, LoggedFrame
+from csms.store.frame_rows import NewestFirst, cut_head, utf8_len, window
 from csms.store.mongo_support import Document, next_value, utc_req
 
 FRAME_COUNTER = "frames"  # append order of rows across stations (`n`)
@@ -69,7 +69,7 @@ class MongoFrames:
     _frame_bytes_at: float  # time.monotonic() of that sum
     _frame_since: dict[str, int]  # station -> its `since`, once known in this process
 
-    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int,
+    async def append_frames(self, frames: Mapping[str, Sequence[FrameEntry]], keep: int,
                             max_bytes: int = 0) -> None:
         """Append a row per station; keep at most `keep` newest (by append order) per station,
         and at most `max_bytes` (UTF-8, 0: no limit) in all, the oldest (`n`) going first.
@@ -78,7 +78,7 @@ class MongoFrames:
         (and summed again after a failed write, a delete that removed other than what it
         counted, or FRAME_BYTES_RECOUNT_S), so another process's rows skew it only briefly.
         """
-        groups = by_station(frames)
+        groups = {station_id: group for station_id, group in frames.items() if group}
         try:
             await self._append_rows(groups, keep)
             if max_bytes > 0 and (total := await self._frame_byte_count()) > max_bytes:
@@ -88,7 +88,7 @@ class MongoFrames:
             self._frame_since.clear()
             raise
 
-    async def _append_rows(self, groups: dict[str, list[LoggedFrame]], keep: int) -> None:
+    async def _append_rows(self, groups: dict[str, Sequence[FrameEntry]], keep: int) -> None:
         await self._frame_byte_count()  # before inserting: the sum must not count them twice
         if not groups:
             return
@@ -104,8 +104,8 @@ class MongoFrames:
             stored, since = window(len(group), last, await self._since(station_id), keep)
             kept = group[-stored:]
             docs.append({"station_id": station_id, "last_seq": last, "since": since, "n": n,
-                         "bytes": sum(utf8_len(f.frame) for f in kept),
-                         "frames": [[f.direction, f.at, f.frame] for f in kept]})
+                         "bytes": sum(utf8_len(frame) for _, _, frame in kept),
+                         "frames": [[direction, at, frame] for direction, at, frame in kept]})
             n += 1
             self._frame_since[station_id] = since
             if last > keep:  # the rows wholly older than the station's newest `keep`

@@ -15,7 +15,15 @@ from enum import Enum
 from typing import Literal, Protocol
 
 from csms.device_model import DeviceReport, ReportPart
-from csms.domain import IdTag, LoggedFrame, MeterValue, OrphanStop, Station, Transaction
+from csms.domain import (
+    FrameEntry,
+    IdTag,
+    LoggedFrame,
+    MeterValue,
+    OrphanStop,
+    Station,
+    Transaction,
+)
 from csms.station_transactions import EventOutcome, TransactionEvent
 
 
@@ -213,9 +221,10 @@ class MeterValueStore(Protocol):
 class FrameLogStore(Protocol):
     """The OCPP message log per station."""
 
-    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int,
+    async def append_frames(self, frames: Mapping[str, Sequence[FrameEntry]], keep: int,
                             max_bytes: int = 0) -> None:
-        """Append OCPP frames, keeping at most `keep` newest frames per station and, when
+        """Append OCPP frames, station id -> its frames oldest first (stations in the order
+        they first logged one), keeping at most `keep` newest frames per station and, when
         `max_bytes` > 0, at most that many bytes of frames (UTF-8) in the whole log, the oldest
         going first whichever station they belong to.
 

@@ -498,13 +498,17 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
             return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         writer = await self._connect(query_only=False)
+        opened = [writer]  # each runs a thread that keeps the process alive until closed
         try:
             await self._in_thread(writer, _migrate)
             reader = await self._connect(query_only=True)
+            opened.append(reader)
             frames = await self._connect(query_only=False, path=frames_path(self.path))
+            opened.append(frames)
             await self._in_thread(frames, prepare_frames_file)
         except BaseException as exc:
-            await writer.close()
+            for conn in opened:
+                await conn.close()
             raise _store_error(exc) from exc
         self._writer, self._reader, self._frames = writer, reader, frames
         self._closing = False

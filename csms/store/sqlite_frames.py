@@ -11,14 +11,14 @@ larger (and a row past half a page takes a page of its own).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from csms.domain import LoggedFrame
-from csms.store.frame_rows import NewestFirst, by_station, cut_head, window
+from csms.domain import FrameEntry, LoggedFrame
+from csms.store.frame_rows import NewestFirst, cut_head, window
 from csms.store.ports import StoreError
 from csms.store.sqlite_support import dt_req, write_transaction
 
@@ -97,12 +97,13 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def encode_row(frames: Sequence[LoggedFrame]) -> tuple[bytes, int]:
+def encode_row(frames: Sequence[FrameEntry]) -> tuple[bytes, int]:
     """A row's frames as stored, and the bytes of their texts. orjson writes the head's
     datetimes (RFC 3339) in C and never a raw newline, so the first one ends the head."""
-    texts = [f.frame.encode() for f in frames]
+    texts = [frame.encode() for _, _, frame in frames]
     head = orjson.dumps(
-        [(f.direction, f.at, len(text)) for f, text in zip(frames, texts, strict=True)],
+        [(direction, at, len(text))
+         for (direction, at, _), text in zip(frames, texts, strict=True)],
         option=orjson.OPT_NAIVE_UTC)
     body = b"".join(texts)
     return b"%b\n%b" % (head, body), len(body)
@@ -135,16 +136,16 @@ class SqliteFrames:
     _frame_tops: dict[str, tuple[int, int]]  # station -> (newest seq, since), once known
     _frame_bytes: int | None  # bytes of frames in the log, once known
 
-    async def append_frames(self, frames: Sequence[LoggedFrame], keep: int,
+    async def append_frames(self, frames: Mapping[str, Sequence[FrameEntry]], keep: int,
                             max_bytes: int = 0) -> None:
         """Append a row per station; keep at most `keep` newest (by append order) per station,
         and at most `max_bytes` in all (0: no limit), counted as rows come and go.
 
         keep <= 0 stores nothing and clears the log of the stations named in `frames`.
         """
-        if not frames:
+        groups = {station_id: group for station_id, group in frames.items() if group}
+        if not groups:
             return
-        groups = by_station(frames)
         tops = self._frame_tops
 
         def op(conn: sqlite3.Connection) -> None:

@@ -1,8 +1,10 @@
 """OCPP 1.6 handlers: one per action the central system answers.
 
-Each maps the payload (snake_case keyword arguments, already schema-checked by the session) to
-domain values, calls the `ChargingService`, and returns the library's 1.6 call_result
-dataclass. No business logic here.
+Each maps the payload (already schema-checked by the session) to domain values, calls the
+`ChargingService`, and returns the library's 1.6 call_result dataclass. No business logic here.
+Handlers take the payload as snake_case keyword arguments (the `ocpp` library's convention),
+except those marked `@camel_payload` (the meter values, the hot path), which read the payload
+as it arrived.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
-from csms.domain import isoformat, parse_timestamp, utcnow
+from csms.domain import parse_timestamp, utcnow_text
 from csms.ocpp.v16 import mapping
-from csms.ocpp.version import StationHandlers, routes_of
+from csms.ocpp.version import StationHandlers, camel_payload, routes_of
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +37,14 @@ class Handlers(StationHandlers):
             serial_number=kwargs.get("charge_point_serial_number")
             or kwargs.get("charge_box_serial_number"),
             firmware_version=kwargs.get("firmware_version"))
-        return call_result.BootNotification(current_time=isoformat(utcnow()),
+        return call_result.BootNotification(current_time=utcnow_text(),
                                             interval=self.heartbeat_interval,
                                             status=RegistrationStatus.accepted)
 
     @on(Action.heartbeat)
     async def on_heartbeat(self) -> call_result.Heartbeat:
         await self.service.heartbeat(self.id)
-        return call_result.Heartbeat(current_time=isoformat(utcnow()))
+        return call_result.Heartbeat(current_time=utcnow_text())
 
     @on(Action.status_notification)
     async def on_status_notification(self, connector_id: int, error_code: str, status: str,
@@ -70,23 +72,23 @@ class Handlers(StationHandlers):
                                             id_tag_info=mapping.id_tag_info(auth))
 
     @on(Action.stop_transaction)
-    async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int,
-                                  reason: str | None = None, id_tag: str | None = None,
-                                  transaction_data: list | None = None,
-                                  ) -> call_result.StopTransaction:
+    @camel_payload
+    async def on_stop_transaction(self, payload: dict[str, Any]) -> call_result.StopTransaction:
         auth = await self.service.stop_transaction(
-            self.id, transaction_id=transaction_id, meter_stop=meter_stop,
-            timestamp=parse_timestamp(timestamp), reason=reason, id_tag=id_tag,
-            transaction_data=mapping.meter_values(self.id, 0, transaction_data or ()))
+            self.id, transaction_id=payload["transactionId"], meter_stop=payload["meterStop"],
+            timestamp=parse_timestamp(payload["timestamp"]), reason=payload.get("reason"),
+            id_tag=payload.get("idTag"),
+            transaction_data=mapping.meter_values(self.id, 0, payload.get("transactionData", ())))
         return call_result.StopTransaction(
             id_tag_info=mapping.id_tag_info(auth) if auth else None)
 
     @on(Action.meter_values)
-    async def on_meter_values(self, connector_id: int, meter_value: list,
-                              transaction_id: int | None = None) -> call_result.MeterValues:
+    @camel_payload
+    async def on_meter_values(self, payload: dict[str, Any]) -> call_result.MeterValues:
+        connector_id = payload["connectorId"]
         await self.service.meter_values(
-            self.id, connector_id=connector_id, transaction_id=transaction_id,
-            values=mapping.meter_values(self.id, connector_id, meter_value))
+            self.id, connector_id=connector_id, transaction_id=payload.get("transactionId"),
+            values=mapping.meter_values(self.id, connector_id, payload["meterValue"]))
         return call_result.MeterValues()
 
     @on(Action.data_transfer)

@@ -26,7 +26,7 @@ def id_tag_info(auth: Authorization) -> datatypes.IdTagInfo:
 
 def meter_values(station_id: str, connector_id: int,
                  meter_value: Iterable[dict[str, Any]]) -> list[MeterValue]:
-    """Flatten 1.6 meterValue[] / transactionData[] (snake_case keys) into domain values.
+    """Flatten 1.6 meterValue[] / transactionData[] (camelCase keys, as sent) into domain values.
 
     Defaults per the 1.6 spec: measurand Energy.Active.Import.Register, unit Wh. Energy in kWh
     is converted to Wh so every stored energy value has one unit. The values are not yet
@@ -36,16 +36,15 @@ def meter_values(station_id: str, connector_id: int,
     values: list[MeterValue] = []
     for entry in meter_value:
         at = parse_timestamp(entry["timestamp"])
-        for sample in entry.get("sampled_value", []):
-            measurand = sample.get("measurand") or ENERGY_REGISTER
+        for sample in entry.get("sampledValue", ()):
             unit = sample.get("unit") or "Wh"
             value = str(sample["value"])
             if unit in ("kWh", "kvarh") and sample.get("format", "Raw") == "Raw":
                 value, unit = _in_wh(value, unit)
             values.append(MeterValue(
                 station_id=station_id, connector_id=connector_id, transaction_id=None,
-                timestamp=at, value=value, measurand=measurand, unit=unit,
-                context=sample.get("context"), phase=sample.get("phase"),
+                timestamp=at, value=value, measurand=sample.get("measurand") or ENERGY_REGISTER,
+                unit=unit, context=sample.get("context"), phase=sample.get("phase"),
                 location=sample.get("location"), format=sample.get("format")))
     return values
 

@@ -1,9 +1,11 @@
 """OCPP 2.0.1 handlers: one per action the central system answers.
 
-Each maps the payload (snake_case keyword arguments, already schema-checked by the session) to
-domain values, calls the `ChargingService`, and returns the library's 2.0.1 call_result
-dataclass. NotifyReport parts are stored (the device model operators see); events and
-security notifications are answered and logged, not stored (yet).
+Each maps the payload (already schema-checked by the session) to domain values, calls the
+`ChargingService`, and returns the library's 2.0.1 call_result dataclass. Handlers take the
+payload as snake_case keyword arguments (the `ocpp` library's convention), except those marked
+`@camel_payload` (the meter values, the hot path), which read the payload as it arrived.
+NotifyReport parts are stored (the device model operators see); events and security
+notifications are answered and logged, not stored (yet).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from ocpp.routing import on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action, DataTransferStatusEnumType, RegistrationStatusEnumType
 
-from csms.domain import isoformat, parse_timestamp, utcnow
+from csms.domain import parse_timestamp, utcnow_text
 from csms.events import Authorization
 from csms.ocpp.v201 import mapping, reports
-from csms.ocpp.version import StationHandlers, routes_of
+from csms.ocpp.version import StationHandlers, camel_payload, routes_of
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +39,14 @@ class Handlers(StationHandlers):
             serial_number=charging_station.get("serial_number"),
             firmware_version=charging_station.get("firmware_version"))
         log.info("%s: BootNotification (%s)", self.id, reason)
-        return call_result.BootNotification(current_time=isoformat(utcnow()),
+        return call_result.BootNotification(current_time=utcnow_text(),
                                             interval=self.heartbeat_interval,
                                             status=RegistrationStatusEnumType.accepted)
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **kwargs: Any) -> call_result.Heartbeat:
         await self.service.heartbeat(self.id)
-        return call_result.Heartbeat(current_time=isoformat(utcnow()))
+        return call_result.Heartbeat(current_time=utcnow_text())
 
     @on(Action.status_notification)
     async def on_status_notification(self, timestamp: str, connector_status: str, evse_id: int,
@@ -69,23 +71,18 @@ class Handlers(StationHandlers):
         return call_result.Authorize(id_token_info=mapping.id_token_info(auth))
 
     @on(Action.meter_values)
-    async def on_meter_values(self, evse_id: int, meter_value: list[dict[str, Any]],
-                              **kwargs: Any) -> call_result.MeterValues:
+    @camel_payload
+    async def on_meter_values(self, payload: dict[str, Any]) -> call_result.MeterValues:
+        evse_id = payload["evseId"]
         await self.service.meter_values(
             self.id, connector_id=evse_id, transaction_id=None,
-            values=mapping.meter_values(self.id, evse_id, meter_value))
+            values=mapping.meter_values(self.id, evse_id, payload["meterValue"]))
         return call_result.MeterValues()
 
     @on(Action.transaction_event)
-    async def on_transaction_event(self, event_type: str, timestamp: str, trigger_reason: str,
-                                   seq_no: int, transaction_info: dict[str, Any],
-                                   **kwargs: Any) -> call_result.TransactionEvent:
-        event = mapping.transaction_event(
-            self.id, event_type=event_type, timestamp=timestamp, seq_no=seq_no,
-            transaction_info=transaction_info, evse=kwargs.get("evse"),
-            id_token=kwargs.get("id_token"), offline=bool(kwargs.get("offline")),
-            meter_value=kwargs.get("meter_value") or ())
-        auth = await self.service.transaction_event(event)
+    @camel_payload
+    async def on_transaction_event(self, payload: dict[str, Any]) -> call_result.TransactionEvent:
+        auth = await self.service.transaction_event(mapping.transaction_event(self.id, payload))
         return call_result.TransactionEvent(
             id_token_info=mapping.id_token_info(auth) if auth is not None else None)
 

@@ -14,12 +14,14 @@ as sets.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 
 from csms.domain import (
     ENERGY_REGISTER,
     MAX_REGISTER_WH,
     SUPERSEDED,
+    FrameEntry,
     IdTag,
     LoggedFrame,
     MeterValue,
@@ -68,6 +70,15 @@ def energy(
 
 def frame(station: str, n: int, direction: str = "in") -> LoggedFrame:
     return LoggedFrame(station_id=station, direction=direction, frame=f'[2,"{n}"]', at=at(n))
+
+
+def grouped(frames: Iterable[LoggedFrame]) -> dict[str, list[FrameEntry]]:
+    """Frames as `append_frames` takes them (and the hub's FrameLog buffers them): per station
+    in first-seen order, each station's in order."""
+    groups: dict[str, list[FrameEntry]] = {}
+    for f in frames:
+        groups.setdefault(f.station_id, []).append((f.direction, f.at, f.frame))
+    return groups
 
 
 async def start(
@@ -598,26 +609,26 @@ class StoreContract:
     # frames -------------------------------------------------------------------------------------
 
     async def test_frames_newest_first_with_limit(self, store: Store) -> None:
-        await store.append_frames([frame("CP1", 1), frame("CP1", 2, "out")], keep=100)
-        await store.append_frames([frame("CP1", 3), frame("CP2", 1)], keep=100)
+        await store.append_frames(grouped([frame("CP1", 1), frame("CP1", 2, "out")]), keep=100)
+        await store.append_frames(grouped([frame("CP1", 3), frame("CP2", 1)]), keep=100)
         listed = await store.list_frames("CP1")
         assert listed == [frame("CP1", 3), frame("CP1", 2, "out"), frame("CP1", 1)]
         assert_utc(listed[0].at)
         assert await store.list_frames("CP1", limit=2) == [frame("CP1", 3), frame("CP1", 2, "out")]
         assert await store.list_frames("CP2") == [frame("CP2", 1)]
         assert await store.list_frames("CP3") == []
-        await store.append_frames([], keep=100)
+        await store.append_frames({}, keep=100)
 
     async def test_frames_capped_per_station(self, store: Store) -> None:
         for n in range(1, 11):
-            await store.append_frames([frame("CP1", n)], keep=3)
-        await store.append_frames([frame("CP2", n) for n in range(1, 3)], keep=3)
+            await store.append_frames(grouped([frame("CP1", n)]), keep=3)
+        await store.append_frames(grouped([frame("CP2", n) for n in range(1, 3)]), keep=3)
         assert [f.frame for f in await store.list_frames("CP1")] == [
             frame("CP1", n).frame for n in (10, 9, 8)
         ]
         assert len(await store.list_frames("CP2")) == 2
         # one call bigger than keep
-        await store.append_frames([frame("CP2", n) for n in range(3, 9)], keep=4)
+        await store.append_frames(grouped([frame("CP2", n) for n in range(3, 9)]), keep=4)
         assert [f.frame for f in await store.list_frames("CP2")] == [
             frame("CP2", n).frame for n in (8, 7, 6, 5)
         ]
@@ -628,20 +639,20 @@ class StoreContract:
             return LoggedFrame(station, "in", f"{n:03d}" + "é" * 48, at(n))  # 99 bytes
 
         for n in range(10):
-            await store.append_frames([big(f"CP{n}", n)], keep=100, max_bytes=500)
-        await store.append_frames([big("CPX", n) for n in range(10, 13)], keep=100,
+            await store.append_frames(grouped([big(f"CP{n}", n)]), keep=100, max_bytes=500)
+        await store.append_frames(grouped([big("CPX", n) for n in range(10, 13)]), keep=100,
                                   max_bytes=500)
         kept = {station: [f.frame[:3] for f in await store.list_frames(station)]
                 for station in [f"CP{n}" for n in range(10)] + ["CPX"]}
         assert {k: v for k, v in kept.items() if v} == {
             "CP8": ["008"], "CP9": ["009"], "CPX": ["012", "011", "010"]}
         # still counted right after the oldest went
-        await store.append_frames([big("CP1", 20)], keep=100, max_bytes=500)
+        await store.append_frames(grouped([big("CP1", 20)]), keep=100, max_bytes=500)
         assert await store.list_frames("CP8") == []
         assert len(await store.list_frames("CP1")) == 1
 
     async def test_frames_keep_zero_stores_nothing(self, store: Store) -> None:
-        await store.append_frames([frame("CP1", 1)], keep=0)
+        await store.append_frames(grouped([frame("CP1", 1)]), keep=0)
         assert await store.list_frames("CP1") == []
 
     async def test_frames_across_appends_show_exactly_the_newest_keep(
@@ -658,7 +669,7 @@ class StoreContract:
                     f = frame(station, n, "in" if n % 3 else "out")
                     batch.append(f)
                     appended[station].append(f)
-            await store.append_frames(batch, keep=7)
+            await store.append_frames(grouped(batch), keep=7)
             for station, frames in appended.items():
                 assert await store.list_frames(station) == frames[::-1][:7], (size, station)
         newest = appended["CP1"][::-1]
@@ -668,11 +679,11 @@ class StoreContract:
     async def test_frames_keep_lowered_and_raised(self, store: Store) -> None:
         """A lower `keep` shows fewer at once; a higher one never brings trimmed frames back,
         and the log grows to it."""
-        await store.append_frames([frame("CP1", n) for n in range(1, 6)], keep=5)
-        await store.append_frames([frame("CP1", 6)], keep=2)
+        await store.append_frames(grouped([frame("CP1", n) for n in range(1, 6)]), keep=5)
+        await store.append_frames(grouped([frame("CP1", 6)]), keep=2)
         assert [f.frame for f in await store.list_frames("CP1")] == [
             frame("CP1", n).frame for n in (6, 5)]
-        await store.append_frames([frame("CP1", n) for n in (7, 8)], keep=10)
+        await store.append_frames(grouped([frame("CP1", n) for n in (7, 8)]), keep=10)
         assert [f.frame for f in await store.list_frames("CP1")] == [
             frame("CP1", n).frame for n in (8, 7, 6, 5)]
 
@@ -683,13 +694,15 @@ class StoreContract:
         def wide(station: str, n: int) -> LoggedFrame:  # 99 bytes, 51 characters
             return LoggedFrame(station, "out", f"{n:03d}" + "é" * 46 + "😀", at(n))
 
-        await store.append_frames([wide("CP1", n) for n in range(5)], keep=100, max_bytes=350)
+        await store.append_frames(grouped([wide("CP1", n) for n in range(5)]), keep=100,
+                                  max_bytes=350)
         assert await store.list_frames("CP1") == [wide("CP1", n) for n in (4, 3, 2)]
-        await store.append_frames([wide("CP2", 5), wide("CP1", 6)], keep=100, max_bytes=350)
+        await store.append_frames(grouped([wide("CP2", 5), wide("CP1", 6)]), keep=100,
+                                  max_bytes=350)
         assert await store.list_frames("CP1") == [wide("CP1", n) for n in (6, 4)]
         assert await store.list_frames("CP2") == [wide("CP2", 5)]
         # the count still holds after the cut: one more frame pushes exactly one out
-        await store.append_frames([wide("CP3", 7)], keep=100, max_bytes=350)
+        await store.append_frames(grouped([wide("CP3", 7)]), keep=100, max_bytes=350)
         assert await store.list_frames("CP1") == [wide("CP1", 6)]
         assert await store.list_frames("CP3") == [wide("CP3", 7)]
 
@@ -698,7 +711,7 @@ class StoreContract:
         plus_two = timezone(timedelta(hours=2))
         logged = [LoggedFrame("CP1", "in", "a", at(1)),
                   LoggedFrame("CP1", "out", "b", at(2).astimezone(plus_two))]
-        await store.append_frames(logged, keep=10)
+        await store.append_frames(grouped(logged), keep=10)
         listed = await store.list_frames("CP1")
         assert [(f.frame, f.at) for f in listed] == [("b", at(2)), ("a", at(1))]
         for f in listed:

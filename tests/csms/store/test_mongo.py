@@ -13,7 +13,7 @@ import pytest_asyncio
 from csms.domain import SUPERSEDED, utcnow
 from csms.store.mongo import MongoStore, _meter_documents
 from csms.store.ports import Store, StoreError
-from tests.csms.store.contract import StoreContract, at, energy, event, frame, start
+from tests.csms.store.contract import StoreContract, at, energy, event, frame, grouped, start
 from tests.csms.store.report_contract import ReportStoreContract
 from tests.support.mongo import MongoDatabase, start_nx
 from tests.support.net import free_port
@@ -104,10 +104,10 @@ async def test_crash_after_readings_before_register(store: MongoStore) -> None:
 
 async def test_crash_after_frame_numbers_before_insert(store: MongoStore) -> None:
     """Sequence numbers taken, frames never inserted: a gap, and the cap still holds."""
-    await store.append_frames([frame("CP1", 1)], keep=3)
+    await store.append_frames(grouped([frame("CP1", 1)]), keep=3)
     await store.db.counters.update_one({"_id": "frames:CP1"}, {"$inc": {"value": 5}})
     for n in range(2, 6):
-        await store.append_frames([frame("CP1", n)], keep=3)
+        await store.append_frames(grouped([frame("CP1", n)]), keep=3)
     assert [f.frame for f in await store.list_frames("CP1")] == [
         frame("CP1", n).frame for n in (5, 4, 3)]
 
@@ -119,14 +119,14 @@ async def test_crash_after_frames_before_byte_trim(mongo_database: MongoDatabase
     await crashed.open()
     try:
         for n in range(5):
-            await crashed.append_frames([frame(f"CP{n}", n)], keep=10)  # no byte cap
+            await crashed.append_frames(grouped([frame(f"CP{n}", n)]), keep=10)  # no byte cap
     finally:
         await crashed.close()
     size = len(frame("CP0", 0).frame.encode())
     store = MongoStore(mongo_database.url, mongo_database.name)
     await store.open()
     try:
-        await store.append_frames([frame("CP5", 5)], keep=10, max_bytes=2 * size)
+        await store.append_frames(grouped([frame("CP5", 5)]), keep=10, max_bytes=2 * size)
         assert [n for n in range(6) if await store.list_frames(f"CP{n}")] == [4, 5]
     finally:
         await store.close()
@@ -138,10 +138,10 @@ async def test_frame_bytes_recounted_after_another_writer(
     the log is summed again, so the cap keeps the frames that fit."""
     size = len(frame("CP0", 0).frame.encode())
     for n in range(3):
-        await store.append_frames([frame(f"CP{n}", n)], keep=10, max_bytes=3 * size)
+        await store.append_frames(grouped([frame(f"CP{n}", n)]), keep=10, max_bytes=3 * size)
     await store.db.frame_rows.delete_many({"station_id": "CP0"})  # behind the count's back
     monkeypatch.setattr("csms.store.mongo_frames.FRAME_BYTES_RECOUNT_S", 0.0)
-    await store.append_frames([frame("CP3", 3)], keep=10, max_bytes=3 * size)
+    await store.append_frames(grouped([frame("CP3", 3)]), keep=10, max_bytes=3 * size)
     assert [n for n in range(4) if await store.list_frames(f"CP{n}")] == [1, 2, 3]
 
 
@@ -170,7 +170,7 @@ async def test_frame_documents_migrate_to_rows(mongo_database: MongoDatabase) ->
     try:
         assert "frames" not in await store.db.list_collection_names()
         assert await store.list_frames("CP1") == old[::-1]
-        await store.append_frames([frame("CP1", 8), frame("CP1", 9)], keep=5)
+        await store.append_frames(grouped([frame("CP1", 8), frame("CP1", 9)]), keep=5)
         newest = [frame("CP1", 9), frame("CP1", 8), *old[::-1][:3]]
         assert await store.list_frames("CP1") == newest
     finally:

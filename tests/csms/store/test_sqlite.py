@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from contextlib import closing
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from csms.store.ports import Store, StoreError
 from csms.store.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteStore, _statements
 from csms.store.sqlite_frames import FRAMES_PAGE_SIZE, FRAMES_SCHEMA_VERSION, frames_path
 from csms.store.sqlite_support import ts
-from tests.csms.store.contract import StoreContract, at, energy, frame, start, stop
+from tests.csms.store.contract import StoreContract, at, energy, frame, grouped, start, stop
 from tests.csms.store.report_contract import ReportStoreContract
 from tests.support.ports import missing_methods, port_methods
 
@@ -67,7 +68,7 @@ async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
     await store.append_meter_values([energy(tx_id, "600", at(5))])
     await stop(store, "CP1", tx_id, 700, at(9))
     await stop(store, "CP1", 555, 1, at(9))
-    await store.append_frames([frame("CP1", 1)], keep=10)
+    await store.append_frames(grouped([frame("CP1", 1)]), keep=10)
     await store.close()
 
     reopened = SqliteStore(path)
@@ -174,7 +175,7 @@ async def test_an_unversioned_frames_file_migrates_keeping_its_frames(tmp_path: 
     try:
         assert await store.list_frames("CP1") == old[::-1]
         assert await store.list_frames("CP2") == [LoggedFrame("CP2", "in", '[2,"x"]', at(1))]
-        await store.append_frames([frame("CP1", 8), frame("CP1", 9)], keep=5)
+        await store.append_frames(grouped([frame("CP1", 8), frame("CP1", 9)]), keep=5)
         newest = [frame("CP1", 9), frame("CP1", 8), *old[::-1][:3]]
         assert await store.list_frames("CP1") == newest
     finally:
@@ -191,8 +192,13 @@ async def test_refuses_a_newer_frames_file(tmp_path: Path) -> None:
     path = str(tmp_path / "csms.db")
     with closing(sqlite3.connect(frames_path(path))) as conn:
         conn.execute(f"PRAGMA user_version = {FRAMES_SCHEMA_VERSION + 1}")
+    before = set(threading.enumerate())
     with pytest.raises(StoreError, match="newer"):
         await SqliteStore(path).open()
+    # the connections it had opened are closed: their threads would keep the process alive
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=5)
+        assert not thread.is_alive(), thread
 
 
 async def test_closed_store_refuses_calls(tmp_path: Path) -> None:

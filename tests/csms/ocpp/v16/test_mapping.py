@@ -15,7 +15,7 @@ from csms.ocpp.v16 import VERSION, mapping
 
 def test_sampled_values_take_the_spec_defaults_and_store_energy_in_wh() -> None:
     values = mapping.meter_values("CP", 2, [
-        {"timestamp": "2026-11-22T10:00:00Z", "sampled_value": [
+        {"timestamp": "2026-11-22T10:00:00Z", "sampledValue": [
             {"value": "1500"},
             {"value": "2.5", "unit": "kWh", "context": "Sample.Periodic"},
             {"value": "abc", "unit": "kWh"},
@@ -35,7 +35,7 @@ def test_sampled_values_take_the_spec_defaults_and_store_energy_in_wh() -> None:
 
 def test_kwh_values_too_large_to_be_readings_are_kept_as_sent() -> None:
     values = mapping.meter_values("CP", 1, [
-        {"timestamp": "2026-11-22T10:00:00Z", "sampled_value": [
+        {"timestamp": "2026-11-22T10:00:00Z", "sampledValue": [
             {"value": v, "unit": "kWh"} for v in ("1e999999", "1e999990", "-1e40", "NaN",
                                                    "Infinity", "12.5")]},
     ])
@@ -46,7 +46,7 @@ def test_kwh_values_too_large_to_be_readings_are_kept_as_sent() -> None:
 
 def test_a_bad_timestamp_is_refused() -> None:
     with pytest.raises(InvalidTimestamp):
-        mapping.meter_values("CP", 1, [{"timestamp": "yesterday", "sampled_value": []}])
+        mapping.meter_values("CP", 1, [{"timestamp": "yesterday", "sampledValue": []}])
 
 
 def test_id_tag_info_and_command_payloads_are_valid_1_6() -> None:
