@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from csms.device_model import ReportPart
 from csms.domain import (
     ConstraintViolation,
+    IdTag,
     MeterValue,
     Transaction,
     apply_energy_readings,
@@ -107,7 +108,10 @@ class ChargingService:
 
     # authorization ---------------------------------------------------------------------------
     async def _id_tag_status(self, id_tag: str) -> Authorization:
-        tag = await self.store.get_id_tag(id_tag)
+        return self._tag_status(await self.store.get_id_tag(id_tag))
+
+    def _tag_status(self, tag: IdTag | None) -> Authorization:
+        """The verdict on an idTag as stored (None: unknown)."""
         if tag is None:
             return Authorization("Accepted" if self.settings.accept_unknown_id_tags else "Invalid")
         status = tag.status
@@ -133,13 +137,13 @@ class ChargingService:
         the older one, which stops at its last register reading and is billed as stopped.
         Refusing the newer one instead would lock the connector until an operator steps in."""
         check_connector(connector_id, lowest=1)
-        result = await self._id_tag_status(id_tag)
-        transaction, created = await self.store.start_transaction(
-            station_id, connector_id, id_tag, meter_start, timestamp,
-            reservation_id)
-        if created:
-            for older in await self.store.supersede_transactions(transaction):
-                await self._stopped(older, changed=True)
+        # one store operation: the start, the older ones it supersedes and the idTag
+        opened = await self.store.open_transaction(
+            station_id, connector_id, id_tag, meter_start, timestamp, reservation_id)
+        transaction, created = opened.transaction, opened.created
+        result = self._tag_status(opened.id_tag)
+        for older in opened.superseded:
+            await self._stopped(older, changed=True)
         event = TransactionStarted(
             station_id=transaction.station_id, connector_id=transaction.connector_id,
             transaction_id=transaction.transaction_id, id_tag=transaction.id_tag,

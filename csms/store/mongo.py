@@ -76,7 +76,7 @@ from csms.store.mongo_support import (
     utc,
     utc_req,
 )
-from csms.store.ports import KEEP, Keep, StoreError
+from csms.store.ports import KEEP, Keep, StartOutcome, StoreError
 
 TRANSACTION_COUNTER = "transaction_id"
 # start_scope: "" for a 1.6 transaction, "2.0.1:<station transaction id>" for a 2.0.1 one (never
@@ -387,6 +387,17 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
         if existing is None:  # the duplicate was the id: a counter behind its transactions
             raise StoreError("transaction id counter is behind the transactions collection")
         return _transaction(existing), False
+
+    async def open_transaction(self, station_id: str, connector_id: int, id_tag: str,
+                               meter_start: int, started_at: datetime,
+                               reservation_id: int | None = None) -> StartOutcome:
+        """The three operations in order (no multi-document transaction here); a crash after
+        the start leaves older ones active until the next start supersedes them, as
+        `supersede_transactions` describes."""
+        transaction, created = await self.start_transaction(
+            station_id, connector_id, id_tag, meter_start, started_at, reservation_id)
+        superseded = await self.supersede_transactions(transaction) if created else []
+        return StartOutcome(transaction, created, superseded, await self.get_id_tag(id_tag))
 
     async def supersede_transactions(self, newer: Transaction) -> list[Transaction]:
         """Stop every other active transaction on `newer`'s connector, each with its

@@ -10,6 +10,7 @@ update), never a read followed by a write in the caller. Adapters: `csms.store.s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Literal, Protocol
@@ -102,6 +103,17 @@ class IdTagStore(Protocol):
     async def list_id_tags(self) -> list[IdTag]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class StartOutcome:
+    """What `open_transaction` did: the transaction (new or the retried start's), whether it
+    was created, the older ones it superseded, and the start's idTag as stored then."""
+
+    transaction: Transaction
+    created: bool
+    superseded: list[Transaction] = field(default_factory=list)
+    id_tag: IdTag | None = None
+
+
 class TransactionStore(Protocol):
     """Transactions, from start to stop, and stops for transactions we never saw."""
 
@@ -131,6 +143,20 @@ class TransactionStore(Protocol):
         others stop when `newer` started (never before their own start), at their latest
         energy register reading (else their meterStart), with reason SUPERSEDED. Returns the
         transactions stopped here."""
+
+    async def open_transaction(
+        self,
+        station_id: str,
+        connector_id: int,
+        id_tag: str,
+        meter_start: int,
+        started_at: datetime,
+        reservation_id: int | None = None,
+    ) -> StartOutcome:
+        """A 1.6 StartTransaction in one operation: `start_transaction`, then (when it
+        created one) `supersede_transactions`, and the start's idTag as `get_id_tag` reads it.
+        Why one: a station's start was three round trips to the store (issue 15); SQLite does
+        it as one atomic write, MongoDB as the three operations in that order."""
 
     async def stop_transaction(
         self,

@@ -390,6 +390,32 @@ class StoreContract:
         active = await store.list_transactions(station_id="CP1", active=True)
         assert [tx.transaction_id for tx in active] == [arrived]
 
+    async def test_open_transaction_starts_supersedes_and_reads_the_tag(
+            self, store: Store) -> None:
+        """The 1.6 start in one operation: what start_transaction, supersede_transactions
+        and get_id_tag give one after the other."""
+        first = await store.open_transaction("CP1", 1, "OLD", 1000, at(1))
+        assert (first.created, first.superseded, first.id_tag) == (True, [], None)
+        older = first.transaction.transaction_id
+        await store.append_meter_values([MeterValue("CP1", 1, older, at(2), "1300")])
+        await store.upsert_id_tag(IdTag("TAG", "Blocked", at(100), "PARENT"))
+
+        newer = await store.open_transaction("CP1", 1, "TAG", 1400, at(5))
+        assert newer.created
+        assert newer.id_tag == IdTag("TAG", "Blocked", at(100), "PARENT")
+        [stopped] = newer.superseded
+        assert (stopped.transaction_id, stopped.meter_stop, stopped.stopped_at,
+                stopped.stop_reason) == (older, 1300, at(5), SUPERSEDED)
+        assert newer.transaction == await store.get_transaction(
+            newer.transaction.transaction_id)
+
+        retried = await store.open_transaction("CP1", 1, "TAG", 1400, at(5))
+        assert (retried.transaction, retried.created, retried.superseded) == \
+            (newer.transaction, False, [])
+        assert retried.id_tag == newer.id_tag
+        active = await store.list_transactions(station_id="CP1", active=True)
+        assert [tx.transaction_id for tx in active] == [newer.transaction.transaction_id]
+
     async def test_stop_transaction(self, store: Store) -> None:
         tx_id = await start(store, meter=1000)
         tx, changed = await store.stop_transaction(
