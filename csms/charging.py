@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from csms.connection_writer import ConnectionWriter
 from csms.device_model import ReportPart
 from csms.domain import (
     ConstraintViolation,
@@ -60,6 +61,8 @@ class ChargingService:
         self._active: dict[int, Transaction] = {}
         # Heartbeats' times, written in batches (a documented window: `csms.last_seen`)
         self.last_seen = LastSeenWriter(store, settings.last_seen_interval)
+        # connects and disconnects, written off the station's path (`csms.connection_writer`)
+        self.connections = ConnectionWriter(store)
 
     # station lifecycle -----------------------------------------------------------------------
     async def boot(self, station_id: str, *, vendor: str, model: str,
@@ -96,13 +99,13 @@ class ChargingService:
 
     async def connected(self, station_id: str) -> None:
         self.last_seen.forget(station_id)
-        await self.store.set_connected(station_id, True, utcnow())
+        self.connections.note(station_id, True, utcnow())
         for listener in self.listeners:
             await listener.station_connected(station_id)
 
     async def disconnected(self, station_id: str) -> None:
         self.last_seen.forget(station_id)
-        await self.store.set_connected(station_id, False, utcnow())
+        self.connections.note(station_id, False, utcnow())
         for listener in self.listeners:
             await listener.station_disconnected(station_id)
 

@@ -318,6 +318,21 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
             {"_id": station_id}, {"$set": {"connected": connected, "seen": {"at": at}}},
             upsert=True)
 
+    async def set_connections(self, states: Mapping[str, tuple[bool, datetime]]) -> None:
+        """One ordered bulk write, two updates per station: the flag (creating the station),
+        then `seen` where it is older (`$max` is kept out: nx-27017 returns `$max` of dates
+        as strings; the explicit `$and` as in `touch_stations`)."""
+        updates: list[UpdateOne] = []
+        for station_id, (connected, at) in states.items():
+            updates.append(UpdateOne({"_id": station_id}, {"$set": {"connected": connected}},
+                                     upsert=True))
+            updates.append(UpdateOne(
+                {"$and": [{"_id": station_id},
+                          {"$or": [{"seen": None}, {"seen.at": {"$lt": at}}]}]},
+                {"$set": {"seen": {"at": at}}}))
+        if updates:
+            await self.db.stations.bulk_write(updates, ordered=True)
+
     async def mark_all_disconnected(self) -> None:
         await self.db.stations.update_many({}, {"$set": {"connected": False}})
 

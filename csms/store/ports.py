@@ -65,6 +65,11 @@ class StationStore(Protocol):
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         """Mark connected/disconnected and update last_seen; creates the row if unknown."""
 
+    async def set_connections(self, states: Mapping[str, tuple[bool, datetime]]) -> None:
+        """`set_connected` for many stations in one write ((connected, at) per station:
+        batched connects and disconnects, `csms.connection_writer`), except that an older
+        time never replaces a newer last_seen (a boot may have written a later one first)."""
+
     async def mark_all_disconnected(self) -> None:
         """At start-up: no station is connected to a process that just started."""
 

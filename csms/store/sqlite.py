@@ -716,6 +716,17 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
 
         await self._write(op)
 
+    async def set_connections(self, states: Mapping[str, tuple[bool, datetime]]) -> None:
+        rows = [(station_id, int(connected), ts(at))
+                for station_id, (connected, at) in states.items()]
+        if rows:
+            await self._write(lambda conn: conn.executemany(
+                "INSERT INTO stations (id, connected, last_seen) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET connected = excluded.connected,"
+                " last_seen = CASE WHEN stations.last_seen IS NULL"
+                " OR stations.last_seen < excluded.last_seen"
+                " THEN excluded.last_seen ELSE stations.last_seen END", rows))
+
     async def mark_all_disconnected(self) -> None:
         await self._write(
             lambda conn: conn.execute("UPDATE stations SET connected = 0 WHERE connected != 0")

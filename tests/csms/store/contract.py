@@ -197,6 +197,20 @@ class StoreContract:
         assert station.connected is False
         assert station.last_seen == at(2)
 
+    async def test_set_connections_writes_many_and_never_moves_last_seen_back(
+            self, store: Store) -> None:
+        await store.set_connected("CP2", False, at(9))  # a later time written first
+        await store.set_connections({"CP1": (True, at(1)), "CP2": (True, at(5))})
+        await store.set_connections({})
+        seen = {s.id: (s.connected, s.last_seen) for s in await store.list_stations()}
+        assert seen == {"CP1": (True, at(1)), "CP2": (True, at(9))}, seen
+        await store.set_connections({"CP1": (False, at(2)), "CP2": (False, at(10))})
+        seen = {s.id: (s.connected, s.last_seen) for s in await store.list_stations()}
+        assert seen == {"CP1": (False, at(2)), "CP2": (False, at(10))}, seen
+        station = await store.get_station("CP1")
+        assert station is not None and station.provisioned is False
+        assert_utc(station.last_seen)
+
     async def test_mark_all_disconnected(self, store: Store) -> None:
         for name in ("A", "B", "C"):
             await store.set_connected(name, True, at(1))
