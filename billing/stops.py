@@ -34,6 +34,9 @@ class Stops:
         self.tasks = tasks
         # one RemoteStop in flight per session (a reconnect, the sweep and a driver at once)
         self._sending: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # stations that connected since the last look for the stops owed to them
+        self._reconnected: set[str] = set()
+        self._looking: asyncio.Task[None] | None = None
 
     async def request(self, session_id: str, by: StopRequester) -> Session | None:
         """CHARGING -> STOPPING with the request recorded; None when it was not CHARGING."""
@@ -80,12 +83,26 @@ class Stops:
         delay = billing.stop_retry_interval * 2 ** min(max(attempts - 1, 0), 30)
         return timedelta(seconds=min(delay, billing.stop_retry_max_interval))
 
-    async def station_connected(self, station_id: str) -> None:
-        """The station is back: every stop still owed to it is sent again at once."""
-        for session in await self.store.list_sessions(statuses={S.STOPPING},
-                                                      station_id=station_id, limit=1000):
-            if not session.stop_recorded:
-                self.send_later(session.session_id)
+    def station_connected(self, station_id: str) -> None:
+        """The station is back: every stop still owed to it is sent again at once. Looked up
+        off the station's path, and for all the stations that connected meanwhile in one read:
+        one read per connect was a round trip on every station's way to its first frame, and
+        a tenth of the loop's time when 10,000 connect (issue 15)."""
+        self._reconnected.add(station_id)
+        if self._looking is None:
+            self._looking = self.tasks.spawn(self._resend_to_reconnected(), "stops-reconnected")
+
+    async def _resend_to_reconnected(self) -> None:
+        try:
+            while self._reconnected:
+                stations, self._reconnected = self._reconnected, set()
+                for session in await self.store.list_sessions(
+                        statuses={S.STOPPING}, station_ids=stations,
+                        limit=1000 * len(stations)):
+                    if not session.stop_recorded:
+                        self.send_later(session.session_id)
+        finally:  # a failed read is logged by the task set; the sweep sends those stops later
+            self._looking = None
 
     async def sweep(self, now: datetime | None = None) -> None:
         """Send again every stop whose next attempt is due."""

@@ -63,6 +63,28 @@ async def test_a_stop_asked_while_the_station_is_offline_is_sent_when_it_reconne
     assert done["stopRequest"]["requestedBy"] == "DRIVER"
 
 
+async def test_stations_reconnecting_together_each_get_their_own_owed_stop(env: Env) -> None:
+    """The reconnects are looked up together (one read for those that came meanwhile): each
+    station gets the stop owed to it, and only that."""
+    owed: dict[str, tuple[str, int]] = {}
+    for name in ("EVSE-001", "EVSE-002", "EVSE-003"):
+        async with station(env.ws_url, name) as cp:
+            await ready_station(env, cp)
+            _, started = await env.post("/charge/start", start_body(chargePointId=name))
+            owed[name] = (started["sessionId"], await charge(env, cp, started["sessionId"]))
+    for sid, _ in list(owed.values())[:2]:  # EVSE-003's session keeps charging
+        assert (await env.post("/charge/stop", {"sessionId": sid}))[0] == 200
+    async with station(env.ws_url, "EVSE-001") as one, \
+            station(env.ws_url, "EVSE-002") as two, station(env.ws_url, "EVSE-003") as three:
+        assert (await one.wait_for("RemoteStopTransaction"))["transaction_id"] == \
+            owed["EVSE-001"][1]
+        assert (await two.wait_for("RemoteStopTransaction"))["transaction_id"] == \
+            owed["EVSE-002"][1]
+        await one.call(call.Heartbeat())  # a round trip more: nothing else came meanwhile
+        assert (remote_stops(one), remote_stops(two), remote_stops(three)) == \
+            ([owed["EVSE-001"][1]], [owed["EVSE-002"][1]], [])
+
+
 async def test_a_second_driver_stop_re_sends_a_rejected_stop_at_once(env: Env) -> None:
     async with station(env.ws_url, "EVSE-001") as cp:
         cp.remote_stop_status = "Rejected"
