@@ -308,10 +308,10 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
 
     async def register_boot(self, station_id: str, *, vendor: str, model: str,
                             serial_number: str | None, firmware_version: str | None,
-                            at: datetime) -> Station:
-        return await self._upsert_station(station_id, {"$set": {"boot": {
+                            at: datetime) -> None:
+        await self.db.stations.update_one({"_id": station_id}, {"$set": {"boot": {
             "vendor": vendor, "model": model, "serial_number": serial_number,
-            "firmware_version": firmware_version, "at": at}}})
+            "firmware_version": firmware_version, "at": at}}}, upsert=True)
 
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         await self.db.stations.update_one(

@@ -59,8 +59,9 @@ class StationStore(Protocol):
         serial_number: str | None,
         firmware_version: str | None,
         at: datetime,
-    ) -> Station:
-        """Record BootNotification data; creates the station row if unknown."""
+    ) -> None:
+        """Record BootNotification data; creates the station row if unknown. Nothing is
+        read back: a boot's answer needs none of it (on SQLite the read was half the op)."""
 
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         """Mark connected/disconnected and update last_seen; creates the row if unknown."""

@@ -687,23 +687,16 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
         serial_number: str | None,
         firmware_version: str | None,
         at: datetime,
-    ) -> Station:
-        def op(conn: sqlite3.Connection) -> Station:
-            conn.execute(
-                "INSERT INTO stations"
-                " (id, vendor, model, serial_number, firmware_version, last_boot_at, last_seen)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET vendor = excluded.vendor,"
-                " model = excluded.model, serial_number = excluded.serial_number,"
-                " firmware_version = excluded.firmware_version,"
-                " last_boot_at = excluded.last_boot_at, last_seen = excluded.last_seen",
-                (station_id, vendor, model, serial_number, firmware_version, ts(at), ts(at)),
-            )
-            station = _load_station(conn, station_id)
-            assert station is not None
-            return station
-
-        return await self._write(op)
+    ) -> None:
+        row = (station_id, vendor, model, serial_number, firmware_version, ts(at), ts(at))
+        await self._write(lambda conn: conn.execute(
+            "INSERT INTO stations"
+            " (id, vendor, model, serial_number, firmware_version, last_boot_at, last_seen)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET vendor = excluded.vendor,"
+            " model = excluded.model, serial_number = excluded.serial_number,"
+            " firmware_version = excluded.firmware_version,"
+            " last_boot_at = excluded.last_boot_at, last_seen = excluded.last_seen", row))
 
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         def op(conn: sqlite3.Connection) -> None:
