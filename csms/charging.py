@@ -7,7 +7,7 @@ Version-neutral: the OCPP 1.6 handlers (and later 2.0.1) map their payloads to d
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from csms.connection_writer import ConnectionWriter
@@ -30,7 +30,7 @@ from csms.events import (
 )
 from csms.last_seen import LastSeenWriter
 from csms.settings import OcppSettings
-from csms.station_transactions import ENDED, STARTED, TransactionEvent
+from csms.station_transactions import ENDED, TransactionEvent
 from csms.store import Store
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,11 @@ class ChargingService:
             await listener.station_disconnected(station_id)
 
     # authorization ---------------------------------------------------------------------------
-    async def _id_tag_status(self, id_tag: str) -> Authorization:
+    async def _id_tag_status(self, id_tag: str,
+                             known: Mapping[str, IdTag | None] | None = None) -> Authorization:
+        """The verdict on `id_tag`, from `known` (tags the store read with a write) or read."""
+        if known is not None and id_tag in known:
+            return self._tag_status(known[id_tag])
         return self._tag_status(await self.store.get_id_tag(id_tag))
 
     def _tag_status(self, tag: IdTag | None) -> Authorization:
@@ -122,8 +126,9 @@ class ChargingService:
             status = "Expired"
         return Authorization(status, tag.expiry_date, tag.parent_id_tag)
 
-    async def authorize(self, station_id: str, id_tag: str) -> Authorization:
-        result = await self._id_tag_status(id_tag)
+    async def authorize(self, station_id: str, id_tag: str,
+                        known: Mapping[str, IdTag | None] | None = None) -> Authorization:
+        result = await self._id_tag_status(id_tag, known)
         for listener in self.listeners:
             result = await listener.authorize(station_id, id_tag, result)
         return result
@@ -248,17 +253,16 @@ class ChargingService:
         if not presented and event.remote_start_id is not None:
             event.id_tag = await self.store.remote_start_tag(
                 event.station_id, event.remote_start_id, utcnow())
-        outcome = await self.store.record_event(event)  # stores the event's values too
-        tx = outcome.transaction
+        # stores the event's values too, supersedes older transactions and reads the idTags
+        outcome = await self.store.record_event(event)
+        tx, tags = outcome.transaction, outcome.id_tags
         if outcome.linked and tx.remote_start_id is not None:
             await self.store.forget_remote_start(tx.station_id, tx.remote_start_id)
-        if outcome.created and event.event_type == STARTED and not event.offline \
-                and tx.connector_id:
-            for older in await self.store.supersede_transactions(tx):
-                await self._stopped(older, changed=True)
+        for older in outcome.superseded:
+            await self._stopped(older, changed=True)
         result: Authorization | None = None
         if tx.id_tag and (outcome.linked or (event.id_tag == tx.id_tag and tx.active)):
-            result = await self._id_tag_status(tx.id_tag)
+            result = await self._id_tag_status(tx.id_tag, tags)
             started = TransactionStarted(
                 station_id=tx.station_id, connector_id=tx.connector_id,
                 transaction_id=tx.transaction_id, id_tag=tx.id_tag,
@@ -266,8 +270,8 @@ class ChargingService:
             for listener in self.listeners:
                 result = await listener.transaction_started(started, result)
         elif presented:
-            result = (await self._id_tag_status(presented) if not tx.active
-                      else await self.authorize(tx.station_id, presented))
+            result = (await self._id_tag_status(presented, tags) if not tx.active
+                      else await self.authorize(tx.station_id, presented, tags))
         if tx.active:
             if not outcome.duplicate and event.values and self.listeners:
                 sample = MeterSample(tx.station_id, tx.connector_id, tx.transaction_id,

@@ -61,6 +61,8 @@ from csms.station_transactions import (
     new_transaction,
     next_generation,
     seq_ranges,
+    supersedes,
+    tags_to_read,
 )
 from csms.store.mongo_frames import FRAME_INDEXES, MongoFrames, migrate_frames
 from csms.store.mongo_remote_starts import REMOTE_START_INDEXES, MongoRemoteStarts
@@ -528,6 +530,9 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
             for value in event.values:
                 value.connector_id, value.transaction_id = tx.connector_id, tx.transaction_id
             await self.append_meter_values(event.values)
+        if supersedes(outcome, event):
+            outcome.superseded = await self.supersede_transactions(outcome.transaction)
+        outcome.id_tags = {tag: await self.get_id_tag(tag) for tag in tags_to_read(outcome, event)}
         return outcome
 
     async def list_transactions(self, *, station_id: str | None = None,
@@ -560,7 +565,9 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
         """Insert the frame's readings, then move each transaction's register forward.
 
         The register update is conditional on the stored reading being older, so late and
-        concurrent frames never move it back.
+        concurrent frames never move it back. The filter is an explicit `$and`: nx-27017
+        drops the other fields of a filter that has a top-level `$or` (it moved every
+        transaction of the station, a superseded one's too).
         """
         if not values:
             return
@@ -568,8 +575,8 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
                                                ordered=False)
         for (tx, station), (at, wh) in newest_energy(values).items():
             await self.db.transactions.update_one(
-                {"transaction_id": tx, "station_id": station,
-                 "$or": [{"energy": None}, {"energy.at": {"$lt": at}}]},
+                {"$and": [{"transaction_id": tx, "station_id": station},
+                          {"$or": [{"energy": None}, {"energy.at": {"$lt": at}}]}]},
                 {"$set": {"energy": {"wh": wh, "at": at}}})
 
     async def list_meter_values(self, transaction_id: int) -> list[MeterValue]:

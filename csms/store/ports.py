@@ -196,7 +196,12 @@ class TransactionStore(Protocol):
         event's meter values are stored with it (as `append_meter_values` would, attached to
         the transaction's id and connector), unless the event is a duplicate: one write per
         event, and (SQLite) in the same commit, so a station's retry after a crash between the
-        two cannot find its seq_no recorded and its values lost."""
+        two cannot find its seq_no recorded and its values lost.
+
+        In the same operation (issue 15: one round trip on SQLite, the steps in order on
+        MongoDB): a start that `supersedes` older transactions stops them as
+        `supersede_transactions` does (`outcome.superseded`), and the idTags the answer may need
+        are read (`outcome.id_tags`, `tags_to_read`)."""
 
     async def list_transactions(
         self, *, station_id: str | None = None, active: bool | None = None, limit: int = 100

@@ -42,6 +42,8 @@ from csms.station_transactions import (
     new_transaction,
     next_generation,
     seq_ranges,
+    supersedes,
+    tags_to_read,
 )
 from csms.store.ports import KEEP, Keep, StartOutcome, StoreError
 from csms.store.sqlite_frames import SqliteFrames, frames_path, prepare_frames_file
@@ -921,6 +923,10 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
                         value.connector_id = tx.connector_id
                         value.transaction_id = tx.transaction_id
                     _insert_meter_values(conn, *_meter_value_rows(event.values))
+            if supersedes(outcome, event):
+                outcome.superseded = _supersede_transactions(conn, tx)
+            outcome.id_tags = {tag: _load_id_tag(conn, tag)
+                               for tag in tags_to_read(outcome, event)}
             return outcome
 
         return await self._write(op)

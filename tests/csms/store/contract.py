@@ -869,6 +869,29 @@ class StoreContract:
         ended = await store.record_event(event("Ended", "T-7", 3, 500, wh=5))
         assert ended.ended and ended.transaction.meter_stop == 5
 
+    async def test_a_started_event_supersedes_and_reads_the_id_tags(self, store: Store) -> None:
+        """A live Started that creates its transaction stops the older ones on its connector
+        within record_event, which also reads the idTags of the transaction and the event."""
+        await store.upsert_id_tag(IdTag("NEW", "Blocked"))
+        older = await store.record_event(event("Started", "T-OLD", 0, 0, wh=100, tag="OLD"))
+        assert older.superseded == [] and older.id_tags == {"OLD": None}
+        newer = await store.record_event(event("Started", "T-NEW", 0, 10, wh=300, tag="NEW"))
+        [stopped] = newer.superseded
+        assert (stopped.transaction_id, stopped.meter_stop, stopped.stopped_at,
+                stopped.stop_reason) == (older.transaction.transaction_id, 100, at(10),
+                                         SUPERSEDED), stopped
+        assert newer.id_tags == {"NEW": IdTag("NEW", "Blocked")}
+        again = await store.record_event(event("Updated", "T-NEW", 1, 20, wh=400, tag="OLD"))
+        assert again.superseded == [] and again.id_tags == {
+            "NEW": IdTag("NEW", "Blocked"), "OLD": None}
+        late = event("Started", "T-LATE", 0, 30, wh=500)
+        late.offline = True  # an offline start arrives late: it supersedes nothing
+        assert (await store.record_event(late)).superseded == []
+        active = await store.list_transactions(station_id="CP1", active=True)
+        assert {tx.transaction_id for tx in active} == {
+            newer.transaction.transaction_id, (await store.get_station_transaction(
+                "CP1", "T-LATE")).transaction_id}  # type: ignore[union-attr]
+
     async def test_an_event_stores_its_values_once(self, store: Store) -> None:
         started = await store.record_event(event("Started", "T-6", 0, 0, wh=100, tag="TAG"))
         tx_id = started.transaction.transaction_id
