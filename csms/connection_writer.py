@@ -16,7 +16,10 @@ the hub's own connections (and, in a cluster, presence); a restart marks every s
 disconnected, and a cluster's sweep records a dead node's stations as disconnected. Order per
 station holds: a newer note replaces a pending one and writes run one after another, so a
 connect followed by a disconnect never ends stored as connected. A clean stop writes what is
-pending (`stop`).
+pending (`stop`). Across the nodes of a cluster there is no order between two nodes' writes,
+as before this writer (a station that moved from node A to node B may end stored as
+disconnected if A's write lands last, now within one write rather than at once); presence,
+not the stored flag, says where a station is connected.
 """
 
 from __future__ import annotations
