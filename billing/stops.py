@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 S = SessionStatus
 
+# seconds before a failed look for reconnected stations' owed stops is tried again, doubling
+LOOKUP_RETRY_DELAY = 0.5
+MAX_LOOKUP_RETRY_DELAY = 10.0
+
 
 class Stops:
     def __init__(self, settings: BillingConfig, store: BillingStore, stations: StationCommands,
@@ -93,15 +97,31 @@ class Stops:
             self._looking = self.tasks.spawn(self._resend_to_reconnected(), "stops-reconnected")
 
     async def _resend_to_reconnected(self) -> None:
+        failures = 0
         try:
             while self._reconnected:
                 stations, self._reconnected = self._reconnected, set()
-                for session in await self.store.list_sessions(
+                try:
+                    found = await self.store.list_sessions(
                         statuses={S.STOPPING}, station_ids=stations,
-                        limit=1000 * len(stations)):
+                        limit=1000 * len(stations))
+                except Exception:
+                    # Kept and read again: the reconnect is when an owed stop can go out, and
+                    # the sweep may not try it again for up to stop_retry_max_interval (before
+                    # the read moved off the station's path, its failure dropped the
+                    # connection and the station's next connect read again).
+                    self._reconnected |= stations
+                    failures += 1
+                    log.exception("could not look up the stops owed to %d reconnected "
+                                  "station(s); trying again", len(stations))
+                    await asyncio.sleep(min(LOOKUP_RETRY_DELAY * 2 ** (failures - 1),
+                                            MAX_LOOKUP_RETRY_DELAY))
+                    continue
+                failures = 0
+                for session in found:
                     if not session.stop_recorded:
                         self.send_later(session.session_id)
-        finally:  # a failed read is logged by the task set; the sweep sends those stops later
+        finally:
             self._looking = None
 
     async def sweep(self, now: datetime | None = None) -> None:
