@@ -73,8 +73,8 @@ class EventOutcome:
     linked: bool  # the transaction got its idTag with this event
     ended: bool  # this event stopped the transaction
     # done and read by `record_event` in the same operation (one round trip on SQLite):
-    # the older transactions this start superseded (`supersedes`), and the idTags of the
-    # transaction and of the event as stored then (`tags_to_read`)
+    # the older transactions this start superseded (`supersedes`), and the idTag whose
+    # verdict the answer needs, as stored then (`tags_to_read`; none for most events)
     superseded: list[Transaction] = field(default_factory=list)
     id_tags: dict[str, IdTag | None] = field(default_factory=dict)
 
@@ -87,8 +87,14 @@ def supersedes(outcome: EventOutcome, event: TransactionEvent) -> bool:
 
 
 def tags_to_read(outcome: EventOutcome, event: TransactionEvent) -> list[str]:
-    """The idTags whose verdict the answer to `event` may need."""
-    return sorted({tag for tag in (outcome.transaction.id_tag, event.id_tag) if tag})
+    """The idTag whose verdict the answer to `event` needs (as
+    `ChargingService.transaction_event` decides): the transaction's when this event links it
+    or repeats it while the transaction runs, else the event's own; none for an event without
+    one (the meter values' Updated events: no read, which on MongoDB is a round trip)."""
+    tx = outcome.transaction
+    if tx.id_tag and (outcome.linked or (event.id_tag == tx.id_tag and tx.active)):
+        return [tx.id_tag]
+    return [event.id_tag] if event.id_tag else []
 
 
 def new_transaction(event: TransactionEvent, transaction_id: int,
