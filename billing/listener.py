@@ -83,9 +83,8 @@ class BillingListener(ChargingListener):
         return result.with_status(await self._started(event, result.status))
 
     async def _started(self, tx: TransactionStarted, status: str) -> str:
-        session = await self.store.session_by_id_tag(tx.id_tag)
+        session, saved = await self.store.session_and_card(tx.id_tag)
         if session is None:
-            saved = await self.store.saved_card(tx.id_tag)
             if saved is None:
                 return status
             return await self._start_with_saved_card(tx, saved)
@@ -172,7 +171,7 @@ class BillingListener(ChargingListener):
         self.stops.send_later(session_id)  # not awaited: we are in this station's loop
 
     async def station_connected(self, station_id: str) -> None:
-        await self.stops.station_connected(station_id)
+        self.stops.station_connected(station_id)
 
     async def transaction_stopped(self, event: TransactionStopped) -> None:
         """Record the stop on the session (settlement reads nothing else), then settle it."""

@@ -7,12 +7,14 @@ Version-neutral: the OCPP 1.6 handlers (and later 2.0.1) map their payloads to d
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+from csms.connection_writer import ConnectionWriter
 from csms.device_model import ReportPart
 from csms.domain import (
     ConstraintViolation,
+    IdTag,
     MeterValue,
     Transaction,
     apply_energy_readings,
@@ -28,7 +30,7 @@ from csms.events import (
 )
 from csms.last_seen import LastSeenWriter
 from csms.settings import OcppSettings
-from csms.station_transactions import ENDED, STARTED, TransactionEvent
+from csms.station_transactions import ENDED, TransactionEvent
 from csms.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ class ChargingService:
         self._active: dict[int, Transaction] = {}
         # Heartbeats' times, written in batches (a documented window: `csms.last_seen`)
         self.last_seen = LastSeenWriter(store, settings.last_seen_interval)
+        # connects and disconnects, written off the station's path (`csms.connection_writer`)
+        self.connections = ConnectionWriter(store)
 
     # station lifecycle -----------------------------------------------------------------------
     async def boot(self, station_id: str, *, vendor: str, model: str,
@@ -95,19 +99,26 @@ class ChargingService:
 
     async def connected(self, station_id: str) -> None:
         self.last_seen.forget(station_id)
-        await self.store.set_connected(station_id, True, utcnow())
+        self.connections.note(station_id, True, utcnow())
         for listener in self.listeners:
             await listener.station_connected(station_id)
 
     async def disconnected(self, station_id: str) -> None:
         self.last_seen.forget(station_id)
-        await self.store.set_connected(station_id, False, utcnow())
+        self.connections.note(station_id, False, utcnow())
         for listener in self.listeners:
             await listener.station_disconnected(station_id)
 
     # authorization ---------------------------------------------------------------------------
-    async def _id_tag_status(self, id_tag: str) -> Authorization:
-        tag = await self.store.get_id_tag(id_tag)
+    async def _id_tag_status(self, id_tag: str,
+                             known: Mapping[str, IdTag | None] | None = None) -> Authorization:
+        """The verdict on `id_tag`, from `known` (tags the store read with a write) or read."""
+        if known is not None and id_tag in known:
+            return self._tag_status(known[id_tag])
+        return self._tag_status(await self.store.get_id_tag(id_tag))
+
+    def _tag_status(self, tag: IdTag | None) -> Authorization:
+        """The verdict on an idTag as stored (None: unknown)."""
         if tag is None:
             return Authorization("Accepted" if self.settings.accept_unknown_id_tags else "Invalid")
         status = tag.status
@@ -115,8 +126,9 @@ class ChargingService:
             status = "Expired"
         return Authorization(status, tag.expiry_date, tag.parent_id_tag)
 
-    async def authorize(self, station_id: str, id_tag: str) -> Authorization:
-        result = await self._id_tag_status(id_tag)
+    async def authorize(self, station_id: str, id_tag: str,
+                        known: Mapping[str, IdTag | None] | None = None) -> Authorization:
+        result = await self._id_tag_status(id_tag, known)
         for listener in self.listeners:
             result = await listener.authorize(station_id, id_tag, result)
         return result
@@ -133,13 +145,13 @@ class ChargingService:
         the older one, which stops at its last register reading and is billed as stopped.
         Refusing the newer one instead would lock the connector until an operator steps in."""
         check_connector(connector_id, lowest=1)
-        result = await self._id_tag_status(id_tag)
-        transaction, created = await self.store.start_transaction(
-            station_id, connector_id, id_tag, meter_start, timestamp,
-            reservation_id)
-        if created:
-            for older in await self.store.supersede_transactions(transaction):
-                await self._stopped(older, changed=True)
+        # one store operation: the start, the older ones it supersedes and the idTag
+        opened = await self.store.open_transaction(
+            station_id, connector_id, id_tag, meter_start, timestamp, reservation_id)
+        transaction, created = opened.transaction, opened.created
+        result = self._tag_status(opened.id_tag)
+        for older in opened.superseded:
+            await self._stopped(older, changed=True)
         event = TransactionStarted(
             station_id=transaction.station_id, connector_id=transaction.connector_id,
             transaction_id=transaction.transaction_id, id_tag=transaction.id_tag,
@@ -241,17 +253,16 @@ class ChargingService:
         if not presented and event.remote_start_id is not None:
             event.id_tag = await self.store.remote_start_tag(
                 event.station_id, event.remote_start_id, utcnow())
-        outcome = await self.store.record_event(event)  # stores the event's values too
-        tx = outcome.transaction
+        # stores the event's values too, supersedes older transactions and reads the idTags
+        outcome = await self.store.record_event(event)
+        tx, tags = outcome.transaction, outcome.id_tags
         if outcome.linked and tx.remote_start_id is not None:
             await self.store.forget_remote_start(tx.station_id, tx.remote_start_id)
-        if outcome.created and event.event_type == STARTED and not event.offline \
-                and tx.connector_id:
-            for older in await self.store.supersede_transactions(tx):
-                await self._stopped(older, changed=True)
+        for older in outcome.superseded:
+            await self._stopped(older, changed=True)
         result: Authorization | None = None
         if tx.id_tag and (outcome.linked or (event.id_tag == tx.id_tag and tx.active)):
-            result = await self._id_tag_status(tx.id_tag)
+            result = await self._id_tag_status(tx.id_tag, tags)
             started = TransactionStarted(
                 station_id=tx.station_id, connector_id=tx.connector_id,
                 transaction_id=tx.transaction_id, id_tag=tx.id_tag,
@@ -259,8 +270,8 @@ class ChargingService:
             for listener in self.listeners:
                 result = await listener.transaction_started(started, result)
         elif presented:
-            result = (await self._id_tag_status(presented) if not tx.active
-                      else await self.authorize(tx.station_id, presented))
+            result = (await self._id_tag_status(presented, tags) if not tx.active
+                      else await self.authorize(tx.station_id, presented, tags))
         if tx.active:
             if not outcome.duplicate and event.values and self.listeners:
                 sample = MeterSample(tx.station_id, tx.connector_id, tx.transaction_id,

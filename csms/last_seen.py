@@ -8,8 +8,9 @@ The window, documented and deliberate: the store's `last_seen` may lag a station
 Heartbeat by up to that interval, and a crash loses at most that much of it. Nothing is
 billed from it; operators see the live time anyway (the hub's `LiveStation.last_seen`, taken
 on every frame, overlays the stored one while the station is connected), and connect and
-disconnect still write `last_seen` at once. Meter values have their own window, off by
-default (`csms.meter_window`, `ocpp.meter_commit_window`).
+disconnect write `last_seen` with their own batched write (`csms.connection_writer`). Meter
+values have their own window, off by default (`csms.meter_window`,
+`ocpp.meter_commit_window`).
 """
 
 from __future__ import annotations

@@ -208,6 +208,7 @@ class WindowedStore:
     next_transaction_id = _flushed_first("next_transaction_id")
     start_transaction = _flushed_first("start_transaction")  # a retry returns the register
     supersede_transactions = _flushed_first("supersede_transactions")
+    open_transaction = _flushed_first("open_transaction")
     stop_transaction = _flushed_first("stop_transaction")
     get_transaction = _flushed_first("get_transaction")
     get_station_transaction = _flushed_first("get_station_transaction")

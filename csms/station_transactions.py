@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from csms.domain import MeterValue, Transaction, energy_wh
+from csms.domain import IdTag, MeterValue, Transaction, energy_wh
 
 STARTED = "Started"
 UPDATED = "Updated"
@@ -72,6 +72,29 @@ class EventOutcome:
     duplicate: bool  # its seq_no had been received before: nothing changed
     linked: bool  # the transaction got its idTag with this event
     ended: bool  # this event stopped the transaction
+    # done and read by `record_event` in the same operation (one round trip on SQLite):
+    # the older transactions this start superseded (`supersedes`), and the idTag whose
+    # verdict the answer needs, as stored then (`tags_to_read`; none for most events)
+    superseded: list[Transaction] = field(default_factory=list)
+    id_tags: dict[str, IdTag | None] = field(default_factory=dict)
+
+
+def supersedes(outcome: EventOutcome, event: TransactionEvent) -> bool:
+    """A live Started that created its transaction on a connector leaves only it active
+    there (`TransactionStore.supersede_transactions`); an offline one arrives late."""
+    return outcome.created and event.event_type == STARTED and not event.offline \
+        and bool(outcome.transaction.connector_id)
+
+
+def tags_to_read(outcome: EventOutcome, event: TransactionEvent) -> list[str]:
+    """The idTag whose verdict the answer to `event` needs (as
+    `ChargingService.transaction_event` decides): the transaction's when this event links it
+    or repeats it while the transaction runs, else the event's own; none for an event without
+    one (the meter values' Updated events: no read, which on MongoDB is a round trip)."""
+    tx = outcome.transaction
+    if tx.id_tag and (outcome.linked or (event.id_tag == tx.id_tag and tx.active)):
+        return [tx.id_tag]
+    return [event.id_tag] if event.id_tag else []
 
 
 def new_transaction(event: TransactionEvent, transaction_id: int,

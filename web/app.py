@@ -90,7 +90,9 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
     hub.frames.start()
     hub.service.last_seen.start()
+    hub.service.connections.start()
     yield
+    await hub.service.connections.stop()  # the stations' disconnects, noted at shutdown
     await hub.service.last_seen.stop()
     await hub.frames.stop()
 

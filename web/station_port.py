@@ -187,8 +187,8 @@ class StationPort:
         subprotocol = admission.version.subprotocol if admission.version else None
         transport.write(handshake_response(request.key, subprotocol))
         transport.set_protocol(station)
-        transport.resume_reading()
-        if door.rest:  # bytes after the head, and any that came while reading was paused
+        transport.resume_reading()  # if the door paused it
+        if door.rest:  # bytes after the head, and any that came while the station was admitted
             station.data_received(door.rest)
             door.rest = b""
         if refused_subprotocol(admission, request.station_id, self.settings, self.metrics):
@@ -249,8 +249,9 @@ class _Door(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         transport = self._transport
         assert transport is not None
-        if self.taken:  # a transport may hand over data it held when reading paused
-            self.rest += data
+        if self.taken:  # bytes before the 101 (a station normally waits for it): kept, and
+            self.rest += data  # reading paused until the station's socket takes them
+            transport.pause_reading()
             return None
         buffer = self._buffer + data if self._buffer else data
         if buffer[:len(_PREFIX)] != _PREFIX[:len(buffer)]:
@@ -266,7 +267,11 @@ class _Door(asyncio.Protocol):
             return self._to_http(buffer)
         self._done()
         self._buffer, self.taken, self.rest = b"", True, buffer[end + 4:]
-        transport.pause_reading()  # until the station is admitted and its socket in place
+        # Reading goes on while the station is admitted: pausing and resuming every
+        # connection's reading cost two epoll_ctl calls, ~7% of the loop's time when 10,000
+        # connect at once (issue 15); it pauses only if bytes come before the 101 (above).
+        if self.rest:
+            transport.pause_reading()
         with contextlib.suppress(OSError):  # as aiohttp does for its connections
             sock = transport.get_extra_info("socket")
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):

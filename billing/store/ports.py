@@ -73,9 +73,10 @@ class SessionStore(Protocol):
         *,
         statuses: Collection[SessionStatus] | None = None,
         station_id: str | None = None,
+        station_ids: Collection[str] | None = None,
         limit: int = 100,
     ) -> list[Session]:
-        """Newest first."""
+        """Newest first; `station_ids`: at any of these stations (empty matches nothing)."""
 
     async def transition_session(
         self,
@@ -307,6 +308,11 @@ class TerminalStore(Protocol):
 class BillingStore(SessionStore, LedgerStore, JobStore, ReceiptStore, SavedCardStore,
                    TariffStore, WebhookStore, TerminalStore, Protocol):
     """Every billing aggregate behind one object (one database, one connection)."""
+
+    async def session_and_card(self, id_tag: str) -> tuple[Session | None, SavedCard | None]:
+        """What a started transaction's idTag is billed by: the newest session holding it,
+        else the saved card of the driver whose RFID it is (None when a session holds it).
+        One read where the backend allows (SQLite: one round trip instead of two)."""
 
     async def open(self) -> None: ...
 

@@ -61,6 +61,8 @@ from csms.station_transactions import (
     new_transaction,
     next_generation,
     seq_ranges,
+    supersedes,
+    tags_to_read,
 )
 from csms.store.mongo_frames import FRAME_INDEXES, MongoFrames, migrate_frames
 from csms.store.mongo_remote_starts import REMOTE_START_INDEXES, MongoRemoteStarts
@@ -76,7 +78,7 @@ from csms.store.mongo_support import (
     utc,
     utc_req,
 )
-from csms.store.ports import KEEP, Keep, StoreError
+from csms.store.ports import KEEP, Keep, StartOutcome, StoreError
 
 TRANSACTION_COUNTER = "transaction_id"
 # start_scope: "" for a 1.6 transaction, "2.0.1:<station transaction id>" for a 2.0.1 one (never
@@ -308,15 +310,30 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
 
     async def register_boot(self, station_id: str, *, vendor: str, model: str,
                             serial_number: str | None, firmware_version: str | None,
-                            at: datetime) -> Station:
-        return await self._upsert_station(station_id, {"$set": {"boot": {
+                            at: datetime) -> None:
+        await self.db.stations.update_one({"_id": station_id}, {"$set": {"boot": {
             "vendor": vendor, "model": model, "serial_number": serial_number,
-            "firmware_version": firmware_version, "at": at}}})
+            "firmware_version": firmware_version, "at": at}}}, upsert=True)
 
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         await self.db.stations.update_one(
             {"_id": station_id}, {"$set": {"connected": connected, "seen": {"at": at}}},
             upsert=True)
+
+    async def set_connections(self, states: Mapping[str, tuple[bool, datetime]]) -> None:
+        """One ordered bulk write, two updates per station: the flag (creating the station),
+        then `seen` where it is older (`$max` is kept out: nx-27017 returns `$max` of dates
+        as strings; the explicit `$and` as in `touch_stations`)."""
+        updates: list[UpdateOne] = []
+        for station_id, (connected, at) in states.items():
+            updates.append(UpdateOne({"_id": station_id}, {"$set": {"connected": connected}},
+                                     upsert=True))
+            updates.append(UpdateOne(
+                {"$and": [{"_id": station_id},
+                          {"$or": [{"seen": None}, {"seen.at": {"$lt": at}}]}]},
+                {"$set": {"seen": {"at": at}}}))
+        if updates:
+            await self.db.stations.bulk_write(updates, ordered=True)
 
     async def mark_all_disconnected(self) -> None:
         await self.db.stations.update_many({}, {"$set": {"connected": False}})
@@ -387,6 +404,17 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
         if existing is None:  # the duplicate was the id: a counter behind its transactions
             raise StoreError("transaction id counter is behind the transactions collection")
         return _transaction(existing), False
+
+    async def open_transaction(self, station_id: str, connector_id: int, id_tag: str,
+                               meter_start: int, started_at: datetime,
+                               reservation_id: int | None = None) -> StartOutcome:
+        """The three operations in order (no multi-document transaction here); a crash after
+        the start leaves older ones active until the next start supersedes them, as
+        `supersede_transactions` describes."""
+        transaction, created = await self.start_transaction(
+            station_id, connector_id, id_tag, meter_start, started_at, reservation_id)
+        superseded = await self.supersede_transactions(transaction) if created else []
+        return StartOutcome(transaction, created, superseded, await self.get_id_tag(id_tag))
 
     async def supersede_transactions(self, newer: Transaction) -> list[Transaction]:
         """Stop every other active transaction on `newer`'s connector, each with its
@@ -502,6 +530,9 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
             for value in event.values:
                 value.connector_id, value.transaction_id = tx.connector_id, tx.transaction_id
             await self.append_meter_values(event.values)
+        if supersedes(outcome, event):
+            outcome.superseded = await self.supersede_transactions(outcome.transaction)
+        outcome.id_tags = {tag: await self.get_id_tag(tag) for tag in tags_to_read(outcome, event)}
         return outcome
 
     async def list_transactions(self, *, station_id: str | None = None,
@@ -534,7 +565,9 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
         """Insert the frame's readings, then move each transaction's register forward.
 
         The register update is conditional on the stored reading being older, so late and
-        concurrent frames never move it back.
+        concurrent frames never move it back. The filter is an explicit `$and`: nx-27017
+        drops the other fields of a filter that has a top-level `$or` (it moved every
+        transaction of the station, a superseded one's too).
         """
         if not values:
             return
@@ -542,8 +575,8 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
                                                ordered=False)
         for (tx, station), (at, wh) in newest_energy(values).items():
             await self.db.transactions.update_one(
-                {"transaction_id": tx, "station_id": station,
-                 "$or": [{"energy": None}, {"energy.at": {"$lt": at}}]},
+                {"$and": [{"transaction_id": tx, "station_id": station},
+                          {"$or": [{"energy": None}, {"energy.at": {"$lt": at}}]}]},
                 {"$set": {"energy": {"wh": wh, "at": at}}})
 
     async def list_meter_values(self, transaction_id: int) -> list[MeterValue]:

@@ -9,7 +9,9 @@ int), and a `$push`ed subdocument as a string; values inside a subdocument writt
 dates only in inserted documents or inside a subdocument `$set` whole (`{"$set": {"stop":
 {..., "at": date}}}`), read booleans with `bool()`, and never `$push` documents, `$setOnInsert`
 (nx-27017 ignores it), `$max` dates or replace documents (nx-27017 turns an int `_id` into a
-string). tests/csms/store/test_nx_divergences.py pins each divergence.
+string). A filter that names fields beside a top-level `$or` is written as an explicit
+`$and` (nx-27017's update_one matches the `$or` alone). tests/csms/store/test_nx_divergences.py
+pins each divergence.
 """
 
 from __future__ import annotations

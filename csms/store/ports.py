@@ -10,6 +10,7 @@ update), never a read followed by a write in the caller. Adapters: `csms.store.s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Literal, Protocol
@@ -66,11 +67,17 @@ class StationStore(Protocol):
         serial_number: str | None,
         firmware_version: str | None,
         at: datetime,
-    ) -> Station:
-        """Record BootNotification data; creates the station row if unknown."""
+    ) -> None:
+        """Record BootNotification data; creates the station row if unknown. Nothing is
+        read back: a boot's answer needs none of it (on SQLite the read was half the op)."""
 
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         """Mark connected/disconnected and update last_seen; creates the row if unknown."""
+
+    async def set_connections(self, states: Mapping[str, tuple[bool, datetime]]) -> None:
+        """`set_connected` for many stations in one write ((connected, at) per station:
+        batched connects and disconnects, `csms.connection_writer`), except that an older
+        time never replaces a newer last_seen (a boot may have written a later one first)."""
 
     async def mark_all_disconnected(self) -> None:
         """At start-up: no station is connected to a process that just started."""
@@ -110,6 +117,17 @@ class IdTagStore(Protocol):
     async def list_id_tags(self) -> list[IdTag]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class StartOutcome:
+    """What `open_transaction` did: the transaction (new or the retried start's), whether it
+    was created, the older ones it superseded, and the start's idTag as stored then."""
+
+    transaction: Transaction
+    created: bool
+    superseded: list[Transaction] = field(default_factory=list)
+    id_tag: IdTag | None = None
+
+
 class TransactionStore(Protocol):
     """Transactions, from start to stop, and stops for transactions we never saw."""
 
@@ -139,6 +157,20 @@ class TransactionStore(Protocol):
         others stop when `newer` started (never before their own start), at their latest
         energy register reading (else their meterStart), with reason SUPERSEDED. Returns the
         transactions stopped here."""
+
+    async def open_transaction(
+        self,
+        station_id: str,
+        connector_id: int,
+        id_tag: str,
+        meter_start: int,
+        started_at: datetime,
+        reservation_id: int | None = None,
+    ) -> StartOutcome:
+        """A 1.6 StartTransaction in one operation: `start_transaction`, then (when it
+        created one) `supersede_transactions`, and the start's idTag as `get_id_tag` reads it.
+        Why one: a station's start was three round trips to the store (issue 15); SQLite does
+        it as one atomic write, MongoDB as the three operations in that order."""
 
     async def stop_transaction(
         self,
@@ -172,7 +204,12 @@ class TransactionStore(Protocol):
         event's meter values are stored with it (as `append_meter_values` would, attached to
         the transaction's id and connector), unless the event is a duplicate: one write per
         event, and (SQLite) in the same commit, so a station's retry after a crash between the
-        two cannot find its seq_no recorded and its values lost."""
+        two cannot find its seq_no recorded and its values lost.
+
+        In the same operation (issue 15: one round trip on SQLite, the steps in order on
+        MongoDB): a start that `supersedes` older transactions stops them as
+        `supersede_transactions` does (`outcome.superseded`), and the idTags the answer may need
+        are read (`outcome.id_tags`, `tags_to_read`)."""
 
     async def list_transactions(
         self, *, station_id: str | None = None, active: bool | None = None, limit: int = 100

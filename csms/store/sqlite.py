@@ -42,8 +42,10 @@ from csms.station_transactions import (
     new_transaction,
     next_generation,
     seq_ranges,
+    supersedes,
+    tags_to_read,
 )
-from csms.store.ports import KEEP, Keep, StoreError
+from csms.store.ports import KEEP, Keep, StartOutcome, StoreError
 from csms.store.sqlite_frames import SqliteFrames, frames_path, prepare_frames_file
 from csms.store.sqlite_remote_starts import REMOTE_STARTS_SCHEMA, SqliteRemoteStarts
 from csms.store.sqlite_reports import REPORTS_SCHEMA, SqliteReports
@@ -355,6 +357,55 @@ def _allocate_transaction_id(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+def _start_transaction(conn: sqlite3.Connection, key: tuple[Any, ...],
+                       reservation_id: int | None) -> tuple[Transaction, bool]:
+    """`start_transaction` under its retry key (station, connector, idTag, meterStart,
+    startedAt as text)."""
+    row = conn.execute(
+        f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
+        " AND connector_id = ? AND id_tag = ? AND meter_start = ? AND started_at = ?"
+        " AND station_transaction_id IS NULL",
+        key,
+    ).fetchone()
+    if row is not None:
+        return _transaction(row), False
+    transaction_id = _allocate_transaction_id(conn)
+    row = conn.execute(
+        "INSERT INTO transactions (transaction_id, station_id, connector_id, id_tag,"
+        " meter_start, started_at, reservation_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        f" RETURNING {_TX_COLUMNS}",
+        (transaction_id, *key, reservation_id),
+    ).fetchone()
+    return _transaction(row), True
+
+
+def _supersede_transactions(conn: sqlite3.Connection, newer: Transaction) -> list[Transaction]:
+    others = [_transaction(row) for row in conn.execute(
+        f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
+        " AND connector_id = ? AND stopped_at IS NULL AND transaction_id != ?",
+        (newer.station_id, newer.connector_id, newer.transaction_id),
+    )]
+    ended_by = newer.started_at
+    stopped = []
+    for tx in others:
+        row = conn.execute(
+            "UPDATE transactions SET meter_stop = ?, stopped_at = ?, stop_reason = ?"
+            f" WHERE transaction_id = ? AND stopped_at IS NULL RETURNING {_TX_COLUMNS}",
+            (max(tx.meter_start, tx.last_energy_wh or tx.meter_start),
+             ts(max(ended_by, tx.started_at)), SUPERSEDED, tx.transaction_id),
+        ).fetchone()
+        stopped.append(_transaction(row))
+    return stopped
+
+
+def _load_id_tag(conn: sqlite3.Connection, id_tag: str) -> IdTag | None:
+    row = conn.execute(
+        "SELECT id_tag, status, expiry_date, parent_id_tag FROM id_tags WHERE id_tag = ?",
+        (id_tag,),
+    ).fetchone()
+    return None if row is None else _id_tag(row)
+
+
 class _MeterValuesWrite:
     """The op of `append_meter_values`: a group commit runs consecutive ones as one op, one
     executemany per statement for the whole run instead of two per call (the closed loop's
@@ -651,23 +702,16 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
         serial_number: str | None,
         firmware_version: str | None,
         at: datetime,
-    ) -> Station:
-        def op(conn: sqlite3.Connection) -> Station:
-            conn.execute(
-                "INSERT INTO stations"
-                " (id, vendor, model, serial_number, firmware_version, last_boot_at, last_seen)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET vendor = excluded.vendor,"
-                " model = excluded.model, serial_number = excluded.serial_number,"
-                " firmware_version = excluded.firmware_version,"
-                " last_boot_at = excluded.last_boot_at, last_seen = excluded.last_seen",
-                (station_id, vendor, model, serial_number, firmware_version, ts(at), ts(at)),
-            )
-            station = _load_station(conn, station_id)
-            assert station is not None
-            return station
-
-        return await self._write(op)
+    ) -> None:
+        row = (station_id, vendor, model, serial_number, firmware_version, ts(at), ts(at))
+        await self._write(lambda conn: conn.execute(
+            "INSERT INTO stations"
+            " (id, vendor, model, serial_number, firmware_version, last_boot_at, last_seen)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET vendor = excluded.vendor,"
+            " model = excluded.model, serial_number = excluded.serial_number,"
+            " firmware_version = excluded.firmware_version,"
+            " last_boot_at = excluded.last_boot_at, last_seen = excluded.last_seen", row))
 
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -679,6 +723,17 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
             )
 
         await self._write(op)
+
+    async def set_connections(self, states: Mapping[str, tuple[bool, datetime]]) -> None:
+        rows = [(station_id, int(connected), ts(at))
+                for station_id, (connected, at) in states.items()]
+        if rows:
+            await self._write(lambda conn: conn.executemany(
+                "INSERT INTO stations (id, connected, last_seen) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET connected = excluded.connected,"
+                " last_seen = CASE WHEN stations.last_seen IS NULL"
+                " OR stations.last_seen < excluded.last_seen"
+                " THEN excluded.last_seen ELSE stations.last_seen END", rows))
 
     async def mark_all_disconnected(self) -> None:
         await self._write(
@@ -743,14 +798,7 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
         return await self._write(op)
 
     async def get_id_tag(self, id_tag: str) -> IdTag | None:
-        def op(conn: sqlite3.Connection) -> IdTag | None:
-            row = conn.execute(
-                "SELECT id_tag, status, expiry_date, parent_id_tag FROM id_tags WHERE id_tag = ?",
-                (id_tag,),
-            ).fetchone()
-            return None if row is None else _id_tag(row)
-
-        return await self._read(op)
+        return await self._read(lambda conn: _load_id_tag(conn, id_tag))
 
     async def list_id_tags(self) -> list[IdTag]:
         return await self._read(
@@ -777,45 +825,26 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
         reservation_id: int | None = None,
     ) -> tuple[Transaction, bool]:
         key = (station_id, connector_id, id_tag, meter_start, ts(started_at))
-
-        def op(conn: sqlite3.Connection) -> tuple[Transaction, bool]:
-            row = conn.execute(
-                f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
-                " AND connector_id = ? AND id_tag = ? AND meter_start = ? AND started_at = ?"
-                " AND station_transaction_id IS NULL",
-                key,
-            ).fetchone()
-            if row is not None:
-                return _transaction(row), False
-            transaction_id = _allocate_transaction_id(conn)
-            row = conn.execute(
-                "INSERT INTO transactions (transaction_id, station_id, connector_id, id_tag,"
-                " meter_start, started_at, reservation_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                f" RETURNING {_TX_COLUMNS}",
-                (transaction_id, *key, reservation_id),
-            ).fetchone()
-            return _transaction(row), True
-
-        return await self._write(op)
+        return await self._write(lambda conn: _start_transaction(conn, key, reservation_id))
 
     async def supersede_transactions(self, newer: Transaction) -> list[Transaction]:
-        def op(conn: sqlite3.Connection) -> list[Transaction]:
-            others = [_transaction(row) for row in conn.execute(
-                f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
-                " AND connector_id = ? AND stopped_at IS NULL AND transaction_id != ?",
-                (newer.station_id, newer.connector_id, newer.transaction_id),
-            )]
-            ended_by = newer.started_at
-            stopped = []
-            for tx in others:
-                row = conn.execute(
-                    "UPDATE transactions SET meter_stop = ?, stopped_at = ?, stop_reason = ?"
-                    f" WHERE transaction_id = ? AND stopped_at IS NULL RETURNING {_TX_COLUMNS}",
-                    (max(tx.meter_start, tx.last_energy_wh or tx.meter_start),
-                     ts(max(ended_by, tx.started_at)), SUPERSEDED, tx.transaction_id),
-                ).fetchone()
-                stopped.append(_transaction(row))
-            return stopped
+        return await self._write(lambda conn: _supersede_transactions(conn, newer))
+
+    async def open_transaction(
+        self,
+        station_id: str,
+        connector_id: int,
+        id_tag: str,
+        meter_start: int,
+        started_at: datetime,
+        reservation_id: int | None = None,
+    ) -> StartOutcome:
+        key = (station_id, connector_id, id_tag, meter_start, ts(started_at))
+
+        def op(conn: sqlite3.Connection) -> StartOutcome:
+            transaction, created = _start_transaction(conn, key, reservation_id)
+            superseded = _supersede_transactions(conn, transaction) if created else []
+            return StartOutcome(transaction, created, superseded, _load_id_tag(conn, id_tag))
 
         return await self._write(op)
 
@@ -907,6 +936,10 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
                         value.connector_id = tx.connector_id
                         value.transaction_id = tx.transaction_id
                     _insert_meter_values(conn, *_meter_value_rows(event.values))
+            if supersedes(outcome, event):
+                outcome.superseded = _supersede_transactions(conn, tx)
+            outcome.id_tags = {tag: _load_id_tag(conn, tag)
+                               for tag in tags_to_read(outcome, event)}
             return outcome
 
         return await self._write(op)

@@ -376,6 +376,12 @@ class BillingStoreContract:
         assert ids(await store.list_sessions(statuses=[S.FAILED])) == []
         assert await store.list_sessions(statuses=[]) == []
         assert await store.list_sessions(station_id="CP9") == []
+        assert ids(await store.list_sessions(station_ids={"CP2", "CP9"})) == ["S4", "S1"]
+        assert ids(await store.list_sessions(statuses=[S.CHARGING, S.STOPPING],
+                                             station_ids=["CP1", "CP2"], limit=2)) == \
+            ["S5", "S4"]
+        assert ids(await store.list_sessions(station_id="CP1", station_ids=["CP2"])) == []
+        assert await store.list_sessions(station_ids=[]) == []
 
     async def test_list_sessions_follows_status_changes(self, store: BillingStore) -> None:
         await add(store, 1, status=S.CHARGING)
@@ -889,6 +895,16 @@ class BillingStoreContract:
         await store.save_card(other)
         assert await store.saved_card("RFID2") == other
         assert await store.saved_card("RFID1") == replacement
+
+    async def test_session_and_card_by_id_tag(self, store: BillingStore) -> None:
+        card = SavedCard("RFID1", "card_1", None, None, at(1))
+        await store.save_card(card)
+        assert await store.session_and_card("RFID1") == (None, card)
+        assert await store.session_and_card("NOBODY") == (None, None)
+        session = await add(store, 1, id_tag="RFID1")  # a session holding the idTag wins
+        found, no_card = await store.session_and_card("RFID1")
+        assert found is not None and found.session_id == session.session_id
+        assert no_card is None
 
     # tariffs ----------------------------------------------------------------------------------
 

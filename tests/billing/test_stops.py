@@ -63,6 +63,54 @@ async def test_a_stop_asked_while_the_station_is_offline_is_sent_when_it_reconne
     assert done["stopRequest"]["requestedBy"] == "DRIVER"
 
 
+async def test_stations_reconnecting_together_each_get_their_own_owed_stop(env: Env) -> None:
+    """The reconnects are looked up together (one read for those that came meanwhile): each
+    station gets the stop owed to it, and only that."""
+    owed: dict[str, tuple[str, int]] = {}
+    for name in ("EVSE-001", "EVSE-002", "EVSE-003"):
+        async with station(env.ws_url, name) as cp:
+            await ready_station(env, cp)
+            _, started = await env.post("/charge/start", start_body(chargePointId=name))
+            owed[name] = (started["sessionId"], await charge(env, cp, started["sessionId"]))
+    for sid, _ in list(owed.values())[:2]:  # EVSE-003's session keeps charging
+        assert (await env.post("/charge/stop", {"sessionId": sid}))[0] == 200
+    async with station(env.ws_url, "EVSE-001") as one, \
+            station(env.ws_url, "EVSE-002") as two, station(env.ws_url, "EVSE-003") as three:
+        assert (await one.wait_for("RemoteStopTransaction"))["transaction_id"] == \
+            owed["EVSE-001"][1]
+        assert (await two.wait_for("RemoteStopTransaction"))["transaction_id"] == \
+            owed["EVSE-002"][1]
+        await one.call(call.Heartbeat())  # a round trip more: nothing else came meanwhile
+        assert (remote_stops(one), remote_stops(two), remote_stops(three)) == \
+            ([owed["EVSE-001"][1]], [owed["EVSE-002"][1]], [])
+
+
+async def test_a_failed_look_for_owed_stops_is_tried_again(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store fails the read of the stops owed to a station that just reconnected: the
+    station keeps its connection and the read is tried again, so the stop still goes out on
+    the reconnect rather than at the retry schedule's next attempt (30 s here, up to
+    stop_retry_max_interval)."""
+    async with station(env.ws_url, "EVSE-001") as cp:
+        sid, tx_id = await charging(env, cp)
+    assert (await env.post("/charge/stop", {"sessionId": sid}))[0] == 200  # station offline
+    store = env.server.app[BILLING_STORE]
+    original, failed = store.list_sessions, []
+
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("station_ids") is not None and not failed:
+            failed.append(kwargs["station_ids"])
+            raise OSError("store unavailable")
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(store, "list_sessions", failing_once)
+    async with station(env.ws_url, "EVSE-001") as back:
+        assert (await back.wait_for("RemoteStopTransaction"))["transaction_id"] == tx_id
+        assert failed == [{"EVSE-001"}]
+        await back.call(stop_tx(tx_id, 4000))
+        await env.wait_session(sid, "COMPLETED", "CAPTURED")
+
+
 async def test_a_second_driver_stop_re_sends_a_rejected_stop_at_once(env: Env) -> None:
     async with station(env.ws_url, "EVSE-001") as cp:
         cp.remote_stop_status = "Rejected"

@@ -30,9 +30,15 @@ async def last_seen(store: SqliteStore, station_id: str) -> datetime | None:
     return station.last_seen
 
 
+async def connect(service: ChargingService, station_id: str) -> None:
+    """A station connects, and its connect is written (`csms.connection_writer`)."""
+    await service.connected(station_id)
+    await service.connections.flush()
+
+
 async def test_heartbeats_are_written_with_the_next_batch(store: SqliteStore) -> None:
     service = ChargingService(store, OcppSettings(last_seen_interval=3600))
-    await service.connected("CP1")
+    await connect(service, "CP1")
     connected_at = await last_seen(store, "CP1")
     await service.heartbeat("CP1")
     assert await last_seen(store, "CP1") == connected_at  # noted, not written yet
@@ -43,7 +49,7 @@ async def test_heartbeats_are_written_with_the_next_batch(store: SqliteStore) ->
 
 async def test_a_clean_stop_writes_what_is_pending(store: SqliteStore) -> None:
     service = ChargingService(store, OcppSettings(last_seen_interval=3600))
-    await service.connected("CP1")
+    await connect(service, "CP1")
     service.last_seen.start()
     await service.heartbeat("CP1")
     before = await last_seen(store, "CP1")
@@ -54,9 +60,10 @@ async def test_a_clean_stop_writes_what_is_pending(store: SqliteStore) -> None:
 
 async def test_a_disconnect_is_not_overwritten_by_an_older_heartbeat(store: SqliteStore) -> None:
     service = ChargingService(store, OcppSettings(last_seen_interval=3600))
-    await service.connected("CP1")
+    await connect(service, "CP1")
     await service.heartbeat("CP1")
     await service.disconnected("CP1")
+    await service.connections.flush()
     disconnected_at = await last_seen(store, "CP1")
     await service.last_seen.flush()
     assert await last_seen(store, "CP1") == disconnected_at
@@ -64,7 +71,7 @@ async def test_a_disconnect_is_not_overwritten_by_an_older_heartbeat(store: Sqli
 
 async def test_interval_zero_writes_every_heartbeat(store: SqliteStore) -> None:
     service = ChargingService(store, OcppSettings(last_seen_interval=0))
-    await service.connected("CP1")
+    await connect(service, "CP1")
     before = await last_seen(store, "CP1")
     await service.heartbeat("CP1")
     after = await last_seen(store, "CP1")

@@ -125,6 +125,16 @@ async def test_reads_and_stops_write_the_pending_values_first(store: WindowedSto
     assert committed(path) == [(tx, "500"), (tx, "650")]  # written before the stop
 
 
+async def test_a_start_supersedes_at_the_pending_register(store: WindowedStore,
+                                                           path: str) -> None:
+    tx = await start(store, meter=100)
+    await store.append_meter_values(frame(tx, 500))
+    opened = await store.open_transaction("CP1", 1, "NEXT", 600, at(900))
+    [older] = opened.superseded
+    assert (older.transaction_id, older.meter_stop) == (tx, 500)  # the value was written first
+    assert committed(path) == [(tx, "500")]
+
+
 class Recorder(ChargingListener):
     def __init__(self) -> None:
         self.heard: list[object] = []

@@ -173,3 +173,30 @@ async def test_shutdown_closes_lean_stations_going_away(tmp_path: Path,
         with pytest.raises(Exception):  # noqa: B017 - websockets' ConnectionClosed
             await asyncio.wait_for(ws.recv(), 5)
         assert ws.close_code == 1001
+
+
+def masked_text(text: str) -> bytes:
+    """A client's final text frame (under 126 bytes), masked as RFC 6455 asks."""
+    payload, mask = text.encode(), os.urandom(4)
+    assert len(payload) < 126
+    return bytes((0x81, 0x80 | len(payload))) + mask + \
+        bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def test_frames_sent_before_the_101_are_answered_in_order(server: Any) -> None:
+    """A station that does not wait for the 101: a frame in the head's own write and one
+    written while the station is being admitted are both kept and answered, in order."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(upgrade_head("/ocpp/CP-EAGER") + b"\r\n\r\n"
+                 + masked_text('[2,"a","Heartbeat",{}]'))
+    await writer.drain()
+    writer.write(masked_text('[2,"b","Heartbeat",{}]'))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    answers = []
+    for _ in range(2):
+        first, length = await asyncio.wait_for(reader.readexactly(2), 5)
+        assert first == 0x81 and length < 126
+        answers.append(json.loads(await reader.readexactly(length))[:2])
+    assert answers == [[3, "a"], [3, "b"]]
+    writer.close()

@@ -11,6 +11,7 @@ found again by the outbox sweeper, exactly as on SQLite.
 
 from __future__ import annotations
 
+from billing.models import SavedCard, Session
 from billing.store.mongo.jobs import JobCollection
 from billing.store.mongo.receipts import RECEIPT_COUNTER, ReceiptCollection
 from billing.store.mongo.small import SmallCollections
@@ -24,3 +25,8 @@ __all__ = ["RECEIPT_COUNTER", "MongoBillingStore"]
 class MongoBillingStore(ReceiptCollection, JobCollection, SmallCollections,
                         TerminalCollections):
     """`BillingStore` on a MongoDB database (collections prefixed `billing_`)."""
+
+    async def session_and_card(self, id_tag: str) -> tuple[Session | None, SavedCard | None]:
+        """Two finds, the card's only when no session holds the idTag."""
+        session = await self.session_by_id_tag(id_tag)
+        return session, None if session is not None else await self.saved_card(id_tag)

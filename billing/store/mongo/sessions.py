@@ -106,14 +106,22 @@ class SessionCollection(BillingConnection):
         return found
 
     async def list_sessions(self, *, statuses: Collection[S] | None = None,
-                            station_id: str | None = None, limit: int = 100) -> list[Session]:
-        if statuses is not None and not statuses:
+                            station_id: str | None = None,
+                            station_ids: Collection[str] | None = None,
+                            limit: int = 100) -> list[Session]:
+        if (statuses is not None and not statuses) or (station_ids is not None
+                                                      and not station_ids):
             return []
         query: Document = {}
         if statuses is not None:
             query["status"] = {"$in": [S(s).value for s in statuses]}
-        if station_id is not None:
+        if station_id is not None and station_ids is not None:
+            query["$and"] = [{"station_id": station_id},
+                             {"station_id": {"$in": sorted(station_ids)}}]
+        elif station_id is not None:
             query["station_id"] = station_id
+        elif station_ids is not None:
+            query["station_id"] = {"$in": sorted(station_ids)}
         return [session_from(doc) for doc in await self.newest(SESSIONS, query, limit)]
 
     async def _transition(self, session_id: str, field: str | None, expected: Collection[str],

@@ -25,10 +25,14 @@ Schema history (kept in `billing_meta.schema_version`; each step only adds):
 
 from __future__ import annotations
 
-from billing.store.sqlite.cards import SavedCardTable
+import sqlite3
+
+from billing.models import SavedCard, Session
+from billing.store.sqlite.cards import SavedCardTable, _load_card
 from billing.store.sqlite.jobs import JobTable
 from billing.store.sqlite.ledger import LedgerTable
 from billing.store.sqlite.receipts import ReceiptTable
+from billing.store.sqlite.rows import _load_session
 from billing.store.sqlite.schema import _MIGRATIONS, RECEIPT_COUNTER, SCHEMA_VERSION
 from billing.store.sqlite.sessions import SessionTable
 from billing.store.sqlite.tariffs import TariffTable
@@ -49,3 +53,10 @@ class SqliteBillingStore(SessionTable, LedgerTable, JobTable, ReceiptTable, Save
                          TariffTable, WebhookTable, TerminalTable):
     """`BillingStore` on a SQLite file (WAL), one connection, one IMMEDIATE transaction a write:
     one module per aggregate, all sharing `SqliteConnection`."""
+
+    async def session_and_card(self, id_tag: str) -> tuple[Session | None, SavedCard | None]:
+        def op(conn: sqlite3.Connection) -> tuple[Session | None, SavedCard | None]:
+            session = _load_session(conn, "id_tag = ?", (id_tag,))
+            return session, None if session is not None else _load_card(conn, id_tag)
+
+        return await self._read(op)

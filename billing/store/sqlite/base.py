@@ -3,6 +3,7 @@ reads and writes run in its thread, each write one IMMEDIATE transaction."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -63,16 +64,21 @@ class SqliteConnection:
 
     async def _newest(self, table: str, columns: str, load: Callable[[sqlite3.Row], T],
                       statuses: list[str] | None, match: tuple[str, Any], limit: int,
-                      ) -> list[T]:
-        """Rows of `table`, newest first, filtered by status (None: any; empty: none) and by
-        one column when its value is not None."""
-        if statuses is not None and not statuses:
+                      among: tuple[str, list[str] | None] = ("", None)) -> list[T]:
+        """Rows of `table`, newest first, filtered by status (None: any; empty: none), by
+        one column when its value is not None, and by one column's value being among a
+        list (None: any; empty: none)."""
+        column, values = among
+        if (statuses is not None and not statuses) or (values is not None and not values):
             return []
         where: list[str] = []
         params: list[Any] = []
         if statuses is not None:
             where.append(f"status IN ({', '.join('?' for _ in statuses)})")
             params.extend(statuses)
+        if values is not None:  # one JSON parameter: no limit on how many
+            where.append(f"{column} IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(values))
         column, value = match
         if value is not None:
             where.append(f"{column} = ?")

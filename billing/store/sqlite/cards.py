@@ -37,11 +37,12 @@ class SavedCardTable(SqliteConnection):
         await self._write(op)
 
     async def saved_card(self, driver_id_tag: str) -> SavedCard | None:
-        def op(conn: sqlite3.Connection) -> SavedCard | None:
-            row = conn.execute(
-                f"SELECT {_CARD_COLUMNS} FROM billing_saved_cards WHERE driver_id_tag = ?",
-                (driver_id_tag,),
-            ).fetchone()
-            return None if row is None else _card(row)
+        return await self._read(lambda conn: _load_card(conn, driver_id_tag))
 
-        return await self._read(op)
+
+def _load_card(conn: sqlite3.Connection, driver_id_tag: str) -> SavedCard | None:
+    row = conn.execute(
+        f"SELECT {_CARD_COLUMNS} FROM billing_saved_cards WHERE driver_id_tag = ?",
+        (driver_id_tag,),
+    ).fetchone()
+    return None if row is None else _card(row)

@@ -93,13 +93,16 @@ class SessionTable(SqliteConnection):
         *,
         statuses: Collection[SessionStatus] | None = None,
         station_id: str | None = None,
+        station_ids: Collection[str] | None = None,
         limit: int = 100,
     ) -> list[Session]:
-        """Newest first (created_at, then insertion order); `statuses` empty matches nothing."""
+        """Newest first (created_at, then insertion order); `statuses` or `station_ids`
+        empty matches nothing."""
         return await self._newest(
             "billing_sessions", _SESSION_COLUMNS, _session,
             None if statuses is None else [SessionStatus(s).value for s in statuses],
-            ("station_id", station_id), limit)
+            ("station_id", station_id), limit,
+            ("station_id", None if station_ids is None else sorted(station_ids)))
 
     async def _cas(
         self,

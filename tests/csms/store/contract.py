@@ -163,10 +163,11 @@ class StoreContract:
         assert fetched.vendor == "V" and fetched.provisioned
 
     async def test_register_boot_creates_unprovisioned_station(self, store: Store) -> None:
-        station = await store.register_boot(
+        await store.register_boot(
             "CP1", vendor="ACME", model="X1", serial_number="S1", firmware_version="1.0", at=at(1)
         )
-        assert station.id == "CP1"
+        station = await store.get_station("CP1")
+        assert station is not None and station.id == "CP1"
         assert station.provisioned is False
         assert station.password_hash is None
         assert (station.vendor, station.model) == ("ACME", "X1")
@@ -174,14 +175,14 @@ class StoreContract:
         assert station.last_boot_at == at(1)
         assert_utc(station.last_boot_at)
 
-        again = await store.register_boot(
+        await store.register_boot(
             "CP1", vendor="ACME", model="X2", serial_number=None, firmware_version="2.0", at=at(9)
         )
-        assert again.model == "X2"
+        again = await store.get_station("CP1")
+        assert again is not None and again.model == "X2"
         assert again.serial_number is None
         assert again.firmware_version == "2.0"
         assert again.last_boot_at == at(9)
-        assert await store.get_station("CP1") == again
 
     async def test_boot_keeps_provisioning_and_provisioning_keeps_boot(self, store: Store) -> None:
         await store.provision_station("CP1", "h")
@@ -207,6 +208,20 @@ class StoreContract:
         assert station is not None
         assert station.connected is False
         assert station.last_seen == at(2)
+
+    async def test_set_connections_writes_many_and_never_moves_last_seen_back(
+            self, store: Store) -> None:
+        await store.set_connected("CP2", False, at(9))  # a later time written first
+        await store.set_connections({"CP1": (True, at(1)), "CP2": (True, at(5))})
+        await store.set_connections({})
+        seen = {s.id: (s.connected, s.last_seen) for s in await store.list_stations()}
+        assert seen == {"CP1": (True, at(1)), "CP2": (True, at(9))}, seen
+        await store.set_connections({"CP1": (False, at(2)), "CP2": (False, at(10))})
+        seen = {s.id: (s.connected, s.last_seen) for s in await store.list_stations()}
+        assert seen == {"CP1": (False, at(2)), "CP2": (False, at(10))}, seen
+        station = await store.get_station("CP1")
+        assert station is not None and station.provisioned is False
+        assert_utc(station.last_seen)
 
     async def test_mark_all_disconnected(self, store: Store) -> None:
         for name in ("A", "B", "C"):
@@ -400,6 +415,32 @@ class StoreContract:
             (400, at(9), SUPERSEDED)  # never before its own start
         active = await store.list_transactions(station_id="CP1", active=True)
         assert [tx.transaction_id for tx in active] == [arrived]
+
+    async def test_open_transaction_starts_supersedes_and_reads_the_tag(
+            self, store: Store) -> None:
+        """The 1.6 start in one operation: what start_transaction, supersede_transactions
+        and get_id_tag give one after the other."""
+        first = await store.open_transaction("CP1", 1, "OLD", 1000, at(1))
+        assert (first.created, first.superseded, first.id_tag) == (True, [], None)
+        older = first.transaction.transaction_id
+        await store.append_meter_values([MeterValue("CP1", 1, older, at(2), "1300")])
+        await store.upsert_id_tag(IdTag("TAG", "Blocked", at(100), "PARENT"))
+
+        newer = await store.open_transaction("CP1", 1, "TAG", 1400, at(5))
+        assert newer.created
+        assert newer.id_tag == IdTag("TAG", "Blocked", at(100), "PARENT")
+        [stopped] = newer.superseded
+        assert (stopped.transaction_id, stopped.meter_stop, stopped.stopped_at,
+                stopped.stop_reason) == (older, 1300, at(5), SUPERSEDED)
+        assert newer.transaction == await store.get_transaction(
+            newer.transaction.transaction_id)
+
+        retried = await store.open_transaction("CP1", 1, "TAG", 1400, at(5))
+        assert (retried.transaction, retried.created, retried.superseded) == \
+            (newer.transaction, False, [])
+        assert retried.id_tag == newer.id_tag
+        active = await store.list_transactions(station_id="CP1", active=True)
+        assert [tx.transaction_id for tx in active] == [newer.transaction.transaction_id]
 
     async def test_stop_transaction(self, store: Store) -> None:
         tx_id = await start(store, meter=1000)
@@ -840,6 +881,34 @@ class StoreContract:
                                                    9))).duplicate
         ended = await store.record_event(event("Ended", "T-7", 3, 500, wh=5))
         assert ended.ended and ended.transaction.meter_stop == 5
+
+    async def test_a_started_event_supersedes_and_reads_the_id_tags(self, store: Store) -> None:
+        """A live Started that creates its transaction stops the older ones on its connector
+        within record_event, which also reads the idTags of the transaction and the event."""
+        await store.upsert_id_tag(IdTag("NEW", "Blocked"))
+        older = await store.record_event(event("Started", "T-OLD", 0, 0, wh=100, tag="OLD"))
+        assert older.superseded == [] and older.id_tags == {"OLD": None}
+        newer = await store.record_event(event("Started", "T-NEW", 0, 10, wh=300, tag="NEW"))
+        [stopped] = newer.superseded
+        assert (stopped.transaction_id, stopped.meter_stop, stopped.stopped_at,
+                stopped.stop_reason) == (older.transaction.transaction_id, 100, at(10),
+                                         SUPERSEDED), stopped
+        assert newer.id_tags == {"NEW": IdTag("NEW", "Blocked")}
+        again = await store.record_event(event("Updated", "T-NEW", 1, 20, wh=400, tag="OLD"))
+        assert again.superseded == [] and again.id_tags == {"OLD": None}  # the one presented
+        same = await store.record_event(event("Updated", "T-NEW", 2, 21, tag="NEW"))
+        assert same.id_tags == {"NEW": IdTag("NEW", "Blocked")}  # its own, repeated
+        # the meter values' Updated events carry no idToken: their answer needs no verdict,
+        # and reading one anyway was a round trip more per event on MongoDB
+        plain = await store.record_event(event("Updated", "T-NEW", 3, 22, wh=450))
+        assert plain.superseded == [] and plain.id_tags == {}
+        late = event("Started", "T-LATE", 0, 30, wh=500)
+        late.offline = True  # an offline start arrives late: it supersedes nothing
+        assert (await store.record_event(late)).superseded == []
+        active = await store.list_transactions(station_id="CP1", active=True)
+        assert {tx.transaction_id for tx in active} == {
+            newer.transaction.transaction_id, (await store.get_station_transaction(
+                "CP1", "T-LATE")).transaction_id}  # type: ignore[union-attr]
 
     async def test_an_event_stores_its_values_once(self, store: Store) -> None:
         started = await store.record_event(event("Started", "T-6", 0, 0, wh=100, tag="TAG"))

@@ -232,7 +232,7 @@ async def test_a_supersede_moves_the_revision_an_event_writes_over(store: MongoS
     key = {"transaction_id": older.transaction.transaction_id}
     read = await store.db.transactions.find_one(key)  # an event's compare-and-set reads...
     newer = await store.record_event(event("Started", "T-NEW", 0, 10, wh=0))
-    [stopped] = await store.supersede_transactions(newer.transaction)
+    [stopped] = newer.superseded  # the Started supersedes within record_event
     assert stopped.stop_reason == SUPERSEDED
     stale = await store.db.transactions.find_one_and_update(  # ...and writes after the stop
         {"_id": read["_id"], "rev": read["rev"]}, {"$set": {"stop": None, "rev": read["rev"] + 1}})

@@ -87,3 +87,20 @@ async def test_compound_index_with_id_refuses_inserts(coll: AsyncCollection[Any]
     await coll.create_indexes([IndexModel([("s", 1), ("_id", -1)])])
     with pytest.raises(OperationFailure, match="_id"):
         await coll.insert_one({"_id": 1, "s": "x"})
+
+
+async def test_update_one_ignores_the_fields_beside_a_top_level_or(
+        coll: AsyncCollection[Any]) -> None:
+    """MongoDB updates a document matching every field and the `$or`; nx-27017's update_one
+    matches the `$or` alone and updates another document. We name the fields and the `$or`
+    in an explicit `$and` (csms/store/mongo.py: `append_meter_values`, `set_connections`)."""
+    await coll.insert_many([{"_id": "a", "tx": 1, "energy": {"wh": 1, "at": T}},
+                            {"_id": "b", "tx": 2}])
+    newer = T.replace(year=2027)
+    either = [{"energy": None}, {"energy.at": {"$lt": newer}}]
+    await coll.update_one({"tx": 2, "$or": either}, {"$set": {"energy": {"wh": 5, "at": newer}}})
+    assert {doc["_id"]: doc.get("energy", {}).get("wh") async for doc in coll.find()} == \
+        {"a": 5, "b": None}  # MongoDB: {"a": 1, "b": 5}
+    await coll.update_one({"$and": [{"tx": 2}, {"$or": either}]},
+                          {"$set": {"energy": {"wh": 6, "at": newer}}})
+    assert (await coll.find_one({"_id": "b"}))["energy"]["wh"] == 6
