@@ -139,7 +139,7 @@ def ensure_node_packages() -> None:
 
 
 class Server:
-    def __init__(self, name: str, workdir: Path, core: str, *, uvloop: bool = True) -> None:
+    def __init__(self, name: str, workdir: Path, core: str, *, uvloop: bool = False) -> None:
         self.name = name
         self.port = free_port()
         self.log = workdir / f"{name}-{self.port}.log"
@@ -150,7 +150,8 @@ class Server:
             self.sqlite_path = str(workdir / f"csms-{self.port}.db")
             env.update(CSMS_STORE__SQLITE_PATH=self.sqlite_path, CSMS_SERVER__PORT=str(self.port),
                        CSMS_SERVER__HOST="127.0.0.1")
-            env["CSMS_SERVER__UVLOOP"] = "true" if uvloop else "false"
+            if uvloop:
+                env["CSMS_SERVER__UVLOOP"] = "true"
             if name == "csms-window":
                 env["CSMS_OCPP__METER_COMMIT_WINDOW"] = METER_COMMIT_WINDOW
             script = Path(python).parent / "csms"
@@ -223,7 +224,7 @@ def run_connect(server: Server, args: argparse.Namespace) -> Run:
 
 def measure(name: str, scenario: str, args: argparse.Namespace, workdir: Path,
             round_: int) -> Run:
-    server = Server(name, workdir, args.server_core, uvloop=not args.asyncio_loop)
+    server = Server(name, workdir, args.server_core, uvloop=args.uvloop)
     try:
         run = run_connect(server, args) if scenario == "connect" else \
             run_closed(server, scenario, args)
@@ -352,7 +353,7 @@ def report(runs: list[Run], args: argparse.Namespace, command: str) -> str:
         "one call in flight per station, half Heartbeat and half MeterValues (2 sampled values) "
         "on an open "
         "transaction; latency in ms as the generator sees it. csms: validation on, SQLite, "
-        f"{'asyncio' if args.asyncio_loop else 'uvloop (the default)'} event loop, "
+        f"{'uvloop' if args.uvloop else 'asyncio'} event loop, "
         "every acknowledged value counted in the store afterwards; csms-window: the same with "
         f"`ocpp.meter_commit_window = {METER_COMMIT_WINDOW}` (MeterValues answered before "
         "their commit, written once per window). Each figure is the median over the rounds, "
@@ -487,8 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connect-stations", type=int, default=10000)
     parser.add_argument("--tx-event", action="store_true",
                         help="2.0.1 meter values as TransactionEvent Updated (needs issue 11)")
-    parser.add_argument("--asyncio-loop", action="store_true",
-                        help="csms serve on asyncio's own loop (server.uvloop = false)")
+    parser.add_argument("--uvloop", action="store_true", help="csms serve on uvloop")
     parser.add_argument("--server-core", default="0")
     parser.add_argument("--generator-core", default="1")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/performance.md")

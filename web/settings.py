@@ -41,10 +41,6 @@ __all__ = ["ConfigError", "Settings", "load_settings"]
 ENV_PREFIX = "CSMS_"
 
 
-def uvloop_installed() -> bool:
-    return importlib.util.find_spec("uvloop") is not None
-
-
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -62,16 +58,16 @@ class ServerSettings(Section):
     idle_timeout: float = Field(30, gt=0)
     body_timeout: float = Field(30, gt=0)
     max_body_bytes: int = Field(256 * 1024, ge=1024)
-    # Run on uvloop (a dependency, except on Windows, where uvloop is not built): ~8% less CPU
-    # per OCPP message than asyncio's own loop, p99 no worse (docs/performance.md, round
-    # five). On by default where it is installed; false runs asyncio's loop.
-    uvloop: bool = Field(default_factory=lambda: uvloop_installed())
+    # Run on uvloop (`pip install 'csms[uvloop]'`). Measured in round five (docs/performance.md):
+    # the same closed-loop ratios to ocpp-rpc as asyncio's loop, and a connect storm (10,000
+    # stations) ~25% slower, so off by default.
+    uvloop: bool = False
 
     @field_validator("uvloop")
     @classmethod
     def _uvloop_installed(cls, value: bool) -> bool:
-        if value and not uvloop_installed():
-            raise ValueError("uvloop is not installed (pip install uvloop), or set it false")
+        if value and importlib.util.find_spec("uvloop") is None:
+            raise ValueError("uvloop is not installed (pip install 'csms[uvloop]')")
         return value
 
 

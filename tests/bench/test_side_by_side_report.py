@@ -13,7 +13,7 @@ from bench.side_by_side import Run
 def _args(**overrides: object) -> argparse.Namespace:
     values = dict(servers="csms,csms-window,ocpp-rpc,floor", scenarios="closed16,closed201,connect",
                   rounds=3, quick=False, stations=1000, duration=20.0, connect_stations=10000,
-                  server_core="0", generator_core="1", asyncio_loop=False)
+                  server_core="0", generator_core="1", uvloop=False)
     values.update(overrides)
     return argparse.Namespace(**values)
 

@@ -24,21 +24,6 @@ def test_repo_config_matches_the_documented_defaults() -> None:
     assert settings.api.driver_keys == []
 
 
-def test_csms_serve_runs_on_uvloop_unless_told_otherwise(monkeypatch, tmp_path: Path) -> None:
-    # on by default wherever uvloop is installed (a dependency except on Windows); false runs
-    # asyncio's own loop
-    config = tmp_path / "csms.toml"
-    config.write_text("[server]\nport = 8080\n")
-    assert load_settings(ROOT / "config.toml", environ={}).server.uvloop is True
-    assert load_settings(config, environ={}).server.uvloop is True
-    assert load_settings(config, environ={"CSMS_SERVER__UVLOOP": "false"}).server.uvloop is False
-    # where it is not installed, the default is asyncio's loop and asking for uvloop says why
-    monkeypatch.setattr("web.settings.uvloop_installed", lambda: False)
-    assert load_settings(config, environ={}).server.uvloop is False
-    with pytest.raises(ConfigError, match=r"server\.uvloop.*not installed"):
-        load_settings(config, environ={"CSMS_SERVER__UVLOOP": "true"})
-
-
 def test_environment_overrides_nested_keys() -> None:
     settings = load_settings(ROOT / "config.toml", environ={
         "CSMS_STORE__BACKEND": "mongodb",
