@@ -16,7 +16,7 @@ from billing import payment
 from billing.models import Session, SessionStatus, StopRequester
 from billing.settings import BillingConfig
 from billing.store.ports import BillingStore
-from csms.background import TaskSet
+from csms.background import TaskSet, doubling_delay
 from csms.commands import CommandError, StationCommands
 from csms.domain import utcnow
 
@@ -84,8 +84,8 @@ class Stops:
 
     def backoff(self, attempts: int) -> timedelta:
         billing = self.settings.billing
-        delay = billing.stop_retry_interval * 2 ** min(max(attempts - 1, 0), 30)
-        return timedelta(seconds=min(delay, billing.stop_retry_max_interval))
+        return timedelta(seconds=doubling_delay(billing.stop_retry_interval, attempts,
+                                                billing.stop_retry_max_interval))
 
     def station_connected(self, station_id: str) -> None:
         """The station is back: every stop still owed to it is sent again at once. Looked up
@@ -114,8 +114,8 @@ class Stops:
                     failures += 1
                     log.exception("could not look up the stops owed to %d reconnected "
                                   "station(s); trying again", len(stations))
-                    await asyncio.sleep(min(LOOKUP_RETRY_DELAY * 2 ** (failures - 1),
-                                            MAX_LOOKUP_RETRY_DELAY))
+                    await asyncio.sleep(doubling_delay(LOOKUP_RETRY_DELAY, failures,
+                                                       MAX_LOOKUP_RETRY_DELAY))
                     continue
                 failures = 0
                 for session in found:

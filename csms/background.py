@@ -10,6 +10,12 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def doubling_delay(first: float, failures: int, most: float) -> float:
+    """Seconds to wait after `failures` in a row: `first` after one, doubled for each further
+    one, at most `most` (the exponent is bounded so that no count overflows)."""
+    return min(first * 2 ** min(max(failures - 1, 0), 30), most)
+
+
 def stop_if_cancelled() -> None:
     """Raise CancelledError if this task was asked to stop.
 

@@ -28,7 +28,7 @@ import asyncio
 import logging
 from datetime import datetime
 
-from csms.background import stop_if_cancelled, wait_cancelled
+from csms.background import doubling_delay, stop_if_cancelled, wait_cancelled
 from csms.store.ports import StationStore
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class ConnectionWriter:
                 failures = 0
             else:
                 failures += 1
-                await asyncio.sleep(min(RETRY_DELAY * 2 ** (failures - 1), MAX_RETRY_DELAY))
+                await asyncio.sleep(doubling_delay(RETRY_DELAY, failures, MAX_RETRY_DELAY))
                 self._wake.set()
             stop_if_cancelled()
 
