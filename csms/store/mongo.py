@@ -142,6 +142,16 @@ def _station(doc: Document) -> Station:
     )
 
 
+def _seen_since(station_id: str, at: datetime) -> UpdateOne:
+    """Set the station's `seen` to `at` where it is older or missing: last_seen never moves
+    back. Not `$max`: nx-27017 returns `$max` of dates as strings. The filter is an explicit
+    `$and`: nx-27017 drops `_id` from a filter that also has a top-level `$or` (and then
+    updates other stations). No upsert: the station exists, or stays unknown."""
+    return UpdateOne({"$and": [{"_id": station_id},
+                               {"$or": [{"seen": None}, {"seen.at": {"$lt": at}}]}]},
+                     {"$set": {"seen": {"at": at}}})
+
+
 def _connector(connector_id: int, doc: Document) -> Connector:
     return Connector(connector_id=connector_id, status=doc["status"],
                      error_code=doc["error_code"], info=doc.get("info"),
@@ -311,9 +321,13 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
     async def register_boot(self, station_id: str, *, vendor: str, model: str,
                             serial_number: str | None, firmware_version: str | None,
                             at: datetime) -> None:
-        await self.db.stations.update_one({"_id": station_id}, {"$set": {"boot": {
-            "vendor": vendor, "model": model, "serial_number": serial_number,
-            "firmware_version": firmware_version, "at": at}}}, upsert=True)
+        """One ordered bulk write (one round trip): the boot (creating the station), then
+        `seen` where it is older, as `set_connections` does."""
+        await self.db.stations.bulk_write([
+            UpdateOne({"_id": station_id}, {"$set": {"boot": {
+                "vendor": vendor, "model": model, "serial_number": serial_number,
+                "firmware_version": firmware_version, "at": at}}}, upsert=True),
+            _seen_since(station_id, at)], ordered=True)
 
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         await self.db.stations.update_one(
@@ -322,16 +336,12 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
 
     async def set_connections(self, states: Mapping[str, tuple[bool, datetime]]) -> None:
         """One ordered bulk write, two updates per station: the flag (creating the station),
-        then `seen` where it is older (`$max` is kept out: nx-27017 returns `$max` of dates
-        as strings; the explicit `$and` as in `touch_stations`)."""
+        then `seen` where it is older (`_seen_since`)."""
         updates: list[UpdateOne] = []
         for station_id, (connected, at) in states.items():
             updates.append(UpdateOne({"_id": station_id}, {"$set": {"connected": connected}},
                                      upsert=True))
-            updates.append(UpdateOne(
-                {"$and": [{"_id": station_id},
-                          {"$or": [{"seen": None}, {"seen.at": {"$lt": at}}]}]},
-                {"$set": {"seen": {"at": at}}}))
+            updates.append(_seen_since(station_id, at))
         if updates:
             await self.db.stations.bulk_write(updates, ordered=True)
 
@@ -342,14 +352,10 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
         await self.db.stations.update_one({"_id": station_id}, {"$set": {"seen": {"at": at}}})
 
     async def touch_stations(self, seen: Mapping[str, datetime]) -> None:
-        """One bulk write. The filter is an explicit `$and`: nx-27017 drops `_id` from a
-        filter that also has a top-level `$or` (and then updates other stations)."""
+        """One bulk write, `seen` where it is older (`_seen_since`)."""
         if seen:
-            await self.db.stations.bulk_write([
-                UpdateOne({"$and": [{"_id": station_id},
-                                    {"$or": [{"seen": None}, {"seen.at": {"$lt": at}}]}]},
-                          {"$set": {"seen": {"at": at}}})
-                for station_id, at in seen.items()], ordered=False)
+            await self.db.stations.bulk_write(
+                [_seen_since(station_id, at) for station_id, at in seen.items()], ordered=False)
 
     async def set_connector_status(self, station_id: str, connector_id: int, *, status: str,
                                    error_code: str, info: str | None = None,

@@ -68,8 +68,10 @@ class StationStore(Protocol):
         firmware_version: str | None,
         at: datetime,
     ) -> None:
-        """Record BootNotification data; creates the station row if unknown. Nothing is
-        read back: a boot's answer needs none of it (on SQLite the read was half the op)."""
+        """Record BootNotification data; creates the station row if unknown. A boot is the
+        station seen: `at` becomes last_seen, except that an older time never replaces a
+        newer one (as in `set_connections`). Nothing is read back: a boot's answer needs
+        none of it (on SQLite the read was half the op)."""
 
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         """Mark connected/disconnected and update last_seen; creates the row if unknown."""

@@ -703,6 +703,7 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
         firmware_version: str | None,
         at: datetime,
     ) -> None:
+        """last_seen moves forward only, as in `set_connections`."""
         row = (station_id, vendor, model, serial_number, firmware_version, ts(at), ts(at))
         await self._write(lambda conn: conn.execute(
             "INSERT INTO stations"
@@ -711,7 +712,10 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
             " ON CONFLICT (id) DO UPDATE SET vendor = excluded.vendor,"
             " model = excluded.model, serial_number = excluded.serial_number,"
             " firmware_version = excluded.firmware_version,"
-            " last_boot_at = excluded.last_boot_at, last_seen = excluded.last_seen", row))
+            " last_boot_at = excluded.last_boot_at,"
+            " last_seen = CASE WHEN stations.last_seen IS NULL"
+            " OR stations.last_seen < excluded.last_seen"
+            " THEN excluded.last_seen ELSE stations.last_seen END", row))
 
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         def op(conn: sqlite3.Connection) -> None:

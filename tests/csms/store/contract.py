@@ -249,6 +249,31 @@ class StoreContract:
         seen = {s.id: s.last_seen for s in await store.list_stations()}
         assert seen == {"CP1": at(5), "CP2": at(9)}, seen
 
+    async def test_boot_is_the_station_seen_never_moving_last_seen_back(
+            self, store: Store) -> None:
+        """A BootNotification is the station seen: its time becomes last_seen, as a connect's
+        or a Heartbeat's does, except that an older time never replaces a newer one (a batched
+        connect or Heartbeat may have written a later one first)."""
+        async def boot(station: str, when: datetime) -> None:
+            await store.register_boot(station, vendor="V", model="M", serial_number=None,
+                                      firmware_version=None, at=when)
+
+        await boot("CP1", at(1))  # unknown: created, seen at its boot
+        await store.set_connected("CP2", True, at(2))
+        await boot("CP2", at(5))
+        await store.set_connected("CP3", True, at(9))  # a later time written first
+        await boot("CP3", at(5))
+        stations = {s.id: s for s in await store.list_stations()}
+        seen = {s.id: (s.last_seen, s.last_boot_at, s.connected) for s in stations.values()}
+        assert seen == {"CP1": (at(1), at(1), False), "CP2": (at(5), at(5), True),
+                        "CP3": (at(9), at(5), True)}, seen
+        assert_utc(stations["CP1"].last_seen)
+        await store.touch_stations({"CP1": at(20)})
+        await boot("CP1", at(15))
+        station = await store.get_station("CP1")
+        assert station is not None and (station.last_seen, station.last_boot_at) == \
+            (at(20), at(15))
+
     async def test_connector_status_upsert_and_order(self, store: Store) -> None:
         await store.set_connected("CP1", True, at(0))
         await store.set_connector_status(
