@@ -47,7 +47,7 @@ async def main(callers: int, duration: float, mongodb_url: str | None) -> None:
         try:
             started = await asyncio.gather(
                 *(
-                    store.start_transaction(f"CP{n:04d}", 1, "TAG", 0, utcnow())
+                    store.open_transaction(f"CP{n:04d}", 1, "TAG", 0, utcnow())
                     for n in range(callers)
                 )
             )
@@ -57,8 +57,9 @@ async def main(callers: int, duration: float, mongodb_url: str | None) -> None:
             deadline = loop.time() + duration
             counts = await asyncio.gather(
                 *(
-                    caller(store, tx.station_id, tx.transaction_id, deadline, latencies)
-                    for tx, _ in started
+                    caller(store, opened.transaction.station_id,
+                           opened.transaction.transaction_id, deadline, latencies)
+                    for opened in started
                 )
             )
             elapsed = time.perf_counter() - begin

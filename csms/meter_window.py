@@ -206,9 +206,7 @@ class WindowedStore:
     # every transaction method (they read or change transactions, whose registers the
     # values move), and the one read of meter values
     next_transaction_id = _flushed_first("next_transaction_id")
-    start_transaction = _flushed_first("start_transaction")  # a retry returns the register
-    supersede_transactions = _flushed_first("supersede_transactions")
-    open_transaction = _flushed_first("open_transaction")
+    open_transaction = _flushed_first("open_transaction")  # supersedes at the register
     stop_transaction = _flushed_first("stop_transaction")
     get_transaction = _flushed_first("get_transaction")
     get_station_transaction = _flushed_first("get_station_transaction")

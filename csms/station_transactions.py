@@ -81,7 +81,8 @@ class EventOutcome:
 
 def supersedes(outcome: EventOutcome, event: TransactionEvent) -> bool:
     """A live Started that created its transaction on a connector leaves only it active
-    there (`TransactionStore.supersede_transactions`); an offline one arrives late."""
+    there, as a 1.6 start does (`TransactionStore.open_transaction`); an offline one arrives
+    late."""
     return outcome.created and event.event_type == STARTED and not event.offline \
         and bool(outcome.transaction.connector_id)
 

@@ -29,9 +29,9 @@ Three writes touch several documents, and each stays correct after a crash betwe
 `append_meter_values` inserts the readings, then moves the transaction's energy register
 forward (a crash leaves the register one frame behind; the next frame or the stop moves it);
 `append_frames` takes sequence numbers from counters, inserts, then trims (`mongo_frames` says
-why a crash between them is harmless); `supersede_transactions` stops
+why a crash between them is harmless); `open_transaction` inserts the start, then stops
 each older transaction on its own (a crash leaves some active until the next start on the
-connector supersedes them: the decision depends on stored state only).
+connector supersedes them: the decision depends on stored state only), then reads the idTag.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         # get_transaction, stop_transaction, the energy register; list_transactions (no
         # station) newest first; and no id is ever used twice
         IndexModel([("transaction_id", DESCENDING)], unique=True, name="transaction_id"),
-        # start_transaction: a retried StartTransaction finds (and can never duplicate) its
+        # open_transaction: a retried StartTransaction finds (and can never duplicate) its
         # transaction; active_transaction: (station, connector) prefix, stop null
         # (2.0.1 transactions carry their station transaction id in it, so they never collide)
         IndexModel([(k, ASCENDING) for k in START_KEY], unique=True, name="start_key_v4"),
@@ -140,6 +140,16 @@ def _station(doc: Document) -> Station:
         connectors=[_connector(int(key), value)
                     for key, value in sorted(connectors.items(), key=lambda kv: int(kv[0]))],
     )
+
+
+def _seen_since(station_id: str, at: datetime) -> UpdateOne:
+    """Set the station's `seen` to `at` where it is older or missing: last_seen never moves
+    back. Not `$max`: nx-27017 returns `$max` of dates as strings. The filter is an explicit
+    `$and`: nx-27017 drops `_id` from a filter that also has a top-level `$or` (and then
+    updates other stations). No upsert: the station exists, or stays unknown."""
+    return UpdateOne({"$and": [{"_id": station_id},
+                               {"$or": [{"seen": None}, {"seen.at": {"$lt": at}}]}]},
+                     {"$set": {"seen": {"at": at}}})
 
 
 def _connector(connector_id: int, doc: Document) -> Connector:
@@ -311,9 +321,13 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
     async def register_boot(self, station_id: str, *, vendor: str, model: str,
                             serial_number: str | None, firmware_version: str | None,
                             at: datetime) -> None:
-        await self.db.stations.update_one({"_id": station_id}, {"$set": {"boot": {
-            "vendor": vendor, "model": model, "serial_number": serial_number,
-            "firmware_version": firmware_version, "at": at}}}, upsert=True)
+        """One ordered bulk write (one round trip): the boot (creating the station), then
+        `seen` where it is older, as `set_connections` does."""
+        await self.db.stations.bulk_write([
+            UpdateOne({"_id": station_id}, {"$set": {"boot": {
+                "vendor": vendor, "model": model, "serial_number": serial_number,
+                "firmware_version": firmware_version, "at": at}}}, upsert=True),
+            _seen_since(station_id, at)], ordered=True)
 
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         await self.db.stations.update_one(
@@ -322,16 +336,12 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
 
     async def set_connections(self, states: Mapping[str, tuple[bool, datetime]]) -> None:
         """One ordered bulk write, two updates per station: the flag (creating the station),
-        then `seen` where it is older (`$max` is kept out: nx-27017 returns `$max` of dates
-        as strings; the explicit `$and` as in `touch_stations`)."""
+        then `seen` where it is older (`_seen_since`)."""
         updates: list[UpdateOne] = []
         for station_id, (connected, at) in states.items():
             updates.append(UpdateOne({"_id": station_id}, {"$set": {"connected": connected}},
                                      upsert=True))
-            updates.append(UpdateOne(
-                {"$and": [{"_id": station_id},
-                          {"$or": [{"seen": None}, {"seen.at": {"$lt": at}}]}]},
-                {"$set": {"seen": {"at": at}}}))
+            updates.append(_seen_since(station_id, at))
         if updates:
             await self.db.stations.bulk_write(updates, ordered=True)
 
@@ -342,14 +352,10 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
         await self.db.stations.update_one({"_id": station_id}, {"$set": {"seen": {"at": at}}})
 
     async def touch_stations(self, seen: Mapping[str, datetime]) -> None:
-        """One bulk write. The filter is an explicit `$and`: nx-27017 drops `_id` from a
-        filter that also has a top-level `$or` (and then updates other stations)."""
+        """One bulk write, `seen` where it is older (`_seen_since`)."""
         if seen:
-            await self.db.stations.bulk_write([
-                UpdateOne({"$and": [{"_id": station_id},
-                                    {"$or": [{"seen": None}, {"seen.at": {"$lt": at}}]}]},
-                          {"$set": {"seen": {"at": at}}})
-                for station_id, at in seen.items()], ordered=False)
+            await self.db.stations.bulk_write(
+                [_seen_since(station_id, at) for station_id, at in seen.items()], ordered=False)
 
     async def set_connector_status(self, station_id: str, connector_id: int, *, status: str,
                                    error_code: str, info: str | None = None,
@@ -383,11 +389,12 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
     async def next_transaction_id(self) -> int:
         return await next_value(self.db.counters, TRANSACTION_COUNTER)
 
-    async def start_transaction(self, station_id: str, connector_id: int, id_tag: str,
-                                meter_start: int, started_at: datetime,
-                                reservation_id: int | None = None,
-                                ) -> tuple[Transaction, bool]:
-        """Insert under the unique start key; a retry (or a racing twin) finds the first.
+    async def _start_transaction(self, station_id: str, connector_id: int, id_tag: str,
+                                 meter_start: int, started_at: datetime,
+                                 reservation_id: int | None = None,
+                                 ) -> tuple[Transaction, bool]:
+        """`open_transaction`'s start: (transaction, created). Insert under the unique start
+        key; a retry (or a racing twin) finds the first.
 
         A racing twin burns one transaction id; ids are never reused, so a gap is harmless.
         """
@@ -408,18 +415,19 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
     async def open_transaction(self, station_id: str, connector_id: int, id_tag: str,
                                meter_start: int, started_at: datetime,
                                reservation_id: int | None = None) -> StartOutcome:
-        """The three operations in order (no multi-document transaction here); a crash after
-        the start leaves older ones active until the next start supersedes them, as
-        `supersede_transactions` describes."""
-        transaction, created = await self.start_transaction(
+        """The three operations in order (no multi-document transaction here): the start,
+        the supersede when it created one, the idTag. A crash after the start leaves older
+        ones active until the next start supersedes them, as `_supersede_transactions`
+        describes."""
+        transaction, created = await self._start_transaction(
             station_id, connector_id, id_tag, meter_start, started_at, reservation_id)
-        superseded = await self.supersede_transactions(transaction) if created else []
+        superseded = await self._supersede_transactions(transaction) if created else []
         return StartOutcome(transaction, created, superseded, await self.get_id_tag(id_tag))
 
-    async def supersede_transactions(self, newer: Transaction) -> list[Transaction]:
-        """Stop every other active transaction on `newer`'s connector, each with its
-        own conditional update (`stop: null` in the filter: a concurrent stop or supersede
-        wins and the transaction is not returned here).
+    async def _supersede_transactions(self, newer: Transaction) -> list[Transaction]:
+        """Stop every other active transaction on `newer`'s connector (as `open_transaction`
+        describes), each with its own conditional update (`stop: null` in the filter: a
+        concurrent stop or supersede wins and the transaction is not returned here).
 
         The decision reads only stored state and every write is idempotent, so a crash after
         some of the stops leaves the rest active until the next supersede on the connector
@@ -531,7 +539,7 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
                 value.connector_id, value.transaction_id = tx.connector_id, tx.transaction_id
             await self.append_meter_values(event.values)
         if supersedes(outcome, event):
-            outcome.superseded = await self.supersede_transactions(outcome.transaction)
+            outcome.superseded = await self._supersede_transactions(outcome.transaction)
         outcome.id_tags = {tag: await self.get_id_tag(tag) for tag in tags_to_read(outcome, event)}
         return outcome
 

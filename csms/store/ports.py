@@ -68,8 +68,10 @@ class StationStore(Protocol):
         firmware_version: str | None,
         at: datetime,
     ) -> None:
-        """Record BootNotification data; creates the station row if unknown. Nothing is
-        read back: a boot's answer needs none of it (on SQLite the read was half the op)."""
+        """Record BootNotification data; creates the station row if unknown. A boot is the
+        station seen: `at` becomes last_seen, except that an older time never replaces a
+        newer one (as in `set_connections`). Nothing is read back: a boot's answer needs
+        none of it (on SQLite the read was half the op)."""
 
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         """Mark connected/disconnected and update last_seen; creates the row if unknown."""
@@ -134,30 +136,6 @@ class TransactionStore(Protocol):
     async def next_transaction_id(self) -> int:
         """Atomically allocate the next positive transaction id (never reused)."""
 
-    async def start_transaction(
-        self,
-        station_id: str,
-        connector_id: int,
-        id_tag: str,
-        meter_start: int,
-        started_at: datetime,
-        reservation_id: int | None = None,
-    ) -> tuple[Transaction, bool]:
-        """Open a transaction; returns (transaction, created).
-
-        A retry with the same (station, connector, id_tag, meter_start, started_at) returns the
-        existing transaction and created=False, so a station that resends StartTransaction gets
-        the same transactionId.
-        """
-
-    async def supersede_transactions(self, newer: Transaction) -> list[Transaction]:
-        """Leave one active transaction on `newer`'s connector: `newer`, the start that just
-        arrived. Arrival decides, not the station's clock: a station that lost its transaction
-        in a reboot often lost its clock too, and a hostile one could stamp the future. The
-        others stop when `newer` started (never before their own start), at their latest
-        energy register reading (else their meterStart), with reason SUPERSEDED. Returns the
-        transactions stopped here."""
-
     async def open_transaction(
         self,
         station_id: str,
@@ -167,10 +145,19 @@ class TransactionStore(Protocol):
         started_at: datetime,
         reservation_id: int | None = None,
     ) -> StartOutcome:
-        """A 1.6 StartTransaction in one operation: `start_transaction`, then (when it
-        created one) `supersede_transactions`, and the start's idTag as `get_id_tag` reads it.
-        Why one: a station's start was three round trips to the store (issue 15); SQLite does
-        it as one atomic write, MongoDB as the three operations in that order."""
+        """A 1.6 StartTransaction in one operation (issue 15: it was three round trips).
+
+        Open the transaction, unless a retry with the same (station, connector, id_tag,
+        meter_start, started_at) finds it: that one is returned with created=False and
+        supersedes nothing, so a station that resends StartTransaction gets the same
+        transactionId. A start that created its transaction leaves it the one active
+        transaction on its connector: arrival decides, not the station's clock (a station
+        that lost its transaction in a reboot often lost its clock too, and a hostile one
+        could stamp the future). The others stop when the new one started (never before
+        their own start), at their latest energy register reading (else their meterStart),
+        with reason SUPERSEDED, and are returned in `superseded`. The start's idTag is read
+        as `get_id_tag` reads it. SQLite does it all as one atomic write; MongoDB as those
+        steps in that order (`csms.store.mongo` says why a crash between them is harmless)."""
 
     async def stop_transaction(
         self,
@@ -208,8 +195,8 @@ class TransactionStore(Protocol):
 
         In the same operation (issue 15: one round trip on SQLite, the steps in order on
         MongoDB): a start that `supersedes` older transactions stops them as
-        `supersede_transactions` does (`outcome.superseded`), and the idTags the answer may need
-        are read (`outcome.id_tags`, `tags_to_read`)."""
+        `open_transaction` does (`outcome.superseded`), and the idTags the answer may need are
+        read (`outcome.id_tags`, `tags_to_read`)."""
 
     async def list_transactions(
         self, *, station_id: str | None = None, active: bool | None = None, limit: int = 100

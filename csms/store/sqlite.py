@@ -359,8 +359,8 @@ def _allocate_transaction_id(conn: sqlite3.Connection) -> int:
 
 def _start_transaction(conn: sqlite3.Connection, key: tuple[Any, ...],
                        reservation_id: int | None) -> tuple[Transaction, bool]:
-    """`start_transaction` under its retry key (station, connector, idTag, meterStart,
-    startedAt as text)."""
+    """A 1.6 start under its retry key (station, connector, idTag, meterStart, startedAt as
+    text): (the retried start's transaction, False), or (a new transaction, True)."""
     row = conn.execute(
         f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
         " AND connector_id = ? AND id_tag = ? AND meter_start = ? AND started_at = ?"
@@ -380,6 +380,8 @@ def _start_transaction(conn: sqlite3.Connection, key: tuple[Any, ...],
 
 
 def _supersede_transactions(conn: sqlite3.Connection, newer: Transaction) -> list[Transaction]:
+    """Stop every other active transaction on `newer`'s connector as `open_transaction`
+    describes; returns them."""
     others = [_transaction(row) for row in conn.execute(
         f"SELECT {_TX_COLUMNS} FROM transactions WHERE station_id = ?"
         " AND connector_id = ? AND stopped_at IS NULL AND transaction_id != ?",
@@ -703,6 +705,7 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
         firmware_version: str | None,
         at: datetime,
     ) -> None:
+        """last_seen moves forward only, as in `set_connections`."""
         row = (station_id, vendor, model, serial_number, firmware_version, ts(at), ts(at))
         await self._write(lambda conn: conn.execute(
             "INSERT INTO stations"
@@ -711,7 +714,10 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
             " ON CONFLICT (id) DO UPDATE SET vendor = excluded.vendor,"
             " model = excluded.model, serial_number = excluded.serial_number,"
             " firmware_version = excluded.firmware_version,"
-            " last_boot_at = excluded.last_boot_at, last_seen = excluded.last_seen", row))
+            " last_boot_at = excluded.last_boot_at,"
+            " last_seen = CASE WHEN stations.last_seen IS NULL"
+            " OR stations.last_seen < excluded.last_seen"
+            " THEN excluded.last_seen ELSE stations.last_seen END", row))
 
     async def set_connected(self, station_id: str, connected: bool, at: datetime) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -814,21 +820,6 @@ class SqliteStore(SqliteReports, SqliteRemoteStarts, SqliteFrames):
 
     async def next_transaction_id(self) -> int:
         return await self._write(_allocate_transaction_id)
-
-    async def start_transaction(
-        self,
-        station_id: str,
-        connector_id: int,
-        id_tag: str,
-        meter_start: int,
-        started_at: datetime,
-        reservation_id: int | None = None,
-    ) -> tuple[Transaction, bool]:
-        key = (station_id, connector_id, id_tag, meter_start, ts(started_at))
-        return await self._write(lambda conn: _start_transaction(conn, key, reservation_id))
-
-    async def supersede_transactions(self, newer: Transaction) -> list[Transaction]:
-        return await self._write(lambda conn: _supersede_transactions(conn, newer))
 
     async def open_transaction(
         self,

@@ -300,7 +300,7 @@ async def test_shares_the_file_with_the_charging_store(tmp_path: Path) -> None:
 
         async def charging_writes() -> None:
             for n in range(40):
-                await charging.start_transaction("CP1", 1, f"T{n}", n, at(n))
+                await charging.open_transaction("CP1", 1, f"T{n}", n, at(n))
 
         await asyncio.gather(billing_writes(), charging_writes())
         assert len(await billing.list_operations("S1")) == 40

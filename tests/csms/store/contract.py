@@ -90,9 +90,9 @@ async def start(
     meter: int = 1000,
     when: datetime = T0,
 ) -> int:
-    tx, created = await store.start_transaction(station, connector, tag, meter, when)
-    assert created
-    return tx.transaction_id
+    opened = await store.open_transaction(station, connector, tag, meter, when)
+    assert opened.created
+    return opened.transaction.transaction_id
 
 
 async def stop(store: Store, station: str, tx: int, meter: int, when: datetime, reason=None):
@@ -249,6 +249,31 @@ class StoreContract:
         seen = {s.id: s.last_seen for s in await store.list_stations()}
         assert seen == {"CP1": at(5), "CP2": at(9)}, seen
 
+    async def test_boot_is_the_station_seen_never_moving_last_seen_back(
+            self, store: Store) -> None:
+        """A BootNotification is the station seen: its time becomes last_seen, as a connect's
+        or a Heartbeat's does, except that an older time never replaces a newer one (a batched
+        connect or Heartbeat may have written a later one first)."""
+        async def boot(station: str, when: datetime) -> None:
+            await store.register_boot(station, vendor="V", model="M", serial_number=None,
+                                      firmware_version=None, at=when)
+
+        await boot("CP1", at(1))  # unknown: created, seen at its boot
+        await store.set_connected("CP2", True, at(2))
+        await boot("CP2", at(5))
+        await store.set_connected("CP3", True, at(9))  # a later time written first
+        await boot("CP3", at(5))
+        stations = {s.id: s for s in await store.list_stations()}
+        seen = {s.id: (s.last_seen, s.last_boot_at, s.connected) for s in stations.values()}
+        assert seen == {"CP1": (at(1), at(1), False), "CP2": (at(5), at(5), True),
+                        "CP3": (at(9), at(5), True)}, seen
+        assert_utc(stations["CP1"].last_seen)
+        await store.touch_stations({"CP1": at(20)})
+        await boot("CP1", at(15))
+        station = await store.get_station("CP1")
+        assert station is not None and (station.last_seen, station.last_boot_at) == \
+            (at(20), at(15))
+
     async def test_connector_status_upsert_and_order(self, store: Store) -> None:
         await store.set_connected("CP1", True, at(0))
         await store.set_connector_status(
@@ -345,9 +370,10 @@ class StoreContract:
         assert tx_id > 0
         assert await store.next_transaction_id() not in (first, second, tx_id)
 
-    async def test_start_transaction(self, store: Store) -> None:
-        tx, created = await store.start_transaction("CP1", 2, "TAG", 1500, at(1), reservation_id=7)
-        assert created is True
+    async def test_open_transaction(self, store: Store) -> None:
+        opened = await store.open_transaction("CP1", 2, "TAG", 1500, at(1), reservation_id=7)
+        assert (opened.created, opened.superseded, opened.id_tag) == (True, [], None)
+        tx = opened.transaction
         assert tx.transaction_id >= 1
         assert (tx.station_id, tx.connector_id, tx.id_tag) == ("CP1", 2, "TAG")
         assert (tx.meter_start, tx.started_at, tx.reservation_id) == (1500, at(1), 7)
@@ -358,16 +384,16 @@ class StoreContract:
         assert tx.energy_wh == 0
         assert await store.get_transaction(tx.transaction_id) == tx
 
-    async def test_start_transaction_retry_returns_same(self, store: Store) -> None:
-        tx, created = await store.start_transaction("CP1", 1, "TAG", 1000, at(1))
-        assert created
-        again, created_again = await store.start_transaction("CP1", 1, "TAG", 1000, at(1))
-        assert created_again is False
-        assert again == tx
+    async def test_open_transaction_retry_returns_same(self, store: Store) -> None:
+        first = await store.open_transaction("CP1", 1, "TAG", 1000, at(1))
+        assert first.created
+        tx = first.transaction
+        again = await store.open_transaction("CP1", 1, "TAG", 1000, at(1))
+        assert (again.transaction, again.created, again.superseded) == (tx, False, [])
         # the same instant in another zone is the same key
         shifted = at(1).astimezone(timezone(timedelta(hours=5, minutes=30)))
-        third, created_third = await store.start_transaction("CP1", 1, "TAG", 1000, shifted)
-        assert (third.transaction_id, created_third) == (tx.transaction_id, False)
+        third = await store.open_transaction("CP1", 1, "TAG", 1000, shifted)
+        assert (third.transaction.transaction_id, third.created) == (tx.transaction_id, False)
         # any part of the key different: a new transaction
         for args in (
             ("CP2", 1, "TAG", 1000, at(1)),
@@ -376,50 +402,57 @@ class StoreContract:
             ("CP1", 1, "TAG", 1001, at(1)),
             ("CP1", 1, "TAG", 1000, at(2)),
         ):
-            other, other_created = await store.start_transaction(*args)
-            assert other_created, args
-            assert other.transaction_id != tx.transaction_id
+            other = await store.open_transaction(*args)
+            assert other.created, args
+            assert other.transaction.transaction_id != tx.transaction_id
         assert len(await store.list_transactions()) == 6
+        # a retry of a start that was superseded since: the same (stopped) transaction, and
+        # the start that superseded it stays the active one
+        late = await store.open_transaction("CP1", 1, "TAG", 1000, at(1))
+        assert (late.transaction.transaction_id, late.created, late.superseded) == \
+            (tx.transaction_id, False, [])
+        assert late.transaction.stop_reason == SUPERSEDED
+        active = await store.active_transaction("CP1", 1)
+        assert active is not None and active.started_at == at(2)
 
-    async def test_supersede_keeps_only_the_latest_start_active(self, store: Store) -> None:
-        first = await start(store, meter=1000, when=at(1))
+    async def test_a_start_supersedes_the_active_transaction_on_its_connector(
+            self, store: Store) -> None:
+        """Stopped when the newer one started, at its latest energy register reading, else
+        at its meterStart; the other connector's transaction runs on."""
+        first = await start(store, tag="A", meter=1000, when=at(1))
         await store.append_meter_values([MeterValue("CP1", 1, first, at(2), "1300")])
         other_connector = await start(store, connector=2, when=at(1))
-        late = await start(store, tag="OLD", meter=900, when=at(0))  # a queued start, late
-        newest = await start(store, tag="NEW", meter=1400, when=at(5))
-        kept = await store.get_transaction(newest)
-        assert kept is not None
-        assert await store.supersede_transactions(kept) != []
-        assert await store.supersede_transactions(kept) == []
+        second = await store.open_transaction("CP1", 1, "B", 1400, at(5))
+        [stopped] = second.superseded
+        assert (stopped.transaction_id, stopped.meter_stop, stopped.stopped_at,
+                stopped.stop_reason) == (first, 1300, at(5), SUPERSEDED)
+        assert await store.get_transaction(first) == stopped
+        third = await store.open_transaction("CP1", 1, "C", 1500, at(8))  # no reading
+        [stopped] = third.superseded
+        assert (stopped.transaction_id, stopped.meter_stop, stopped.stopped_at,
+                stopped.stop_reason) == (second.transaction.transaction_id, 1400, at(8),
+                                         SUPERSEDED)
         active = await store.list_transactions(station_id="CP1", active=True)
-        assert sorted(tx.transaction_id for tx in active) == sorted([other_connector, newest])
-        older = await store.get_transaction(first)
-        assert older is not None
-        assert (older.meter_stop, older.stopped_at, older.stop_reason) == \
-            (1300, at(5), SUPERSEDED)
-        queued = await store.get_transaction(late)
-        assert queued is not None and (queued.meter_stop, queued.stopped_at) == (900, at(5))
+        assert sorted(tx.transaction_id for tx in active) == \
+            sorted([other_connector, third.transaction.transaction_id])
 
-    async def test_supersede_keeps_the_start_that_arrived_not_the_latest_stamp(
+    async def test_a_start_supersedes_by_arrival_not_by_the_latest_stamp(
             self, store: Store) -> None:
         """A station that lost its transaction in a reboot often lost its clock too: its new
         start is stamped before the lost one, and it is still the one that runs."""
         lost = await start(store, tag="LOST", meter=100, when=at(9))
         await store.append_meter_values([MeterValue("CP1", 1, lost, at(10), "400")])
-        arrived = await start(store, tag="NEW", meter=500, when=at(1))
-        kept = await store.get_transaction(arrived)
-        assert kept is not None
-        [stopped] = await store.supersede_transactions(kept)
+        arrived = await store.open_transaction("CP1", 1, "NEW", 500, at(1))
+        [stopped] = arrived.superseded
         assert stopped.transaction_id == lost
         assert (stopped.meter_stop, stopped.stopped_at, stopped.stop_reason) == \
             (400, at(9), SUPERSEDED)  # never before its own start
         active = await store.list_transactions(station_id="CP1", active=True)
-        assert [tx.transaction_id for tx in active] == [arrived]
+        assert [tx.transaction_id for tx in active] == [arrived.transaction.transaction_id]
 
-    async def test_open_transaction_starts_supersedes_and_reads_the_tag(
-            self, store: Store) -> None:
-        """The 1.6 start in one operation: what start_transaction, supersede_transactions
-        and get_id_tag give one after the other."""
+    async def test_open_transaction_reads_the_tag_as_stored_then(self, store: Store) -> None:
+        """The start's idTag comes with the outcome, a retry's too; a retry supersedes
+        nothing again."""
         first = await store.open_transaction("CP1", 1, "OLD", 1000, at(1))
         assert (first.created, first.superseded, first.id_tag) == (True, [], None)
         older = first.transaction.transaction_id
@@ -435,10 +468,11 @@ class StoreContract:
         assert newer.transaction == await store.get_transaction(
             newer.transaction.transaction_id)
 
+        await store.upsert_id_tag(IdTag("TAG", "Accepted"))
         retried = await store.open_transaction("CP1", 1, "TAG", 1400, at(5))
         assert (retried.transaction, retried.created, retried.superseded) == \
             (newer.transaction, False, [])
-        assert retried.id_tag == newer.id_tag
+        assert retried.id_tag == IdTag("TAG", "Accepted")
         active = await store.list_transactions(station_id="CP1", active=True)
         assert [tx.transaction_id for tx in active] == [newer.transaction.transaction_id]
 
@@ -763,21 +797,22 @@ class StoreContract:
     async def test_concurrent_distinct_starts_get_distinct_ids(self, store: Store) -> None:
         results = await asyncio.gather(
             *(
-                store.start_transaction(f"CP{n % 20}", n // 20 + 1, "TAG", n, at(n))
+                store.open_transaction(f"CP{n % 20}", n // 20 + 1, "TAG", n, at(n))
                 for n in range(200)
             )
         )
-        ids = [tx.transaction_id for tx, _ in results]
-        assert all(created for _, created in results)
+        ids = [outcome.transaction.transaction_id for outcome in results]
+        assert all(outcome.created and not outcome.superseded for outcome in results)
         assert len(set(ids)) == 200
         assert len(await store.list_transactions(limit=1000)) == 200
 
     async def test_concurrent_identical_starts_make_one_transaction(self, store: Store) -> None:
         results = await asyncio.gather(
-            *(store.start_transaction("CP1", 1, "TAG", 100, at(1)) for _ in range(50))
+            *(store.open_transaction("CP1", 1, "TAG", 100, at(1)) for _ in range(50))
         )
-        assert sum(created for _, created in results) == 1
-        assert len({tx.transaction_id for tx, _ in results}) == 1
+        assert sum(outcome.created for outcome in results) == 1
+        assert len({outcome.transaction.transaction_id for outcome in results}) == 1
+        assert all(outcome.superseded == [] for outcome in results)
         assert len(await store.list_transactions()) == 1
 
     async def test_concurrent_stop_repeats_change_once(self, store: Store) -> None:
@@ -831,8 +866,7 @@ class StoreContract:
         by_id = await store.get_transaction(tx.transaction_id)
         assert by_id is not None and by_id.station_transaction_id == "T-1"
         # a 1.6 start with the same start fields is another transaction
-        _, created = await store.start_transaction("CP1", 1, "TAG", 100, at(0))
-        assert created
+        assert (await store.open_transaction("CP1", 1, "TAG", 100, at(0))).created
 
     async def test_event_registers_by_time_not_arrival(self, store: Store) -> None:
         await store.record_event(event("Updated", "T-2", 2, 120, wh=900))

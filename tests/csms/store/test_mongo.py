@@ -178,19 +178,23 @@ async def test_frame_documents_migrate_to_rows(mongo_database: MongoDatabase) ->
 
 
 async def test_supersede_after_a_crash_part_way(store: MongoStore) -> None:
-    """One older transaction stopped, the process died: the next supersede stops the rest."""
+    """Starts that died after their insert and part way through their supersede: the next
+    start on the connector stops the rest, at its own start time."""
     first = await start(store, tag="A", when=at(1))
-    second = await start(store, tag="B", when=at(2))
-    third = await store.get_transaction(await start(store, tag="C", when=at(3)))
-    assert third is not None
+    second, _ = await store._start_transaction("CP1", 1, "B", 1000, at(2))  # died: no stops
+    third, _ = await store._start_transaction("CP1", 1, "C", 1000, at(3))  # died after one:
     stop_first = {"meter_stop": 1000, "stopped_at": at(3), "reason": SUPERSEDED,
                   "id_tag": None}
     await store.db.transactions.update_one({"transaction_id": first},
                                            {"$set": {"stop": stop_first}})  # the first write
-    stopped = await store.supersede_transactions(third)
-    assert [tx.transaction_id for tx in stopped] == [second]
-    assert await store.supersede_transactions(third) == []
-    assert len(await store.list_transactions(station_id="CP1", active=True)) == 1
+    assert len(await store.list_transactions(station_id="CP1", active=True)) == 2
+    fourth = await store.open_transaction("CP1", 1, "D", 1000, at(4))
+    assert sorted((tx.transaction_id, tx.stopped_at) for tx in fourth.superseded) == \
+        [(second.transaction_id, at(4)), (third.transaction_id, at(4))]
+    active = await store.list_transactions(station_id="CP1", active=True)
+    assert [tx.transaction_id for tx in active] == [fourth.transaction.transaction_id]
+    retried = await store.open_transaction("CP1", 1, "D", 1000, at(4))
+    assert (retried.created, retried.superseded) == (False, [])
 
 
 async def test_unreachable_server_fails_fast_naming_the_key() -> None:

@@ -297,9 +297,9 @@ async def test_a_version_3_database_migrates_keeping_its_transactions(tmp_path: 
         tx = await store.get_transaction(7)
         assert tx is not None and (tx.ocpp_version, tx.station_transaction_id, tx.energy_wh) \
             == ("1.6", None, 250)
-        again, created = await store.start_transaction(
+        again = await store.open_transaction(
             "CP1", 1, "TAG", 100, datetime(2026, 3, 1, 10, tzinfo=UTC))
-        assert (again.transaction_id, created) == (7, False)
+        assert (again.transaction.transaction_id, again.created) == (7, False)
     finally:
         await store.close()
 
