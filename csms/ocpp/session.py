@@ -140,7 +140,10 @@ class Session:
                     self.sink.frame(self.id, "in", raw)
                 await self._call_failed(msg, exc)
                 return
-            await self._send(call_result_json(msg.unique_id, payload_of(response)), logged)
+            # the hot handlers answer with the wire payload itself (a camelCase dict), the
+            # others with the library's call_result dataclass (see csms/ocpp/version.py)
+            payload = response if type(response) is dict else payload_of(response)
+            await self._send(call_result_json(msg.unique_id, payload), logged)
         finally:
             if handler is not None:
                 self.metrics.handler_seconds.observe(time.perf_counter() - started, action)

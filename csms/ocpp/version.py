@@ -24,6 +24,13 @@ from csms.settings import OcppSettings
 # handlers marked `@camel_payload`, which take the payload dict itself.
 Handler = Callable[[Any, dict[str, Any]], Awaitable[Any]]
 Payload = tuple[str, dict[str, Any]]  # (action, camelCase payload) of a call to a station
+# A handler's answer given as the CALLRESULT payload itself, camelCase, ready for the wire: what
+# the hot handlers (Heartbeat, MeterValues, StatusNotification, BootNotification,
+# TransactionEvent) return instead of the library's call_result dataclass, whose construction
+# and conversion (`payload_of`) were ~6,000-9,000 instructions of each ~80,000-instruction
+# frame (docs/performance.md, round six). tests/csms/ocpp/test_wire_answers.py holds each equal
+# to the library's dataclass converted, and valid for its schema.
+WireAnswer = dict[str, Any]
 
 
 @dataclass(slots=True)

@@ -1,7 +1,8 @@
 """OCPP 1.6 handlers: one per action the central system answers.
 
 Each maps the payload (already schema-checked by the session) to domain values, calls the
-`ChargingService`, and returns the library's 1.6 call_result dataclass. No business logic here.
+`ChargingService`, and returns the library's 1.6 call_result dataclass (the hot ones return the
+wire payload itself: `WireAnswer`). No business logic here.
 Handlers take the payload as snake_case keyword arguments (the `ocpp` library's convention),
 except those marked `@camel_payload` (the meter values, the hot path), which read the payload
 as it arrived.
@@ -18,7 +19,7 @@ from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
 from csms.domain import parse_timestamp, utcnow_text
 from csms.ocpp.v16 import mapping
-from csms.ocpp.version import StationHandlers, camel_payload, routes_of
+from csms.ocpp.version import StationHandlers, WireAnswer, camel_payload, routes_of
 
 log = logging.getLogger(__name__)
 
@@ -31,30 +32,29 @@ class Handlers(StationHandlers):
 
     @on(Action.boot_notification)
     async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str,
-                                   **kwargs: Any) -> call_result.BootNotification:
+                                   **kwargs: Any) -> WireAnswer:
         await self.service.boot(
             self.id, vendor=charge_point_vendor, model=charge_point_model,
             serial_number=kwargs.get("charge_point_serial_number")
             or kwargs.get("charge_box_serial_number"),
             firmware_version=kwargs.get("firmware_version"))
-        return call_result.BootNotification(current_time=utcnow_text(),
-                                            interval=self.heartbeat_interval,
-                                            status=RegistrationStatus.accepted)
+        return {"currentTime": utcnow_text(), "interval": self.heartbeat_interval,
+                "status": RegistrationStatus.accepted.value}
 
     @on(Action.heartbeat)
-    async def on_heartbeat(self) -> call_result.Heartbeat:
+    async def on_heartbeat(self) -> WireAnswer:
         await self.service.heartbeat(self.id)
-        return call_result.Heartbeat(current_time=utcnow_text())
+        return {"currentTime": utcnow_text()}
 
     @on(Action.status_notification)
     async def on_status_notification(self, connector_id: int, error_code: str, status: str,
                                      timestamp: str | None = None, **kwargs: Any,
-                                     ) -> call_result.StatusNotification:
+                                     ) -> WireAnswer:
         await self.service.connector_status(
             self.id, connector_id, status=status, error_code=error_code,
             info=kwargs.get("info"), vendor_error_code=kwargs.get("vendor_error_code"),
             timestamp=parse_timestamp(timestamp) if timestamp else None)
-        return call_result.StatusNotification()
+        return {}
 
     @on(Action.authorize)
     async def on_authorize(self, id_tag: str) -> call_result.Authorize:
@@ -84,12 +84,12 @@ class Handlers(StationHandlers):
 
     @on(Action.meter_values)
     @camel_payload
-    async def on_meter_values(self, payload: dict[str, Any]) -> call_result.MeterValues:
+    async def on_meter_values(self, payload: dict[str, Any]) -> WireAnswer:
         connector_id = payload["connectorId"]
         await self.service.meter_values(
             self.id, connector_id=connector_id, transaction_id=payload.get("transactionId"),
             values=mapping.meter_values(self.id, connector_id, payload["meterValue"]))
-        return call_result.MeterValues()
+        return {}
 
     @on(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:

@@ -1,7 +1,8 @@
 """OCPP 2.0.1 handlers: one per action the central system answers.
 
 Each maps the payload (already schema-checked by the session) to domain values, calls the
-`ChargingService`, and returns the library's 2.0.1 call_result dataclass. Handlers take the
+`ChargingService`, and returns the library's 2.0.1 call_result dataclass (the hot ones return
+the wire payload itself: `WireAnswer`). Handlers take the
 payload as snake_case keyword arguments (the `ocpp` library's convention), except those marked
 `@camel_payload` (the meter values, the hot path), which read the payload as it arrived.
 NotifyReport parts are stored (the device model operators see); events and security
@@ -19,8 +20,9 @@ from ocpp.v201.enums import Action, DataTransferStatusEnumType, RegistrationStat
 
 from csms.domain import parse_timestamp, utcnow_text
 from csms.events import Authorization
+from csms.ocpp.framing import payload_of
 from csms.ocpp.v201 import mapping, reports
-from csms.ocpp.version import StationHandlers, camel_payload, routes_of
+from csms.ocpp.version import StationHandlers, WireAnswer, camel_payload, routes_of
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +35,24 @@ class Handlers(StationHandlers):
 
     @on(Action.boot_notification)
     async def on_boot_notification(self, charging_station: dict[str, Any], reason: str,
-                                   **kwargs: Any) -> call_result.BootNotification:
+                                   **kwargs: Any) -> WireAnswer:
         await self.service.boot(
             self.id, vendor=charging_station["vendor_name"], model=charging_station["model"],
             serial_number=charging_station.get("serial_number"),
             firmware_version=charging_station.get("firmware_version"))
         log.info("%s: BootNotification (%s)", self.id, reason)
-        return call_result.BootNotification(current_time=utcnow_text(),
-                                            interval=self.heartbeat_interval,
-                                            status=RegistrationStatusEnumType.accepted)
+        return {"currentTime": utcnow_text(), "interval": self.heartbeat_interval,
+                "status": RegistrationStatusEnumType.accepted.value}
 
     @on(Action.heartbeat)
-    async def on_heartbeat(self, **kwargs: Any) -> call_result.Heartbeat:
+    async def on_heartbeat(self, **kwargs: Any) -> WireAnswer:
         await self.service.heartbeat(self.id)
-        return call_result.Heartbeat(current_time=utcnow_text())
+        return {"currentTime": utcnow_text()}
 
     @on(Action.status_notification)
     async def on_status_notification(self, timestamp: str, connector_status: str, evse_id: int,
                                      connector_id: int, **kwargs: Any,
-                                     ) -> call_result.StatusNotification:
+                                     ) -> WireAnswer:
         connectors = self.context.evse_connectors.setdefault(evse_id, {})
         connectors[connector_id] = connector_status
         status = mapping.evse_status(connectors)
@@ -59,7 +60,7 @@ class Handlers(StationHandlers):
             self.id, evse_id, status=status, error_code=mapping.error_code(status),
             info=f"connector {connector_id}: {connector_status}" if len(connectors) > 1
             else None, vendor_error_code=None, timestamp=parse_timestamp(timestamp))
-        return call_result.StatusNotification()
+        return {}
 
     @on(Action.authorize)
     async def on_authorize(self, id_token: dict[str, Any], **kwargs: Any,
@@ -72,19 +73,20 @@ class Handlers(StationHandlers):
 
     @on(Action.meter_values)
     @camel_payload
-    async def on_meter_values(self, payload: dict[str, Any]) -> call_result.MeterValues:
+    async def on_meter_values(self, payload: dict[str, Any]) -> WireAnswer:
         evse_id = payload["evseId"]
         await self.service.meter_values(
             self.id, connector_id=evse_id, transaction_id=None,
             values=mapping.meter_values(self.id, evse_id, payload["meterValue"]))
-        return call_result.MeterValues()
+        return {}
 
     @on(Action.transaction_event)
     @camel_payload
-    async def on_transaction_event(self, payload: dict[str, Any]) -> call_result.TransactionEvent:
+    async def on_transaction_event(self, payload: dict[str, Any]) -> WireAnswer:
         auth = await self.service.transaction_event(mapping.transaction_event(self.id, payload))
-        return call_result.TransactionEvent(
-            id_token_info=mapping.id_token_info(auth) if auth is not None else None)
+        if auth is None:  # an Updated with no token: the usual answer, empty
+            return {}
+        return {"idTokenInfo": payload_of(mapping.id_token_info(auth))}
 
     @on(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:
