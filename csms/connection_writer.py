@@ -12,7 +12,8 @@ The window, documented and deliberate: the stored `connected` flag and the `last
 connect or disconnect writes may lag by one write (milliseconds; longer while the store fails,
 when the write is retried with a growing delay), and a crash loses what was noted and not yet
 written. Nothing on a station's path reads the flag: the operator API and the dashboard show
-the hub's own connections (and, in a cluster, presence); a restart marks every station
+the hub's own connections (and, in a cluster, presence), a brand-new station's too before its
+row is written (`web.operator.routes.find_station`); a restart marks every station
 disconnected, and a cluster's sweep records a dead node's stations as disconnected. Order per
 station holds: a newer note replaces a pending one and writes run one after another, so a
 connect followed by a disconnect never ends stored as connected. A clean stop lets a write
