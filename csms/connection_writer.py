@@ -12,14 +12,15 @@ The window, documented and deliberate: the stored `connected` flag and the `last
 connect or disconnect writes may lag by one write (milliseconds; longer while the store fails,
 when the write is retried with a growing delay), and a crash loses what was noted and not yet
 written. Nothing on a station's path reads the flag: the operator API and the dashboard show
-the hub's own connections (and, in a cluster, presence); a restart marks every station
+the hub's own connections (and, in a cluster, presence), a brand-new station's too before its
+row is written (`web.operator.routes.find_station`); a restart marks every station
 disconnected, and a cluster's sweep records a dead node's stations as disconnected. Order per
 station holds: a newer note replaces a pending one and writes run one after another, so a
-connect followed by a disconnect never ends stored as connected. A clean stop writes what is
-pending (`stop`). Across the nodes of a cluster there is no order between two nodes' writes,
-as before this writer (a station that moved from node A to node B may end stored as
-disconnected if A's write lands last, now within one write rather than at once); presence,
-not the stored flag, says where a station is connected.
+connect followed by a disconnect never ends stored as connected. A clean stop lets a write
+in flight finish, then writes what is pending (`stop`). Across the nodes of a cluster there
+is no order between two nodes' writes, as before this writer (a station that moved from node
+A to node B may end stored as disconnected if A's write lands last, now within one write
+rather than at once); presence, not the stored flag, says where a station is connected.
 """
 
 from __future__ import annotations
@@ -85,8 +86,17 @@ class ConnectionWriter:
         self._task = asyncio.create_task(self._run(), name="connection-writer")
 
     async def stop(self) -> None:
-        """Stop the task and write what is pending (logged if that fails)."""
+        """Stop the task and write what is pending (logged if that fails).
+
+        A write in flight is let finish (or fail) before the task is cancelled: cancelling
+        its caller does not stop a write already sent (MongoDB's bulk write on a pooled
+        connection), which could then land after the last write below and put an older
+        flag back. The stores bound every write (MongoDB by its socket timeout), so this
+        wait ends. A task that sleeps before a retry or waits for a note holds no lock and
+        is cancelled at once.
+        """
         if self._task is not None:
-            await wait_cancelled([self._task])
+            async with self._writing:
+                await wait_cancelled([self._task])
             self._task = None
         await self.flush()

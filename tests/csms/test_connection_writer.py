@@ -5,13 +5,15 @@ failed write, and written on a clean stop. Both store backends."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from csms import connection_writer
 from csms.connection_writer import ConnectionWriter
 from csms.domain import utcnow
 from csms.store.factory import make_store
@@ -100,6 +102,84 @@ async def test_a_clean_stop_writes_what_is_pending(store: Store) -> None:
     assert await connected(store, "CP1") is None
     await writer.stop()
     assert await connected(store, "CP1") is True
+
+
+class WireStore:
+    """The real store behind a connection write that, like MongoDB's bulk write once it is
+    on a pooled connection, lands even when its caller is cancelled: the write runs in its
+    own task, held at its gate (if the test set one) until the test opens it. Records when
+    each write starts and ends."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.gates: dict[int, asyncio.Event] = {}
+        self.log: list[str] = []
+        self.writes: list[asyncio.Task[None]] = []
+        self.failing: set[int] = set()  # the writes (by number) that fail, writing nothing
+
+    async def set_connections(self, states: Mapping[str, tuple[bool, datetime]]) -> None:
+        n, batch = len(self.writes), dict(states)
+        self.log.append(f"start {n}")
+
+        async def write() -> None:
+            if n in self.gates:
+                await self.gates[n].wait()
+            if n in self.failing:
+                self.log.append(f"failed {n}")
+                raise ConnectionError("the store is away")
+            await self.store.set_connections(batch)
+            self.log.append(f"end {n}")
+
+        self.writes.append(asyncio.create_task(write()))
+        await asyncio.shield(self.writes[-1])
+
+
+async def settle() -> None:
+    """Let every task that can run go as far as it can (no I/O is waited for here)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def test_stop_lets_a_write_in_flight_land_before_the_last_write(store: Store) -> None:
+    wire = WireStore(store)
+    wire.gates[0] = asyncio.Event()
+    writer = ConnectionWriter(wire)  # type: ignore[arg-type]  # only set_connections is used
+    writer.start()
+    writer.note("CP1", True, at(1))
+    writer.note("CP2", True, at(1))
+    await eventually(lambda: wire.log)  # the task's first write is in flight, held
+    writer.note("CP1", False, at(2))
+    writer.note("CP3", True, at(2))
+    stopping = asyncio.create_task(writer.stop())
+    await settle()  # a stop that cancels the write goes on to its own last write here
+    wire.gates[0].set()
+    await stopping
+    await asyncio.gather(*wire.writes)  # whatever was sent has landed
+    assert [await connected(store, sid) for sid in ("CP1", "CP2", "CP3")] == [False, True, True]
+    station = await store.get_station("CP1")
+    assert station is not None and station.last_seen == at(2)
+    assert wire.log == ["start 0", "end 0", "start 1", "end 1"]
+
+
+async def test_a_write_that_failed_under_the_task_is_written_by_stop(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection_writer, "RETRY_DELAY", 3600.0)  # stop cuts the retry's sleep
+    wire = WireStore(store)
+    wire.gates[0] = asyncio.Event()
+    wire.failing = {0}
+    writer = ConnectionWriter(wire)  # type: ignore[arg-type]
+    writer.start()
+    writer.note("CP1", True, at(1))
+    writer.note("CP2", True, at(1))
+    await eventually(lambda: wire.log)
+    writer.note("CP2", False, at(2))  # noted during the write that fails
+    stopping = asyncio.create_task(writer.stop())
+    await settle()
+    wire.gates[0].set()  # the write in flight fails; the task would retry in an hour
+    await stopping
+    await asyncio.gather(*wire.writes, return_exceptions=True)
+    assert (await connected(store, "CP1"), await connected(store, "CP2")) == (True, False)
+    assert wire.log == ["start 0", "failed 0", "start 1", "end 1"]
 
 
 async def test_shutdown_stores_the_stations_as_disconnected(

@@ -12,13 +12,14 @@ from csms.domain import Transaction
 from csms.keys import STORE
 from web.driver.routes import SessionView, session_view
 from web.keys import BILLING
-from web.operator.routes import station_view
+from web.operator.routes import all_stations, station_view
 from web.operator.routes import transaction_views as operator_transaction_views
 from web.operator.views import StationView, TransactionView
 
 
 async def stations(request: web.Request) -> list[StationView]:
-    return [station_view(request, s) for s in await request.config_dict[STORE].list_stations()]
+    """Every station, a live one not stored yet included (as in GET /api/stations)."""
+    return [station_view(request, s) for s in await all_stations(request)]
 
 
 async def sessions(request: web.Request, statuses: Collection[SessionStatus] | None = None,

@@ -17,7 +17,7 @@ from web.dashboard import reads
 from web.dashboard.render import flash, not_found, page, see_other
 from web.keys import BILLING
 from web.operator.device_model import latest_report
-from web.operator.routes import connected_version, station_detail
+from web.operator.routes import connected_version, find_station, station_detail
 from web.operator.views import FrameView, TariffView
 
 routes = web.RouteTableDef()
@@ -89,7 +89,7 @@ async def stations(request: web.Request) -> web.Response:
 async def station(request: web.Request) -> web.Response:
     """One station with its message log and commands."""
     station_id = request.match_info["station_id"]
-    stored = await request.config_dict[STORE].get_station(station_id)
+    stored = await find_station(request, station_id)  # a live one not stored yet too
     if stored is None:
         return await not_found(request, f"No station {station_id!r} has connected or been added")
     hub = request.config_dict[HUB]

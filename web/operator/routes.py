@@ -100,6 +100,42 @@ def station_view(request: web.Request, station: Station) -> StationView:
                           where.version if where else None)
 
 
+def live_ids(request: web.Request) -> set[str]:
+    """The stations connected to this node or (in a cluster) held by another one."""
+    app = request.config_dict
+    cluster = app.get(CLUSTER)
+    ids = set(app[HUB].connected_ids())
+    return ids if cluster is None else ids | cluster.presence.elsewhere.keys()
+
+
+def is_live(request: web.Request, station_id: str) -> bool:
+    app = request.config_dict
+    cluster = app.get(CLUSTER)
+    return app[HUB].is_connected(station_id) or (
+        cluster is not None and station_id in cluster.presence.elsewhere)
+
+
+async def find_station(request: web.Request, station_id: str) -> Station | None:
+    """The stored station; a live one that is not stored yet as what is known of it, its id.
+
+    A brand-new station's row is created by the batched write of its connect
+    (`csms.connection_writer`) or by its BootNotification, milliseconds after it connected; a
+    live station is shown connected meanwhile rather than missing."""
+    station = await request.config_dict[STORE].get_station(station_id)
+    if station is None and is_live(request, station_id):
+        return Station(id=station_id)
+    return station
+
+
+async def all_stations(request: web.Request) -> list[Station]:
+    """Every stored station by id, with the live ones not stored yet (`find_station`)."""
+    stations = await request.config_dict[STORE].list_stations()
+    unstored = live_ids(request).difference(s.id for s in stations)
+    if not unstored:
+        return stations
+    return sorted([*stations, *(Station(id=sid) for sid in unstored)], key=lambda s: s.id)
+
+
 def connected_version(request: web.Request, station_id: str) -> OcppVersion | None:
     """The OCPP version of the station's open connection, on this node or (in a cluster)
     another one; None when it is not connected."""
@@ -141,14 +177,13 @@ def _int_param(request: web.Request, name: str) -> int:
 @routes.get("/stations", name="stations")
 @documented("Stations, provisioned or seen", response=StationView, many=True)
 async def list_stations(request: web.Request) -> web.Response:
-    stations = await request.config_dict[STORE].list_stations()
-    return web.json_response([_station(request, s) for s in stations])
+    return web.json_response([_station(request, s) for s in await all_stations(request)])
 
 
 @routes.get("/stations/{station_id}", name="station")
 @documented("One station, live status included", response=StationView, errors=(404,))
 async def get_station(request: web.Request) -> web.Response:
-    station = await request.config_dict[STORE].get_station(request.match_info["station_id"])
+    station = await find_station(request, request.match_info["station_id"])
     if station is None:
         raise ApiError(404, "not_found", "unknown station")
     return web.json_response((await station_detail(request, station)).model_dump())

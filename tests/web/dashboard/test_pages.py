@@ -9,6 +9,7 @@ from ocpp.v16 import call
 from playwright.async_api import expect
 
 from tests.billing.flows import Env, charge, hijacked, ready_station, start_body, stop_tx
+from tests.support.held_connects import hold_connects
 from tests.support.stations import station
 from tests.web.dashboard.conftest import TOKEN, Browser
 
@@ -67,6 +68,31 @@ async def test_a_station_appears_live_and_answers_a_command(env: Env, browser: B
         assert (await cp.wait_for("Reset"))["type"] == "Soft"
         await expect(page.locator("#frames-table")).to_contain_text('"Reset"')
         await browser.shot("station")
+
+
+async def test_a_new_station_appears_live_before_its_connect_is_written(
+        env: Env, browser: Browser) -> None:
+    """The list is fetched again on the station's connect event, which comes before the
+    batched write of the connect creates its row (`csms.connection_writer`): it is shown
+    online from the hub meanwhile, not missing."""
+    held = hold_connects(env.server.app)
+    try:
+        page = browser.page
+        await browser.sign_in()
+        await browser.goto("/stations")
+        await expect(page.locator(".empty")).to_be_visible()
+        await browser.mark()
+        async with station(env.ws_url, "CP-NEW"):
+            row = page.locator("tr[data-station='CP-NEW']")
+            await expect(row).to_contain_text("online")
+            assert held.noted == {"CP-NEW": True}
+            assert await held.store.get_station("CP-NEW") is None  # not stored yet
+            assert await browser.not_reloaded()
+            await browser.shot("stations-new-unwritten")
+            await row.get_by_role("link", name="CP-NEW").click()
+            await expect(page.locator("h1")).to_have_text("Station CP-NEW")
+    finally:
+        held.release.set()  # the app's stop waits for a held write
 
 
 async def test_running_cost_moves_live_then_the_capture_and_a_refund_show_in_the_ledger(
