@@ -18,6 +18,7 @@ from csms.domain import (
     MeterValue,
     Transaction,
     apply_energy_readings,
+    newest_energy,
     utcnow,
 )
 from csms.events import (
@@ -296,14 +297,17 @@ class ChargingService:
                 log.warning("%s: MeterValues for unknown transaction %s", station_id,
                             transaction_id)
                 transaction = None
-        if transaction is not None:
-            for value in values:
-                value.transaction_id = transaction.transaction_id
-        if values:
-            await self.store.append_meter_values(values)
         if transaction is None:
+            if values:
+                await self.store.append_meter_values(values)
             return
-        apply_energy_readings(transaction, values)  # what the store just did, no re-read
+        for value in values:
+            value.transaction_id = transaction.transaction_id
+        # the newest register once, for the store's copy of the transaction and the loop's
+        newest = newest_energy(values)
+        if values:
+            await self.store.append_meter_values(values, newest)
+        apply_energy_readings(transaction, newest)  # what the store just did, no re-read
         if self.listeners:
             event = MeterSample(station_id, transaction.connector_id, transaction.transaction_id,
                                 transaction.energy_wh, transaction.last_energy_at)

@@ -226,10 +226,14 @@ def energy_wh(value: MeterValue) -> int | None:
     return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def newest_energy(values: Sequence[MeterValue]) -> dict[tuple[int, str], tuple[datetime, int]]:
+# (transaction id, station id) -> (timestamp, Wh) of the newest energy register reading
+NewestEnergy = dict[tuple[int, str], tuple[datetime, int]]
+
+
+def newest_energy(values: Sequence[MeterValue]) -> NewestEnergy:
     """The newest energy register per (transaction, station) among `values` (later in the
     sequence wins ties): what every store keeps as a transaction's latest register."""
-    newest: dict[tuple[int, str], tuple[datetime, int]] = {}
+    newest: NewestEnergy = {}
     for value in values:
         if value.transaction_id is None:
             continue
@@ -242,19 +246,14 @@ def newest_energy(values: Sequence[MeterValue]) -> dict[tuple[int, str], tuple[d
     return newest
 
 
-def apply_energy_readings(transaction: Transaction, values: list[MeterValue]) -> bool:
-    """Move the transaction's latest energy register forward (never back) from `values`,
-    the same rule the stores apply; True when it moved."""
-    newest: tuple[datetime, int] | None = None
-    for value in values:
-        wh = energy_wh(value)
-        if wh is None or value.transaction_id != transaction.transaction_id:
-            continue
-        if newest is None or value.timestamp >= newest[0]:  # later in the call wins ties
-            newest = (value.timestamp, wh)
-    if newest is None:
+def apply_energy_readings(transaction: Transaction, newest: NewestEnergy) -> bool:
+    """Move the transaction's latest energy register forward (never back) to its reading in
+    `newest` (`newest_energy` of the values), the same rule the stores apply; True when it
+    moved."""
+    reading = newest.get((transaction.transaction_id, transaction.station_id))
+    if reading is None:
         return False
-    if transaction.last_energy_at is not None and transaction.last_energy_at >= newest[0]:
+    if transaction.last_energy_at is not None and transaction.last_energy_at >= reading[0]:
         return False
-    transaction.last_energy_at, transaction.last_energy_wh = newest
+    transaction.last_energy_at, transaction.last_energy_wh = reading
     return True

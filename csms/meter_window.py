@@ -46,7 +46,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from csms.background import stop_if_cancelled, wait_cancelled
-from csms.domain import MeterValue
+from csms.domain import MeterValue, NewestEnergy
 from csms.store import Store
 
 log = logging.getLogger(__name__)
@@ -200,8 +200,9 @@ class WindowedStore:
         await self.meter_window.stop()
         await self.store.close()
 
-    async def append_meter_values(self, values: Sequence[MeterValue]) -> None:
-        await self.meter_window.append(values)
+    async def append_meter_values(self, values: Sequence[MeterValue],
+                                  newest: NewestEnergy | None = None) -> None:
+        await self.meter_window.append(values)  # the flush computes the batch's newest
 
     # every transaction method (they read or change transactions, whose registers the
     # values move), and the one read of meter values

@@ -48,6 +48,7 @@ from csms.domain import (
     ConstraintViolation,
     IdTag,
     MeterValue,
+    NewestEnergy,
     OrphanStop,
     Station,
     Transaction,
@@ -569,7 +570,8 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
 
     # meter values -----------------------------------------------------------------------------
 
-    async def append_meter_values(self, values: Sequence[MeterValue]) -> None:
+    async def append_meter_values(self, values: Sequence[MeterValue],
+                                  newest: NewestEnergy | None = None) -> None:
         """Insert the frame's readings, then move each transaction's register forward.
 
         The register update is conditional on the stored reading being older, so late and
@@ -581,7 +583,9 @@ class MongoStore(MongoReports, MongoRemoteStarts, MongoFrames, MongoConnection):
             return
         await self.db.meter_values.insert_many(_meter_documents(values, utcnow()),
                                                ordered=False)
-        for (tx, station), (at, wh) in newest_energy(values).items():
+        if newest is None:
+            newest = newest_energy(values)
+        for (tx, station), (at, wh) in newest.items():
             await self.db.transactions.update_one(
                 {"$and": [{"transaction_id": tx, "station_id": station},
                           {"$or": [{"energy": None}, {"energy.at": {"$lt": at}}]}]},

@@ -21,6 +21,7 @@ from csms.domain import (
     IdTag,
     LoggedFrame,
     MeterValue,
+    NewestEnergy,
     OrphanStop,
     Station,
     Transaction,
@@ -231,11 +232,14 @@ class RemoteStartStore(Protocol):
 class MeterValueStore(Protocol):
     """Sampled values, and each transaction's latest energy register."""
 
-    async def append_meter_values(self, values: Sequence[MeterValue]) -> None:
+    async def append_meter_values(self, values: Sequence[MeterValue],
+                                  newest: NewestEnergy | None = None) -> None:
         """Store sampled values; for each transaction keep the latest energy register.
 
         The latest register is the Energy.Active.Import.Register (Wh, unphased or summed) with the
-        newest timestamp; an older reading arriving late does not move it back.
+        newest timestamp; an older reading arriving late does not move it back. `newest` is
+        `newest_energy(values)` when the caller has it already (the charging service computes
+        it once for the store and for its own copy of the transaction); else it is computed here.
         """
 
     async def list_meter_values(self, transaction_id: int) -> list[MeterValue]:

@@ -15,7 +15,10 @@ from csms.domain import (
     ENERGY_REGISTER,
     MAX_REGISTER_WH,
     MeterValue,
+    Transaction,
+    apply_energy_readings,
     energy_wh,
+    newest_energy,
     parse_timestamp,
     utcnow,
     utcnow_text,
@@ -57,3 +60,21 @@ def test_utcnow_text_is_the_current_millisecond_as_isoformat_writes_it() -> None
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", text), text
         moment = parse_timestamp(text)
         assert before - timedelta(microseconds=before.microsecond % 1000) <= moment <= after
+
+
+def test_a_transactions_register_moves_to_its_newest_reading_and_never_back() -> None:
+    """`apply_energy_readings` takes `newest_energy` of the values (computed once for the store
+    and the loop's copy, round six): the transaction's own station and id only, later in the
+    call winning a tie, and an older reading leaving the register alone."""
+    def reading(station: str, seconds: int, wh: str) -> MeterValue:
+        return MeterValue(station, 1, 7, NOW + timedelta(seconds=seconds), wh)
+
+    tx = Transaction(7, "CP", 1, "T", 0, NOW)
+    values = [reading("CP", 2, "200"), reading("CP", 2, "250"), reading("CP", 1, "100"),
+              reading("CP2", 9, "999"),  # another station's transaction 7: not this one
+              MeterValue("CP", 1, 7, NOW + timedelta(seconds=5), "7", "Power.Active.Import")]
+    assert apply_energy_readings(tx, newest_energy(values))
+    assert (tx.last_energy_wh, tx.last_energy_at) == (250, NOW + timedelta(seconds=2))
+    assert not apply_energy_readings(tx, newest_energy([reading("CP", 1, "500")]))
+    assert not apply_energy_readings(tx, {})
+    assert (tx.last_energy_wh, tx.last_energy_at) == (250, NOW + timedelta(seconds=2))

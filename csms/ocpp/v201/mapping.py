@@ -89,11 +89,11 @@ def meter_values(station_id: str, evse_id: int,
             unit_of_measure = sample.get("unitOfMeasure") or _NO_UNIT
             value, unit = _scaled(sample["value"], unit_of_measure.get("unit") or "Wh",
                                   unit_of_measure.get("multiplier") or 0)
+            # positional, in MeterValue's field order (as 1.6's mapping); no format in 2.0.1
             values.append(MeterValue(
-                station_id=station_id, connector_id=evse_id, transaction_id=None, timestamp=at,
-                value=value, measurand=sample.get("measurand") or ENERGY_REGISTER, unit=unit,
-                context=sample.get("context"), phase=sample.get("phase"),
-                location=sample.get("location"), format=None))
+                station_id, evse_id, None, at, value,
+                sample.get("measurand") or ENERGY_REGISTER, unit, sample.get("context"),
+                sample.get("phase"), sample.get("location"), None))
     return values
 
 

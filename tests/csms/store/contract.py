@@ -25,6 +25,7 @@ from csms.domain import (
     IdTag,
     LoggedFrame,
     MeterValue,
+    newest_energy,
     utcnow,
 )
 from csms.station_transactions import MAX_SEQ_RANGES, TransactionEvent
@@ -846,6 +847,20 @@ class StoreContract:
         tx = await store.get_transaction(tx_id)
         assert tx is not None and (tx.last_energy_wh, tx.last_energy_at) == (990, at(99))
         assert len(await store.list_meter_values(tx_id)) == len(order)
+
+    async def test_readings_with_the_callers_newest_register(self, store: Store) -> None:
+        """The charging service hands over `newest_energy` of the values, computed once for the
+        store and its own copy: stored as when the store computes it, never moving back."""
+        tx_id = await start(store, meter=0)
+        values = [energy(tx_id, "300", at(3)), energy(tx_id, "200", at(2))]
+        await store.append_meter_values(values, newest_energy(values))
+        late = [energy(tx_id, "100", at(1))]
+        await store.append_meter_values(late, newest_energy(late))
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None and (tx.last_energy_wh, tx.last_energy_at) == (300, at(3))
+        stored = await store.list_meter_values(tx_id)
+        assert [(v.value, v.timestamp) for v in stored] == [
+            ("100", at(1)), ("200", at(2)), ("300", at(3))]
 
     # station-owned transactions (OCPP 2.0.1 TransactionEvent) ---------------------------------
 
