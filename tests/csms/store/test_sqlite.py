@@ -18,7 +18,7 @@ from csms.station_transactions import TransactionEvent
 from csms.store.ports import Store, StoreError
 from csms.store.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteStore, _statements
 from csms.store.sqlite_frames import FRAMES_PAGE_SIZE, FRAMES_SCHEMA_VERSION, frames_path
-from csms.store.sqlite_support import ts
+from csms.store.sqlite_support import WAL_AUTOCHECKPOINT_PAGES, ts
 from tests.csms.store.contract import StoreContract, at, energy, frame, grouped, start, stop
 from tests.csms.store.report_contract import ReportStoreContract
 from tests.support.ports import missing_methods, port_methods
@@ -56,6 +56,24 @@ async def test_creates_parent_dir_and_wal_schema(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_the_wal_is_checkpointed_every_10000_pages_not_1000(tmp_path: Path) -> None:
+    """Round six of issue 15: the writer checkpoints at `WAL_AUTOCHECKPOINT_PAGES`, so a WAL
+    past SQLite's default of 1000 pages is still there after the commits that grew it."""
+    path = tmp_path / "csms.db"
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        wide = "9" * 2000  # ~2 values a page: 3,000 values are ~1,500 pages of WAL
+        for _ in range(30):
+            await store.append_meter_values([
+                MeterValue("CP1", 1, None, datetime(2026, 1, 1, tzinfo=UTC), wide,
+                           measurand="Power.Active.Import") for _ in range(100)])
+        wal_pages = (tmp_path / "csms.db-wal").stat().st_size // (4096 + 24)
+        assert 1000 < wal_pages < WAL_AUTOCHECKPOINT_PAGES == 10_000
+    finally:
+        await store.close()
 
 
 async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
