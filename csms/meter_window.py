@@ -46,7 +46,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from csms.background import stop_if_cancelled, wait_cancelled
-from csms.domain import MeterValue, NewestEnergy
+from csms.domain import MeterValue, NewestEnergy, newest_energy
 from csms.store import Store
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,10 @@ class MeterWindow:
         self.retry_delay_cap = max(retry_delay_cap, window)
         self.failures = 0  # failed writes in a row
         self._pending: list[MeterValue] = []
+        # the pending calls' registers merged as the store applies calls one by one (a later
+        # call's reading at the same time leaves it), so one write of many calls stores the
+        # register the charging service's copy holds
+        self._newest: NewestEnergy = {}
         # values appended and values written since start: writes go oldest first, so the
         # written ones are always the first `_written` appended
         self._appended = 0
@@ -81,13 +85,16 @@ class MeterWindow:
         """Values acknowledged and not yet written (in flight included)."""
         return self._appended - self._written
 
-    async def append(self, values: Sequence[MeterValue]) -> None:
-        """Keep `values` for the next write; waits only while MAX_PENDING values wait."""
+    async def append(self, values: Sequence[MeterValue],
+                     newest: NewestEnergy | None = None) -> None:
+        """Keep `values` (their `newest_energy`, when the caller has it) for the next write;
+        waits only while MAX_PENDING values wait."""
         if not values:
             return
         if self.pending >= self.max_pending:
             await self.flush()  # the store is behind or failing: this frame waits for it
         self._pending.extend(values)
+        _merge(self._newest, newest_energy(values) if newest is None else newest)
         self._appended += len(values)
         self._due.set()
 
@@ -106,10 +113,12 @@ class MeterWindow:
 
     async def _write(self) -> None:
         batch, self._pending = self._pending, []
+        newest, self._newest = self._newest, {}
         try:
-            await self.store.append_meter_values(batch)
+            await self.store.append_meter_values(batch, newest)
         except BaseException:
             self._pending[:0] = batch  # kept, ahead of what came since
+            self._newest = _merge(newest, self._newest)
             self.failures += 1
             log.exception("writing %d meter values failed (%d in a row); kept, %d pending",
                           len(batch), self.failures, self.pending)
@@ -154,11 +163,22 @@ class MeterWindow:
                 if attempt < STOP_ATTEMPTS:
                     await asyncio.sleep(STOP_RETRY_DELAY)
         lost, self._pending = self._pending, []
+        self._newest = {}
         self._written += len(lost)  # given up on: flush() must not wait for them
         log.error("%d acknowledged meter values could not be stored before shutdown; they "
                   "follow, one per line", len(lost))
         for value in lost:
             log.error("meter value not stored: %r", value)
+
+
+def _merge(into: NewestEnergy, later: NewestEnergy) -> NewestEnergy:
+    """`into` with the readings of a later call that are strictly newer: as a store applies
+    the calls one after another (and `apply_energy_readings` the charging service's copy)."""
+    for key, reading in later.items():
+        held = into.get(key)
+        if held is None or held[0] < reading[0]:
+            into[key] = reading
+    return into
 
 
 def _retrieved(task: asyncio.Task[None]) -> None:
@@ -202,7 +222,7 @@ class WindowedStore:
 
     async def append_meter_values(self, values: Sequence[MeterValue],
                                   newest: NewestEnergy | None = None) -> None:
-        await self.meter_window.append(values)  # the flush computes the batch's newest
+        await self.meter_window.append(values, newest)
 
     # every transaction method (they read or change transactions, whose registers the
     # values move), and the one read of meter values

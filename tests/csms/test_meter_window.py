@@ -181,6 +181,34 @@ async def test_billing_hears_and_the_store_keeps_the_same_as_without_a_window(
     assert len(values) == 6 and tx.last_energy_wh == 2700  # type: ignore
 
 
+async def test_the_stored_register_is_the_one_billing_heard_when_frames_share_a_time(
+        tmp_path: Path) -> None:
+    """Two frames whose registers carry the same time (a station's Sample.Clock and
+    Sample.Periodic readings on one second): the charging service's copy keeps the first (a
+    reading moves it only when strictly newer), and so must the register the window writes
+    for both frames in one call; else billing's running cost and the stored register (a
+    supersede's meterStop, the operator API's energyWh) disagree."""
+    for store in (SqliteStore(str(tmp_path / "plain.db")),
+                  WindowedStore(SqliteStore(str(tmp_path / "windowed.db")), LONG)):
+        await store.open()
+        try:
+            recorder = Recorder()
+            service = ChargingService(store, OcppSettings(), [recorder])
+            tx, _ = await service.start_transaction("CP1", connector_id=1, id_tag="TAG",
+                                                    meter_start=1000, timestamp=T0,
+                                                    reservation_id=None)
+            for wh in (1500, 1600):
+                await service.meter_values("CP1", connector_id=1,
+                                           transaction_id=tx.transaction_id,
+                                           values=[energy(None, str(wh), at(5))])
+            stored = await store.get_transaction(tx.transaction_id)
+            heard = recorder.heard[-1]
+            assert isinstance(heard, MeterSample) and heard.energy_wh == 500
+            assert stored is not None and stored.energy_wh == heard.energy_wh, type(store)
+        finally:
+            await store.close()
+
+
 async def test_a_failed_write_is_kept_and_written_once_when_the_store_is_back(
         store: WindowedStore, path: str, refusing: RefuseInserts) -> None:
     tx = await start(store)
@@ -196,6 +224,21 @@ async def test_a_failed_write_is_kept_and_written_once_when_the_store_is_back(
     found = await store.get_transaction(tx)
     assert found is not None and found.last_energy_wh == 3
     assert committed(path) == [(tx, "1"), (tx, "2"), (tx, "3")]  # in order, each once
+
+
+async def test_a_failed_write_keeps_its_register_ahead_of_later_frames(
+        store: WindowedStore, refusing: RefuseInserts) -> None:
+    """The kept values' register stays the earlier call's: a frame appended while the store
+    failed, with a reading at the same time, leaves it (as without a window)."""
+    tx = await start(store, meter=0)
+    refusing.on()
+    await store.append_meter_values([energy(tx, "1500", at(5))])
+    with pytest.raises(StoreError):
+        await store.meter_window.flush()
+    await store.append_meter_values([energy(tx, "1600", at(5)), energy(tx, "1400", at(4))])
+    refusing.off()
+    found = await store.get_transaction(tx)
+    assert found is not None and (found.last_energy_wh, found.last_energy_at) == (1500, at(5))
 
 
 async def test_the_flusher_retries_on_its_own(path: str, refusing: RefuseInserts,

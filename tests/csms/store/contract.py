@@ -613,6 +613,17 @@ class StoreContract:
         assert tx is not None and (tx.last_energy_wh, tx.last_energy_at) == (1500, at(20))
         assert len(await store.list_meter_values(tx_id)) == 2  # still stored
 
+    async def test_a_later_call_at_the_same_time_leaves_the_register(self, store: Store) -> None:
+        """Calls apply in order, each moving the register only to a strictly newer reading (as
+        the charging service moves its own copy, `apply_energy_readings`): a later call's
+        reading at the register's very time leaves it, however the calls are written."""
+        tx_id = await start(store, meter=0)
+        await store.append_meter_values([energy(tx_id, "1500", at(20))])
+        await store.append_meter_values([energy(tx_id, "1600", at(20))])
+        tx = await store.get_transaction(tx_id)
+        assert tx is not None and (tx.last_energy_wh, tx.last_energy_at) == (1500, at(20))
+        assert len(await store.list_meter_values(tx_id)) == 2
+
     async def test_newest_in_one_call_wins_regardless_of_order(self, store: Store) -> None:
         tx_id = await start(store, meter=0)
         await store.append_meter_values(
